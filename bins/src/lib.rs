@@ -1,0 +1,2 @@
+//! `bins`: the thin binaries of panic-monitors. Only they read env and flags, install tracing and
+//! own the shutdown signal.

@@ -1,0 +1,212 @@
+//! The message bus: RabbitMQ's topic semantics behind one trait, with an in-memory implementation
+//! ([`MemoryBus`], the embedded default) and a RabbitMQ one ([`AmqpBus`], feature `amqp`).
+//!
+//! Semantics both implementations keep (checked by one conformance suite, `tests/bus_conformance.rs`):
+//! * exchanges are durable topic exchanges; queues are durable; bindings use `*` and `#`;
+//! * [`Bus::publish`] is persistent and mandatory and returns only once the message is in every
+//!   matching queue (RabbitMQ: publisher confirm); a message no queue is bound for is
+//!   [`BusError::Unroutable`] (PANIC's 5001);
+//! * consumption is manual-ack with a prefetch limit; a message left unacked when its consumer goes
+//!   away is delivered again, marked `redelivered`; order within a queue is kept.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::errors::PanicError;
+
+pub mod memory;
+pub use memory::MemoryBus;
+
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(feature = "amqp")]
+pub use amqp::{AmqpBus, AmqpSettings};
+
+/// What can go wrong on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// No queue is bound for this message (mandatory publish returned it).
+    #[error("message to exchange `{exchange}` with routing key `{routing_key}` is unroutable")]
+    Unroutable {
+        /// Exchange published to.
+        exchange: String,
+        /// Routing key used.
+        routing_key: String,
+    },
+    /// The exchange was never declared.
+    #[error("exchange `{0}` does not exist")]
+    NoSuchExchange(String),
+    /// The queue was never declared.
+    #[error("queue `{0}` does not exist")]
+    NoSuchQueue(String),
+    /// The queue is at its length limit and rejects publishes.
+    #[error("queue `{0}` is full")]
+    QueueFull(String),
+    /// The broker negatively acknowledged the publish.
+    #[error("publish to `{exchange}` with routing key `{routing_key}` was nacked by the broker")]
+    Nacked {
+        /// Exchange published to.
+        exchange: String,
+        /// Routing key used.
+        routing_key: String,
+    },
+    /// The outbox was full while the broker was away: this message was dropped (and counted).
+    #[error("broker unavailable and outbox full: message dropped")]
+    OutboxFull,
+    /// The delivery can no longer be acked (its consumer or channel is gone; it will be redelivered).
+    #[error("delivery can no longer be acknowledged: {0}")]
+    AckFailed(String),
+    /// The bus was shut down.
+    #[error("bus is closed")]
+    Closed,
+    /// Any other broker error.
+    #[error("broker error: {0}")]
+    Broker(String),
+}
+
+impl BusError {
+    /// PANIC's error for a message that could not be delivered (5001).
+    pub fn to_panic_error(&self) -> PanicError {
+        PanicError::message_was_not_delivered(&self.to_string())
+    }
+}
+
+/// Acknowledges one delivery; implemented by each bus.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Positive acknowledgement.
+    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+    /// Negative acknowledgement; `requeue` puts the message back at the head of its queue.
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<(), BusError>;
+}
+
+/// One message received from a queue; ack or nack it exactly once (dropping it unacked leaves it
+/// unacked until its consumer goes away, then it is redelivered).
+pub struct Delivery {
+    /// Exchange it was published to.
+    pub exchange: String,
+    /// Routing key it was published with.
+    pub routing_key: String,
+    /// The body.
+    pub body: Bytes,
+    /// Whether it was delivered before and not acked.
+    pub redelivered: bool,
+    acker: Box<dyn Acker>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("exchange", &self.exchange)
+            .field("routing_key", &self.routing_key)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+impl Delivery {
+    /// A delivery (for bus implementations).
+    pub fn new(
+        exchange: String,
+        routing_key: String,
+        body: Bytes,
+        redelivered: bool,
+        acker: Box<dyn Acker>,
+    ) -> Self {
+        Delivery {
+            exchange,
+            routing_key,
+            body,
+            redelivered,
+            acker,
+        }
+    }
+
+    /// Acknowledge.
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.acker.ack().await
+    }
+
+    /// Negative acknowledgement.
+    pub async fn nack(self, requeue: bool) -> Result<(), BusError> {
+        self.acker.nack(requeue).await
+    }
+}
+
+/// A stream of deliveries from one queue. Dropping it cancels the consumer: its unacked messages
+/// are delivered again to other (or later) consumers.
+pub struct Consumer {
+    rx: mpsc::UnboundedReceiver<Delivery>,
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer").finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A consumer reading `rx`; `guard` is dropped with it (cancels the subscription).
+    pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Option<Box<dyn Send + Sync>>) -> Self {
+        Consumer { rx, _guard: guard }
+    }
+
+    /// The next delivery; `None` once the queue is deleted or the bus closed.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+}
+
+/// A topic message bus with RabbitMQ's semantics.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Declare a durable topic exchange (idempotent).
+    async fn declare_exchange(&self, exchange: &str) -> Result<(), BusError>;
+    /// Declare a durable queue (idempotent).
+    async fn declare_queue(&self, queue: &str) -> Result<(), BusError>;
+    /// Bind `queue` to `exchange` with a topic `binding_key` (idempotent).
+    async fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        binding_key: &str,
+    ) -> Result<(), BusError>;
+    /// Delete a queue and its bindings; its consumers end.
+    async fn delete_queue(&self, queue: &str) -> Result<(), BusError>;
+    /// Publish persistently and mandatorily; returns once every matching queue has it.
+    async fn publish(&self, exchange: &str, routing_key: &str, body: Bytes)
+        -> Result<(), BusError>;
+    /// Consume `queue` with manual ack and at most `prefetch` unacked deliveries (0 = unlimited).
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError>;
+}
+
+/// Declare a queue and bind it to `exchange` with each of `binding_keys`.
+pub async fn declare_bound_queue(
+    bus: &dyn Bus,
+    queue: &str,
+    exchange: &str,
+    binding_keys: &[&str],
+) -> Result<(), BusError> {
+    bus.declare_exchange(exchange).await?;
+    bus.declare_queue(queue).await?;
+    for key in binding_keys {
+        bus.bind_queue(queue, exchange, key).await?;
+    }
+    Ok(())
+}
+
+/// Publish a JSON value (compact encoding).
+pub async fn publish_json(
+    bus: &dyn Bus,
+    exchange: &str,
+    routing_key: &str,
+    value: &impl serde::Serialize,
+) -> Result<(), BusError> {
+    let body = serde_json::to_vec(value).map_err(|e| BusError::Broker(format!("encoding: {e}")))?;
+    bus.publish(exchange, routing_key, Bytes::from(body)).await
+}

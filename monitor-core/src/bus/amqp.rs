@@ -1,0 +1,1 @@
+//! The RabbitMQ bus (lapin). Being written; see issue #2.

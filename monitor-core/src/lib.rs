@@ -1,0 +1,26 @@
+//! `monitor-core`: the shared vocabulary of panic-monitors.
+//!
+//! Everything PANIC's wire contract fixes lives here, so that strategies, the manager, the stores and
+//! the binaries agree on it:
+//!
+//! * [`keys`]: exchange names, raw-data, health and monitorable routing keys, config keys parsed into
+//!   (base chain, sub chain, config type) and built back, and topic matching;
+//! * [`config`]: config messages `{id: {field: string}}` with PANIC's string booleans and lists;
+//! * [`errors`]: PANIC's error codes 5000–5034 with their message templates;
+//! * [`envelope`]: result/error envelopes, heartbeat and monitorable messages;
+//! * [`monitor`]: the [`Monitor`] strategy trait (one round, state in `&mut self`);
+//! * [`bus`]: the [`Bus`] trait with an in-memory and a RabbitMQ implementation.
+
+pub mod bus;
+pub mod config;
+pub mod envelope;
+pub mod errors;
+pub mod keys;
+pub mod monitor;
+
+pub use bus::{Bus, BusError, Consumer, Delivery, MemoryBus};
+pub use config::{ConfigError, ConfigMessage, Section};
+pub use envelope::{MetaData, WorkerHeartbeat};
+pub use errors::{ErrorCode, PanicError};
+pub use keys::{ConfigKey, ConfigType, MonitorableKey, MonitorableType, RawDataKey};
+pub use monitor::{Monitor, Publication, RoundError};

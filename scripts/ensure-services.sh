@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests talk to are up: RabbitMQ (127.0.0.1:5672), Redis (127.0.0.1:6379),
+# and that Debian's prometheus-node-exporter is installed (tests start their own on a free port).
+# Starts what is stopped, installs with apt-get what is missing. Idempotent.
+set -euo pipefail
+
+log() { echo "ensure-services: $*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 120); do
+    if port_open "$port"; then return 0; fi
+    sleep 1
+  done
+  log "$what did not open port $port in 120 s"; return 1
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# RabbitMQ
+if ! port_open 5672; then
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    log "installing rabbitmq-server"; apt_install rabbitmq-server
+  fi
+  log "starting rabbitmq-server"
+  rabbitmq-server -detached || true
+  wait_port 5672 RabbitMQ
+fi
+# The broker accepts TCP before it is ready for AMQP; wait for it to answer.
+if command -v rabbitmq-diagnostics >/dev/null 2>&1; then
+  for _ in $(seq 1 60); do
+    rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && break
+    sleep 1
+  done
+fi
+
+# Redis
+if ! port_open 6379; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing redis-server"; apt_install redis-server
+  fi
+  log "starting redis-server"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  wait_port 6379 Redis
+fi
+
+# node_exporter (the system monitor's real target in tests)
+if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
+  log "installing prometheus-node-exporter"; apt_install prometheus-node-exporter
+fi
+log "RabbitMQ, Redis and prometheus-node-exporter are ready"

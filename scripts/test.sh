@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: services up, then format, lints and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/panic-monitors/target}"
+bash scripts/ensure-services.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
