@@ -9,6 +9,7 @@
 //! * [`errors`]: PANIC's error codes 5000–5034 with their message templates;
 //! * [`envelope`]: result/error envelopes, heartbeat and monitorable messages;
 //! * [`monitor`]: the [`Monitor`] strategy trait (one round, state in `&mut self`);
+//! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs;
 //! * [`bus`]: the [`Bus`] trait with an in-memory and a RabbitMQ implementation.
 
 pub mod bus;
@@ -17,6 +18,7 @@ pub mod envelope;
 pub mod errors;
 pub mod keys;
 pub mod monitor;
+pub mod plan;
 
 pub use bus::{Bus, BusError, Consumer, Delivery, MemoryBus};
 pub use config::{ConfigError, ConfigMessage, Section};
@@ -24,3 +26,4 @@ pub use envelope::{MetaData, WorkerHeartbeat};
 pub use errors::{ErrorCode, PanicError};
 pub use keys::{ConfigKey, ConfigType, MonitorableKey, MonitorableType, RawDataKey};
 pub use monitor::{Monitor, Publication, RoundError};
+pub use plan::{MonitorSpec, PeriodGroup, Plan, Planner};
