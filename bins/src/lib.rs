@@ -1,2 +1,4 @@
 //! `bins`: the thin binaries of panic-monitors. Only they read env and flags, install tracing and
 //! own the shutdown signal.
+
+pub mod config_dir;
