@@ -2,3 +2,4 @@
 //! own the shutdown signal.
 
 pub mod config_dir;
+pub mod sink;

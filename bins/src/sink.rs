@@ -1,0 +1,126 @@
+//! The embedded default's output: every raw-data message as one JSON line
+//! `{"routing_key": …, "body": …}` on stdout or in a file.
+
+use std::sync::Arc;
+
+use monitor_core::bus::declare_bound_queue;
+use monitor_core::keys::RAW_DATA_EXCHANGE;
+use monitor_core::{Bus, BusError};
+use serde_json::Value;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// The queue the sink reads; bound to every raw-data key.
+pub const RAW_DATA_SINK_QUEUE: &str = "panic_monitors_raw_data_sink";
+
+/// Why the sink stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// Writing the output failed.
+    #[error("cannot write raw data output: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Declare the sink's queue (bound `#` on `raw_data`) so that monitors' publishes are routable
+/// from the first round on.
+pub async fn declare(bus: &dyn Bus) -> Result<(), BusError> {
+    declare_bound_queue(bus, RAW_DATA_SINK_QUEUE, RAW_DATA_EXCHANGE, &["#"]).await
+}
+
+/// One output line for a message: `{"routing_key": …, "body": …}`; a body that is not JSON is
+/// written as a string so nothing is lost.
+pub fn line(routing_key: &str, body: &[u8]) -> String {
+    let body = serde_json::from_slice::<Value>(body)
+        .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(body).into_owned()));
+    let mut obj = serde_json::Map::new();
+    obj.insert("routing_key".to_owned(), Value::from(routing_key));
+    obj.insert("body".to_owned(), body);
+    let mut s = Value::Object(obj).to_string();
+    s.push('\n');
+    s
+}
+
+/// Write every raw-data message as a JSON line until `shutdown`, then drain what is already
+/// queued. Each message is acked only after its line is written and flushed.
+pub async fn run<W: AsyncWrite + Unpin>(
+    bus: Arc<dyn Bus>,
+    mut out: W,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    declare(bus.as_ref()).await?;
+    let mut consumer = bus.consume(RAW_DATA_SINK_QUEUE, 256).await?;
+    loop {
+        let delivery = tokio::select! {
+            biased;
+            d = consumer.next() => match d { Some(d) => d, None => break },
+            () = shutdown.cancelled() => {
+                // Drain what is ready without waiting for more.
+                match tokio::time::timeout(std::time::Duration::from_millis(50), consumer.next()).await {
+                    Ok(Some(d)) => d,
+                    _ => break,
+                }
+            }
+        };
+        out.write_all(line(&delivery.routing_key, &delivery.body).as_bytes())
+            .await?;
+        out.flush().await?;
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(error = %e, "raw data sink could not ack a written message");
+        }
+    }
+    out.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_core::MemoryBus;
+
+    #[test]
+    fn lines_are_json() {
+        assert_eq!(
+            line("system", br#"{"result": {"data": {"a": 1.0}}}"#),
+            "{\"routing_key\":\"system\",\"body\":{\"result\":{\"data\":{\"a\":1.0}}}}\n"
+        );
+        assert_eq!(
+            line("x", b"not json"),
+            "{\"routing_key\":\"x\",\"body\":\"not json\"}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn writes_every_raw_data_message() {
+        let bus = Arc::new(MemoryBus::new());
+        declare(bus.as_ref()).await.unwrap();
+        for (key, body) in [("system", "{\"n\":1}"), ("node.cosmos", "{\"n\":2}")] {
+            bus.publish(RAW_DATA_EXCHANGE, key, body.as_bytes().to_vec().into())
+                .await
+                .unwrap();
+        }
+        let shutdown = CancellationToken::new();
+        let (w, mut r) = tokio::io::duplex(4096);
+        let task = tokio::spawn(run(bus.clone(), w, shutdown.clone()));
+        let mut buf = vec![0u8; 4096];
+        let mut got = String::new();
+        while got.lines().count() < 2 {
+            let n = tokio::io::AsyncReadExt::read(&mut r, &mut buf)
+                .await
+                .unwrap();
+            got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let lines: Vec<Value> = got
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["routing_key"], "system");
+        assert_eq!(lines[1]["body"]["n"], 2);
+        assert_eq!(bus.queue_len(RAW_DATA_SINK_QUEUE), Some(0));
+        assert_eq!(bus.unacked_len(RAW_DATA_SINK_QUEUE), Some(0));
+    }
+}
