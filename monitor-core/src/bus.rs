@@ -178,6 +178,12 @@ pub trait Bus: Send + Sync + 'static {
     ) -> Result<(), BusError>;
     /// Delete a queue and its bindings; its consumers end.
     async fn delete_queue(&self, queue: &str) -> Result<(), BusError>;
+    /// Delete an exchange and the bindings to it (idempotent). The default does nothing, for buses
+    /// whose exchanges need no cleanup.
+    async fn delete_exchange(&self, exchange: &str) -> Result<(), BusError> {
+        let _ = exchange;
+        Ok(())
+    }
     /// Publish persistently and mandatorily; returns once every matching queue has it.
     async fn publish(&self, exchange: &str, routing_key: &str, body: Bytes)
         -> Result<(), BusError>;

@@ -278,6 +278,11 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    async fn delete_exchange(&self, exchange: &str) -> Result<(), BusError> {
+        lock(&self.inner).exchanges.remove(exchange);
+        Ok(())
+    }
+
     async fn publish(
         &self,
         exchange: &str,
