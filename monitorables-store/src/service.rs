@@ -1,0 +1,252 @@
+//! The store service: consume monitorable messages, merge them into a store, heartbeat.
+//!
+//! Per message (spec §6.2, §2.6):
+//! * the routing key must be `<base_chain>.<type>` and the body a monitorable message; otherwise
+//!   the message is logged, acked and not written;
+//! * the message is merged with [`MonitorablesStore::apply`]; while the store is unavailable the
+//!   same message is retried with capped exponential backoff and stays unacked (so nothing is lost
+//!   even if this process dies); on shutdown it is nacked with requeue;
+//! * a store that reports a corrupt document gets the PANIC treatment: logged, acked, no heartbeat;
+//! * after a successful write the message is acked and a worker heartbeat
+//!   `{component_name: "Monitorable Store", is_alive: true, timestamp}` is published on
+//!   `health_check` / `heartbeat.worker` (unroutable is logged at debug level).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_core::envelope::MonitorableMessage;
+use monitor_core::keys::{
+    HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_BINDING, MONITORABLE_EXCHANGE,
+    MONITORABLE_STORE_INPUT_QUEUE,
+};
+use monitor_core::{Bus, BusError, Delivery, MonitorableKey, WorkerHeartbeat};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::store::MonitorablesStore;
+
+/// The store's component name in heartbeats.
+pub const COMPONENT_NAME: &str = "Monitorable Store";
+
+/// Settings of [`run_store_service`].
+#[derive(Debug, Clone)]
+pub struct StoreServiceSettings {
+    /// Input queue (PANIC: `monitorable_store_input_queue`; override in tests).
+    pub queue: String,
+    /// Prefetch limit (0 = unlimited, as PANIC).
+    pub prefetch: u16,
+    /// Component name in heartbeats.
+    pub component_name: String,
+    /// First retry delay while the store is unavailable.
+    pub retry_min: Duration,
+    /// Retry delay cap.
+    pub retry_max: Duration,
+}
+
+impl Default for StoreServiceSettings {
+    fn default() -> Self {
+        StoreServiceSettings {
+            queue: MONITORABLE_STORE_INPUT_QUEUE.to_owned(),
+            prefetch: 0,
+            component_name: COMPONENT_NAME.to_owned(),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the service stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The bus was closed.
+    #[error("bus closed: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// What became of one delivery.
+enum Outcome {
+    /// Handled (acked or left for redelivery); go on.
+    Next,
+    /// Shutdown arrived while retrying; the delivery was handed back.
+    Stopped,
+}
+
+/// Run the store service until `shutdown` is cancelled (returns `Ok`) or the bus is closed.
+///
+/// Declares the `monitorable` and `health_check` exchanges and the input queue bound `*.*`, then
+/// consumes with manual ack. If the consumer ends (queue deleted, broker connection lost), the
+/// topology is declared again and consumption resumes after a backoff.
+pub async fn run_store_service(
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn MonitorablesStore>,
+    settings: StoreServiceSettings,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let mut consumer = match setup(bus.as_ref(), &settings).await {
+            Ok(c) => {
+                backoff.reset();
+                c
+            }
+            Err(BusError::Closed) => return Err(ServiceError::Bus(BusError::Closed)),
+            Err(e) => {
+                warn!(error = %e, queue = %settings.queue, "cannot consume monitorables; retrying");
+                if !backoff.sleep(&shutdown).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        info!(queue = %settings.queue, "monitorable store consuming");
+        loop {
+            let delivery = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                d = consumer.next() => d,
+            };
+            let Some(delivery) = delivery else {
+                warn!(queue = %settings.queue, "monitorable consumer ended; consuming again");
+                break;
+            };
+            match handle(bus.as_ref(), store.as_ref(), &settings, delivery, &shutdown).await {
+                Outcome::Next => {}
+                Outcome::Stopped => return Ok(()),
+            }
+        }
+        if !backoff.sleep(&shutdown).await {
+            return Ok(());
+        }
+    }
+}
+
+async fn setup(
+    bus: &dyn Bus,
+    settings: &StoreServiceSettings,
+) -> Result<monitor_core::Consumer, BusError> {
+    bus.declare_exchange(HEALTH_CHECK_EXCHANGE).await?;
+    declare_bound_queue(
+        bus,
+        &settings.queue,
+        MONITORABLE_EXCHANGE,
+        &[MONITORABLE_BINDING],
+    )
+    .await?;
+    bus.consume(&settings.queue, settings.prefetch).await
+}
+
+async fn ack(delivery: Delivery) {
+    let key = delivery.routing_key.clone();
+    if let Err(e) = delivery.ack().await {
+        // It will be delivered again; applying a message twice gives the same document.
+        warn!(routing_key = %key, error = %e, "could not ack monitorable message");
+    }
+}
+
+async fn handle(
+    bus: &dyn Bus,
+    store: &dyn MonitorablesStore,
+    settings: &StoreServiceSettings,
+    delivery: Delivery,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let key = match MonitorableKey::parse(&delivery.routing_key) {
+        Ok(k) => k,
+        Err(e) => {
+            error!(routing_key = %delivery.routing_key, error = %e,
+                "invalid monitorable routing key; message dropped");
+            ack(delivery).await;
+            return Outcome::Next;
+        }
+    };
+    let msg: MonitorableMessage = match serde_json::from_slice(&delivery.body) {
+        Ok(m) => m,
+        Err(e) => {
+            error!(routing_key = %delivery.routing_key, error = %e,
+                body = %String::from_utf8_lossy(&delivery.body),
+                "invalid monitorable message; message dropped");
+            ack(delivery).await;
+            return Outcome::Next;
+        }
+    };
+    debug!(routing_key = %key, manager = %msg.manager_name, sources = msg.sources.len(),
+        "applying monitorable message");
+
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    loop {
+        match store.apply(&key, &msg).await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() => {
+                warn!(routing_key = %key, error = %e, retry_in = ?backoff.current(),
+                    "monitorables store unavailable; retrying the same message");
+                if !backoff.sleep(shutdown).await {
+                    if let Err(e) = delivery.nack(true).await {
+                        warn!(routing_key = %key, error = %e, "could not requeue on shutdown");
+                    }
+                    return Outcome::Stopped;
+                }
+            }
+            Err(e) => {
+                error!(routing_key = %key, error = %e, "monitorable message not stored");
+                ack(delivery).await;
+                return Outcome::Next;
+            }
+        }
+    }
+    ack(delivery).await;
+
+    let heartbeat = WorkerHeartbeat::alive(&settings.component_name);
+    match publish_json(
+        bus,
+        HEALTH_CHECK_EXCHANGE,
+        HEARTBEAT_WORKER_ROUTING_KEY,
+        &heartbeat,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(e @ BusError::Unroutable { .. }) => debug!(error = %e, "heartbeat not routed"),
+        Err(e) => warn!(error = %e, "could not publish heartbeat"),
+    }
+    Outcome::Next
+}
+
+/// Capped exponential backoff.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        let min = min.max(Duration::from_millis(1));
+        Backoff {
+            min,
+            max: max.max(min),
+            current: min,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    fn current(&self) -> Duration {
+        self.current
+    }
+
+    /// Sleep the current delay (then double it, capped); `false` if shutdown came first.
+    async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.current;
+        self.current = (self.current * 2).min(self.max);
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
