@@ -1,0 +1,268 @@
+//! The HTTP layer every strategy uses: one exchange with a timeout covering connect, headers and
+//! body, the body read in chunks under a size cap, and transport failures classified the way PANIC
+//! classified `requests`' exceptions:
+//!
+//! | [`HttpErrorKind`] | PANIC (`requests` / `urllib3`) | system monitor |
+//! |---|---|---|
+//! | [`Down`](HttpErrorKind::Down) | `ConnectionError` (refused, DNS, TLS, reset before a response, bad status line), `ReadTimeout`, `ConnectTimeout` | 5004 |
+//! | [`Read`](HttpErrorKind::Read) | `IncompleteRead`, `ChunkedEncodingError`, `ProtocolError` while reading the body; here also a body over the cap | 5005 |
+//! | [`InvalidUrl`](HttpErrorKind::InvalidUrl) | `InvalidURL`, `InvalidSchema`, `MissingSchema` | 5009 |
+//!
+//! Each strategy maps these to its own codes. A timeout while the body is streaming is `Down`, as
+//! `requests` raised `ConnectionError` for it. The HTTP status is not an error here: PANIC parsed
+//! whatever body came back, and callers that care look at [`HttpResponse::status`].
+//!
+//! Connections are kept alive and pooled (PANIC sent `Connection: close`): see
+//! [`crate::settings`].
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Url};
+use tracing::debug;
+
+use crate::settings::error_chain;
+
+/// How a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpErrorKind {
+    /// The server could not be reached or did not answer in time.
+    Down,
+    /// The response could not be read completely (truncated, bad chunking, over the cap).
+    Read,
+    /// The URL is not a usable `http`/`https` URL.
+    InvalidUrl,
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind:?} error for `{url}`: {reason}")]
+pub struct HttpError {
+    /// The class of failure.
+    pub kind: HttpErrorKind,
+    /// The URL as given.
+    pub url: String,
+    /// What happened (the underlying error chain).
+    pub reason: String,
+}
+
+impl HttpError {
+    fn new(kind: HttpErrorKind, url: &str, reason: impl Into<String>) -> Self {
+        HttpError {
+            kind,
+            url: url.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A complete response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The whole body (at most the cap).
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as UTF-8 text.
+    pub fn text(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.body)
+    }
+}
+
+/// A shared client with the timeout and body cap of one strategy. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl Http {
+    /// A handle over `client`.
+    pub fn new(client: reqwest::Client, timeout: Duration, max_body_bytes: usize) -> Self {
+        Http {
+            client,
+            timeout,
+            max_body_bytes,
+        }
+    }
+
+    /// The timeout of one exchange.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The body cap.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> Result<HttpResponse, HttpError> {
+        self.request(Method::GET, url, &[], None).await
+    }
+
+    /// `GET url` with extra headers.
+    pub async fn get_with_headers(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<HttpResponse, HttpError> {
+        self.request(Method::GET, url, headers, None).await
+    }
+
+    /// `POST url` with a JSON body (JSON-RPC).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<HttpResponse, HttpError> {
+        let bytes = body.to_string().into_bytes();
+        self.request(
+            Method::POST,
+            url,
+            &[("content-type", "application/json")],
+            Some(bytes),
+        )
+        .await
+    }
+
+    /// One exchange: the whole of it (connect, headers, body) within the timeout.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<HttpResponse, HttpError> {
+        let parsed = parse_url(url)?;
+        let mut builder = self.client.request(method, parsed).timeout(self.timeout);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        match tokio::time::timeout(self.timeout, self.exchange(builder, url)).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::new(
+                HttpErrorKind::Down,
+                url,
+                format!("no complete answer within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        builder: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<HttpResponse, HttpError> {
+        let mut response = builder.send().await.map_err(|e| classify_send(&e, url))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let too_long = |len: usize| {
+            HttpError::new(
+                HttpErrorKind::Read,
+                url,
+                format!(
+                    "body of {len} bytes or more is over the cap of {} bytes",
+                    self.max_body_bytes
+                ),
+            )
+        };
+        let declared = response.content_length();
+        if let Some(len) = declared {
+            if len > self.max_body_bytes as u64 {
+                return Err(too_long(usize::try_from(len).unwrap_or(usize::MAX)));
+            }
+        }
+        let capacity = declared.map_or(8 * 1024, |l| usize::try_from(l).unwrap_or(0));
+        let mut body = BytesMut::with_capacity(capacity.min(self.max_body_bytes));
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.max_body_bytes {
+                        return Err(too_long(body.len() + chunk.len()));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(HttpError::new(HttpErrorKind::Down, url, error_chain(&e)));
+                }
+                Err(e) => return Err(HttpError::new(HttpErrorKind::Read, url, error_chain(&e))),
+            }
+        }
+        debug!(url, status, bytes = body.len(), "http response read");
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: body.freeze(),
+        })
+    }
+}
+
+/// `requests`' URL checks: a scheme (`MissingSchema`), `http` or `https` (`InvalidSchema`), a host
+/// and a valid port (`InvalidURL`).
+pub fn parse_url(url: &str) -> Result<Url, HttpError> {
+    let invalid = |reason: String| HttpError::new(HttpErrorKind::InvalidUrl, url, reason);
+    let parsed = Url::parse(url.trim()).map_err(|e| invalid(e.to_string()))?;
+    match parsed.scheme() {
+        "http" | "https" => {}
+        other => return Err(invalid(format!("unsupported scheme `{other}`"))),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".to_owned()));
+    }
+    Ok(parsed)
+}
+
+/// Classifies an error of `send()` (before the response head was complete).
+fn classify_send(err: &reqwest::Error, url: &str) -> HttpError {
+    let kind = if err.is_builder() {
+        HttpErrorKind::InvalidUrl
+    } else if err.is_redirect() {
+        // Too many redirects: the exchange went wrong after the server answered.
+        HttpErrorKind::Read
+    } else {
+        // Connect errors, timeouts, a connection closed or garbage before a response head:
+        // `requests` raised `ConnectionError` for all of these.
+        HttpErrorKind::Down
+    };
+    HttpError::new(kind, url, error_chain(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_checks() {
+        for bad in [
+            "",
+            "localhost:9100/metrics",
+            "ftp://host/metrics",
+            "http://",
+            "http://host:99999/",
+            "not a url",
+            "file:///etc/passwd",
+        ] {
+            let err = parse_url(bad).unwrap_err();
+            assert_eq!(err.kind, HttpErrorKind::InvalidUrl, "{bad}");
+        }
+        assert!(parse_url("http://127.0.0.1:9100/metrics").is_ok());
+        assert!(parse_url("https://node.example:9100/metrics").is_ok());
+    }
+}

@@ -1,0 +1,136 @@
+//! The planners: which monitors each config message asks for ([`monitor_core::plan`]), and
+//! [`registry`], the list of every planner the manager consults.
+//!
+//! Adding a monitor type means adding its planner to [`registry`]; the manager does not change.
+
+use std::sync::Arc;
+
+use monitor_core::config::ConfigMessage;
+use monitor_core::envelope::MonitorableSource;
+use monitor_core::keys::GENERAL;
+use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::{
+    ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError,
+    PeriodGroup, Plan, Planner, Section,
+};
+
+use crate::settings::{StrategySettings, Target};
+use crate::system::{component_name, SystemConfig, SystemMonitor};
+
+/// Every planner, sharing `settings` (and so their HTTP connection pools).
+pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
+    let settings = Arc::new(settings);
+    vec![Arc::new(SystemsPlanner::new(settings))]
+}
+
+/// Base chains whose `nodes_config` sections double as systems (spec §1.6). Chainlink systems come
+/// from their own `systems_config`, so a Chainlink `nodes_config` plans no system.
+pub const NODE_SYSTEM_BASE_CHAINS: [&str; 2] = ["cosmos", "substrate"];
+
+/// System monitors from `general.systems_config`, `chains.*.*.systems_config`, and the node
+/// sections of `chains.<cosmos|substrate>.*.nodes_config`.
+#[derive(Debug, Clone)]
+pub struct SystemsPlanner {
+    settings: Arc<StrategySettings>,
+}
+
+impl SystemsPlanner {
+    /// A planner whose monitors use `settings`.
+    pub fn new(settings: Arc<StrategySettings>) -> Self {
+        SystemsPlanner { settings }
+    }
+
+    /// One section: `Ok(None)` when the system is not monitored.
+    fn plan_section(
+        &self,
+        key: &ConfigKey,
+        section: &Section,
+    ) -> Result<Option<MonitorSpec>, monitor_core::ConfigError> {
+        let system_id = section.str("id")?;
+        let parent_id = section.str("parent_id")?;
+        let name = section.str("name")?;
+        let exporter_url = section.str("exporter_url")?;
+        let monitor_system = section.bool("monitor_system")?;
+        if !monitor_system {
+            return Ok(None);
+        }
+        let config = SystemConfig {
+            system_id: system_id.to_owned(),
+            parent_id: parent_id.to_owned(),
+            system_name: name.to_owned(),
+            exporter_url: exporter_url.to_owned(),
+        };
+        let component = component_name(name);
+        let monitorable = Monitorable {
+            base_chain: key.base_chain.clone(),
+            monitorable_type: MonitorableType::Systems,
+            source: MonitorableSource {
+                chain_id: parent_id.to_owned(),
+                chain_name: if key.is_general() {
+                    GENERAL.to_owned()
+                } else {
+                    key.sub_chain.clone()
+                },
+                source_id: section.id.clone(),
+                source_name: name.to_owned(),
+            },
+        };
+        let print = fingerprint(&("system", &section.id, &config));
+        let settings = Arc::clone(&self.settings);
+        let build_component = component.clone();
+        let build: BuildFn = Arc::new(move || {
+            let http = settings
+                .http(Target::Monitored, PeriodGroup::System)
+                .map_err(|e| {
+                    PanicError::new(
+                        ErrorCode::ConnectionNotInitialised,
+                        format!("{build_component}: {e}"),
+                    )
+                })?;
+            Ok(Box::new(SystemMonitor::new(config.clone(), http)) as Box<dyn Monitor>)
+        });
+        Ok(Some(MonitorSpec {
+            id: section.id.clone(),
+            component_name: component,
+            group: PeriodGroup::System,
+            monitorables: vec![monitorable],
+            fingerprint: print,
+            build,
+        }))
+    }
+}
+
+impl Planner for SystemsPlanner {
+    fn name(&self) -> &'static str {
+        "systems"
+    }
+
+    fn accepts(&self, key: &ConfigKey) -> bool {
+        match key.config_type {
+            ConfigType::SystemsConfig => true,
+            ConfigType::NodesConfig => {
+                !key.is_general() && NODE_SYSTEM_BASE_CHAINS.contains(&key.base_chain.as_str())
+            }
+            _ => false,
+        }
+    }
+
+    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
+        vec![MonitorableType::Systems]
+    }
+
+    fn plan(&self, message: &ConfigMessage) -> Plan {
+        let mut plan = Plan::default();
+        if !self.accepts(&message.key) {
+            return plan;
+        }
+        for section in &message.sections {
+            match self.plan_section(&message.key, section) {
+                Ok(Some(spec)) => plan.specs.push(spec),
+                Ok(None) => {}
+                Err(e) => plan.errors.push(e),
+            }
+        }
+        plan
+    }
+}

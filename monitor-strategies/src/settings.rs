@@ -1,0 +1,230 @@
+//! [`StrategySettings`]: what every strategy shares (HTTP clients, timeouts, body cap, URL
+//! templates). The binaries build it from env and flags; libraries read no env.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use monitor_core::PeriodGroup;
+
+use crate::http::Http;
+
+/// PANIC's request timeout for REST calls (10 s).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default cap on a response body (16 MiB): a node_exporter scrape is ~100 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// PANIC's `GITHUB_RELEASES_TEMPLATE`: `{}` is replaced by `owner/repo/`.
+pub const DEFAULT_GITHUB_RELEASES_TEMPLATE: &str = "https://api.github.com/repos/{}releases";
+
+/// PANIC's `DOCKERHUB_TAGS_TEMPLATE`: the two `{}` are the namespace and the repository name.
+pub const DEFAULT_DOCKERHUB_TAGS_TEMPLATE: &str =
+    "https://hub.docker.com/v2/repositories/{}/{}/tags";
+
+/// The `User-Agent` of every request (GitHub's API refuses requests without one).
+pub const USER_AGENT: &str = concat!("panic-monitors/", env!("CARGO_PKG_VERSION"));
+
+/// Which kind of server a request goes to; decides TLS verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// An operator's own endpoint: node_exporter, Prometheus, Cosmos REST / Tendermint RPC,
+    /// Substrate API, EVM nodes. PANIC does not verify their certificates (often self-signed).
+    Monitored,
+    /// A public service: GitHub, DockerHub, weiwatchers, chainid.network. Verified.
+    Public,
+}
+
+/// The HTTP client could not be built (TLS backend initialisation).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not build the http client: {0}")]
+pub struct ClientBuildError(pub String);
+
+/// Settings shared by every strategy.
+///
+/// Cloning is cheap, and clones share the HTTP connection pools.
+#[derive(Debug, Clone)]
+pub struct StrategySettings {
+    /// Timeout of one HTTP exchange (connect, headers and body), unless a group override applies.
+    pub request_timeout: Duration,
+    /// Per-period-group timeouts; the manager sets these below each group's period.
+    pub group_timeouts: BTreeMap<PeriodGroup, Duration>,
+    /// Largest accepted response body; a longer body is a read error.
+    pub max_body_bytes: usize,
+    /// Verify TLS certificates of [`Target::Monitored`] endpoints (PANIC: off).
+    pub verify_tls_monitored: bool,
+    /// Verify TLS certificates of [`Target::Public`] services (PANIC: on).
+    pub verify_tls_public: bool,
+    /// GitHub releases URL template (`{}` ← `owner/repo/`).
+    pub github_releases_template: String,
+    /// DockerHub tags URL template (`{}` ← namespace, `{}` ← name).
+    pub dockerhub_tags_template: String,
+    /// Extra string settings for strategies added later (`weiwatchers_url`, `substrate_api_url`,
+    /// …), so that adding one does not change this struct's shape.
+    pub extra: BTreeMap<String, String>,
+    clients: Arc<ClientPool>,
+}
+
+impl Default for StrategySettings {
+    fn default() -> Self {
+        StrategySettings {
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            group_timeouts: BTreeMap::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            verify_tls_monitored: false,
+            verify_tls_public: true,
+            github_releases_template: DEFAULT_GITHUB_RELEASES_TEMPLATE.to_owned(),
+            dockerhub_tags_template: DEFAULT_DOCKERHUB_TAGS_TEMPLATE.to_owned(),
+            extra: BTreeMap::new(),
+            clients: Arc::default(),
+        }
+    }
+}
+
+impl StrategySettings {
+    /// Sets the default request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the request timeout of one period group (the manager keeps it below the period).
+    pub fn with_group_timeout(mut self, group: PeriodGroup, timeout: Duration) -> Self {
+        self.group_timeouts.insert(group, timeout);
+        self
+    }
+
+    /// Sets the body cap.
+    pub fn with_max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// Turns TLS verification of monitored endpoints on or off.
+    pub fn with_verify_tls_monitored(mut self, verify: bool) -> Self {
+        self.verify_tls_monitored = verify;
+        self
+    }
+
+    /// The request timeout for a group.
+    pub fn request_timeout_for(&self, group: PeriodGroup) -> Duration {
+        self.group_timeouts
+            .get(&group)
+            .copied()
+            .unwrap_or(self.request_timeout)
+    }
+
+    /// Whether requests to `target` verify TLS certificates.
+    pub fn verify_tls(&self, target: Target) -> bool {
+        match target {
+            Target::Monitored => self.verify_tls_monitored,
+            Target::Public => self.verify_tls_public,
+        }
+    }
+
+    /// The HTTP handle a strategy of `group` uses for `target`: the shared client (built on first
+    /// use, then reused with its connection pool), the group's timeout and the body cap.
+    pub fn http(&self, target: Target, group: PeriodGroup) -> Result<Http, ClientBuildError> {
+        let client = self.clients.get(self.verify_tls(target))?;
+        Ok(Http::new(
+            client,
+            self.request_timeout_for(group),
+            self.max_body_bytes,
+        ))
+    }
+}
+
+/// The two shared clients (certificate verification on / off), built lazily.
+#[derive(Debug, Default)]
+struct ClientPool {
+    verified: Mutex<Option<reqwest::Client>>,
+    unverified: Mutex<Option<reqwest::Client>>,
+}
+
+impl ClientPool {
+    fn get(&self, verify: bool) -> Result<reqwest::Client, ClientBuildError> {
+        let slot = if verify {
+            &self.verified
+        } else {
+            &self.unverified
+        };
+        // A poisoned lock only means another thread panicked while building: the slot is still
+        // either empty or a complete client.
+        let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = guard.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = build_client(verify)?;
+        *guard = Some(client.clone());
+        Ok(client)
+    }
+}
+
+/// One client: keep-alive pooling (PANIC sent `Connection: close` and reconnected every round; a
+/// pooled connection is cheaper for the target and for us, and a stale one is retried by the
+/// client), no proxy from the environment (libraries read no env), redirects followed as
+/// `requests` does. Timeouts are per request.
+fn build_client(verify: bool) -> Result<reqwest::Client, ClientBuildError> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .no_proxy()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tls_danger_accept_invalid_certs(!verify)
+        .tls_danger_accept_invalid_hostnames(!verify)
+        .build()
+        .map_err(|e| ClientBuildError(error_chain(&e)))
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_panics() {
+        let s = StrategySettings::default();
+        assert_eq!(s.request_timeout, Duration::from_secs(10));
+        assert!(!s.verify_tls(Target::Monitored));
+        assert!(s.verify_tls(Target::Public));
+        assert_eq!(
+            s.github_releases_template,
+            "https://api.github.com/repos/{}releases"
+        );
+        assert_eq!(
+            s.request_timeout_for(PeriodGroup::Node),
+            Duration::from_secs(10)
+        );
+        let s = s.with_group_timeout(PeriodGroup::Node, Duration::from_secs(3));
+        assert_eq!(
+            s.request_timeout_for(PeriodGroup::Node),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            s.request_timeout_for(PeriodGroup::System),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn clients_are_shared_between_clones() {
+        let a = StrategySettings::default();
+        let b = a.clone();
+        a.http(Target::Monitored, PeriodGroup::System).unwrap();
+        assert!(b.clients.unverified.lock().unwrap().is_some());
+        assert!(b.clients.verified.lock().unwrap().is_none());
+    }
+}

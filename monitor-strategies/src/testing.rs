@@ -1,0 +1,404 @@
+//! A local HTTP/1.1 server for strategy tests (feature `testing`): fixed or computed replies per
+//! path, statuses, headers, delays, truncated or broken bodies, silent servers, and a log of every
+//! request. It binds `127.0.0.1:0` and stops when dropped.
+//!
+//! ```ignore
+//! let server = TestServer::start().await?;
+//! server.route("/metrics", Reply::ok(fixture_bytes));
+//! let url = server.url("/metrics");
+//! // … run a round …
+//! assert_eq!(server.hits("/metrics"), 1);
+//! ```
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// How the body of a reply is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyMode {
+    /// `Content-Length` and the whole body.
+    Full,
+    /// `Content-Length` of the whole body, but only its first `n` bytes, then the connection closes.
+    Truncated(usize),
+    /// `Transfer-Encoding: chunked`, the body cut into chunks of this size.
+    Chunked(usize),
+    /// `Transfer-Encoding: chunked` with a malformed chunk header after the first chunk.
+    BrokenChunked,
+    /// These bytes are written as the whole response (status line and headers ignored), then the
+    /// connection closes: garbage, or a hand-made response.
+    Raw(Bytes),
+    /// Read the request and never answer (the connection stays open until the server drops).
+    NoResponse,
+    /// Close the connection without answering.
+    Close,
+}
+
+/// One reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Bytes,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// How the body goes out.
+    pub mode: BodyMode,
+}
+
+impl Reply {
+    /// `200` with a body.
+    pub fn ok(body: impl Into<Bytes>) -> Self {
+        Reply::status(200, body)
+    }
+
+    /// A status with a body.
+    pub fn status(status: u16, body: impl Into<Bytes>) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+            mode: BodyMode::Full,
+        }
+    }
+
+    /// `200` with a JSON body and `Content-Type: application/json`.
+    pub fn json(body: impl Into<Bytes>) -> Self {
+        Reply::ok(body).header("content-type", "application/json")
+    }
+
+    /// A reply that never comes.
+    pub fn no_response() -> Self {
+        Reply::ok(Bytes::new()).mode(BodyMode::NoResponse)
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets a delay before the answer.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Sets the body mode.
+    pub fn mode(mut self, mode: BodyMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// A request the server received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// The path alone.
+    pub path: String,
+    /// Headers, names lower-cased, in order.
+    pub headers: Vec<(String, String)>,
+    /// The request body (`Content-Length` bodies only).
+    pub body: Bytes,
+}
+
+impl RecordedRequest {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Handler = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    routes: HashMap<String, Handler>,
+    requests: Vec<RecordedRequest>,
+}
+
+/// The server. Dropping it stops it and closes every connection.
+pub struct TestServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    /// Binds `127.0.0.1:0` and serves. Unknown paths get `404 not found`.
+    pub async fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
+        Ok(TestServer { addr, state, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Serves `reply` for `target` (a path, or a path with its query, which is matched first).
+    pub fn route(&self, target: &str, reply: Reply) {
+        self.route_fn(target, move |_| reply.clone());
+    }
+
+    /// Serves a computed reply for `target` (e.g. by JSON-RPC method in the request body).
+    pub fn route_fn(
+        &self,
+        target: &str,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) {
+        self.lock()
+            .routes
+            .insert(target.to_owned(), Arc::new(handler));
+    }
+
+    /// How many requests reached `target` (matched as a route is: full target or path).
+    pub fn hits(&self, target: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.target == target || r.path == target)
+            .count()
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A URL on which connections are refused: a port that was just bound and released.
+pub async fn refused_url(path: &str) -> io::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    Ok(format!("http://{addr}{path}"))
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
+    // Connections live in this set: aborting the accept task drops it and aborts them all.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, Arc::clone(&state)));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Serves requests on one connection (keep-alive) until the client closes or a reply closes it.
+async fn serve_connection(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let mut stream = BufReader::new(stream);
+    loop {
+        let Ok(Some(request)) = read_request(&mut stream).await else {
+            return;
+        };
+        let client_closes = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let handler = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.requests.push(request.clone());
+            st.routes
+                .get(&request.target)
+                .or_else(|| st.routes.get(&request.path))
+                .cloned()
+        };
+        let reply = match handler {
+            Some(h) => h(&request),
+            None => Reply::status(404, "not found"),
+        };
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        let keep_open = match write_reply(stream.get_mut(), &reply).await {
+            Ok(keep) => keep,
+            Err(_) => return,
+        };
+        if !keep_open || client_closes {
+            let _ = stream.get_mut().shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Reads one request head (and a `Content-Length` body); `None` when the client closed.
+async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Option<RecordedRequest>> {
+    const MAX_HEAD: usize = 64 * 1024;
+    let mut head_len = 0;
+    let mut first = String::new();
+    if stream.read_line(&mut first).await? == 0 {
+        return Ok(None);
+    }
+    head_len += first.len();
+    let mut parts = first.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        head_len += line.len();
+        if head_len > MAX_HEAD {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "head too long"));
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(16 * 1024 * 1024);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await?;
+    let path = target.split('?').next().unwrap_or_default().to_owned();
+    Ok(Some(RecordedRequest {
+        method,
+        target,
+        path,
+        headers,
+        body: Bytes::from(body),
+    }))
+}
+
+/// Writes a reply; returns whether the connection may serve another request.
+async fn write_reply(stream: &mut TcpStream, reply: &Reply) -> io::Result<bool> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match &reply.mode {
+        BodyMode::Full => {
+            head.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&reply.body).await?;
+            stream.flush().await?;
+            Ok(true)
+        }
+        BodyMode::Truncated(n) => {
+            head.push_str(&format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                reply.body.len()
+            ));
+            stream.write_all(head.as_bytes()).await?;
+            stream
+                .write_all(&reply.body[..(*n).min(reply.body.len())])
+                .await?;
+            stream.flush().await?;
+            Ok(false)
+        }
+        BodyMode::Chunked(size) => {
+            head.push_str("transfer-encoding: chunked\r\n\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            for chunk in reply.body.chunks((*size).max(1)) {
+                stream
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                stream.write_all(chunk).await?;
+                stream.write_all(b"\r\n").await?;
+            }
+            stream.write_all(b"0\r\n\r\n").await?;
+            stream.flush().await?;
+            Ok(true)
+        }
+        BodyMode::BrokenChunked => {
+            head.push_str("transfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            let half = reply.body.len() / 2;
+            stream.write_all(format!("{half:x}\r\n").as_bytes()).await?;
+            stream.write_all(&reply.body[..half]).await?;
+            stream.write_all(b"\r\nzz-not-hex\r\n").await?;
+            stream.flush().await?;
+            Ok(false)
+        }
+        BodyMode::Raw(bytes) => {
+            stream.write_all(bytes).await?;
+            stream.flush().await?;
+            Ok(false)
+        }
+        BodyMode::NoResponse => {
+            std::future::pending::<()>().await;
+            Ok(false)
+        }
+        BodyMode::Close => Ok(false),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
