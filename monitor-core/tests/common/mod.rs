@@ -1,0 +1,125 @@
+//! Helpers shared by the bus test binaries.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use monitor_core::bus::{AmqpBus, AmqpSettings};
+use monitor_core::{Consumer, Delivery};
+use rand::Rng;
+
+/// How long a test waits for a delivery that must come before failing (never a hang).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+/// How long a test watches for a delivery that must not come.
+pub const QUIET: Duration = Duration::from_millis(400);
+
+/// The broker the tests use: `PANIC_TEST_AMQP_URL`, else the local RabbitMQ.
+pub fn amqp_url() -> String {
+    std::env::var("PANIC_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// A unique suffix for exchange, queue and vhost names.
+pub fn unique() -> String {
+    format!(
+        "{}-{:08x}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    )
+}
+
+/// Log to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A RabbitMQ bus on `url` with short backoffs.
+pub async fn amqp_bus_at(url: &str, name: &str) -> AmqpBus {
+    init_tracing();
+    AmqpBus::connect(AmqpSettings {
+        url: url.to_owned(),
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        connection_name: name.to_owned(),
+        ..AmqpSettings::default()
+    })
+    .await
+    .expect("RabbitMQ must be running on 127.0.0.1:5672 (see DEVELOPERS.md)")
+}
+
+/// The next delivery, failing the test if none comes within [`PATIENCE`].
+pub async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(PATIENCE, consumer.next())
+        .await
+        .expect("no delivery in time")
+        .expect("consumer ended")
+}
+
+/// Body of a delivery as text.
+pub fn text(d: &Delivery) -> String {
+    String::from_utf8_lossy(&d.body).into_owned()
+}
+
+/// Fails if a delivery arrives within [`QUIET`].
+pub async fn assert_quiet(consumer: &mut Consumer, what: &str) {
+    if let Ok(got) = tokio::time::timeout(QUIET, consumer.next()).await {
+        panic!("{what}: unexpected delivery {got:?}");
+    }
+}
+
+/// Runs `rabbitmqctl` with `args`, failing the test with its output if it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let bin = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
+    let out = std::process::Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} {args:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{bin} {args:?} failed: {text}");
+    text
+}
+
+/// A RabbitMQ vhost for one test, deleted when dropped (also when the test fails).
+pub struct Vhost {
+    pub name: String,
+}
+
+impl Vhost {
+    pub fn create(prefix: &str) -> Vhost {
+        let name = format!("{prefix}-{}", unique());
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Vhost { name }
+    }
+
+    /// AMQP URL of this vhost on the local broker (names are URL-safe).
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Force-close every client connection of this vhost (and only this vhost).
+    pub async fn close_connections(&self) -> String {
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            rabbitmqctl(&["close_all_connections", "-p", &name, "fault test"])
+        })
+        .await
+        .expect("rabbitmqctl task")
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let bin =
+            std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
+        let _ = std::process::Command::new(bin)
+            .args(["delete_vhost", &self.name])
+            .output();
+    }
+}
