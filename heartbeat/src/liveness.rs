@@ -117,6 +117,23 @@ struct Entry {
     last_round_at: Option<Instant>,
 }
 
+impl Entry {
+    fn status(&self, key: TaskKey) -> TaskStatus {
+        TaskStatus {
+            key,
+            component_name: self.component_name.clone(),
+            label: self.label.clone(),
+            state: self.state,
+            rounds_ok: self.rounds_ok,
+            rounds_err: self.rounds_err,
+            rounds_timed_out: self.rounds_timed_out,
+            deaths: self.deaths,
+            build_failures: self.build_failures,
+            last_round_at: self.last_round_at,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     next_key: u64,
@@ -294,6 +311,11 @@ impl Liveness {
         }
     }
 
+    /// The status of one monitor.
+    pub fn status(&self, key: TaskKey) -> Option<TaskStatus> {
+        self.lock().entries.get(&key).map(|e| e.status(key))
+    }
+
     /// Counts per state.
     pub fn counts(&self) -> StateCounts {
         let inner = self.lock();
@@ -313,18 +335,7 @@ impl Liveness {
         self.lock()
             .entries
             .iter()
-            .map(|(key, e)| TaskStatus {
-                key: *key,
-                component_name: e.component_name.clone(),
-                label: e.label.clone(),
-                state: e.state,
-                rounds_ok: e.rounds_ok,
-                rounds_err: e.rounds_err,
-                rounds_timed_out: e.rounds_timed_out,
-                deaths: e.deaths,
-                build_failures: e.build_failures,
-                last_round_at: e.last_round_at,
-            })
+            .map(|(key, e)| e.status(*key))
             .collect()
     }
 

@@ -1,2 +1,61 @@
-//! `monitors-manager`: the MonitorsManager. It consumes config messages, diffs them per (chain,
-//! config type), and supervises one task per monitorable; it knows nothing of any one chain.
+//! `monitors-manager`: the MonitorsManager. It consumes config messages, asks its planners what to
+//! run for each, diffs that against what runs, and supervises one task per monitor; it knows
+//! nothing of any one chain.
+//!
+//! ```text
+//! MonitorsManager::new(bus, planners, settings).run(shutdown).await
+//! ```
+//!
+//! # Behaviour
+//!
+//! * **Topology.** Declares the `config`, `raw_data`, `health_check` and `monitorable` exchanges;
+//!   consumes `monitors_manager_configs_queue` (bound to every key of
+//!   [`monitor_core::keys::MANAGER_CONFIG_BINDINGS`], manual ack, prefetch
+//!   [`ManagerSettings::config_prefetch`]) and `monitors_manager_heartbeat_queue` (bound to `ping`
+//!   on `health_check`); [`ManagerSettings::queue_suffix`] is appended to both names.
+//! * **Configs.** Each message is parsed ([`monitor_core::ConfigMessage::parse`]); for every planner
+//!   that accepts its key the plan is diffed against the specs running for (routing key, planner)
+//!   by spec id: new → start, missing → stop, fingerprint changed → restart; `{}` plans nothing and
+//!   so stops everything under the key. Bad JSON, unknown keys, rejected sections and plan errors
+//!   are logged with the routing key (and section id) and disturb nothing else. Then, for the key's
+//!   base chain and every monitorable type of the accepting planners, a `MonitorableMessage`
+//!   listing every source of that base chain and type of *all* running specs is published to
+//!   `monitorable` (`<base_chain>.<type>`; unroutable is logged at debug). The message is acked in
+//!   every case.
+//! * **Monitors.** One supervised task per spec (see `supervisor`): build (failures retried with
+//!   capped jittered backoff, reported dead meanwhile), fixed-rate rounds on a per-monitor phase
+//!   (hash of component name and id modulo the period, so monitors started together spread over
+//!   the period), missed ticks skipped (a round never overlaps itself), at most
+//!   [`ManagerSettings::max_in_flight`] rounds in flight across all monitors, each round under a
+//!   timeout equal to its period. **Strategies must keep their own request timeouts below the
+//!   period**, so that a slow target gives an error envelope rather than a cut-off round. After a
+//!   round: its publications to `raw_data` in order, then the worker heartbeat; a failed publish
+//!   skips the rest of the round. A panicking round is a death: the monitor is rebuilt after a
+//!   backoff. A monitor with no finished round for `hung_periods × period + timeout` is hung: it is
+//!   aborted and restarted at once.
+//! * **Pings.** Each ping is acked and answered on `heartbeat.manager` with the running monitors and
+//!   the dead ones (each death once, failing builds while they fail).
+//! * **Shutdown.** When the token is cancelled: consumption stops, no new round starts, rounds in
+//!   flight finish (and publish) within [`ManagerSettings::shutdown_grace`], the rest is aborted,
+//!   and `run` returns `Ok`.
+//! * **Sharding.** With [`ManagerSettings::shard`] `i/N`, only specs whose stable hash of (routing
+//!   key, spec id) is `i` modulo `N` run; the manager name gets ` (shard i/N)`.
+//!
+//! # Layout
+//!
+//! * `manager`: [`MonitorsManager`] and its main loop (one `select!` over an event enum), config
+//!   diffing and monitorables;
+//! * `supervisor`: the per-monitor supervisor and incarnation (build, schedule, round, publish);
+//! * `schedule`: phases and the tick grid;
+//! * [`settings`] — [`ManagerSettings`];
+//! * [`status`] — [`ManagerStatus`] and [`StatusHandle`].
+
+mod manager;
+mod schedule;
+pub mod settings;
+pub mod status;
+mod supervisor;
+
+pub use manager::{ManagerError, MonitorsManager};
+pub use settings::{Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME};
+pub use status::{ManagerStatus, StatusHandle};

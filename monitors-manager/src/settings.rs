@@ -1,0 +1,264 @@
+//! The manager's settings (built by the binary from flags and PANIC's environment variables).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use monitor_core::PeriodGroup;
+
+/// PANIC's name for the monitors manager in heartbeats and monitorable messages.
+pub const DEFAULT_MANAGER_NAME: &str = "Monitors Manager";
+
+/// One shard of a sharded deployment: this manager runs only the specs whose
+/// `hash(routing key, spec id) % count == index`.
+///
+/// The hash is [`monitor_core::plan::fingerprint`] (stable across runs and machines) of the routing
+/// key and the spec id only, never of the spec's fingerprint, so a config change never moves a
+/// monitor to another shard. Each shard should consume its own config queue (see
+/// [`ManagerSettings::queue_suffix`]) bound to the same keys, so every shard sees every message; its
+/// manager name carries ` (shard i/N)` so that the monitorable store keeps the shards' lists apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This manager's shard, `0..count`.
+    pub index: u32,
+    /// Number of shards, at least 1.
+    pub count: u32,
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Capped exponential backoff with jitter, for restarts and build retries.
+///
+/// Attempt `n` (0-based) waits `min(max, initial * 2^n)`, scaled by a random factor in
+/// `[1 - jitter, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay of the first retry.
+    pub initial: Duration,
+    /// Upper bound of any delay.
+    pub max: Duration,
+    /// Fraction of the delay that is randomised, `0.0..=1.0` (0 = deterministic, for tests).
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            jitter: 0.5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2f64.powi(attempt.min(63) as i32);
+        let base = self.initial.as_secs_f64() * factor;
+        let capped = base.min(self.max.as_secs_f64());
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let scale = if jitter > 0.0 {
+            use rand::Rng;
+            1.0 - rand::rng().random_range(0.0..=jitter)
+        } else {
+            1.0
+        };
+        Duration::try_from_secs_f64(capped * scale).unwrap_or(self.max)
+    }
+}
+
+/// Everything the manager can be told.
+#[derive(Debug, Clone)]
+pub struct ManagerSettings {
+    /// Name in manager heartbeats and monitorable messages (default `Monitors Manager`); with a
+    /// shard, ` (shard i/N)` is appended.
+    pub manager_name: String,
+    /// Period per monitor family; a missing group uses [`PeriodGroup::default_period`].
+    pub periods: BTreeMap<PeriodGroup, Duration>,
+    /// Bound on rounds in flight across all monitors (at least 1).
+    pub max_in_flight: usize,
+    /// How long rounds in flight may take to finish after shutdown is requested.
+    pub shutdown_grace: Duration,
+    /// Appended to the config and heartbeat queue names (tests, shards).
+    pub queue_suffix: String,
+    /// Prefetch of the config queue.
+    pub config_prefetch: u16,
+    /// Run only one shard of the specs.
+    pub shard: Option<Shard>,
+    /// Backoff of restarts after a death and of build retries.
+    pub restart_backoff: Backoff,
+    /// A monitor is hung when no round finished within `hung_periods` periods plus the round
+    /// timeout (default 3).
+    pub hung_periods: u32,
+}
+
+impl Default for ManagerSettings {
+    fn default() -> Self {
+        ManagerSettings {
+            manager_name: DEFAULT_MANAGER_NAME.to_owned(),
+            periods: BTreeMap::new(),
+            max_in_flight: 256,
+            shutdown_grace: Duration::from_secs(10),
+            queue_suffix: String::new(),
+            config_prefetch: 16,
+            shard: None,
+            restart_backoff: Backoff::default(),
+            hung_periods: 3,
+        }
+    }
+}
+
+impl ManagerSettings {
+    /// The period of a group.
+    pub fn period(&self, group: PeriodGroup) -> Duration {
+        self.periods
+            .get(&group)
+            .copied()
+            .unwrap_or_else(|| group.default_period())
+    }
+
+    /// The timeout of one round of a group: its period, so a hung round ends before the next tick.
+    /// Strategies must keep their own request timeouts below it.
+    pub fn round_timeout(&self, group: PeriodGroup) -> Duration {
+        self.period(group)
+    }
+
+    /// How long a monitor of `group` may go without a finished round before it counts as hung.
+    pub fn hung_after(&self, group: PeriodGroup) -> Duration {
+        self.period(group)
+            .saturating_mul(self.hung_periods)
+            .saturating_add(self.round_timeout(group))
+    }
+
+    /// The manager name as published (with the shard, if any).
+    pub fn effective_manager_name(&self) -> String {
+        match self.shard {
+            Some(shard) => format!("{} (shard {shard})", self.manager_name),
+            None => self.manager_name.clone(),
+        }
+    }
+
+    /// The config queue's name.
+    pub fn configs_queue(&self) -> String {
+        format!(
+            "{}{}",
+            monitor_core::keys::MANAGER_CONFIGS_QUEUE,
+            self.queue_suffix
+        )
+    }
+
+    /// The heartbeat (ping) queue's name.
+    pub fn heartbeat_queue(&self) -> String {
+        format!(
+            "{}{}",
+            monitor_core::keys::MANAGER_HEARTBEAT_QUEUE,
+            self.queue_suffix
+        )
+    }
+
+    /// Check the settings; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        for group in PeriodGroup::ALL {
+            if self.period(group).is_zero() {
+                return Err(format!("the period of {group:?} monitors must not be zero"));
+            }
+        }
+        if self.max_in_flight == 0 {
+            return Err("max_in_flight must be at least 1".to_owned());
+        }
+        if self.max_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "max_in_flight must be at most {}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
+        }
+        if let Some(shard) = self.shard {
+            if shard.count == 0 || shard.index >= shard.count {
+                return Err(format!(
+                    "shard {shard} is invalid: need a count of at least 1 and an index below it"
+                ));
+            }
+        }
+        if self.restart_backoff.initial.is_zero() {
+            return Err("the restart backoff must start above zero".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.restart_backoff.jitter) {
+            return Err("the restart backoff jitter must be between 0 and 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered_within_bounds() {
+        let b = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            jitter: 0.0,
+        };
+        assert_eq!(b.delay(0), Duration::from_secs(1));
+        assert_eq!(b.delay(3), Duration::from_secs(8));
+        assert_eq!(b.delay(10), Duration::from_secs(60));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(60));
+        let j = Backoff { jitter: 0.5, ..b };
+        for attempt in 0..20 {
+            let d = j.delay(attempt);
+            let full = b.delay(attempt);
+            assert!(d <= full && d >= full / 2, "{attempt}: {d:?} vs {full:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let s = ManagerSettings::default();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.period(PeriodGroup::System), Duration::from_secs(60));
+        assert_eq!(s.hung_after(PeriodGroup::Node), Duration::from_secs(40));
+        assert_eq!(s.effective_manager_name(), "Monitors Manager");
+        assert_eq!(s.configs_queue(), "monitors_manager_configs_queue");
+
+        let sharded = ManagerSettings {
+            shard: Some(Shard { index: 1, count: 4 }),
+            queue_suffix: "_1".to_owned(),
+            ..ManagerSettings::default()
+        };
+        assert_eq!(
+            sharded.effective_manager_name(),
+            "Monitors Manager (shard 1/4)"
+        );
+        assert_eq!(
+            sharded.heartbeat_queue(),
+            "monitors_manager_heartbeat_queue_1"
+        );
+
+        for bad in [
+            ManagerSettings {
+                max_in_flight: 0,
+                ..ManagerSettings::default()
+            },
+            ManagerSettings {
+                shard: Some(Shard { index: 2, count: 2 }),
+                ..ManagerSettings::default()
+            },
+            ManagerSettings {
+                shard: Some(Shard { index: 0, count: 0 }),
+                ..ManagerSettings::default()
+            },
+            ManagerSettings {
+                periods: [(PeriodGroup::Node, Duration::ZERO)].into_iter().collect(),
+                ..ManagerSettings::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The manager's status snapshot (for `/metrics`, the benchmarks and tests).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use heartbeat::{Liveness, StateCounts, TaskStatus};
+
+/// Manager-wide counters, bumped by the monitor tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) rounds_ok: AtomicU64,
+    pub(crate) rounds_err: AtomicU64,
+    pub(crate) rounds_timed_out: AtomicU64,
+    pub(crate) rounds_in_flight: AtomicU64,
+    pub(crate) publishes_ok: AtomicU64,
+    pub(crate) publishes_failed: AtomicU64,
+    pub(crate) worker_heartbeats: AtomicU64,
+    pub(crate) build_failures: AtomicU64,
+    pub(crate) deaths: AtomicU64,
+    pub(crate) config_messages: AtomicU64,
+    pub(crate) config_errors: AtomicU64,
+    pub(crate) pings: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A point-in-time view of the manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagerStatus {
+    /// Monitors by state.
+    pub states: StateCounts,
+    /// Rounds that returned `Ok`.
+    pub rounds_ok: u64,
+    /// Rounds that returned `Err` (processing errors).
+    pub rounds_err: u64,
+    /// Rounds cut off by their timeout.
+    pub rounds_timed_out: u64,
+    /// Rounds running now.
+    pub rounds_in_flight: u64,
+    /// Raw-data messages published.
+    pub publishes_ok: u64,
+    /// Raw-data publishes that failed (the rest of that round was skipped).
+    pub publishes_failed: u64,
+    /// Worker heartbeats published (delivered or unroutable).
+    pub worker_heartbeats: u64,
+    /// Failed strategy builds.
+    pub build_failures: u64,
+    /// Monitor deaths (panics, hangs, unexpected ends).
+    pub deaths: u64,
+    /// Config messages handled.
+    pub config_messages: u64,
+    /// Config messages or sections that could not be used.
+    pub config_errors: u64,
+    /// Pings answered.
+    pub pings: u64,
+    /// Every monitor, in start order.
+    pub monitors: Vec<TaskStatus>,
+}
+
+impl ManagerStatus {
+    /// The monitors with this component name (several keys may run one name).
+    pub fn monitors_named<'a>(
+        &'a self,
+        component_name: &'a str,
+    ) -> impl Iterator<Item = &'a TaskStatus> {
+        self.monitors
+            .iter()
+            .filter(move |m| m.component_name == component_name)
+    }
+}
+
+/// A cheap, cloneable handle that reads the status of a manager (running or not).
+#[derive(Debug, Clone)]
+pub struct StatusHandle {
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) liveness: Arc<Liveness>,
+}
+
+impl StatusHandle {
+    /// The status now.
+    pub fn status(&self) -> ManagerStatus {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ManagerStatus {
+            states: self.liveness.counts(),
+            rounds_ok: get(&c.rounds_ok),
+            rounds_err: get(&c.rounds_err),
+            rounds_timed_out: get(&c.rounds_timed_out),
+            rounds_in_flight: get(&c.rounds_in_flight),
+            publishes_ok: get(&c.publishes_ok),
+            publishes_failed: get(&c.publishes_failed),
+            worker_heartbeats: get(&c.worker_heartbeats),
+            build_failures: get(&c.build_failures),
+            deaths: get(&c.deaths),
+            config_messages: get(&c.config_messages),
+            config_errors: get(&c.config_errors),
+            pings: get(&c.pings),
+            monitors: self.liveness.snapshot(),
+        }
+    }
+}

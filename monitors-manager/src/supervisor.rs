@@ -1,0 +1,316 @@
+//! One supervised task per monitor.
+//!
+//! The *supervisor* task runs one *incarnation* of the monitor at a time, in a `JoinSet` of its own
+//! (so aborting or dropping the supervisor aborts the incarnation too), and watches it:
+//!
+//! * the incarnation panics (in the strategy's build or round) or ends on its own → the monitor is
+//!   dead: recorded for the next manager heartbeat, and restarted after a capped, jittered backoff
+//!   (the backoff restarts from its first step once an incarnation completed a round);
+//! * no round finished within `hung_periods × period + round timeout` → hung: the incarnation is
+//!   aborted, recorded dead, and restarted at once;
+//! * `kill` (the monitor was removed or changed) → the incarnation is aborted at once, even in the
+//!   middle of a round;
+//! * `shutdown` → the incarnation starts no new round; a round in flight finishes and publishes (the
+//!   manager bounds this by its grace period, then kills).
+//!
+//! An *incarnation* builds the strategy (a failing build is logged and retried with backoff, the
+//! monitor reported dead meanwhile), then ticks at a fixed rate on its phase (missed ticks skipped:
+//! a round never overlaps itself), takes a permit of the global in-flight semaphore, runs the round
+//! under a timeout equal to the period, publishes each publication to `raw_data` in order, and, if
+//! all were published, the worker heartbeat.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use heartbeat::{Liveness, TaskKey};
+use monitor_core::bus::publish_json;
+use monitor_core::keys::RAW_DATA_EXCHANGE;
+use monitor_core::plan::BuildFn;
+use monitor_core::{Bus, Monitor};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::schedule::first_tick;
+use crate::settings::Backoff;
+use crate::status::Counters;
+
+/// What every monitor task shares with the manager.
+pub(crate) struct Shared {
+    pub(crate) bus: Arc<dyn Bus>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) liveness: Arc<Liveness>,
+    pub(crate) counters: Arc<Counters>,
+    /// The grid origin of every monitor's ticks.
+    pub(crate) epoch: Instant,
+}
+
+/// One monitor as the supervisor runs it.
+pub(crate) struct MonitorCtx {
+    pub(crate) key: TaskKey,
+    pub(crate) component_name: String,
+    pub(crate) label: String,
+    pub(crate) build: BuildFn,
+    pub(crate) period: Duration,
+    pub(crate) phase: Duration,
+    pub(crate) round_timeout: Duration,
+    pub(crate) hung_after: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) shared: Arc<Shared>,
+    /// Graceful stop (manager shutdown): no new round.
+    pub(crate) shutdown: CancellationToken,
+    /// Immediate stop (monitor removed or changed, or the grace period is over).
+    pub(crate) kill: CancellationToken,
+}
+
+impl MonitorCtx {
+    fn stopping(&self) -> bool {
+        self.kill.is_cancelled() || self.shutdown.is_cancelled()
+    }
+}
+
+enum Outcome {
+    Joined(Option<Result<(), JoinError>>),
+    Hung,
+}
+
+/// Supervise one monitor until it is killed or the manager shuts down; returns its key.
+pub(crate) async fn supervise(ctx: Arc<MonitorCtx>) -> TaskKey {
+    let span = tracing::info_span!(
+        "monitor",
+        component = %ctx.component_name,
+        label = %ctx.label
+    );
+    supervise_inner(ctx, span.clone()).instrument(span).await
+}
+
+async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
+    let liveness = &ctx.shared.liveness;
+    let mut failures: u32 = 0;
+    while !ctx.stopping() {
+        liveness.incarnation_started(ctx.key);
+        let ok_before = liveness.status(ctx.key).map_or(0, |s| s.rounds_ok);
+        let mut incarnation = JoinSet::new();
+        incarnation.spawn(run_incarnation(Arc::clone(&ctx)).instrument(span.clone()));
+
+        let outcome = tokio::select! {
+            biased;
+            () = ctx.kill.cancelled() => {
+                incarnation.shutdown().await;
+                break;
+            }
+            () = ctx.shutdown.cancelled() => {
+                // The incarnation sees the same token: it finishes a round in flight and returns.
+                tokio::select! {
+                    _ = incarnation.join_next() => {}
+                    () = ctx.kill.cancelled() => incarnation.shutdown().await,
+                }
+                break;
+            }
+            joined = incarnation.join_next() => Outcome::Joined(joined),
+            () = hung(&ctx) => Outcome::Hung,
+        };
+
+        if liveness.status(ctx.key).map_or(0, |s| s.rounds_ok) > ok_before {
+            failures = 0;
+        }
+        let restart_now = match outcome {
+            Outcome::Joined(Some(Ok(()))) | Outcome::Joined(None) => {
+                if ctx.stopping() {
+                    break;
+                }
+                tracing::error!("monitor task ended unexpectedly");
+                false
+            }
+            Outcome::Joined(Some(Err(e))) => {
+                if e.is_panic() {
+                    let message = panic_message(e.into_panic());
+                    tracing::error!(panic = %message, "monitor panicked");
+                } else {
+                    tracing::error!(error = %e, "monitor task was cancelled unexpectedly");
+                }
+                false
+            }
+            Outcome::Hung => {
+                tracing::error!(
+                    allowed = ?ctx.hung_after,
+                    "monitor is hung: no round finished in time"
+                );
+                incarnation.shutdown().await;
+                true
+            }
+        };
+        liveness.died(ctx.key);
+        Counters::bump(&ctx.shared.counters.deaths);
+        if !restart_now {
+            let delay = ctx.backoff.delay(failures);
+            failures = failures.saturating_add(1);
+            tracing::info!(?delay, "restarting monitor after backoff");
+            tokio::select! {
+                biased;
+                () = ctx.kill.cancelled() => break,
+                () = ctx.shutdown.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+    ctx.key
+}
+
+/// Resolves when the monitor counts as hung.
+async fn hung(ctx: &MonitorCtx) {
+    loop {
+        match ctx.shared.liveness.hung_deadline(ctx.key, ctx.hung_after) {
+            Some(deadline) if deadline <= Instant::now() => return,
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            // Not applicable now (building, failing, waiting for a permit): look again later.
+            None => tokio::time::sleep(ctx.period.min(ctx.hung_after)).await,
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Counts a round in flight for as long as it lives (also when a panic unwinds through it).
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn new(counters: &'a Counters) -> Self {
+        counters.rounds_in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.rounds_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Build the strategy, retrying with backoff; `None` when asked to stop.
+async fn build(ctx: &MonitorCtx) -> Option<Box<dyn Monitor>> {
+    let mut attempt: u32 = 0;
+    loop {
+        if ctx.stopping() {
+            return None;
+        }
+        match (ctx.build)() {
+            Ok(monitor) => {
+                ctx.shared.liveness.built(ctx.key);
+                return Some(monitor);
+            }
+            Err(e) => {
+                ctx.shared.liveness.build_failed(ctx.key);
+                Counters::bump(&ctx.shared.counters.build_failures);
+                let delay = ctx.backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(
+                    error = %e,
+                    code = e.code.code(),
+                    attempt,
+                    ?delay,
+                    "building the monitor failed, retrying"
+                );
+                tokio::select! {
+                    biased;
+                    () = ctx.kill.cancelled() => return None,
+                    () = ctx.shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One incarnation: build, then rounds at a fixed rate until told to stop.
+async fn run_incarnation(ctx: Arc<MonitorCtx>) {
+    let Some(mut monitor) = build(&ctx).await else {
+        return;
+    };
+    let shared = &ctx.shared;
+    let start = first_tick(shared.epoch, ctx.phase, ctx.period, Instant::now());
+    let mut ticks = tokio::time::interval_at(start, ctx.period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            biased;
+            () = ctx.kill.cancelled() => return,
+            () = ctx.shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        shared.liveness.waiting_for_permit(ctx.key);
+        let permit = tokio::select! {
+            biased;
+            () = ctx.kill.cancelled() => return,
+            () = ctx.shutdown.cancelled() => return,
+            permit = Arc::clone(&shared.permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return, // closed: the manager is gone
+            },
+        };
+        shared.liveness.permit_acquired(ctx.key);
+        let in_flight = InFlight::new(&shared.counters);
+        let outcome = tokio::select! {
+            biased;
+            () = ctx.kill.cancelled() => return,
+            outcome = tokio::time::timeout(ctx.round_timeout, monitor.round()) => outcome,
+        };
+        match outcome {
+            Err(_elapsed) => {
+                shared.liveness.round_timed_out(ctx.key);
+                Counters::bump(&shared.counters.rounds_timed_out);
+                tracing::warn!(timeout = ?ctx.round_timeout, "round timed out");
+            }
+            Ok(Err(e)) => {
+                shared.liveness.round_finished(ctx.key, false);
+                Counters::bump(&shared.counters.rounds_err);
+                tracing::warn!(error = %e, "round failed: nothing published, no heartbeat");
+            }
+            Ok(Ok(publications)) => {
+                shared.liveness.round_finished(ctx.key, true);
+                Counters::bump(&shared.counters.rounds_ok);
+                if ctx.kill.is_cancelled() {
+                    return;
+                }
+                publish_round(&ctx, publications).await;
+            }
+        }
+        drop(in_flight);
+        drop(permit);
+    }
+}
+
+/// Publish a round's data in order, then the worker heartbeat; a failed publish skips the rest.
+async fn publish_round(ctx: &MonitorCtx, publications: Vec<monitor_core::Publication>) {
+    let shared = &ctx.shared;
+    let bus = &*shared.bus;
+    for publication in publications {
+        let routing_key = publication.routing_key.as_str();
+        if let Err(e) = publish_json(bus, RAW_DATA_EXCHANGE, routing_key, &publication.body).await {
+            Counters::bump(&shared.counters.publishes_failed);
+            tracing::warn!(
+                routing_key,
+                error = %e,
+                code = e.to_panic_error().code.code(),
+                "publishing raw data failed: rest of the round and heartbeat skipped"
+            );
+            return;
+        }
+        Counters::bump(&shared.counters.publishes_ok);
+    }
+    match heartbeat::publish_worker_heartbeat(bus, &ctx.component_name).await {
+        Ok(_) => Counters::bump(&shared.counters.worker_heartbeats),
+        Err(e) => tracing::warn!(error = %e, "publishing the worker heartbeat failed"),
+    }
+}
