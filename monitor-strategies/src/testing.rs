@@ -28,6 +28,8 @@ pub enum BodyMode {
     Full,
     /// `Content-Length` of the whole body, but only its first `n` bytes, then the connection closes.
     Truncated(usize),
+    /// `Content-Length` of the whole body, its first `n` bytes, then silence (connection open).
+    Stalled(usize),
     /// `Transfer-Encoding: chunked`, the body cut into chunks of this size.
     Chunked(usize),
     /// `Transfer-Encoding: chunked` with a malformed chunk header after the first chunk.
@@ -344,6 +346,16 @@ async fn write_reply(stream: &mut TcpStream, reply: &Reply) -> io::Result<bool> 
                 .write_all(&reply.body[..(*n).min(reply.body.len())])
                 .await?;
             stream.flush().await?;
+            Ok(false)
+        }
+        BodyMode::Stalled(n) => {
+            head.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+            stream.write_all(head.as_bytes()).await?;
+            stream
+                .write_all(&reply.body[..(*n).min(reply.body.len())])
+                .await?;
+            stream.flush().await?;
+            std::future::pending::<()>().await;
             Ok(false)
         }
         BodyMode::Chunked(size) => {

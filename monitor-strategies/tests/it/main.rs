@@ -1,0 +1,48 @@
+//! Integration tests of `monitor-strategies` (one test binary).
+
+// Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+// The system strategy against the local test server replaying the node_exporter fixture, and
+// every error path.
+mod system_http;
+// The system strategy against a real node_exporter (Debian's `prometheus-node-exporter`).
+mod node_exporter;
+// The systems planner.
+mod planner;
+// The Prometheus parser on random and truncated input.
+mod prometheus_props;
+
+use std::time::Duration;
+
+use monitor_core::PeriodGroup;
+use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, Target};
+
+/// The shared fixture directory.
+pub(crate) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+
+/// The node_exporter 1.0.1 scrape.
+pub(crate) fn node_exporter_fixture() -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/node_exporter/metrics.txt")).unwrap()
+}
+
+/// A system monitor for `url` with `settings`.
+pub(crate) fn system_monitor(url: &str, settings: &StrategySettings) -> SystemMonitor {
+    let http = settings
+        .http(Target::Monitored, PeriodGroup::System)
+        .unwrap();
+    SystemMonitor::new(
+        SystemConfig {
+            system_id: "system_1".to_owned(),
+            parent_id: "GENERAL".to_owned(),
+            system_name: "validator_host".to_owned(),
+            exporter_url: url.to_owned(),
+        },
+        http,
+    )
+}
+
+/// Settings with a short timeout, for tests that wait on silent servers.
+pub(crate) fn short_timeout() -> StrategySettings {
+    StrategySettings::default().with_request_timeout(Duration::from_millis(300))
+}

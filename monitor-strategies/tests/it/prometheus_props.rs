@@ -1,0 +1,73 @@
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use monitor_strategies::prometheus::{parse, query, Requirement};
+use monitor_strategies::system::SYSTEM_METRICS;
+
+use crate::node_exporter_fixture;
+
+/// Parses and queries whatever comes; the only requirement is to return.
+fn exercise(text: &str) {
+    if let Ok(samples) = parse(text) {
+        let requested: Vec<(&str, Requirement)> = SYSTEM_METRICS
+            .iter()
+            .map(|m| (*m, Requirement::Optional))
+            .collect();
+        let _ = query(&samples, &requested);
+        for s in &samples {
+            let _ = s.labels_json();
+            let _ = s.python_name();
+        }
+    }
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = StdRng::seed_from_u64(0x5eed_0001);
+    // Bytes biased towards the exposition's alphabet, so that parsing gets deep.
+    let alphabet: &[u8] = b"abc_{}=\",# \n\t\\0123456789.e+-NaInf\xc3\xa9\xff";
+    for _ in 0..20_000 {
+        let len = rng.random_range(0..80);
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                if rng.random_bool(0.8) {
+                    alphabet[rng.random_range(0..alphabet.len())]
+                } else {
+                    rng.random()
+                }
+            })
+            .collect();
+        exercise(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[test]
+fn truncated_and_mutated_fixture_never_panics() {
+    let fixture = node_exporter_fixture();
+    // Every line truncated at every char boundary.
+    for line in fixture.lines().take(400) {
+        for (i, _) in line.char_indices() {
+            exercise(&line[..i]);
+        }
+    }
+    // The whole scrape cut at random points, and with random bytes flipped.
+    let mut rng = StdRng::seed_from_u64(0x5eed_0002);
+    let bytes = fixture.as_bytes();
+    for _ in 0..300 {
+        let cut = rng.random_range(0..bytes.len());
+        exercise(&String::from_utf8_lossy(&bytes[..cut]));
+        let mut mutated = bytes.to_vec();
+        for _ in 0..rng.random_range(1..20) {
+            let at = rng.random_range(0..mutated.len());
+            mutated[at] = rng.random();
+        }
+        exercise(&String::from_utf8_lossy(&mutated));
+    }
+}
+
+#[test]
+fn the_fixture_parses_completely() {
+    let samples = parse(&node_exporter_fixture()).unwrap();
+    // SOURCES.md: 853 samples.
+    assert_eq!(samples.len(), 853);
+}
