@@ -4,6 +4,8 @@
 //! Isolation on RabbitMQ: every test uses exchange and queue names with a unique suffix and deletes
 //! them at the end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod common;
 
 use bytes::Bytes;
@@ -146,7 +148,10 @@ async fn unacked_is_redelivered(bus: &dyn Bus, n: &Names) {
     let mut c = bus.consume(&q, 10).await.unwrap();
     let d = next(&mut c).await;
     assert_eq!(text(&d), "second");
-    assert!(d.redelivered, "a message that was delivered before is marked redelivered");
+    assert!(
+        d.redelivered,
+        "a message that was delivered before is marked redelivered"
+    );
     d.ack().await.unwrap();
     assert_quiet(&mut c, "the acked message is not redelivered").await;
     cleanup(bus, n, &["redeliver"]).await;
@@ -239,7 +244,10 @@ async fn missing_things_and_deletion(bus: &dyn Bus, n: &Names) {
     let err = bus.consume(&n.queue("never"), 1).await.unwrap_err();
     assert_eq!(err, BusError::NoSuchQueue(n.queue("never")));
     bus.declare_exchange(&x).await.unwrap();
-    let err = bus.bind_queue(&n.queue("never"), &x, "k").await.unwrap_err();
+    let err = bus
+        .bind_queue(&n.queue("never"), &x, "k")
+        .await
+        .unwrap_err();
     assert_eq!(err, BusError::NoSuchQueue(n.queue("never")));
     // Declarations are idempotent.
     declare_bound_queue(bus, &q, &x, &["k"]).await.unwrap();

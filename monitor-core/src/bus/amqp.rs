@@ -213,7 +213,9 @@ impl Op {
                 Op::DeclareExchange(x) | Op::CheckExchange(x) | Op::DeleteExchange(x) => {
                     return BusError::NoSuchExchange(x.clone());
                 }
-                Op::DeclareQueue(q) | Op::DeleteQueue(q) => return BusError::NoSuchQueue(q.clone()),
+                Op::DeclareQueue(q) | Op::DeleteQueue(q) => {
+                    return BusError::NoSuchQueue(q.clone())
+                }
                 Op::Bind {
                     queue, exchange, ..
                 } => {
@@ -390,7 +392,12 @@ impl Shared {
         Ok(ch)
     }
 
-    async fn publish(&self, exchange: &str, routing_key: &str, body: Bytes) -> Result<(), BusError> {
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: Bytes,
+    ) -> Result<(), BusError> {
         if self.shutdown.is_cancelled() {
             return Err(BusError::Closed);
         }
@@ -870,7 +877,11 @@ impl Bus for AmqpBus {
         exchange: &str,
         binding_key: &str,
     ) -> Result<(), BusError> {
-        let binding = (queue.to_owned(), exchange.to_owned(), binding_key.to_owned());
+        let binding = (
+            queue.to_owned(),
+            exchange.to_owned(),
+            binding_key.to_owned(),
+        );
         self.record(|t| push_unique(&mut t.bindings, binding.clone()));
         let r = self
             .shared
@@ -964,7 +975,9 @@ mod tests {
         for attempt in 0..40 {
             let d = backoff_delay(min, max, attempt);
             assert!(d <= max, "attempt {attempt}: {d:?}");
-            let ceiling = min.saturating_mul(2u32.saturating_pow(attempt.min(24))).min(max);
+            let ceiling = min
+                .saturating_mul(2u32.saturating_pow(attempt.min(24)))
+                .min(max);
             assert!(d >= ceiling / 2, "attempt {attempt}: {d:?}");
         }
         assert!(backoff_delay(min, max, 0) <= min);

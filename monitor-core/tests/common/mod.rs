@@ -20,11 +20,7 @@ pub fn amqp_url() -> String {
 
 /// A unique suffix for exchange, queue and vhost names.
 pub fn unique() -> String {
-    format!(
-        "{}-{:08x}",
-        std::process::id(),
-        rand::rng().random::<u32>()
-    )
+    format!("{}-{:08x}", std::process::id(), rand::rng().random::<u32>())
 }
 
 /// Log to the test output when `RUST_LOG` is set.
