@@ -12,6 +12,7 @@
 //!   manager heartbeats (`heartbeat.manager`, in reply to a ping) on `health_check`; an unroutable
 //!   heartbeat is not an error (in the embedded mode nothing listens).
 
+pub mod health_checker;
 pub mod liveness;
 pub mod publish;
 

@@ -1,0 +1,517 @@
+//! PANIC's health checker (spec §5.1): a **ping publisher** and a **heartbeat handler**.
+//!
+//! * The ping publisher publishes the raw body `ping` (not JSON) on `health_check` / `ping` every
+//!   interval (30 s by default; an unroutable ping is logged), then stores its own heartbeat
+//!   `{"component_name": "Ping Publisher", "timestamp": …}`.
+//! * The heartbeat handler consumes `heartbeat_handler_heartbeat_queue` (bound `heartbeat.*`,
+//!   prefetch 300, manual ack). Each `heartbeat.worker` / `heartbeat.manager` message is stored
+//!   **verbatim** (the JSON text as received) under its `component_name`; a body that is not a JSON
+//!   object with a string `component_name` is logged, acked and not stored. Writes that fail are
+//!   kept in memory (the newest per component) and retried on the next message and on a capped
+//!   backoff timer, never dropped. After each message it acks and stores its own heartbeat
+//!   `{"component_name": "Heartbeat Handler", "timestamp": …}`.
+//!
+//! Heartbeats go to a [`HeartbeatSink`]: [`RedisHeartbeatSink`] writes PANIC's keys
+//! `<namespace>:c1_<component_name>` (plain `SET`, no TTL; namespace default `panic_alerter`), and
+//! [`MemoryHeartbeatSink`] keeps them in a map. [`run_health_checker`] runs both halves until its
+//! [`CancellationToken`] is cancelled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use monitor_core::bus::declare_bound_queue;
+use monitor_core::envelope::now_unix;
+use monitor_core::keys::{
+    HEALTH_CHECK_EXCHANGE, HEARTBEAT_BINDING, HEARTBEAT_HANDLER_QUEUE,
+    HEARTBEAT_MANAGER_ROUTING_KEY, HEARTBEAT_WORKER_ROUTING_KEY, PING_ROUTING_KEY,
+};
+use monitor_core::{Bus, BusError, Consumer, Delivery};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use serde_json::Value;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// PANIC's default Redis namespace (`UNIQUE_ALERTER_IDENTIFIER`).
+pub const DEFAULT_NAMESPACE: &str = "panic_alerter";
+/// PANIC's ping interval.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// The ping publisher's component name.
+pub const PING_PUBLISHER_NAME: &str = "Ping Publisher";
+/// The heartbeat handler's component name.
+pub const HEARTBEAT_HANDLER_NAME: &str = "Heartbeat Handler";
+/// The ping body: the raw bytes `ping`, not JSON.
+pub const PING_BODY: &[u8] = b"ping";
+/// PANIC's prefetch for the heartbeat handler.
+pub const HEARTBEAT_HANDLER_PREFETCH: u16 = 300;
+/// At most this many heartbeats wait for a failed store (one per component; beyond it the oldest
+/// is dropped with an error log, which only happens with more components than this).
+const MAX_PENDING: usize = 100_000;
+
+/// Errors of a heartbeat sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The backend cannot be reached or did not answer (retry later).
+    #[error("heartbeat store unavailable: {0}")]
+    Unavailable(String),
+    /// A setting (such as the Redis URL) is invalid.
+    #[error("invalid heartbeat store setting: {0}")]
+    Config(String),
+}
+
+/// Errors that stop the health checker.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthCheckerError {
+    /// The bus was closed.
+    #[error("bus closed: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Where heartbeats are kept, by component name.
+#[async_trait]
+pub trait HeartbeatSink: Send + Sync {
+    /// Store `heartbeat_json` (kept exactly as given) as the latest heartbeat of `component_name`.
+    async fn store(&self, component_name: &str, heartbeat_json: &str) -> Result<(), SinkError>;
+}
+
+/// Heartbeats in Redis at `<namespace>:c1_<component_name>` (plain `SET`, no TTL).
+#[derive(Clone)]
+pub struct RedisHeartbeatSink {
+    conn: ConnectionManager,
+    namespace: String,
+}
+
+impl std::fmt::Debug for RedisHeartbeatSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisHeartbeatSink")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisHeartbeatSink {
+    /// A sink on an existing connection.
+    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
+        RedisHeartbeatSink {
+            conn,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// A sink with its own connection to `url`, connected lazily (so the health checker can start
+    /// before Redis) and reconnecting after Redis goes away. Must be called inside a tokio runtime.
+    pub fn open(url: &str, namespace: &str) -> Result<Self, SinkError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| SinkError::Config(format!("redis url `{url}`: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| SinkError::Config(format!("redis url `{url}`: {e}")))?;
+        Ok(Self::new(conn, namespace))
+    }
+
+    /// The Redis key of `component_name`'s heartbeat.
+    pub fn key(&self, component_name: &str) -> String {
+        format!("{}:c1_{component_name}", self.namespace)
+    }
+}
+
+#[async_trait]
+impl HeartbeatSink for RedisHeartbeatSink {
+    async fn store(&self, component_name: &str, heartbeat_json: &str) -> Result<(), SinkError> {
+        let mut conn = self.conn.clone();
+        conn.set::<_, _, ()>(self.key(component_name), heartbeat_json)
+            .await
+            .map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+}
+
+/// Heartbeats in memory (embedding and tests). Clones share the map.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryHeartbeatSink {
+    map: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl MemoryHeartbeatSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored heartbeat of `component_name`.
+    pub fn get(&self, component_name: &str) -> Option<String> {
+        self.lock().get(component_name).cloned()
+    }
+
+    /// Every stored heartbeat, by component name.
+    pub fn all(&self) -> HashMap<String, String> {
+        self.lock().clone()
+    }
+}
+
+#[async_trait]
+impl HeartbeatSink for MemoryHeartbeatSink {
+    async fn store(&self, component_name: &str, heartbeat_json: &str) -> Result<(), SinkError> {
+        self.lock()
+            .insert(component_name.to_owned(), heartbeat_json.to_owned());
+        Ok(())
+    }
+}
+
+/// Settings of the health checker.
+#[derive(Debug, Clone)]
+pub struct HealthCheckerSettings {
+    /// Time between pings (PANIC: 30 s).
+    pub ping_interval: Duration,
+    /// The heartbeat handler's queue (PANIC: `heartbeat_handler_heartbeat_queue`; override in
+    /// tests).
+    pub queue: String,
+    /// The heartbeat handler's prefetch (PANIC: 300).
+    pub prefetch: u16,
+    /// First delay before retrying failed heartbeat writes or bus setup.
+    pub retry_min: Duration,
+    /// Retry delay cap.
+    pub retry_max: Duration,
+}
+
+impl Default for HealthCheckerSettings {
+    fn default() -> Self {
+        HealthCheckerSettings {
+            ping_interval: DEFAULT_PING_INTERVAL,
+            queue: HEARTBEAT_HANDLER_QUEUE.to_owned(),
+            prefetch: HEARTBEAT_HANDLER_PREFETCH,
+            retry_min: Duration::from_millis(200),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `{"component_name": name, "timestamp": now}`, the health checker's own heartbeat.
+fn own_heartbeat(component_name: &str) -> String {
+    serde_json::json!({ "component_name": component_name, "timestamp": now_unix() }).to_string()
+}
+
+/// Run the ping publisher and the heartbeat handler until `shutdown` is cancelled (`Ok`) or the
+/// bus is closed (both halves are stopped, the error is returned).
+pub async fn run_health_checker(
+    bus: Arc<dyn Bus>,
+    sink: Arc<dyn HeartbeatSink>,
+    settings: HealthCheckerSettings,
+    shutdown: CancellationToken,
+) -> Result<(), HealthCheckerError> {
+    let inner = shutdown.child_token();
+    let publisher = async {
+        let r =
+            run_ping_publisher(bus.clone(), sink.clone(), settings.clone(), inner.clone()).await;
+        inner.cancel();
+        r
+    };
+    let handler = async {
+        let r =
+            run_heartbeat_handler(bus.clone(), sink.clone(), settings.clone(), inner.clone()).await;
+        inner.cancel();
+        r
+    };
+    let (p, h) = tokio::join!(publisher, handler);
+    p.and(h)
+}
+
+/// Publish `ping` every `settings.ping_interval` (the first at once) and store the publisher's own
+/// heartbeat after each ping that was published or found unroutable.
+pub async fn run_ping_publisher(
+    bus: Arc<dyn Bus>,
+    sink: Arc<dyn HeartbeatSink>,
+    settings: HealthCheckerSettings,
+    shutdown: CancellationToken,
+) -> Result<(), HealthCheckerError> {
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    loop {
+        match bus.declare_exchange(HEALTH_CHECK_EXCHANGE).await {
+            Ok(()) => break,
+            Err(BusError::Closed) => return Err(BusError::Closed.into()),
+            Err(e) => {
+                warn!(error = %e, "ping publisher cannot declare `health_check`; retrying");
+                if !backoff.sleep(&shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let period = settings.ping_interval.max(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        match bus
+            .publish(HEALTH_CHECK_EXCHANGE, PING_ROUTING_KEY, PING_BODY.into())
+            .await
+        {
+            Ok(()) => debug!("ping published"),
+            Err(e @ BusError::Unroutable { .. }) => {
+                warn!(error = %e, "ping is unroutable: no component listens for pings");
+            }
+            Err(BusError::Closed) => return Err(BusError::Closed.into()),
+            Err(e) => {
+                error!(error = %e, "could not publish ping");
+                continue;
+            }
+        }
+        if let Err(e) = sink
+            .store(PING_PUBLISHER_NAME, &own_heartbeat(PING_PUBLISHER_NAME))
+            .await
+        {
+            warn!(error = %e, "could not store the ping publisher's heartbeat");
+        }
+    }
+}
+
+/// Heartbeats whose write failed, newest per component, in arrival order.
+#[derive(Debug, Default)]
+struct Pending {
+    items: Vec<(String, String)>,
+}
+
+impl Pending {
+    fn put(&mut self, component: String, body: String) {
+        if let Some(slot) = self.items.iter_mut().find(|(c, _)| *c == component) {
+            slot.1 = body;
+            return;
+        }
+        if self.items.len() >= MAX_PENDING {
+            let (dropped, _) = self.items.remove(0);
+            error!(component = %dropped, "too many heartbeats waiting for the store; oldest dropped");
+        }
+        self.items.push((component, body));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Store pending heartbeats in order; stop at the first failure. `true` if all were stored.
+    async fn flush(&mut self, sink: &dyn HeartbeatSink) -> bool {
+        while let Some((component, body)) = self.items.first() {
+            match sink.store(component, body).await {
+                Ok(()) => {
+                    debug!(component = %component, "heartbeat stored");
+                    self.items.remove(0);
+                }
+                Err(e) => {
+                    warn!(error = %e, waiting = self.items.len(),
+                        "could not store heartbeats; kept for a retry");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Consume heartbeats and store them verbatim (see the module documentation).
+pub async fn run_heartbeat_handler(
+    bus: Arc<dyn Bus>,
+    sink: Arc<dyn HeartbeatSink>,
+    settings: HealthCheckerSettings,
+    shutdown: CancellationToken,
+) -> Result<(), HealthCheckerError> {
+    let mut setup_backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    let mut store_backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    let mut pending = Pending::default();
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let mut consumer = match setup(bus.as_ref(), &settings).await {
+            Ok(c) => {
+                setup_backoff.reset();
+                c
+            }
+            Err(BusError::Closed) => return Err(BusError::Closed.into()),
+            Err(e) => {
+                warn!(error = %e, queue = %settings.queue, "cannot consume heartbeats; retrying");
+                if !setup_backoff.sleep(&shutdown).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        info!(queue = %settings.queue, "heartbeat handler consuming");
+        loop {
+            let retry = async move {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let delivery = tokio::select! {
+                () = shutdown.cancelled() => {
+                    if !pending.is_empty() && !pending.flush(sink.as_ref()).await {
+                        error!(lost = pending.items.len(),
+                            "shutting down with heartbeats that could not be stored");
+                    }
+                    return Ok(());
+                }
+                () = retry => None,
+                d = consumer.next() => match d {
+                    Some(d) => Some(d),
+                    None => break,
+                },
+            };
+            if let Some(delivery) = delivery {
+                handle(delivery, &mut pending).await;
+            }
+            // Store what is pending (the message's heartbeat, our own, earlier failures).
+            if pending.flush(sink.as_ref()).await {
+                store_backoff.reset();
+                retry_at = None;
+            } else {
+                let delay = store_backoff.next_delay();
+                retry_at = Some(Instant::now() + delay);
+            }
+        }
+        warn!(queue = %settings.queue, "heartbeat consumer ended; consuming again");
+        if !setup_backoff.sleep(&shutdown).await {
+            return Ok(());
+        }
+    }
+}
+
+async fn setup(bus: &dyn Bus, settings: &HealthCheckerSettings) -> Result<Consumer, BusError> {
+    declare_bound_queue(
+        bus,
+        &settings.queue,
+        HEALTH_CHECK_EXCHANGE,
+        &[HEARTBEAT_BINDING],
+    )
+    .await?;
+    bus.consume(&settings.queue, settings.prefetch).await
+}
+
+/// Why a heartbeat message is not stored.
+fn component_of(routing_key: &str, body: &[u8]) -> Result<(String, String), String> {
+    if routing_key != HEARTBEAT_WORKER_ROUTING_KEY && routing_key != HEARTBEAT_MANAGER_ROUTING_KEY {
+        return Err(format!("unexpected routing key `{routing_key}`"));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}"))?;
+    match value.get("component_name") {
+        Some(Value::String(name)) => Ok((name.clone(), text.to_owned())),
+        Some(_) => Err("`component_name` is not a string".to_owned()),
+        None => Err("no `component_name`".to_owned()),
+    }
+}
+
+async fn handle(delivery: Delivery, pending: &mut Pending) {
+    match component_of(&delivery.routing_key, &delivery.body) {
+        Ok((component, body)) => {
+            debug!(component = %component, "heartbeat received");
+            pending.put(component, body);
+        }
+        Err(reason) => {
+            warn!(routing_key = %delivery.routing_key, reason = %reason,
+                body = %String::from_utf8_lossy(&delivery.body), "heartbeat not stored");
+        }
+    }
+    // Stored or kept in memory: either way the message is done with (PANIC acks always).
+    if let Err(e) = delivery.ack().await {
+        warn!(error = %e, "could not ack heartbeat");
+    }
+    pending.put(
+        HEARTBEAT_HANDLER_NAME.to_owned(),
+        own_heartbeat(HEARTBEAT_HANDLER_NAME),
+    );
+}
+
+/// Capped exponential backoff.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        let min = min.max(Duration::from_millis(1));
+        Backoff {
+            min,
+            max: max.max(min),
+            current: min,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.current = self.min;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        d
+    }
+
+    /// Sleep the next delay; `false` if shutdown came first.
+    async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.next_delay();
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_names() {
+        let body =
+            br#"{"component_name": "System monitor (x)", "is_alive": true, "timestamp": 1.5}"#;
+        assert_eq!(
+            component_of("heartbeat.worker", body).unwrap(),
+            (
+                "System monitor (x)".to_owned(),
+                String::from_utf8(body.to_vec()).unwrap()
+            )
+        );
+        assert!(component_of("heartbeat.manager", br#"{"component_name": "M"}"#).is_ok());
+        assert!(component_of("heartbeat.other", br#"{"component_name": "M"}"#).is_err());
+        assert!(component_of("heartbeat.worker", b"not json").is_err());
+        assert!(component_of("heartbeat.worker", br#"{"component_name": 3}"#).is_err());
+        assert!(component_of("heartbeat.worker", br#"{"name": "x"}"#).is_err());
+        assert!(component_of("heartbeat.worker", br#"["component_name"]"#).is_err());
+        assert!(component_of("heartbeat.worker", &[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn pending_keeps_newest_per_component_in_order() {
+        let mut p = Pending::default();
+        p.put("a".into(), "1".into());
+        p.put("b".into(), "2".into());
+        p.put("a".into(), "3".into());
+        assert_eq!(
+            p.items,
+            vec![("a".into(), "3".into()), ("b".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn own_heartbeat_shape() {
+        let v: Value = serde_json::from_str(&own_heartbeat("Ping Publisher")).unwrap();
+        assert_eq!(v["component_name"], "Ping Publisher");
+        assert!(v["timestamp"].as_f64().unwrap() > 0.0);
+        assert_eq!(v.as_object().unwrap().len(), 2);
+    }
+}
