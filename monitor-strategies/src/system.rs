@@ -272,3 +272,121 @@ fn divide(numerator: f64, divisor: f64, what: &str) -> Result<f64, RoundError> {
         Ok(numerator / divisor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prometheus::{parse, query};
+
+    /// `round2` against what PANIC computes, `json.dumps(float("{:.2f}".format(x)))` (values printed
+    /// by CPython 3).
+    #[test]
+    fn rounding_is_panics() {
+        let cases: [(f64, &str); 18] = [
+            (8.375, "8.38"),
+            (0.125, "0.12"),
+            (2.675, "2.67"),
+            (1.005, "1.0"),
+            (37.915, "37.91"),
+            (22.855, "22.86"),
+            (99.995, "100.0"),
+            (1e-9, "0.0"),
+            (12345.675, "12345.67"),
+            (-0.005, "-0.01"),
+            (-0.001, "-0.0"),
+            (100.0 - 100.0 * (1.0 / 3.0), "66.67"),
+            (8.36499999999, "8.36"),
+            (37.92499, "37.92"),
+            (0.0, "0.0"),
+            (100.0, "100.0"),
+            (5e-3, "0.01"),
+            (1e16 / 3.0, "3333333333333333.5"),
+        ];
+        for (x, python) in cases {
+            assert_eq!(float(round2(x)).to_string(), python, "{x}");
+        }
+    }
+
+    fn data(text: &str) -> MetricsData {
+        let requested: Vec<(&str, Requirement)> = SYSTEM_METRICS
+            .iter()
+            .map(|m| (*m, Requirement::Strict))
+            .collect();
+        query(&parse(text).unwrap(), &requested).unwrap()
+    }
+
+    const SMALL: &str = "process_cpu_seconds_total 1.5\ngo_memstats_alloc_bytes 1\n\
+        go_memstats_alloc_bytes_total 3\nprocess_virtual_memory_bytes 10\nprocess_max_fds 8\n\
+        process_open_fds 1\nnode_cpu_seconds_total{cpu=\"0\",mode=\"idle\"} 3\n\
+        node_cpu_seconds_total{cpu=\"0\",mode=\"user\"} 1\n\
+        node_filesystem_avail_bytes{mountpoint=\"/\"} 1\nnode_filesystem_avail_bytes{mountpoint=\"/b\"} 2\n\
+        node_filesystem_size_bytes{mountpoint=\"/\"} 4\nnode_filesystem_size_bytes{mountpoint=\"/b\"} 4\n\
+        node_memory_MemTotal_bytes 4\nnode_memory_MemAvailable_bytes 1\n\
+        node_network_transmit_bytes_total{device=\"lo\"} 5\nnode_network_transmit_bytes_total{device=\"eth0\"} 6\n\
+        node_network_receive_bytes_total{device=\"lo\"} 7\n\
+        node_disk_io_time_seconds_total{device=\"sda\"} 0.5\n";
+
+    #[test]
+    fn formulas() {
+        let out = process(&data(SMALL)).unwrap();
+        assert_eq!(
+            out.to_string(),
+            concat!(
+                r#"{"process_cpu_seconds_total":1.5,"process_memory_usage":33.33,"#,
+                r#""virtual_memory_usage":10.0,"open_file_descriptors":12.5,"system_cpu_usage":25.0,"#,
+                r#""system_ram_usage":75.0,"system_storage_usage":62.5,"#,
+                r#""network_receive_bytes_total":7.0,"network_transmit_bytes_total":11.0,"#,
+                r#""disk_io_time_seconds_total":0.5}"#
+            )
+        );
+    }
+
+    #[test]
+    fn every_division_by_zero_is_a_round_error() {
+        for (from, to, what) in [
+            (
+                "go_memstats_alloc_bytes_total 3",
+                "go_memstats_alloc_bytes_total 0",
+                "process_memory_usage",
+            ),
+            (
+                "process_max_fds 8",
+                "process_max_fds 0",
+                "open_file_descriptors",
+            ),
+            ("mode=\"idle\"} 3", "mode=\"idle\"} 0", "system_cpu_usage"),
+            (
+                "node_memory_MemTotal_bytes 4",
+                "node_memory_MemTotal_bytes 0",
+                "system_ram_usage",
+            ),
+            (
+                "mountpoint=\"/\"} 4",
+                "mountpoint=\"/\"} 0",
+                "system_storage_usage",
+            ),
+        ] {
+            let mut text = SMALL.replace(from, to);
+            if what == "system_cpu_usage" {
+                text = text.replace("mode=\"user\"} 1", "mode=\"user\"} 0");
+            }
+            if what == "system_storage_usage" {
+                text = text.replace("mountpoint=\"/b\"} 4", "mountpoint=\"/b\"} 0");
+            }
+            assert_ne!(text, SMALL);
+            let err = process(&data(&text)).unwrap_err();
+            assert_eq!(err.to_string(), format!("{what}: division by zero"));
+        }
+        // NaN is not a division by zero (Python computes with it).
+        let text = SMALL.replace("process_max_fds 8", "process_max_fds NaN");
+        let out = process(&data(&text)).unwrap();
+        assert!(out["open_file_descriptors"].is_null());
+    }
+
+    #[test]
+    fn cpu_sample_without_mode_is_a_round_error() {
+        let text = SMALL.replace("cpu=\"0\",mode=\"user\"", "cpu=\"0\"");
+        let err = process(&data(&text)).unwrap_err();
+        assert!(err.to_string().contains("no `mode` label"), "{err}");
+    }
+}

@@ -1,6 +1,7 @@
 //! A local HTTP/1.1 server for strategy tests (feature `testing`): fixed or computed replies per
 //! path, statuses, headers, delays, truncated or broken bodies, silent servers, and a log of every
-//! request. It binds `127.0.0.1:0` and stops when dropped.
+//! request. It binds `127.0.0.1:0` and stops when dropped. [`TestServer::start_tls`] serves HTTPS
+//! with a self-signed certificate (for `localhost` and `127.0.0.1`, [`TEST_CERT_PEM`]).
 //!
 //! ```ignore
 //! let server = TestServer::start().await?;
@@ -17,9 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// The self-signed certificate of [`TestServer::start_tls`] (`CN=localhost`, SAN `localhost`,
+/// `127.0.0.1`), for tests that trust it explicitly.
+pub const TEST_CERT_PEM: &str = include_str!("testing/cert.pem");
+const TEST_KEY_PEM: &str = include_str!("testing/key.pem");
 
 /// How the body of a reply is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +153,7 @@ pub struct TestServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     task: JoinHandle<()>,
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -160,13 +171,28 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    /// Binds `127.0.0.1:0` and serves. Unknown paths get `404 not found`.
+    /// Binds `127.0.0.1:0` and serves HTTP. Unknown paths get `404 not found`.
     pub async fn start() -> io::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Binds `127.0.0.1:0` and serves HTTPS with the self-signed [`TEST_CERT_PEM`].
+    pub async fn start_tls() -> io::Result<Self> {
+        Self::start_with(Some(tls_acceptor()?)).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
-        Ok(TestServer { addr, state, task })
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let task = tokio::spawn(accept_loop(listener, tls, Arc::clone(&state)));
+        Ok(TestServer {
+            addr,
+            state,
+            task,
+            scheme,
+        })
     }
 
     /// The bound address.
@@ -174,9 +200,9 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>` (`https://` for a TLS server).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     /// Serves `reply` for `target` (a path, or a path with its query, which is matched first).
@@ -222,14 +248,45 @@ pub async fn refused_url(path: &str) -> io::Result<String> {
     Ok(format!("http://{addr}{path}"))
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
+fn tls_acceptor() -> io::Result<TlsAcceptor> {
+    let invalid =
+        |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let certs = CertificateDer::pem_slice_iter(TEST_CERT_PEM.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(TEST_KEY_PEM.as_bytes()).map_err(|e| invalid(&e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(&e))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<Mutex<State>>) {
     // Connections live in this set: aborting the accept task drops it and aborts them all.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&state)));
+                    let state = Arc::clone(&state);
+                    match tls.clone() {
+                        None => {
+                            connections.spawn(serve_connection(stream, state));
+                        }
+                        Some(acceptor) => {
+                            connections.spawn(async move {
+                                // A failed handshake (a client that rejects the certificate) just
+                                // ends the connection.
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve_connection(stream, state).await;
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
@@ -239,7 +296,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
 }
 
 /// Serves requests on one connection (keep-alive) until the client closes or a reply closes it.
-async fn serve_connection(stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve_connection<S>(stream: S, state: Arc<Mutex<State>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut stream = BufReader::new(stream);
     loop {
         let Ok(Some(request)) = read_request(&mut stream).await else {
@@ -275,7 +335,10 @@ async fn serve_connection(stream: TcpStream, state: Arc<Mutex<State>>) {
 }
 
 /// Reads one request head (and a `Content-Length` body); `None` when the client closed.
-async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Option<RecordedRequest>> {
+async fn read_request<S>(stream: &mut BufReader<S>) -> io::Result<Option<RecordedRequest>>
+where
+    S: AsyncRead + Unpin,
+{
     const MAX_HEAD: usize = 64 * 1024;
     let mut head_len = 0;
     let mut first = String::new();
@@ -323,7 +386,10 @@ async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Option<Re
 }
 
 /// Writes a reply; returns whether the connection may serve another request.
-async fn write_reply(stream: &mut TcpStream, reply: &Reply) -> io::Result<bool> {
+async fn write_reply<S>(stream: &mut S, reply: &Reply) -> io::Result<bool>
+where
+    S: AsyncWrite + Unpin,
+{
     let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));

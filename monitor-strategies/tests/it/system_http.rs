@@ -248,3 +248,23 @@ async fn bodies_that_are_not_scrapes_are_round_errors() {
     let err = processing_error(body).await;
     assert!(err.contains("process_open_fds is labelled"), "{err}");
 }
+
+#[tokio::test]
+async fn https_exporter_with_self_signed_certificate() {
+    let server = TestServer::start_tls().await.unwrap();
+    server.route("/metrics", Reply::ok(node_exporter_fixture()));
+    let url = server.url("/metrics");
+    assert!(url.starts_with("https://127.0.0.1:"));
+    // PANIC's default: exporter certificates are not verified.
+    let body = one_round(&url, &StrategySettings::default()).await;
+    assert_eq!(
+        serde_json::to_string(&body["result"]["data"]).unwrap(),
+        EXPECTED_DATA
+    );
+    // Verification on: the self-signed certificate is refused, which `requests` reported as a
+    // connection error (`SSLError`): 5004.
+    let verifying = StrategySettings::default().with_verify_tls_monitored(true);
+    let (code, _) = error_of(&one_round(&url, &verifying).await);
+    assert_eq!(code, 5004);
+    assert_eq!(server.hits("/metrics"), 1);
+}
