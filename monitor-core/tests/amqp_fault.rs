@@ -202,3 +202,40 @@ async fn outbox_is_bounded_and_drops_are_counted() {
     bus.delete_exchange(x).await.unwrap();
     bus.close().await;
 }
+
+/// A delivery received before the connection died cannot be acked (`AckFailed`); the broker
+/// delivers it again, marked `redelivered`, to the same `Consumer` after the reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_delivery_comes_back_to_the_same_consumer() {
+    let vhost = Vhost::create("panic-redeliver");
+    let bus = common::amqp_bus_at(&vhost.url(), "fault-redeliver").await;
+    let (x, q) = ("redeliver-x", "redeliver-q");
+    declare_bound_queue(&bus, q, x, &["k"]).await.unwrap();
+    bus.publish(x, "k", Bytes::from_static(b"m")).await.unwrap();
+    let mut c = bus.consume(q, 1).await.unwrap();
+    let d = common::next(&mut c).await;
+    assert!(!d.redelivered);
+
+    let out = vhost.close_connections().await;
+    assert!(out.contains("Closed 1 connections"), "{out}");
+    wait_until("the bus reconnects", || bus.reconnections() >= 1).await;
+    let err = d.ack().await.unwrap_err();
+    assert!(matches!(err, BusError::AckFailed(_)), "{err:?}");
+
+    let again = common::next(&mut c).await;
+    assert_eq!(common::text(&again), "m");
+    assert!(again.redelivered);
+    again.ack().await.unwrap();
+    // Declarations survived the reconnection (re-declared): publishing and routing still work.
+    bus.publish(x, "k", Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+    let after = common::next(&mut c).await;
+    assert_eq!(common::text(&after), "after");
+    after.ack().await.unwrap();
+    common::assert_quiet(&mut c, "nothing else").await;
+    drop(c);
+    bus.delete_queue(q).await.unwrap();
+    bus.delete_exchange(x).await.unwrap();
+    bus.close().await;
+}

@@ -270,6 +270,30 @@ async fn missing_things_and_deletion(bus: &dyn Bus, n: &Names) {
     bus.delete_exchange(&x).await.unwrap();
 }
 
+/// Concurrent publishes all arrive, each once.
+async fn concurrent_publishes(bus: &dyn Bus, n: &Names) {
+    let x = n.exchange();
+    let q = n.queue("concurrent");
+    declare_bound_queue(bus, &q, &x, &["c.#"]).await.unwrap();
+    let x = x.as_str();
+    let publishes = (0..200).map(|i| {
+        let body = i.to_string();
+        async move { bus.publish(x, "c.i", Bytes::from(body)).await }
+    });
+    for r in futures::future::join_all(publishes).await {
+        r.unwrap();
+    }
+    let mut c = bus.consume(&q, 50).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let d = next(&mut c).await;
+        assert!(seen.insert(text(&d)), "duplicate {d:?}");
+        d.ack().await.unwrap();
+    }
+    assert_quiet(&mut c, "exactly 200").await;
+    cleanup(bus, n, &["concurrent"]).await;
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -308,4 +332,5 @@ conformance!(
     prefetch_limit,
     unroutable_is_reported,
     missing_things_and_deletion,
+    concurrent_publishes,
 );

@@ -79,6 +79,9 @@ use super::{Acker, Bus, BusError, Consumer, Delivery};
 /// How often the supervisor checks the connection's state besides lapin's error events.
 const STATUS_POLL: Duration = Duration::from_millis(250);
 
+/// How many times one publish is re-sent after its channel was closed by another publish's error.
+const MAX_FOREIGN_RETRIES: u32 = 3;
+
 /// Settings of the RabbitMQ bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmqpSettings {
@@ -408,6 +411,7 @@ impl Shared {
         };
         self.ensure_exchange(exchange).await?;
         let mut min_gen = 0;
+        let mut attempts_on_foreign_errors = 0;
         loop {
             let mut slot = tokio::select! {
                 _ = self.shutdown.cancelled() => return Err(BusError::Closed),
@@ -461,6 +465,21 @@ impl Shared {
                         outbox = Some(self.enter_outbox(false, exchange, routing_key)?);
                     }
                     min_gen = link.generation + 1;
+                }
+                Err(e)
+                    if is_not_found(&e)
+                        && !error_message(&e).contains(&format!("'{exchange}'")) =>
+                {
+                    // The publishing channel was closed by another publish's error (an exchange
+                    // deleted behind our back): this message was not the cause, send it again on
+                    // a fresh channel.
+                    debug!(exchange, routing_key, error = %e, "publishing channel closed by another publish; re-sending");
+                    if attempts_on_foreign_errors >= MAX_FOREIGN_RETRIES {
+                        return Err(BusError::Broker(format!(
+                            "publish to `{exchange}` with routing key `{routing_key}`: {e}"
+                        )));
+                    }
+                    attempts_on_foreign_errors += 1;
                 }
                 Err(e) => {
                     if is_not_found(&e) {
