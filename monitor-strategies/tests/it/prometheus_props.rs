@@ -1,7 +1,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use monitor_strategies::prometheus::{parse, query, Requirement};
+use monitor_strategies::prometheus::{parse, query, MetricValue, Requirement};
 use monitor_strategies::system::SYSTEM_METRICS;
 
 use crate::node_exporter_fixture;
@@ -70,4 +70,53 @@ fn the_fixture_parses_completely() {
     let samples = parse(&node_exporter_fixture()).unwrap();
     // SOURCES.md: 853 samples.
     assert_eq!(samples.len(), 853);
+}
+
+/// The other shared scrapes parse, and PANIC's `_total` counter renaming finds the Chainlink
+/// counters under the names PANIC asks for.
+#[test]
+fn chainlink_counters_get_total_suffix() {
+    let text =
+        std::fs::read_to_string(format!("{}/chainlink/metrics.txt", crate::FIXTURES)).unwrap();
+    let samples = parse(&text).unwrap();
+    let data = query(
+        &samples,
+        &[
+            ("head_tracker_heads_received_total", Requirement::Strict),
+            ("tx_manager_num_gas_bumps_total", Requirement::Optional),
+            ("run_status_update_total", Requirement::Optional),
+            ("head_tracker_heads_received", Requirement::Optional),
+        ],
+    )
+    .unwrap();
+    let first = |metric: &str| match data.get(metric) {
+        Some(MetricValue::Labelled(entries)) => entries[0].value,
+        other => panic!("{metric}: {other:?}"),
+    };
+    assert_eq!(first("head_tracker_heads_received_total"), 84213.0);
+    assert_eq!(first("tx_manager_num_gas_bumps_total"), 57.0);
+    // The written name is gone, as in Python.
+    assert_eq!(data.get("head_tracker_heads_received"), None);
+    // `run_status_update_total` keeps its name; 3 errored label sets (PANIC counts sets).
+    let Some(MetricValue::Labelled(runs)) = data.get("run_status_update_total") else {
+        panic!("run_status_update_total");
+    };
+    assert_eq!(
+        runs.iter()
+            .filter(|e| e.label("status") == Some("errored"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        runs[0].key,
+        r#"{"from_status": "", "job_spec_id": "0b7dd91f5e8a40d8b0493fc0799fe5d3", "status": "in_progress"}"#
+    );
+
+    for other in [
+        "tendermint/metrics.txt",
+        "tendermint/metrics_evmos_devnet.txt",
+    ] {
+        let text = std::fs::read_to_string(format!("{}/{other}", crate::FIXTURES)).unwrap();
+        assert!(!parse(&text).unwrap().is_empty(), "{other}");
+    }
 }
