@@ -35,9 +35,19 @@ pub enum HttpErrorKind {
     InvalidUrl,
 }
 
+impl std::fmt::Display for HttpErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HttpErrorKind::Down => "cannot reach",
+            HttpErrorKind::Read => "cannot read the response of",
+            HttpErrorKind::InvalidUrl => "invalid url",
+        })
+    }
+}
+
 /// A failed request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind:?} error for `{url}`: {reason}")]
+#[error("{kind} `{url}`: {reason}")]
 pub struct HttpError {
     /// The class of failure.
     pub kind: HttpErrorKind,
@@ -261,6 +271,11 @@ mod tests {
         ] {
             let err = parse_url(bad).unwrap_err();
             assert_eq!(err.kind, HttpErrorKind::InvalidUrl, "{bad}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid url `{bad}`: ")),
+                "{err}"
+            );
         }
         assert!(parse_url("http://127.0.0.1:9100/metrics").is_ok());
         assert!(parse_url("https://node.example:9100/metrics").is_ok());
