@@ -63,13 +63,11 @@ pub struct ManagerStatus {
 
 impl ManagerStatus {
     /// The monitors with this component name (several keys may run one name).
-    pub fn monitors_named<'a>(
-        &'a self,
-        component_name: &'a str,
-    ) -> impl Iterator<Item = &'a TaskStatus> {
+    pub fn monitors_named(&self, component_name: &str) -> Vec<&TaskStatus> {
         self.monitors
             .iter()
-            .filter(move |m| m.component_name == component_name)
+            .filter(|m| m.component_name == component_name)
+            .collect()
     }
 }
 

@@ -1,0 +1,284 @@
+//! Config messages: start, modify, remove, disable, `{}`, bad messages, monitorables.
+
+use std::time::Duration;
+
+use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
+use monitor_core::keys::CONFIG_EXCHANGE;
+use monitor_core::Bus;
+use serde_json::json;
+
+use crate::harness::{
+    monitor, monitorable_capture, names, raw_capture, test_settings, FakePlanner, Harness, Probe,
+};
+
+const GENERAL: &str = "general.systems_config";
+
+fn section(name: &str, monitor: bool) -> serde_json::Value {
+    json!({"id": name, "parent_id": "GENERAL", "name": name, "monitor": monitor.to_string()})
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_modify_remove_disable_and_empty() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    let mut raw = raw_capture(&h.bus, "raw").await;
+
+    // Start: a and b enabled, c disabled.
+    let body = json!({"a": section("a", true), "b": section("b", true), "c": section("c", false)});
+    h.config(GENERAL, &body.to_string()).await;
+    assert_eq!(names(&h.status()), ["Fake monitor (a)", "Fake monitor (b)"]);
+    h.advance(Duration::from_secs(25)).await;
+    for id in ["a", "b"] {
+        let s = probe.stats(id);
+        assert_eq!(s.builds, 1, "{id}");
+        assert!(s.rounds_finished >= 2, "{id}: {s:?}");
+    }
+    assert_eq!(probe.stats("c").builds, 0);
+    let published = raw.drain().await;
+    assert!(published
+        .iter()
+        .any(|c| c.body["result"]["data"]["id"] == "a"));
+    assert!(published
+        .iter()
+        .any(|c| c.body["result"]["data"]["id"] == "b"));
+
+    // Modify b only: b restarts (new key, second build), a keeps running untouched.
+    let status = h.status();
+    let key_a = monitor(&status, "Fake monitor (a)").key;
+    let key_b = monitor(&status, "Fake monitor (b)").key;
+    let mut b2 = section("b", true);
+    b2["exporter_url"] = json!("http://changed:9100");
+    let body = json!({"a": section("a", true), "b": b2, "c": section("c", false)});
+    h.config(GENERAL, &body.to_string()).await;
+    let status = h.status();
+    assert_eq!(monitor(&status, "Fake monitor (a)").key, key_a);
+    assert_ne!(monitor(&status, "Fake monitor (b)").key, key_b);
+    assert_eq!(probe.stats("a").builds, 1);
+    assert_eq!(probe.stats("b").builds, 2);
+
+    // Re-sending the same config changes nothing.
+    h.config(GENERAL, &body.to_string()).await;
+    assert_eq!(probe.stats("a").builds, 1);
+    assert_eq!(probe.stats("b").builds, 2);
+
+    // Enable c, disable a: c starts, a stops and runs no more rounds.
+    let body = json!({"a": section("a", false), "b": b2, "c": section("c", true)});
+    h.config(GENERAL, &body.to_string()).await;
+    assert_eq!(names(&h.status()), ["Fake monitor (b)", "Fake monitor (c)"]);
+    let a_rounds = probe.stats("a").rounds_started;
+    h.advance(Duration::from_secs(30)).await;
+    assert_eq!(probe.stats("a").rounds_started, a_rounds);
+    assert!(probe.stats("c").rounds_finished >= 2);
+
+    // Remove b (absent from the message).
+    let body = json!({"c": section("c", true)});
+    h.config(GENERAL, &body.to_string()).await;
+    assert_eq!(names(&h.status()), ["Fake monitor (c)"]);
+
+    // `{}`: everything under the key stops; no more data.
+    h.config(GENERAL, "{}").await;
+    assert!(h.status().monitors.is_empty());
+    raw.drain().await;
+    let rounds: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .map(|id| probe.stats(id).rounds_started)
+        .collect();
+    h.advance(Duration::from_secs(30)).await;
+    assert!(raw.drain().await.is_empty());
+    let after: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .map(|id| probe.stats(id).rounds_started)
+        .collect();
+    assert_eq!(rounds, after);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn specs_are_kept_per_routing_key() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    h.config(GENERAL, &json!({"g": section("g", true)}).to_string())
+        .await;
+    h.config(
+        "chains.cosmos.hub.systems_config",
+        &json!({"h": section("h", true)}).to_string(),
+    )
+    .await;
+    assert_eq!(names(&h.status()), ["Fake monitor (g)", "Fake monitor (h)"]);
+    // `{}` for the chain stops only the chain's monitor.
+    h.config("chains.cosmos.hub.systems_config", "{}").await;
+    assert_eq!(names(&h.status()), ["Fake monitor (g)"]);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_messages_and_sections_disturb_nothing() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
+        .await;
+    let key_a = monitor(&h.status(), "Fake monitor (a)").key;
+
+    // Invalid JSON, a body that is not an object: logged, acked (checked by `config`), nothing
+    // changes.
+    h.config(GENERAL, "{not json").await;
+    h.config(GENERAL, "[1, 2]").await;
+    assert_eq!(monitor(&h.status(), "Fake monitor (a)").key, key_a);
+    assert_eq!(h.status().config_errors, 2);
+
+    // An unknown config key reaching the queue: logged and acked.
+    h.bus
+        .bind_queue(
+            &h.settings.configs_queue(),
+            CONFIG_EXCHANGE,
+            "general.bogus_config",
+        )
+        .await
+        .unwrap();
+    h.config("general.bogus_config", "{}").await;
+    assert_eq!(h.status().config_errors, 3);
+    assert_eq!(monitor(&h.status(), "Fake monitor (a)").key, key_a);
+
+    // A message for a chain with a section that is not an object, a section missing `name` and
+    // one valid section: the valid one starts, the others are reported.
+    let body = json!({
+        "x": 3,
+        "z": {"id": "z", "monitor": "true"},
+        "y": section("y", true),
+    });
+    h.config("chains.cosmos.hub.systems_config", &body.to_string())
+        .await;
+    assert_eq!(names(&h.status()), ["Fake monitor (a)", "Fake monitor (y)"]);
+    assert_eq!(h.status().config_errors, 5);
+    assert_eq!(monitor(&h.status(), "Fake monitor (a)").key, key_a);
+    assert_eq!(probe.stats("a").builds, 1);
+
+    // A key no planner accepts is acked and changes nothing.
+    h.config(
+        "chains.cosmos.hub.github_repos_config",
+        &json!({"r": section("r", true)}).to_string(),
+    )
+    .await;
+    assert_eq!(names(&h.status()), ["Fake monitor (a)", "Fake monitor (y)"]);
+
+    h.advance(Duration::from_secs(30)).await;
+    assert!(probe.stats("a").rounds_finished >= 2);
+    assert_eq!(h.status().config_messages, 6);
+    h.stop().await.unwrap();
+}
+
+fn source(parent: &str, chain: &str, id: &str) -> MonitorableSource {
+    MonitorableSource {
+        chain_id: parent.to_owned(),
+        chain_name: chain.to_owned(),
+        source_id: id.to_owned(),
+        source_name: id.to_owned(),
+    }
+}
+
+fn chain_section(name: &str, parent: &str) -> serde_json::Value {
+    json!({"id": name, "parent_id": parent, "name": name, "monitor": "true"})
+}
+
+#[tokio::test(start_paused = true)]
+async fn monitorables_after_start_remove_and_empty_across_sub_chains() {
+    let probe = Probe::default();
+    let mut h = Harness::start(
+        vec![FakePlanner::systems(&probe), FakePlanner::nodes(&probe)],
+        test_settings(),
+    )
+    .await;
+    let mut cap = monitorable_capture(&h.bus, "monitorables").await;
+    let hub = "chains.cosmos.hub.systems_config";
+    let osmo = "chains.cosmos.osmo.systems_config";
+
+    let last = |cap: Vec<crate::harness::Captured>, key: &str| -> MonitorableMessage {
+        assert_eq!(cap.len(), 1, "{cap:?}");
+        assert_eq!(cap[0].routing_key, key);
+        serde_json::from_value(cap[0].body.clone()).unwrap()
+    };
+
+    h.config(
+        hub,
+        &json!({"h2": chain_section("h2", "hub_id"), "h1": chain_section("h1", "hub_id")})
+            .to_string(),
+    )
+    .await;
+    let m = last(cap.drain().await, "cosmos.systems");
+    assert_eq!(m.manager_name, "Monitors Manager");
+    assert_eq!(
+        m.sources,
+        [source("hub_id", "hub", "h1"), source("hub_id", "hub", "h2")]
+    );
+
+    h.config(
+        osmo,
+        &json!({"o1": chain_section("o1", "osmo_id")}).to_string(),
+    )
+    .await;
+    let m = last(cap.drain().await, "cosmos.systems");
+    assert_eq!(
+        m.sources,
+        [
+            source("hub_id", "hub", "h1"),
+            source("hub_id", "hub", "h2"),
+            source("osmo_id", "osmo", "o1"),
+        ]
+    );
+
+    // A nodes_config of the same base chain publishes `cosmos.nodes` only, with its own sources.
+    h.config(
+        "chains.cosmos.hub.nodes_config",
+        &json!({"n1": chain_section("n1", "hub_id")}).to_string(),
+    )
+    .await;
+    let m = last(cap.drain().await, "cosmos.nodes");
+    assert_eq!(m.sources, [source("hub_id", "hub", "n1")]);
+
+    // Remove h2.
+    h.config(
+        hub,
+        &json!({"h1": chain_section("h1", "hub_id")}).to_string(),
+    )
+    .await;
+    let m = last(cap.drain().await, "cosmos.systems");
+    assert_eq!(
+        m.sources,
+        [
+            source("hub_id", "hub", "h1"),
+            source("osmo_id", "osmo", "o1")
+        ]
+    );
+
+    // `{}` for hub: only osmo remains.
+    h.config(hub, "{}").await;
+    let m = last(cap.drain().await, "cosmos.systems");
+    assert_eq!(m.sources, [source("osmo_id", "osmo", "o1")]);
+
+    // `{}` for osmo: an empty list (the store then drops this manager's systems).
+    h.config(osmo, "{}").await;
+    let m = last(cap.drain().await, "cosmos.systems");
+    assert!(m.sources.is_empty());
+
+    // A general config publishes `general.systems`, with no cosmos sources.
+    h.config(GENERAL, &json!({"g": section("g", true)}).to_string())
+        .await;
+    let m = last(cap.drain().await, "general.systems");
+    assert_eq!(m.sources, [source("GENERAL", "general", "g")]);
+
+    // Invalid JSON publishes nothing.
+    h.config(GENERAL, "nope").await;
+    assert!(cap.drain().await.is_empty());
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn monitorables_unroutable_is_not_an_error() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    // Nothing is bound to `monitorable`: the message is produced, dropped, and the manager goes on.
+    h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
+        .await;
+    assert_eq!(names(&h.status()), ["Fake monitor (a)"]);
+    h.stop().await.unwrap();
+}

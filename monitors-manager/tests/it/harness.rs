@@ -1,0 +1,497 @@
+//! Test planners, fake strategies and a harness running a manager on a `MemoryBus` with paused time.
+//!
+//! A [`FakePlanner`] plans one fake monitor per enabled section of the config types it accepts.
+//! Section fields drive the fake strategy:
+//! * `name` (required: a missing name is a plan error), `monitor` (`true` = enabled, required);
+//! * `parent_id` (chain id in monitorables, default `GENERAL`);
+//! * `behaviour`: `ok` (default: one `system` publication per round), `two` (a `system` then a
+//!   `github` publication), `err` (round returns `Err`), `panic` (every round panics), `panic_first`
+//!   (the first build's rounds panic), `hang` (every round hangs), `hang_first` (the first build's
+//!   rounds hang), `sleep` (round sleeps `round_secs` seconds), `fail_build` (build fails
+//!   `fail_builds` times, default forever);
+//! * any other field only changes the fingerprint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use monitor_core::envelope::MonitorableSource;
+use monitor_core::keys::{
+    ConfigType, CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
+    RAW_DATA_EXCHANGE,
+};
+use monitor_core::plan::{fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner};
+use monitor_core::{
+    Bus, ConfigKey, ConfigMessage, Consumer, MemoryBus, Monitor, MonitorableType, PanicError,
+    Publication, RawDataKey, RoundError,
+};
+use monitors_manager::{
+    Backoff, ManagerError, ManagerSettings, ManagerStatus, MonitorsManager, StatusHandle,
+};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What one fake monitor id went through (across all its builds).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Stats {
+    pub(crate) builds: u32,
+    pub(crate) rounds_started: u32,
+    pub(crate) rounds_finished: u32,
+    pub(crate) round_starts: Vec<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct ProbeInner {
+    by_id: HashMap<String, Stats>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// Shared observations of every fake monitor of a test.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Probe(Arc<Mutex<ProbeInner>>);
+
+impl Probe {
+    fn with<R>(&self, f: impl FnOnce(&mut ProbeInner) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+
+    pub(crate) fn stats(&self, id: &str) -> Stats {
+        self.with(|p| p.by_id.get(id).cloned().unwrap_or_default())
+    }
+
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.with(|p| p.max_in_flight)
+    }
+
+    fn built(&self, id: &str) -> u32 {
+        self.with(|p| {
+            let s = p.by_id.entry(id.to_owned()).or_default();
+            s.builds += 1;
+            s.builds
+        })
+    }
+
+    fn round_started(&self, id: &str) -> InFlightGuard {
+        self.with(|p| {
+            let s = p.by_id.entry(id.to_owned()).or_default();
+            s.rounds_started += 1;
+            s.round_starts.push(Instant::now());
+            p.in_flight += 1;
+            p.max_in_flight = p.max_in_flight.max(p.in_flight);
+        });
+        InFlightGuard(self.clone())
+    }
+
+    fn round_finished(&self, id: &str) {
+        self.with(|p| p.by_id.entry(id.to_owned()).or_default().rounds_finished += 1);
+    }
+}
+
+/// Decrements the in-flight count however the round ends (returns, is cancelled, panics).
+struct InFlightGuard(Probe);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.with(|p| p.in_flight -= 1);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Behaviour {
+    Ok,
+    Two,
+    Err,
+    Panic,
+    PanicFirst,
+    Hang,
+    HangFirst,
+    Sleep(Duration),
+    FailBuild(u32),
+}
+
+struct FakeMonitor {
+    name: String,
+    id: String,
+    behaviour: Behaviour,
+    incarnation: u32,
+    round: u64,
+    probe: Probe,
+}
+
+#[async_trait]
+impl Monitor for FakeMonitor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
+        let _guard = self.probe.round_started(&self.id);
+        self.round += 1;
+        let body = json!({"result": {"meta_data": {"monitor_name": self.name}, "data": {"id": self.id, "round": self.round}}});
+        let out = match &self.behaviour {
+            Behaviour::Ok | Behaviour::FailBuild(_) => {
+                Ok(vec![Publication::new(RawDataKey::System, body)])
+            }
+            Behaviour::Two => Ok(vec![
+                Publication::new(RawDataKey::System, body.clone()),
+                Publication::new(RawDataKey::Github, body),
+            ]),
+            Behaviour::Err => Err(RoundError::new("processing error")),
+            Behaviour::Panic => panic!("fake strategy bug in {}", self.id),
+            Behaviour::PanicFirst if self.incarnation == 1 => {
+                panic!("fake strategy bug in {}", self.id)
+            }
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::HangFirst if self.incarnation == 1 => std::future::pending().await,
+            Behaviour::Sleep(d) => {
+                tokio::time::sleep(*d).await;
+                Ok(vec![Publication::new(RawDataKey::System, body)])
+            }
+            Behaviour::PanicFirst | Behaviour::HangFirst => {
+                Ok(vec![Publication::new(RawDataKey::System, body)])
+            }
+        };
+        self.probe.round_finished(&self.id);
+        out
+    }
+}
+
+/// Plans fake monitors for the config types it accepts.
+pub(crate) struct FakePlanner {
+    pub(crate) name: &'static str,
+    pub(crate) config_type: ConfigType,
+    pub(crate) monitorable_type: MonitorableType,
+    pub(crate) group: PeriodGroup,
+    pub(crate) probe: Probe,
+}
+
+impl FakePlanner {
+    pub(crate) fn systems(probe: &Probe) -> Arc<dyn Planner> {
+        Arc::new(FakePlanner {
+            name: "fake_systems",
+            config_type: ConfigType::SystemsConfig,
+            monitorable_type: MonitorableType::Systems,
+            group: PeriodGroup::System,
+            probe: probe.clone(),
+        })
+    }
+
+    pub(crate) fn nodes(probe: &Probe) -> Arc<dyn Planner> {
+        Arc::new(FakePlanner {
+            name: "fake_nodes",
+            config_type: ConfigType::NodesConfig,
+            monitorable_type: MonitorableType::Nodes,
+            group: PeriodGroup::Node,
+            probe: probe.clone(),
+        })
+    }
+}
+
+impl Planner for FakePlanner {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn accepts(&self, key: &ConfigKey) -> bool {
+        key.config_type == self.config_type
+    }
+
+    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
+        vec![self.monitorable_type]
+    }
+
+    fn plan(&self, message: &ConfigMessage) -> Plan {
+        let mut plan = Plan::default();
+        for section in &message.sections {
+            let (name, enabled) = match (section.non_empty("name"), section.bool("monitor")) {
+                (Ok(n), Ok(e)) => (n.to_owned(), e),
+                (Err(e), _) | (_, Err(e)) => {
+                    plan.errors.push(e);
+                    continue;
+                }
+            };
+            if !enabled {
+                continue;
+            }
+            let behaviour = match section.opt_str("behaviour").unwrap_or("ok") {
+                "ok" => Behaviour::Ok,
+                "two" => Behaviour::Two,
+                "err" => Behaviour::Err,
+                "panic" => Behaviour::Panic,
+                "panic_first" => Behaviour::PanicFirst,
+                "hang" => Behaviour::Hang,
+                "hang_first" => Behaviour::HangFirst,
+                "sleep" => Behaviour::Sleep(Duration::from_secs(
+                    section
+                        .opt_str("round_secs")
+                        .unwrap_or("1")
+                        .parse()
+                        .unwrap(),
+                )),
+                "fail_build" => Behaviour::FailBuild(
+                    section
+                        .opt_str("fail_builds")
+                        .map_or(u32::MAX, |n| n.parse().unwrap()),
+                ),
+                other => {
+                    plan.errors
+                        .push(section.bad("behaviour", format!("unknown `{other}`")));
+                    continue;
+                }
+            };
+            let component_name = format!("Fake monitor ({name})");
+            let source = MonitorableSource {
+                chain_id: section.opt_str("parent_id").unwrap_or("GENERAL").to_owned(),
+                chain_name: message.key.sub_chain.clone(),
+                source_id: section.id.clone(),
+                source_name: name.clone(),
+            };
+            let probe = self.probe.clone();
+            let id = section.id.clone();
+            let monitor_name = component_name.clone();
+            plan.specs.push(MonitorSpec {
+                id: section.id.clone(),
+                component_name,
+                group: self.group,
+                monitorables: vec![Monitorable {
+                    base_chain: message.key.base_chain.clone(),
+                    monitorable_type: self.monitorable_type,
+                    source,
+                }],
+                fingerprint: fingerprint(&section.fields),
+                build: Arc::new(move || {
+                    let incarnation = probe.built(&id);
+                    if let Behaviour::FailBuild(n) = behaviour {
+                        if incarnation <= n {
+                            return Err(PanicError::invalid_url("not a url"));
+                        }
+                    }
+                    Ok(Box::new(FakeMonitor {
+                        name: monitor_name.clone(),
+                        id: id.clone(),
+                        behaviour: behaviour.clone(),
+                        incarnation,
+                        round: 0,
+                        probe: probe.clone(),
+                    }) as Box<dyn Monitor>)
+                }),
+            });
+        }
+        plan
+    }
+}
+
+/// Settings for tests: short periods, no jitter.
+pub(crate) fn test_settings() -> ManagerSettings {
+    ManagerSettings {
+        periods: [
+            (PeriodGroup::System, Duration::from_secs(10)),
+            (PeriodGroup::Node, Duration::from_secs(10)),
+        ]
+        .into_iter()
+        .collect(),
+        restart_backoff: Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(8),
+            jitter: 0.0,
+        },
+        ..ManagerSettings::default()
+    }
+}
+
+/// One message read from a capture queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Captured {
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
+    pub(crate) body: Value,
+}
+
+/// A queue the test reads what the manager publishes from.
+pub(crate) struct Capture {
+    consumer: Consumer,
+}
+
+impl Capture {
+    pub(crate) async fn new(bus: &MemoryBus, queue: &str, bindings: &[(&str, &str)]) -> Self {
+        bus.declare_queue(queue).await.unwrap();
+        for (exchange, key) in bindings {
+            bus.declare_exchange(exchange).await.unwrap();
+            bus.bind_queue(queue, exchange, key).await.unwrap();
+        }
+        Capture {
+            consumer: bus.consume(queue, 0).await.unwrap(),
+        }
+    }
+
+    /// Everything delivered so far (acked).
+    pub(crate) async fn drain(&mut self) -> Vec<Captured> {
+        let mut out = Vec::new();
+        while let Some(Some(d)) = self.consumer.next().now_or_never() {
+            let body = serde_json::from_slice(&d.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.body).into_owned()));
+            out.push(Captured {
+                exchange: d.exchange.clone(),
+                routing_key: d.routing_key.clone(),
+                body,
+            });
+            d.ack().await.unwrap();
+        }
+        out
+    }
+}
+
+/// A manager running on a memory bus.
+pub(crate) struct Harness {
+    pub(crate) bus: MemoryBus,
+    pub(crate) status: StatusHandle,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) task: Option<JoinHandle<Result<(), ManagerError>>>,
+    pub(crate) settings: ManagerSettings,
+    published_configs: u64,
+}
+
+impl Harness {
+    pub(crate) async fn start(planners: Vec<Arc<dyn Planner>>, settings: ManagerSettings) -> Self {
+        Self::start_on(MemoryBus::new(), planners, settings).await
+    }
+
+    pub(crate) async fn start_on(
+        bus: MemoryBus,
+        planners: Vec<Arc<dyn Planner>>,
+        settings: ManagerSettings,
+    ) -> Self {
+        for exchange in MONITORS_EXCHANGES {
+            bus.declare_exchange(exchange).await.unwrap();
+        }
+        let manager = MonitorsManager::new(Arc::new(bus.clone()), planners, settings.clone());
+        let status = manager.status_handle();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(manager.run(shutdown.clone()));
+        let queue = settings.configs_queue();
+        let h = Harness {
+            bus,
+            status,
+            shutdown,
+            task: Some(task),
+            settings,
+            published_configs: 0,
+        };
+        let bus = h.bus.clone();
+        h.wait_for("the manager to consume its queue", || {
+            bus.queue_len(&queue).is_some() && bus.unacked_len(&queue).is_some()
+        })
+        .await;
+        // Let the manager reach its consumers (declaring is synchronous on the memory bus).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        h
+    }
+
+    pub(crate) fn status(&self) -> ManagerStatus {
+        self.status.status()
+    }
+
+    /// Publish a config message and wait until the manager handled it.
+    pub(crate) async fn config(&mut self, routing_key: &str, body: &str) {
+        self.bus
+            .publish(CONFIG_EXCHANGE, routing_key, Bytes::from(body.to_owned()))
+            .await
+            .unwrap();
+        self.published_configs += 1;
+        let want = self.published_configs;
+        let status = self.status.clone();
+        self.wait_for("the config message to be handled", || {
+            status.status().config_messages >= want
+        })
+        .await;
+        // The ack follows the handling.
+        let bus = self.bus.clone();
+        let queue = self.settings.configs_queue();
+        self.wait_for("the config message to be acked", || {
+            bus.unacked_len(&queue) == Some(0) && bus.queue_len(&queue) == Some(0)
+        })
+        .await;
+    }
+
+    /// Send a ping and return the manager heartbeat that answers it.
+    pub(crate) async fn ping(
+        &self,
+        capture: &mut Capture,
+    ) -> monitor_core::envelope::ManagerHeartbeat {
+        self.bus
+            .publish(HEALTH_CHECK_EXCHANGE, "ping", Bytes::from_static(b"ping"))
+            .await
+            .unwrap();
+        for _ in 0..1000 {
+            for c in capture.drain().await {
+                if c.routing_key == "heartbeat.manager" {
+                    return serde_json::from_value(c.body).unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("no manager heartbeat");
+    }
+
+    /// Advance (paused) time until `cond` holds, at most ten virtual minutes.
+    pub(crate) async fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Let `d` of virtual time pass.
+    pub(crate) async fn advance(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+
+    /// Cancel and wait for `run` to return.
+    pub(crate) async fn stop(&mut self) -> Result<(), ManagerError> {
+        self.shutdown.cancel();
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+/// The only monitor status with this component name.
+pub(crate) fn monitor<'a>(
+    status: &'a ManagerStatus,
+    component_name: &str,
+) -> &'a heartbeat::TaskStatus {
+    let found = status.monitors_named(component_name);
+    assert_eq!(found.len(), 1, "{component_name}: {:#?}", status.monitors);
+    found[0]
+}
+
+/// Component names of the running monitors, sorted.
+pub(crate) fn names(status: &ManagerStatus) -> Vec<String> {
+    let mut v: Vec<String> = status
+        .monitors
+        .iter()
+        .map(|m| m.component_name.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Declare a raw-data capture bound to every key.
+pub(crate) async fn raw_capture(bus: &MemoryBus, queue: &str) -> Capture {
+    Capture::new(bus, queue, &[(RAW_DATA_EXCHANGE, "#")]).await
+}
+
+/// Declare a monitorable capture bound to every key.
+pub(crate) async fn monitorable_capture(bus: &MemoryBus, queue: &str) -> Capture {
+    Capture::new(bus, queue, &[(MONITORABLE_EXCHANGE, "#")]).await
+}
+
+/// Declare a manager-heartbeat capture.
+pub(crate) async fn manager_heartbeat_capture(bus: &MemoryBus, queue: &str) -> Capture {
+    Capture::new(bus, queue, &[(HEALTH_CHECK_EXCHANGE, "heartbeat.manager")]).await
+}

@@ -1,0 +1,15 @@
+//! Manager behaviour on the in-memory bus with paused time, driven by fake planners and strategies.
+
+#[cfg(test)]
+mod harness;
+
+#[cfg(test)]
+mod configs;
+#[cfg(test)]
+mod heartbeats;
+#[cfg(test)]
+mod lifecycle;
+#[cfg(test)]
+mod scheduling;
+#[cfg(test)]
+mod supervision;

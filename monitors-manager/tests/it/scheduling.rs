@@ -1,0 +1,176 @@
+//! Scheduling and publishing: phase spread, fixed rate, the in-flight bound, data then heartbeat.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use monitors_manager::ManagerSettings;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::harness::{test_settings, Capture, FakePlanner, Harness, Probe};
+
+const GENERAL: &str = "general.systems_config";
+
+fn sections(n: usize, extra: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    for i in 0..n {
+        let id = format!("m{i:02}");
+        let mut s = json!({"id": id, "name": id, "monitor": "true"});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        body.insert(id, s);
+    }
+    serde_json::Value::Object(body)
+}
+
+#[tokio::test(start_paused = true)]
+async fn monitors_started_together_start_at_distinct_phases_then_keep_their_rate() {
+    let probe = Probe::default();
+    let settings = ManagerSettings {
+        periods: [(monitor_core::PeriodGroup::System, Duration::from_secs(60))]
+            .into_iter()
+            .collect(),
+        ..test_settings()
+    };
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    let started = Instant::now();
+    h.config(GENERAL, &sections(10, json!({})).to_string())
+        .await;
+    h.advance(Duration::from_secs(185)).await;
+
+    let mut firsts = BTreeSet::new();
+    for i in 0..10 {
+        let s = probe.stats(&format!("m{i:02}"));
+        let first = s.round_starts[0];
+        assert!(first - started <= Duration::from_secs(60), "{i}: {s:?}");
+        firsts.insert(first);
+        // Fixed rate: every later round exactly one period after the previous one.
+        for pair in s.round_starts.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_secs(60), "{i}: {s:?}");
+        }
+        assert!(s.round_starts.len() >= 3, "{i}: {s:?}");
+    }
+    assert_eq!(firsts.len(), 10, "every monitor has its own phase");
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_round_skips_missed_ticks_and_never_overlaps_itself() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    // Period 10 s, rounds of 9 s: never two at once for one monitor.
+    let body = json!({"slow": {"id": "slow", "name": "slow", "monitor": "true",
+        "behaviour": "sleep", "round_secs": "9"}});
+    h.config(GENERAL, &body.to_string()).await;
+    h.advance(Duration::from_secs(100)).await;
+    let s = probe.stats("slow");
+    assert!(s.rounds_finished >= 8, "{s:?}");
+    assert_eq!(probe.max_in_flight(), 1);
+    for pair in s.round_starts.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(9), "{s:?}");
+    }
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_in_flight_bounds_concurrent_rounds() {
+    let probe = Probe::default();
+    let settings = ManagerSettings {
+        max_in_flight: 3,
+        ..test_settings()
+    };
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    // 20 monitors, rounds of 9 s every 10 s: far more work than 3 permits allow.
+    h.config(
+        GENERAL,
+        &sections(20, json!({"behaviour": "sleep", "round_secs": "9"})).to_string(),
+    )
+    .await;
+    let mut seen_in_flight = 0;
+    for _ in 0..120 {
+        h.advance(Duration::from_millis(500)).await;
+        seen_in_flight = seen_in_flight.max(h.status().rounds_in_flight);
+    }
+    assert_eq!(probe.max_in_flight(), 3);
+    assert_eq!(seen_in_flight, 3);
+    let status = h.status();
+    assert!(status.rounds_ok >= 15, "{}", status.rounds_ok);
+    // Waiting for a permit is not being hung.
+    assert_eq!(status.deaths, 0);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn rounds_publish_data_in_order_then_the_worker_heartbeat() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    let mut cap = Capture::new(
+        &h.bus,
+        "everything",
+        &[("raw_data", "#"), ("health_check", "heartbeat.worker")],
+    )
+    .await;
+    let body = json!({"two": {"id": "two", "name": "two", "monitor": "true", "behaviour": "two"}});
+    h.config(GENERAL, &body.to_string()).await;
+    h.advance(Duration::from_secs(35)).await;
+    let got = cap.drain().await;
+    assert!(got.len() >= 9, "{got:?}");
+    for (i, chunk) in got.chunks(3).enumerate() {
+        let keys: Vec<_> = chunk.iter().map(|c| c.routing_key.as_str()).collect();
+        assert_eq!(keys, ["system", "github", "heartbeat.worker"], "round {i}");
+        assert_eq!(chunk[0].exchange, "raw_data");
+        assert_eq!(chunk[2].exchange, "health_check");
+        let round = i as u64 + 1;
+        assert_eq!(chunk[0].body["result"]["data"]["round"], round);
+        assert_eq!(chunk[1].body["result"]["data"]["round"], round);
+        let hb = &chunk[2].body;
+        assert_eq!(hb["component_name"], "Fake monitor (two)");
+        assert_eq!(hb["is_alive"], true);
+        assert!(hb["timestamp"].as_f64().unwrap() > 0.0);
+    }
+    let status = h.status();
+    assert_eq!(status.publishes_ok, 2 * status.rounds_ok);
+    assert_eq!(status.worker_heartbeats, status.rounds_ok);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_publish_skips_the_rest_of_the_round_and_the_heartbeat() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    // Only `github` is bound on raw_data: the first publication (`system`) is unroutable.
+    let mut cap = Capture::new(
+        &h.bus,
+        "partial",
+        &[("raw_data", "github"), ("health_check", "heartbeat.worker")],
+    )
+    .await;
+    let body = json!({"two": {"id": "two", "name": "two", "monitor": "true", "behaviour": "two"}});
+    h.config(GENERAL, &body.to_string()).await;
+    h.advance(Duration::from_secs(35)).await;
+    assert!(cap.drain().await.is_empty());
+    let status = h.status();
+    assert!(status.rounds_ok >= 3);
+    assert_eq!(status.publishes_failed, status.rounds_ok);
+    assert_eq!(status.publishes_ok, 0);
+    assert_eq!(status.worker_heartbeats, 0);
+    assert_eq!(status.deaths, 0, "a failed publish is not a death");
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unroutable_worker_heartbeat_is_not_an_error() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    let mut cap = Capture::new(&h.bus, "raw", &[("raw_data", "#")]).await;
+    let body = json!({"a": {"id": "a", "name": "a", "monitor": "true"}});
+    h.config(GENERAL, &body.to_string()).await;
+    h.advance(Duration::from_secs(35)).await;
+    let got = cap.drain().await;
+    assert!(got.len() >= 3);
+    let status = h.status();
+    assert_eq!(status.publishes_ok as usize, got.len());
+    assert_eq!(status.publishes_failed, 0);
+    h.stop().await.unwrap();
+}
