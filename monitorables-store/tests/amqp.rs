@@ -1,0 +1,190 @@
+//! Two store services, each with its own RabbitMQ connection and its own Redis connection, consume
+//! one input queue on the real broker (a private vhost, deleted at the end) and merge into one base
+//! chain at once: nothing is lost, and every write is followed by a heartbeat.
+//!
+//! Each (manager, type) sends exactly one message: two consumers on one queue may apply two messages
+//! of the same key out of order (as two PANIC stores would), so only independent messages have a
+//! defined final document.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{msg, normalize, src, RedisNs};
+use monitor_core::bus::{declare_bound_queue, publish_json, AmqpBus, AmqpSettings};
+use monitor_core::keys::{
+    HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_EXCHANGE,
+};
+use monitor_core::{Bus, MonitorableKey, MonitorableType, WorkerHeartbeat};
+use monitorables_store::{
+    merge, run_store_service, Document, MonitorablesStore, StoreServiceSettings,
+};
+use tokio_util::sync::CancellationToken;
+
+const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new(RABBITMQCTL)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A vhost of our own, deleted on drop.
+struct Vhost(String);
+
+impl Vhost {
+    fn create() -> Self {
+        let name = common::unique_namespace("vhost").replace('_', "-");
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Vhost(name)
+    }
+
+    async fn bus(&self, name: &str) -> AmqpBus {
+        AmqpBus::connect(AmqpSettings {
+            url: format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            connection_name: name.to_owned(),
+            ..AmqpSettings::default()
+        })
+        .await
+        .expect("RabbitMQ must run on 127.0.0.1:5672")
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(RABBITMQCTL)
+            .args(["delete_vhost", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_rabbitmq_lose_nothing() {
+    let vhost = tokio::task::spawn_blocking(Vhost::create).await.unwrap();
+    let ns = RedisNs::new("amqp");
+    let queue = "monitorable_store_input_queue";
+
+    // Heartbeat listener, declared before the services start.
+    let listener = vhost.bus("test-listener").await;
+    declare_bound_queue(
+        &listener,
+        "test_store_heartbeats",
+        HEALTH_CHECK_EXCHANGE,
+        &[HEARTBEAT_WORKER_ROUTING_KEY],
+    )
+    .await
+    .unwrap();
+    let mut heartbeats = listener.consume("test_store_heartbeats", 0).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let mut services = Vec::new();
+    for i in 0..2 {
+        let bus: Arc<dyn Bus> = Arc::new(vhost.bus(&format!("test-store-{i}")).await);
+        let store: Arc<dyn MonitorablesStore> = Arc::new(ns.store());
+        let settings = StoreServiceSettings {
+            queue: queue.to_owned(),
+            prefetch: 10,
+            ..StoreServiceSettings::default()
+        };
+        services.push(tokio::spawn(run_store_service(
+            bus,
+            store,
+            settings,
+            shutdown.clone(),
+        )));
+    }
+
+    let publisher = vhost.bus("test-publisher").await;
+    publisher
+        .declare_exchange(MONITORABLE_EXCHANGE)
+        .await
+        .unwrap();
+    declare_bound_queue(&publisher, queue, MONITORABLE_EXCHANGE, &["*.*"])
+        .await
+        .unwrap();
+    let types = [
+        MonitorableType::Systems,
+        MonitorableType::Nodes,
+        MonitorableType::Chains,
+    ];
+    let mut expected = Document::new();
+    let mut sent = 0;
+    for m in 0..20 {
+        for (ti, t) in types.iter().enumerate() {
+            let sources = (0..1 + (m + ti) % 3)
+                .map(|i| {
+                    let chain = format!("c{}", (m + i) % 5);
+                    src(
+                        &chain,
+                        &format!("chain {chain}"),
+                        &format!("m{m}_t{ti}_s{i}"),
+                        &format!("source {i}"),
+                    )
+                })
+                .chain(std::iter::once(src("shared", "shared", "common", "common")))
+                .collect();
+            let message = msg(&format!("Manager {m}"), sources);
+            let key = MonitorableKey::new("cosmos", *t);
+            merge(&mut expected, *t, &message);
+            publish_json(
+                &publisher,
+                MONITORABLE_EXCHANGE,
+                &key.routing_key(),
+                &message,
+            )
+            .await
+            .unwrap();
+            sent += 1;
+        }
+    }
+
+    // Every message is followed by one heartbeat.
+    let mut received = 0;
+    while received < sent {
+        let d = tokio::time::timeout(Duration::from_secs(30), heartbeats.next())
+            .await
+            .expect("heartbeats stopped coming")
+            .expect("heartbeat consumer ended");
+        let hb: WorkerHeartbeat = serde_json::from_slice(&d.body).unwrap();
+        assert_eq!(hb.component_name, "Monitorable Store");
+        d.ack().await.unwrap();
+        received += 1;
+    }
+
+    let store = ns.store();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = store.load("cosmos").await.unwrap();
+        if normalize(&got) == normalize(&expected) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "document never matched: {}",
+            got.to_json()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    shutdown.cancel();
+    for s in services {
+        tokio::time::timeout(Duration::from_secs(30), s)
+            .await
+            .expect("service did not stop")
+            .unwrap()
+            .unwrap();
+    }
+    publisher.delete_queue(queue).await.unwrap();
+}
