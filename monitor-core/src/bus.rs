@@ -8,6 +8,9 @@
 //!   [`BusError::Unroutable`] (PANIC's 5001);
 //! * consumption is manual-ack with a prefetch limit; a message left unacked when its consumer goes
 //!   away is delivered again, marked `redelivered`; order within a queue is kept.
+//!
+//! The RabbitMQ bus additionally survives the loss of its connection (see [`amqp`]); that is
+//! checked against the real broker by `tests/amqp_fault.rs`.
 
 use std::fmt;
 
