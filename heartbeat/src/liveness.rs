@@ -275,12 +275,13 @@ impl Liveness {
     }
 
     /// When the monitor counts as hung if no round finishes before: the hang clock plus
-    /// `allowed`. `None` when the question does not apply: unknown key, not built yet, failing to
-    /// build (already reported dead), dead, or waiting for a round permit.
+    /// `allowed` (a build that never returns counts too). `None` when the question does not apply:
+    /// unknown key, failing to build (already reported dead), dead, or waiting for a round permit.
     pub fn hung_deadline(&self, key: TaskKey, allowed: Duration) -> Option<Instant> {
         let inner = self.lock();
         let e = inner.entries.get(&key)?;
-        if e.state != TaskState::Running || e.waiting_since.is_some() {
+        let applies = matches!(e.state, TaskState::Starting | TaskState::Running);
+        if !applies || e.waiting_since.is_some() {
             return None;
         }
         Some(e.last_progress + allowed)
@@ -411,9 +412,9 @@ mod tests {
         let l = Liveness::new();
         let a = l.register("A", "a");
         let allowed = Duration::from_secs(40);
-        assert_eq!(l.hung_deadline(a, allowed), None, "not built yet");
-        l.built(a);
         let t0 = Instant::now();
+        assert_eq!(l.hung_deadline(a, allowed), Some(t0 + allowed), "building");
+        l.built(a);
         assert_eq!(l.hung_deadline(a, allowed), Some(t0 + allowed));
 
         tokio::time::advance(Duration::from_secs(5)).await;

@@ -74,7 +74,7 @@ enum Event {
     Shutdown,
     Config(Option<Delivery>),
     Ping(Option<Delivery>),
-    Reaped(Result<TaskKey, JoinError>),
+    Reaped(Result<(tokio::task::Id, TaskKey), JoinError>),
 }
 
 /// The state of a running manager.
@@ -186,7 +186,7 @@ impl MonitorsManager {
                 () = shutdown.cancelled() => Event::Shutdown,
                 delivery = pings.next() => Event::Ping(delivery),
                 delivery = configs.next() => Event::Config(delivery),
-                Some(joined) = run.supervisors.join_next(), if !run.supervisors.is_empty() => {
+                Some(joined) = run.supervisors.join_next_with_id(), if !run.supervisors.is_empty() => {
                     Event::Reaped(joined)
                 }
             };
@@ -414,11 +414,10 @@ impl Run {
     }
 
     /// A supervisor ended: normal after a stop; a panicking supervisor (a bug) is respawned.
-    fn reaped(&mut self, joined: Result<TaskKey, JoinError>) {
+    fn reaped(&mut self, joined: Result<(tokio::task::Id, TaskKey), JoinError>) {
         match joined {
-            Ok(key) => {
-                // The id map is keyed by task id; drop the entry of the finished supervisor.
-                self.supervisor_ids.retain(|_, k| *k != key);
+            Ok((id, _key)) => {
+                self.supervisor_ids.remove(&id);
             }
             Err(e) => {
                 let key = self.supervisor_ids.remove(&e.id());

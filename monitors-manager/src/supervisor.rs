@@ -139,7 +139,9 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
                     allowed = ?ctx.hung_after,
                     "monitor is hung: no round finished in time"
                 );
-                incarnation.shutdown().await;
+                // Abort without waiting: a round stuck in blocking code would never let us.
+                incarnation.abort_all();
+                incarnation.detach_all();
                 true
             }
         };

@@ -7,7 +7,7 @@
 //! * `behaviour`: `ok` (default: one `system` publication per round), `two` (a `system` then a
 //!   `github` publication), `err` (round returns `Err`), `panic` (every round panics), `panic_first`
 //!   (the first build's rounds panic), `hang` (every round hangs), `hang_first` (the first build's
-//!   rounds hang), `sleep` (round sleeps `round_secs` seconds), `fail_build` (build fails
+//!   rounds hang), `panic_build` (the build panics), `sleep` (round sleeps `round_secs` seconds), `fail_build` (build fails
 //!   `fail_builds` times, default forever);
 //! * any other field only changes the fingerprint.
 
@@ -113,6 +113,7 @@ enum Behaviour {
     HangFirst,
     Sleep(Duration),
     FailBuild(u32),
+    PanicBuild,
 }
 
 struct FakeMonitor {
@@ -135,7 +136,7 @@ impl Monitor for FakeMonitor {
         self.round += 1;
         let body = json!({"result": {"meta_data": {"monitor_name": self.name}, "data": {"id": self.id, "round": self.round}}});
         let out = match &self.behaviour {
-            Behaviour::Ok | Behaviour::FailBuild(_) => {
+            Behaviour::Ok | Behaviour::FailBuild(_) | Behaviour::PanicBuild => {
                 Ok(vec![Publication::new(RawDataKey::System, body)])
             }
             Behaviour::Two => Ok(vec![
@@ -234,6 +235,7 @@ impl Planner for FakePlanner {
                         .parse()
                         .unwrap(),
                 )),
+                "panic_build" => Behaviour::PanicBuild,
                 "fail_build" => Behaviour::FailBuild(
                     section
                         .opt_str("fail_builds")
@@ -267,6 +269,9 @@ impl Planner for FakePlanner {
                 fingerprint: fingerprint(&section.fields),
                 build: Arc::new(move || {
                     let incarnation = probe.built(&id);
+                    if behaviour == Behaviour::PanicBuild {
+                        panic!("fake constructor bug in {id}");
+                    }
                     if let Behaviour::FailBuild(n) = behaviour {
                         if incarnation <= n {
                             return Err(PanicError::invalid_url("not a url"));

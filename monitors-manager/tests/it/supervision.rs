@@ -28,6 +28,7 @@ async fn panicking_strategy_is_restarted_and_others_undisturbed() {
         "steady": with("steady", json!({})),
         "once": with("once", json!({"behaviour": "panic_first"})),
         "always": with("always", json!({"behaviour": "panic"})),
+        "ctor": with("ctor", json!({"behaviour": "panic_build"})),
     });
     h.config(GENERAL, &body.to_string()).await;
 
@@ -60,13 +61,21 @@ async fn panicking_strategy_is_restarted_and_others_undisturbed() {
         "{deaths} deaths, {builds} builds"
     );
 
+    // A panicking constructor is a death too, retried with backoff.
+    let ctor = probe.stats("ctor");
+    assert!(ctor.builds >= 4, "{ctor:?}");
+    let ctor_deaths = monitor(&h.status(), "Fake monitor (ctor)").deaths;
+    assert!(ctor_deaths >= 4, "{ctor_deaths}");
+
     // The steady monitor was never rebuilt and ran every period.
     let steady = probe.stats("steady");
     assert_eq!(steady.builds, 1);
     assert!(steady.rounds_finished >= 12, "{steady:?}");
+    let status = h.status();
     assert_eq!(
-        h.status().deaths,
-        1 + monitor(&h.status(), "Fake monitor (always)").deaths
+        status.deaths,
+        1 + monitor(&status, "Fake monitor (always)").deaths
+            + monitor(&status, "Fake monitor (ctor)").deaths
     );
     h.stop().await.unwrap();
 }
