@@ -1,8 +1,11 @@
-//! Manager behaviour on the in-memory bus with paused time, driven by fake planners and strategies.
+//! Manager behaviour on the in-memory bus with paused time, driven by fake planners and strategies,
+//! and once end to end on the real RabbitMQ (`amqp`).
 
 #[cfg(test)]
 mod harness;
 
+#[cfg(test)]
+mod amqp;
 #[cfg(test)]
 mod configs;
 #[cfg(test)]

@@ -1,0 +1,183 @@
+//! The manager on the machine's real RabbitMQ, in a vhost of its own: a config in, monitorables,
+//! raw data and worker heartbeats out, a ping answered, a clean shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use monitor_core::bus::{declare_bound_queue, AmqpBus, AmqpSettings};
+use monitor_core::envelope::{ManagerHeartbeat, MonitorableMessage};
+use monitor_core::keys::{
+    CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, RAW_DATA_EXCHANGE,
+};
+use monitor_core::{Bus, BusError, Consumer, Delivery, PeriodGroup};
+use monitors_manager::{ManagerSettings, MonitorsManager};
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{test_settings, FakePlanner, Probe};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn rabbitmqctl(args: &[&str]) -> std::process::Output {
+    let bin = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
+    std::process::Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {bin} {args:?}: {e}"))
+}
+
+/// A vhost for one test, deleted when dropped (also when the test fails).
+struct Vhost(String);
+
+impl Vhost {
+    fn create() -> Self {
+        let name = format!(
+            "manager-it-{}-{:08x}",
+            std::process::id(),
+            rand::rng().random::<u32>()
+        );
+        let out = rabbitmqctl(&["add_vhost", &name]);
+        assert!(out.status.success(), "add_vhost: {out:?}");
+        let out = rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        assert!(out.status.success(), "set_permissions: {out:?}");
+        Vhost(name)
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = rabbitmqctl(&["delete_vhost", &self.0]);
+    }
+}
+
+async fn next(consumer: &mut Consumer, what: &str) -> Delivery {
+    tokio::time::timeout(PATIENCE, consumer.next())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} in time"))
+        .unwrap_or_else(|| panic!("consumer of {what} ended"))
+}
+
+async fn next_json(consumer: &mut Consumer, what: &str) -> (String, Value) {
+    let d = next(consumer, what).await;
+    let key = d.routing_key.clone();
+    let body = serde_json::from_slice(&d.body).unwrap();
+    d.ack().await.unwrap();
+    (key, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_on_rabbitmq_end_to_end() {
+    let vhost = Vhost::create();
+    let bus = Arc::new(
+        AmqpBus::connect(AmqpSettings {
+            connection_name: "monitors-manager-it".to_owned(),
+            ..AmqpSettings::new(vhost.url())
+        })
+        .await
+        .expect("RabbitMQ must be running on 127.0.0.1:5672"),
+    );
+    let bus_dyn: Arc<dyn Bus> = bus.clone();
+    declare_bound_queue(&*bus, "it_raw", RAW_DATA_EXCHANGE, &["#"])
+        .await
+        .unwrap();
+    declare_bound_queue(
+        &*bus,
+        "it_worker_hb",
+        HEALTH_CHECK_EXCHANGE,
+        &["heartbeat.worker"],
+    )
+    .await
+    .unwrap();
+    declare_bound_queue(
+        &*bus,
+        "it_manager_hb",
+        HEALTH_CHECK_EXCHANGE,
+        &["heartbeat.manager"],
+    )
+    .await
+    .unwrap();
+    declare_bound_queue(&*bus, "it_monitorables", MONITORABLE_EXCHANGE, &["#"])
+        .await
+        .unwrap();
+    let mut raw = bus.consume("it_raw", 0).await.unwrap();
+    let mut worker_hb = bus.consume("it_worker_hb", 0).await.unwrap();
+    let mut manager_hb = bus.consume("it_manager_hb", 0).await.unwrap();
+    let mut monitorables = bus.consume("it_monitorables", 0).await.unwrap();
+
+    let probe = Probe::default();
+    let settings = ManagerSettings {
+        periods: [(PeriodGroup::System, Duration::from_secs(1))]
+            .into_iter()
+            .collect(),
+        shutdown_grace: Duration::from_secs(5),
+        ..test_settings()
+    };
+    let manager = MonitorsManager::new(bus_dyn, vec![FakePlanner::systems(&probe)], settings);
+    let status = manager.status_handle();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(manager.run(shutdown.clone()));
+
+    // Publish the config once the manager declared the exchange and bound its queue (mandatory
+    // publishes fail until then).
+    let body = json!({"a": {"id": "a", "parent_id": "GENERAL", "name": "a", "monitor": "true"}});
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let sent = bus
+            .publish(
+                CONFIG_EXCHANGE,
+                "general.systems_config",
+                Bytes::from(body.to_string()),
+            )
+            .await;
+        match sent {
+            Ok(()) => break,
+            Err(BusError::Unroutable { .. } | BusError::NoSuchExchange(_))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("publishing the config: {e}"),
+        }
+    }
+
+    let (key, m) = next_json(&mut monitorables, "monitorables").await;
+    assert_eq!(key, "general.systems");
+    let m: MonitorableMessage = serde_json::from_value(m).unwrap();
+    assert_eq!(m.manager_name, "Monitors Manager");
+    assert_eq!(m.sources.len(), 1);
+    assert_eq!(m.sources[0].source_id, "a");
+    assert_eq!(m.sources[0].chain_name, "general");
+
+    let (key, data) = next_json(&mut raw, "raw data").await;
+    assert_eq!(key, "system");
+    assert_eq!(data["result"]["data"]["id"], "a");
+    let (key, hb) = next_json(&mut worker_hb, "worker heartbeat").await;
+    assert_eq!(key, "heartbeat.worker");
+    assert_eq!(hb["component_name"], "Fake monitor (a)");
+    assert_eq!(hb["is_alive"], true);
+
+    bus.publish(HEALTH_CHECK_EXCHANGE, "ping", Bytes::from_static(b"ping"))
+        .await
+        .unwrap();
+    let (key, hb) = next_json(&mut manager_hb, "manager heartbeat").await;
+    assert_eq!(key, "heartbeat.manager");
+    let hb: ManagerHeartbeat = serde_json::from_value(hb).unwrap();
+    assert_eq!(hb.component_name, "Monitors Manager");
+    assert_eq!(hb.running_processes, ["Fake monitor (a)"]);
+    assert!(hb.dead_processes.is_empty());
+
+    shutdown.cancel();
+    tokio::time::timeout(PATIENCE, task)
+        .await
+        .expect("the manager stops within its grace")
+        .unwrap()
+        .unwrap();
+    assert!(status.status().rounds_ok >= 1);
+    bus.close().await;
+}
