@@ -1,5 +1,6 @@
 //! `bins`: the thin binaries of panic-monitors. Only they read env and flags, install tracing and
 //! own the shutdown signal.
 
+pub mod cli;
 pub mod config_dir;
 pub mod sink;

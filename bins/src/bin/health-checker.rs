@@ -1,0 +1,78 @@
+//! `health-checker`: PANIC's health checker: pings every component on `health_check` and stores
+//! every heartbeat verbatim in Redis at `<namespace>:c1_<component_name>`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bins::cli;
+use clap::Parser;
+use heartbeat::health_checker::{run_health_checker, HealthCheckerSettings, RedisHeartbeatSink};
+
+/// Ping publisher and heartbeat handler.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The broker URL. Env: AMQP_URL.
+    #[arg(long, value_name = "URL", env = "AMQP_URL")]
+    amqp_url: String,
+
+    /// The Redis URL. Env: REDIS_URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis_url: String,
+
+    /// The Redis key namespace (PANIC's UNIQUE_ALERTER_IDENTIFIER).
+    #[arg(
+        long,
+        value_name = "NS",
+        env = "UNIQUE_ALERTER_IDENTIFIER",
+        default_value = "panic_alerter"
+    )]
+    namespace: String,
+
+    /// Time between pings.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cli::parse_duration)]
+    ping_interval: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("health-checker: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.ping_interval.is_zero() {
+        return Err("--ping-interval must be positive".to_owned());
+    }
+    let sink =
+        RedisHeartbeatSink::open(&args.redis_url, &args.namespace).map_err(|e| e.to_string())?;
+    let shutdown = cli::shutdown_on_signals();
+    let Some(bus) =
+        cli::connect_amqp(&args.amqp_url, "panic-monitors health checker", &shutdown).await
+    else {
+        return Ok(());
+    };
+    let settings = HealthCheckerSettings {
+        ping_interval: args.ping_interval,
+        ..HealthCheckerSettings::default()
+    };
+    let r = run_health_checker(bus.clone(), Arc::new(sink), settings, shutdown)
+        .await
+        .map_err(|e| e.to_string());
+    bus.close().await;
+    r
+}

@@ -1,0 +1,241 @@
+//! `monitors-manager`: PANIC's monitors managers in one process.
+//!
+//! * `monitors-manager --config-dir DIR [--output FILE]`: the embedded default, no broker: the
+//!   in-memory bus, the config folder applied at start and watched, raw data as JSON lines.
+//! * `monitors-manager --amqp-url URL` (or env `AMQP_URL`): the manager on RabbitMQ, consuming
+//!   configs from the `config` exchange.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bins::{cli, config_dir, sink};
+use clap::Parser;
+use monitor_core::bus::declare_bound_queue;
+use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
+use monitor_core::{Bus, MemoryBus, PeriodGroup};
+use monitor_strategies::StrategySettings;
+use monitors_manager::{ManagerSettings, MonitorsManager, Shard};
+use tokio::io::AsyncWrite;
+use tokio_util::sync::CancellationToken;
+
+/// PANIC's monitors side in one process: one supervised task per monitored system, node,
+/// repository or chain.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Embedded mode: read PANIC's config folder (general/systems_config.ini,
+    /// chains/<base>/<sub>/nodes_config.ini, …), apply it and watch it; no broker.
+    #[arg(long, value_name = "DIR", conflicts_with = "amqp_url")]
+    config_dir: Option<PathBuf>,
+
+    /// RabbitMQ mode: the broker URL (amqp://user:pass@host:5672/%2f). Env: AMQP_URL.
+    #[arg(long, value_name = "URL")]
+    amqp_url: Option<String>,
+
+    /// Embedded mode: write raw data to this file (appended) instead of stdout.
+    #[arg(long, value_name = "FILE", requires = "config_dir")]
+    output: Option<PathBuf>,
+
+    /// At most this many monitoring rounds in flight across all monitors.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_in_flight: usize,
+
+    /// Run only the monitors of shard I of N (several managers on one RabbitMQ), e.g. `0/3`.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+
+    /// Timeout of one HTTP request (always kept below each monitor type's period).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::parse_duration)]
+    request_timeout: Duration,
+
+    /// Largest accepted response body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_body_bytes: usize,
+
+    /// Verify TLS certificates of monitored endpoints (node_exporter, Prometheus, Cosmos, …).
+    /// PANIC does not; public services (GitHub, DockerHub) are always verified.
+    #[arg(long)]
+    verify_monitored_tls: bool,
+
+    /// How long in-flight rounds may take to finish at shutdown.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::parse_duration)]
+    shutdown_grace: Duration,
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not I/N"))?;
+    let index: u32 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{i}` is not a number"))?;
+    let count: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard `{s}`: need 0 <= I < N"));
+    }
+    Ok(Shard { index, count })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("monitors-manager: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> {
+    let mut manager = ManagerSettings {
+        max_in_flight: args.max_in_flight,
+        shard: args.shard,
+        shutdown_grace: args.shutdown_grace,
+        ..ManagerSettings::default()
+    };
+    manager.periods = cli::periods_from_env()?;
+    manager.validate()?;
+    let mut strategies = StrategySettings::default()
+        .with_request_timeout(args.request_timeout)
+        .with_max_body_bytes(args.max_body_bytes)
+        .with_verify_tls_monitored(args.verify_monitored_tls);
+    for group in PeriodGroup::ALL {
+        let t = cli::timeout_below_period(args.request_timeout, manager.period(group));
+        strategies = strategies.with_group_timeout(group, t);
+    }
+    if let Ok(t) = std::env::var("GITHUB_RELEASES_TEMPLATE") {
+        strategies.github_releases_template = t;
+    }
+    if let Ok(t) = std::env::var("DOCKERHUB_TAGS_TEMPLATE") {
+        strategies.dockerhub_tags_template = t;
+    }
+    Ok((manager, strategies))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let (manager_settings, strategy_settings) = settings(&args)?;
+    let shutdown = cli::shutdown_on_signals();
+    let planners = monitor_strategies::registry(strategy_settings);
+    if let Some(dir) = args.config_dir.clone() {
+        return run_embedded(
+            dir,
+            args.output.clone(),
+            manager_settings,
+            planners,
+            shutdown,
+        )
+        .await;
+    }
+    let url = args
+        .amqp_url
+        .clone()
+        .or_else(|| std::env::var("AMQP_URL").ok())
+        .ok_or("give --config-dir DIR (embedded, no broker) or --amqp-url URL (or AMQP_URL)")?;
+    let Some(bus) = cli::connect_amqp(&url, "panic-monitors manager", &shutdown).await else {
+        return Ok(());
+    };
+    tracing::info!(url = %cli::redact_url(&url), "monitors manager running on RabbitMQ");
+    let result = MonitorsManager::new(bus.clone(), planners, manager_settings)
+        .run(shutdown)
+        .await
+        .map_err(|e| e.to_string());
+    bus.close().await;
+    result
+}
+
+async fn run_embedded(
+    dir: PathBuf,
+    output: Option<PathBuf>,
+    settings: ManagerSettings,
+    planners: Vec<Arc<dyn monitor_core::Planner>>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    // A bad folder at start-up is an error; later bad changes are logged and skipped.
+    let initial = config_dir::read_dir(&dir).map_err(|e| e.to_string())?;
+    let writer: Box<dyn AsyncWrite + Send + Unpin> = match &output {
+        Some(path) => Box::new(
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await
+                .map_err(|e| format!("cannot open output {}: {e}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    // Declare what the manager and the sink consume before anything is published.
+    let bindings: Vec<&str> = MANAGER_CONFIG_BINDINGS.to_vec();
+    declare_bound_queue(
+        bus.as_ref(),
+        &settings.configs_queue(),
+        CONFIG_EXCHANGE,
+        &bindings,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    sink::declare(bus.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let sink_stop = CancellationToken::new();
+    let sink_task = tokio::spawn(sink::run(bus.clone(), writer, sink_stop.clone()));
+    let manager_task =
+        tokio::spawn(MonitorsManager::new(bus.clone(), planners, settings).run(shutdown.clone()));
+    tracing::info!(dir = %dir.display(), files = initial.len(), "embedded monitors manager running");
+    for msg in initial {
+        publish_config(bus.as_ref(), &msg).await;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let watcher = tokio::spawn(config_dir::watch(
+        dir.clone(),
+        Duration::from_millis(300),
+        tx,
+        shutdown.clone(),
+    ));
+    let forward = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                tracing::info!(routing_key = %msg.routing_key, "config changed");
+                publish_config(bus.as_ref(), &msg).await;
+            }
+        })
+    };
+    let manager_result = manager_task.await;
+    // The manager has flushed its last rounds: let the sink drain, then stop.
+    sink_stop.cancel();
+    match sink_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "raw data output failed"),
+        Err(e) => tracing::error!(error = %e, "raw data output task failed"),
+    }
+    match watcher.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "config folder watch failed"),
+        Err(e) => tracing::error!(error = %e, "config folder watch task failed"),
+    }
+    forward.abort();
+    match manager_result {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("manager task failed: {e}")),
+    }
+}
+
+async fn publish_config(bus: &dyn Bus, msg: &config_dir::ConfigFileMessage) {
+    if let Err(e) =
+        monitor_core::bus::publish_json(bus, CONFIG_EXCHANGE, &msg.routing_key, &msg.body).await
+    {
+        tracing::error!(routing_key = %msg.routing_key, error = %e, "could not hand a config to the manager");
+    }
+}

@@ -1,0 +1,116 @@
+//! `panic-config`: publishes a PANIC config folder to the `config` exchange, as PANIC's (legacy)
+//! config manager did, and with `--watch` keeps doing so on every change.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bins::{cli, config_dir};
+use clap::Parser;
+use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIGS_QUEUE, MANAGER_CONFIG_BINDINGS};
+use monitor_core::Bus;
+
+/// Publish PANIC's config folder to RabbitMQ's `config` exchange (persistent, confirmed).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// The broker URL. Env: AMQP_URL.
+    #[arg(long, value_name = "URL", env = "AMQP_URL")]
+    amqp_url: String,
+
+    /// The config folder (general/systems_config.ini, chains/<base>/<sub>/nodes_config.ini, …).
+    #[arg(long, value_name = "DIR")]
+    config_dir: PathBuf,
+
+    /// Keep running and publish every created, changed or deleted file (deleted: `{}`).
+    #[arg(long)]
+    watch: bool,
+
+    /// Do not declare the monitors manager's config queue. By default it is declared (durable,
+    /// bound to every config key) so configs published before the manager starts are kept, as
+    /// PANIC's start-up did.
+    #[arg(long)]
+    no_declare_manager_queue: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("panic-config: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let initial = config_dir::read_dir(&args.config_dir).map_err(|e| e.to_string())?;
+    let shutdown = cli::shutdown_on_signals();
+    let Some(bus) = cli::connect_amqp(&args.amqp_url, "panic-config", &shutdown).await else {
+        return Ok(());
+    };
+    if args.no_declare_manager_queue {
+        bus.declare_exchange(CONFIG_EXCHANGE)
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        declare_bound_queue(
+            bus.as_ref(),
+            MANAGER_CONFIGS_QUEUE,
+            CONFIG_EXCHANGE,
+            &MANAGER_CONFIG_BINDINGS,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    let mut failures = 0usize;
+    for msg in &initial {
+        if !publish(bus.as_ref(), msg).await {
+            failures += 1;
+        }
+    }
+    tracing::info!(
+        published = initial.len() - failures,
+        failed = failures,
+        "config folder published"
+    );
+    if args.watch {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let watcher = tokio::spawn(config_dir::watch(
+            args.config_dir.clone(),
+            Duration::from_millis(300),
+            tx,
+            shutdown.clone(),
+        ));
+        while let Some(msg) = rx.recv().await {
+            publish(bus.as_ref(), &msg).await;
+        }
+        match watcher.await {
+            Ok(r) => r.map_err(|e| e.to_string())?,
+            Err(e) => return Err(format!("watch task failed: {e}")),
+        }
+    }
+    bus.close().await;
+    if failures > 0 {
+        return Err(format!("{failures} config file(s) could not be published"));
+    }
+    Ok(())
+}
+
+async fn publish(bus: &dyn Bus, msg: &config_dir::ConfigFileMessage) -> bool {
+    match publish_json(bus, CONFIG_EXCHANGE, &msg.routing_key, &msg.body).await {
+        Ok(()) => {
+            tracing::info!(routing_key = %msg.routing_key, "config published");
+            true
+        }
+        Err(e) => {
+            tracing::error!(routing_key = %msg.routing_key, error = %e, "config not published");
+            false
+        }
+    }
+}

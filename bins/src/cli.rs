@@ -1,0 +1,201 @@
+//! What the binaries share: logging, the shutdown signal, env and flag parsing, and connecting to
+//! RabbitMQ.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monitor_core::bus::{AmqpBus, AmqpSettings};
+use monitor_core::PeriodGroup;
+use tokio_util::sync::CancellationToken;
+
+/// Install the tracing subscriber on stderr. `RUST_LOG` wins; else PANIC's `LOGGING_LEVEL`
+/// (`DEBUG`, `INFO`, …); else `info`.
+pub fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| {
+            std::env::var("LOGGING_LEVEL")
+                .ok()
+                .map(|l| l.to_lowercase())
+        })
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("invalid log filter {filter:?} ({e}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+                        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops");
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        t.cancel();
+    });
+    token
+}
+
+/// Parse a duration: `30`, `30s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The periods PANIC's env variables set (`SYSTEM_MONITOR_PERIOD_SECONDS`, …). A variable that is
+/// set but not a positive number of seconds is an error naming it.
+pub fn periods_from_env() -> Result<BTreeMap<PeriodGroup, Duration>, String> {
+    periods_from(|name| std::env::var(name).ok())
+}
+
+/// [`periods_from_env`] over any lookup (testable).
+pub fn periods_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<PeriodGroup, Duration>, String> {
+    let mut out = BTreeMap::new();
+    for group in PeriodGroup::ALL {
+        let name = group.env_name();
+        if let Some(v) = lookup(name) {
+            let secs: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}={v:?} is not a number of seconds"))?;
+            if !secs.is_finite() || secs <= 0.0 || secs > 1e7 {
+                return Err(format!("{name}={v:?} must be a positive number of seconds"));
+            }
+            out.insert(group, Duration::from_secs_f64(secs));
+        }
+    }
+    Ok(out)
+}
+
+/// The request timeout of a group: the configured one, but always below the period (90 % of it),
+/// so a slow target gives an error envelope rather than a cut-off round.
+pub fn timeout_below_period(request_timeout: Duration, period: Duration) -> Duration {
+    request_timeout.min(period.mul_f64(0.9))
+}
+
+/// Connect to RabbitMQ, retrying with capped backoff until it answers or `shutdown`.
+pub async fn connect_amqp(
+    url: &str,
+    connection_name: &str,
+    shutdown: &CancellationToken,
+) -> Option<Arc<AmqpBus>> {
+    let mut settings = AmqpSettings::new(url);
+    settings.connection_name = connection_name.to_owned();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match AmqpBus::connect(settings.clone()).await {
+            Ok(bus) => return Some(Arc::new(bus)),
+            Err(e) => {
+                tracing::warn!(error = %e, url = %redact_url(url), retry_in = ?delay, "cannot connect to RabbitMQ");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "s", "10x", "-1", "1e400"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn periods() {
+        let p = periods_from(|n| (n == "SYSTEM_MONITOR_PERIOD_SECONDS").then(|| "5".to_owned()))
+            .unwrap();
+        assert_eq!(p.get(&PeriodGroup::System), Some(&Duration::from_secs(5)));
+        assert_eq!(p.len(), 1);
+        let err = periods_from(|n| (n == "NODE_MONITOR_PERIOD_SECONDS").then(|| "x".to_owned()))
+            .unwrap_err();
+        assert!(err.contains("NODE_MONITOR_PERIOD_SECONDS"));
+        assert!(periods_from(|_| Some("0".to_owned())).is_err());
+    }
+
+    #[test]
+    fn timeouts_stay_below_period() {
+        let t = timeout_below_period(Duration::from_secs(10), Duration::from_secs(10));
+        assert!(t < Duration::from_secs(10));
+        let t = timeout_below_period(Duration::from_secs(10), Duration::from_secs(60));
+        assert_eq!(t, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+}
