@@ -1,17 +1,18 @@
 //! When a monitor's rounds start: a fixed rate per period group, each monitor at its own phase.
 //!
-//! A monitor's phase is a stable hash of its component name and spec id modulo its period, so
-//! 10,000 monitors started together spread their rounds over the whole period instead of polling
-//! together, and a restarted monitor keeps its slot: ticks are at `epoch + phase + k × period`
-//! where `epoch` is the manager's start.
+//! A monitor's phase is a stable hash of its component name and spec id modulo its phase window
+//! (`min(period, max_phase_spread)`), so 10,000 monitors started together spread their rounds
+//! instead of polling together, and a restarted monitor keeps its slot: ticks are at
+//! `epoch + phase + k × period` where `epoch` is when the monitor was first started (so a monitor
+//! added to a running manager gives its first data within its phase window).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The phase of a monitor within `period` (millisecond resolution).
-pub(crate) fn phase(component_name: &str, id: &str, period: Duration) -> Duration {
-    let millis = period.as_millis().max(1);
+/// The phase of a monitor within `window` (millisecond resolution).
+pub(crate) fn phase(component_name: &str, id: &str, window: Duration) -> Duration {
+    let millis = window.as_millis().max(1);
     let h = u128::from(monitor_core::plan::fingerprint(&(component_name, id)));
     let offset = h % millis;
     Duration::from_millis(u64::try_from(offset).unwrap_or(0))

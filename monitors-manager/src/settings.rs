@@ -95,6 +95,10 @@ pub struct ManagerSettings {
     /// A monitor is hung when no round finished within `hung_periods` periods plus the round
     /// timeout (default 3).
     pub hung_periods: u32,
+    /// Monitors' phases are spread over `min(period, max_phase_spread)` (default 60 s): 10,000
+    /// monitors started together do not poll together, yet a GitHub monitor (period 3600 s) added
+    /// to a running manager gives its first data within a minute, not within an hour.
+    pub max_phase_spread: Duration,
 }
 
 impl Default for ManagerSettings {
@@ -109,6 +113,7 @@ impl Default for ManagerSettings {
             shard: None,
             restart_backoff: Backoff::default(),
             hung_periods: 3,
+            max_phase_spread: Duration::from_secs(60),
         }
     }
 }
@@ -120,6 +125,11 @@ impl ManagerSettings {
             .get(&group)
             .copied()
             .unwrap_or_else(|| group.default_period())
+    }
+
+    /// The window a group's phases are spread over: `min(period, max_phase_spread)`.
+    pub fn phase_window(&self, group: PeriodGroup) -> Duration {
+        self.period(group).min(self.max_phase_spread)
     }
 
     /// The timeout of one round of a group: its period, so a hung round ends before the next tick.

@@ -44,8 +44,6 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) liveness: Arc<Liveness>,
     pub(crate) counters: Arc<Counters>,
-    /// The grid origin of every monitor's ticks.
-    pub(crate) epoch: Instant,
 }
 
 /// One monitor as the supervisor runs it.
@@ -55,6 +53,8 @@ pub(crate) struct MonitorCtx {
     pub(crate) label: String,
     pub(crate) build: BuildFn,
     pub(crate) period: Duration,
+    /// When the monitor was first started: its tick grid is `epoch + phase + k × period`.
+    pub(crate) epoch: Instant,
     pub(crate) phase: Duration,
     pub(crate) round_timeout: Duration,
     pub(crate) hung_after: Duration,
@@ -241,7 +241,7 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
         return;
     };
     let shared = &ctx.shared;
-    let start = first_tick(shared.epoch, ctx.phase, ctx.period, Instant::now());
+    let start = first_tick(ctx.epoch, ctx.phase, ctx.period, Instant::now());
     let mut ticks = tokio::time::interval_at(start, ctx.period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {

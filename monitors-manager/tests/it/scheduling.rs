@@ -174,3 +174,45 @@ async fn an_unroutable_worker_heartbeat_is_not_an_error() {
     assert_eq!(status.publishes_failed, 0);
     h.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_monitor_added_to_a_running_manager_polls_within_its_phase_window() {
+    let probe = Probe::default();
+    // A long period (GitHub-like) and a 20 s phase window.
+    let settings = ManagerSettings {
+        periods: [(monitor_core::PeriodGroup::System, Duration::from_secs(3600))]
+            .into_iter()
+            .collect(),
+        max_phase_spread: Duration::from_secs(20),
+        ..test_settings()
+    };
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    h.config(GENERAL, &sections(5, json!({})).to_string()).await;
+    // The manager has been running for a while when more monitors arrive.
+    h.advance(Duration::from_secs(1000)).await;
+    let added = Instant::now();
+    h.config(GENERAL, &sections(10, json!({})).to_string())
+        .await;
+    h.advance(Duration::from_secs(21)).await;
+    let mut firsts = BTreeSet::new();
+    for i in 5..10 {
+        let s = probe.stats(&format!("m{i:02}"));
+        assert_eq!(s.round_starts.len(), 1, "{i}: {s:?}");
+        let first = s.round_starts[0];
+        assert!(
+            first >= added && first - added <= Duration::from_secs(20),
+            "{i}: {s:?}"
+        );
+        firsts.insert(first);
+    }
+    assert!(firsts.len() > 1, "phases are spread: {firsts:?}");
+    // The first five, unchanged, keep their hourly grid: no extra round.
+    for i in 0..5 {
+        assert_eq!(
+            probe.stats(&format!("m{i:02}")).round_starts.len(),
+            1,
+            "{i}"
+        );
+    }
+    h.stop().await.unwrap();
+}
