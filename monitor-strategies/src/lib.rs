@@ -8,18 +8,27 @@
 //! * [`http`]: the one HTTP layer (timeout, size-capped body, PANIC's transport error classes);
 //! * [`prometheus`]: Prometheus text parsing and PANIC's metric query;
 //! * [`system`]: the System monitor (node_exporter, spec §4.1);
+//! * [`github`]: the GitHub releases monitor and planner (spec §4.2), [`rate_limit`]: the request
+//!   budget all GitHub monitors share;
+//! * [`dockerhub`]: the DockerHub tags monitor and planner (spec §4.3);
 //! * [`planners`]: the [`monitor_core::Planner`]s and [`registry`], everything the manager runs;
 //! * `testing` (feature `testing`): a local HTTP server for strategy tests.
 
+pub mod dockerhub;
+pub mod github;
 pub mod http;
 pub mod planners;
 pub mod prometheus;
+pub mod rate_limit;
 pub mod settings;
 pub mod system;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use dockerhub::{DockerHubMonitor, DockerHubPlanner, DockerHubRepoConfig};
+pub use github::{GithubMonitor, GithubPlanner, GithubRepoConfig, GithubToken};
 pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
 pub use planners::{registry, SystemsPlanner};
+pub use rate_limit::RateBudget;
 pub use settings::{StrategySettings, Target};
 pub use system::{SystemConfig, SystemMonitor};

@@ -20,7 +20,11 @@ use crate::system::{component_name, SystemConfig, SystemMonitor};
 /// Every planner, sharing `settings` (and so their HTTP connection pools).
 pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
     let settings = Arc::new(settings);
-    vec![Arc::new(SystemsPlanner::new(settings))]
+    vec![
+        Arc::new(SystemsPlanner::new(Arc::clone(&settings))),
+        Arc::new(crate::github::GithubPlanner::new(Arc::clone(&settings))),
+        Arc::new(crate::dockerhub::DockerHubPlanner::new(Arc::clone(&settings))),
+    ]
 }
 
 /// Base chains whose `nodes_config` sections double as systems (spec §1.6). Chainlink systems come

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use monitor_core::PeriodGroup;
 
+use crate::github::GithubToken;
 use crate::http::Http;
+use crate::rate_limit::RateBudget;
 
 /// PANIC's request timeout for REST calls (10 s).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +23,9 @@ pub const DEFAULT_GITHUB_RELEASES_TEMPLATE: &str = "https://api.github.com/repos
 /// PANIC's `DOCKERHUB_TAGS_TEMPLATE`: the two `{}` are the namespace and the repository name.
 pub const DEFAULT_DOCKERHUB_TAGS_TEMPLATE: &str =
     "https://hub.docker.com/v2/repositories/{}/{}/tags";
+
+/// Default cap on the DockerHub tag pages one round follows (Docker Hub pages hold 10 tags).
+pub const DEFAULT_DOCKERHUB_MAX_PAGES: usize = 100;
 
 /// The `User-Agent` of every request (GitHub's API refuses requests without one).
 pub const USER_AGENT: &str = concat!("panic-monitors/", env!("CARGO_PKG_VERSION"));
@@ -59,6 +64,13 @@ pub struct StrategySettings {
     pub github_releases_template: String,
     /// DockerHub tags URL template (`{}` ← namespace, `{}` ← name).
     pub dockerhub_tags_template: String,
+    /// GitHub API token (PANIC has none; the binary reads `GITHUB_TOKEN`), sent as
+    /// `Authorization: Bearer`. Its `Debug` is redacted.
+    pub github_token: Option<GithubToken>,
+    /// The request budget shared by every GitHub monitor (and every clone of these settings).
+    pub github_rate_limit: Arc<RateBudget>,
+    /// Most DockerHub tag pages one round follows (at least 1).
+    pub dockerhub_max_pages: usize,
     /// Extra string settings for strategies added later (`weiwatchers_url`, `substrate_api_url`,
     /// …), so that adding one does not change this struct's shape.
     pub extra: BTreeMap<String, String>,
@@ -75,6 +87,9 @@ impl Default for StrategySettings {
             verify_tls_public: true,
             github_releases_template: DEFAULT_GITHUB_RELEASES_TEMPLATE.to_owned(),
             dockerhub_tags_template: DEFAULT_DOCKERHUB_TAGS_TEMPLATE.to_owned(),
+            github_token: None,
+            github_rate_limit: Arc::default(),
+            dockerhub_max_pages: DEFAULT_DOCKERHUB_MAX_PAGES,
             extra: BTreeMap::new(),
             clients: Arc::default(),
         }
@@ -91,6 +106,18 @@ impl StrategySettings {
     /// Sets the request timeout of one period group (the manager keeps it below the period).
     pub fn with_group_timeout(mut self, group: PeriodGroup, timeout: Duration) -> Self {
         self.group_timeouts.insert(group, timeout);
+        self
+    }
+
+    /// Sets the GitHub token (`None`, or a blank token: unauthenticated).
+    pub fn with_github_token(mut self, token: Option<&str>) -> Self {
+        self.github_token = token.and_then(GithubToken::new);
+        self
+    }
+
+    /// Sets the DockerHub page cap.
+    pub fn with_dockerhub_max_pages(mut self, max_pages: usize) -> Self {
+        self.dockerhub_max_pages = max_pages;
         self
     }
 
