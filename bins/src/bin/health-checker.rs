@@ -47,7 +47,6 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("health-checker: {e}");
             ExitCode::from(2)
         }

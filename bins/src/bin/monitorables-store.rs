@@ -55,7 +55,6 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("monitorables-store: {e}");
             ExitCode::from(2)
         }

@@ -89,7 +89,6 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("monitors-manager: {e}");
             ExitCode::from(2)
         }

@@ -41,7 +41,6 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("panic-config: {e}");
             ExitCode::from(2)
         }
