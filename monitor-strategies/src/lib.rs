@@ -11,10 +11,15 @@
 //! * [`github`]: the GitHub releases monitor and planner (spec §4.2), [`rate_limit`]: the request
 //!   budget all GitHub monitors share;
 //! * [`dockerhub`]: the DockerHub tags monitor and planner (spec §4.3);
+//! * [`evm`]: JSON-RPC to EVM nodes and the EVM node monitor (spec §4.4);
+//! * [`chainlink`]: the Chainlink node (spec §4.5) and contracts (spec §4.8) monitors, their ABI,
+//!   and the Chainlink and EVM node planners;
 //! * [`planners`]: the [`monitor_core::Planner`]s and [`registry`], everything the manager runs;
 //! * `testing` (feature `testing`): a local HTTP server for strategy tests.
 
+pub mod chainlink;
 pub mod dockerhub;
+pub mod evm;
 pub mod github;
 pub mod http;
 pub mod planners;
@@ -25,10 +30,15 @@ pub mod system;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use chainlink::{
+    ChainlinkContractsMonitor, ChainlinkContractsPlanner, ChainlinkNodeMonitor,
+    ChainlinkNodesPlanner, EvmNodesPlanner,
+};
 pub use dockerhub::{DockerHubMonitor, DockerHubPlanner, DockerHubRepoConfig};
 pub use github::{GithubMonitor, GithubPlanner, GithubRepoConfig, GithubToken};
 pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
 pub use planners::{registry, SystemsPlanner};
 pub use rate_limit::RateBudget;
 pub use settings::{StrategySettings, Target};
+pub use evm::{EvmNodeConfig, EvmNodeMonitor};
 pub use system::{SystemConfig, SystemMonitor};

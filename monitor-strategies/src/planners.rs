@@ -24,6 +24,9 @@ pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
         Arc::new(SystemsPlanner::new(Arc::clone(&settings))),
         Arc::new(crate::github::GithubPlanner::new(Arc::clone(&settings))),
         Arc::new(crate::dockerhub::DockerHubPlanner::new(Arc::clone(&settings))),
+        Arc::new(crate::chainlink::ChainlinkNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(crate::chainlink::EvmNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(crate::chainlink::ChainlinkContractsPlanner::new(Arc::clone(&settings))),
     ]
 }
 

@@ -24,6 +24,12 @@ pub const DEFAULT_GITHUB_RELEASES_TEMPLATE: &str = "https://api.github.com/repos
 pub const DEFAULT_DOCKERHUB_TAGS_TEMPLATE: &str =
     "https://hub.docker.com/v2/repositories/{}/{}/tags";
 
+/// Where the Chainlink node monitor looks up a chain's native currency symbol (PANIC's constant).
+pub const DEFAULT_CHAIN_LIST_URL: &str = "https://chainid.network/chains_mini.json";
+
+/// PANIC's web3 request timeout for EVM nodes (2 s).
+pub const DEFAULT_EVM_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Default cap on the DockerHub tag pages one round follows (Docker Hub pages hold 10 tags).
 pub const DEFAULT_DOCKERHUB_MAX_PAGES: usize = 100;
 
@@ -74,6 +80,12 @@ pub struct StrategySettings {
     /// Extra string settings for strategies added later (`weiwatchers_url`, `substrate_api_url`,
     /// …), so that adding one does not change this struct's shape.
     pub extra: BTreeMap<String, String>,
+    /// The chain list (`chains_mini.json`) the Chainlink node monitor reads native currency
+    /// symbols from.
+    pub chain_list_url: String,
+    /// Timeout of one JSON-RPC exchange with an EVM node (PANIC: 2 s); a smaller group timeout
+    /// wins.
+    pub evm_request_timeout: Duration,
     clients: Arc<ClientPool>,
 }
 
@@ -91,6 +103,8 @@ impl Default for StrategySettings {
             github_rate_limit: Arc::default(),
             dockerhub_max_pages: DEFAULT_DOCKERHUB_MAX_PAGES,
             extra: BTreeMap::new(),
+            chain_list_url: DEFAULT_CHAIN_LIST_URL.to_owned(),
+            evm_request_timeout: DEFAULT_EVM_REQUEST_TIMEOUT,
             clients: Arc::default(),
         }
     }
@@ -147,6 +161,16 @@ impl StrategySettings {
             Target::Monitored => self.verify_tls_monitored,
             Target::Public => self.verify_tls_public,
         }
+    }
+
+    /// The HTTP handle for JSON-RPC calls to EVM nodes by a strategy of `group`: the unverified
+    /// client (EVM nodes are operators' endpoints), the EVM timeout capped by the group's.
+    pub fn evm_http(&self, group: PeriodGroup) -> Result<Http, ClientBuildError> {
+        let client = self.clients.get(self.verify_tls(Target::Monitored))?;
+        let timeout = self
+            .evm_request_timeout
+            .min(self.request_timeout_for(group));
+        Ok(Http::new(client, timeout, self.max_body_bytes))
     }
 
     /// The HTTP handle a strategy of `group` uses for `target`: the shared client (built on first

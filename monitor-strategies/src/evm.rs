@@ -1,0 +1,433 @@
+//! EVM JSON-RPC over the shared HTTP layer, and the EVM node monitor (spec §4.4, PANIC's
+//! `monitors/node/evm.py`).
+//!
+//! [`JsonRpc`] is a minimal JSON-RPC 2.0 client (one POST per call, PANIC's 2 s timeout by default,
+//! see [`StrategySettings::evm_http`](crate::settings::StrategySettings::evm_http)) used by the EVM
+//! node monitor and the Chainlink contracts monitor. Every answer is checked: a JSON-RPC `error`
+//! object, a body that is not JSON-RPC, or a `result` of the wrong shape is an [`RpcError`], never
+//! a panic.
+//!
+//! EVM node monitor outcomes (flat envelope, routing key `node.evm`):
+//! * success → `{current_height: int, syncing: bool}` from `eth_blockNumber` and `eth_syncing`;
+//! * node unreachable or too slow → 5015; body unreadable, not JSON-RPC, a JSON-RPC error object or a
+//!   result of the wrong shape → 5005; bad URL → 5009.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+use tracing::{debug, warn};
+
+use monitor_core::envelope::{envelope, MetaData};
+use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
+
+use crate::http::{Http, HttpError, HttpErrorKind};
+
+/// Why a JSON-RPC call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RpcError {
+    /// The HTTP exchange failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The node answered with a JSON-RPC `error` object.
+    #[error("`{method}` at `{url}` answered error {code}: {message}")]
+    Rpc {
+        /// The node URL.
+        url: String,
+        /// The method called.
+        method: &'static str,
+        /// `error.code`.
+        code: i64,
+        /// `error.message`.
+        message: String,
+        /// `error.data`, if any (as JSON text).
+        data: Option<String>,
+    },
+    /// The answer is not a JSON-RPC answer, or its `result` does not have the expected shape.
+    #[error("`{method}` at `{url}`: bad answer: {problem}")]
+    BadAnswer {
+        /// The node URL.
+        url: String,
+        /// The method called.
+        method: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl RpcError {
+    /// Whether this is a transport failure of kind `kind`.
+    pub fn is_http(&self, kind: HttpErrorKind) -> bool {
+        matches!(self, RpcError::Http(e) if e.kind == kind)
+    }
+
+    /// Whether the node says the call reverted (web3's `ContractLogicError`): geth answers code 3
+    /// `execution reverted…`, ganache and others `… revert …` messages.
+    pub fn is_revert(&self) -> bool {
+        match self {
+            RpcError::Rpc { code, message, .. } => {
+                *code == 3 || message.to_ascii_lowercase().contains("revert")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A JSON-RPC 2.0 client for one node URL.
+#[derive(Debug)]
+pub struct JsonRpc {
+    http: Http,
+    url: String,
+    next_id: AtomicU64,
+}
+
+impl JsonRpc {
+    /// A client for `url` over `http`.
+    pub fn new(http: Http, url: &str) -> Self {
+        JsonRpc {
+            http,
+            url: url.to_owned(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The node URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// One call: the `result`, or why there is none.
+    pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let response = self.http.post_json(&self.url, &request).await?;
+        let bad = |problem: String| RpcError::BadAnswer {
+            url: self.url.clone(),
+            method,
+            problem,
+        };
+        let body: Value = serde_json::from_slice(&response.body).map_err(|e| {
+            bad(format!(
+                "HTTP {} with a body that is not JSON: {e}",
+                response.status
+            ))
+        })?;
+        let Value::Object(mut body) = body else {
+            return Err(bad(format!(
+                "HTTP {} with a body that is not a JSON object",
+                response.status
+            )));
+        };
+        if let Some(error) = body.remove("error").filter(|e| !e.is_null()) {
+            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| error.to_string(), str::to_owned);
+            let data = error.get("data").map(Value::to_string);
+            return Err(RpcError::Rpc {
+                url: self.url.clone(),
+                method,
+                code,
+                message,
+                data,
+            });
+        }
+        match body.remove("result") {
+            Some(result) => {
+                debug!(url = %self.url, method, "json-rpc answer");
+                Ok(result)
+            }
+            None => Err(bad(format!(
+                "HTTP {} without `result` or `error`",
+                response.status
+            ))),
+        }
+    }
+
+    /// Builds a [`RpcError::BadAnswer`] for `method`.
+    pub fn bad_answer(&self, method: &'static str, problem: impl Into<String>) -> RpcError {
+        RpcError::BadAnswer {
+            url: self.url.clone(),
+            method,
+            problem: problem.into(),
+        }
+    }
+
+    /// `eth_blockNumber`.
+    pub async fn block_number(&self) -> Result<u64, RpcError> {
+        let result = self.call("eth_blockNumber", json!([])).await?;
+        quantity(&result).map_err(|p| self.bad_answer("eth_blockNumber", p))
+    }
+
+    /// `eth_syncing`: `false` → not syncing, a sync-status object → syncing.
+    pub async fn syncing(&self) -> Result<bool, RpcError> {
+        match self.call("eth_syncing", json!([])).await? {
+            Value::Bool(false) => Ok(false),
+            // Some nodes answer `true`; web3 treats any truthy answer as syncing.
+            Value::Bool(true) | Value::Object(_) => Ok(true),
+            other => Err(self.bad_answer(
+                "eth_syncing",
+                format!("expected false or an object, got {other}"),
+            )),
+        }
+    }
+
+    /// `eth_call` of `data` on `to` at the latest block: the returned bytes.
+    pub async fn eth_call(&self, to: &str, data: &[u8]) -> Result<Vec<u8>, RpcError> {
+        let params = json!([{"to": to, "data": hex_bytes(data)}, "latest"]);
+        let result = self.call("eth_call", params).await?;
+        let text = result
+            .as_str()
+            .ok_or_else(|| self.bad_answer("eth_call", format!("not a hex string: {result}")))?;
+        parse_hex_bytes(text).map_err(|p| self.bad_answer("eth_call", p))
+    }
+
+    /// `eth_getLogs` with a filter object: the log objects.
+    pub async fn get_logs(&self, filter: Value) -> Result<Vec<Log>, RpcError> {
+        let result = self.call("eth_getLogs", json!([filter])).await?;
+        let Value::Array(items) = result else {
+            return Err(self.bad_answer("eth_getLogs", "result is not an array"));
+        };
+        items
+            .iter()
+            .map(|item| Log::from_json(item).map_err(|p| self.bad_answer("eth_getLogs", p)))
+            .collect()
+    }
+}
+
+/// One log entry of `eth_getLogs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// Topics (32 bytes each).
+    pub topics: Vec<[u8; 32]>,
+    /// Non-indexed data.
+    pub data: Vec<u8>,
+    /// Block of the log.
+    pub block_number: u64,
+}
+
+impl Log {
+    /// Reads a JSON-RPC log object.
+    pub fn from_json(value: &Value) -> Result<Self, String> {
+        let field = |name: &str| {
+            value
+                .get(name)
+                .ok_or_else(|| format!("log without `{name}`: {value}"))
+        };
+        let topics = field("topics")?
+            .as_array()
+            .ok_or_else(|| "log `topics` is not an array".to_owned())?
+            .iter()
+            .map(|t| {
+                let bytes = parse_hex_bytes(t.as_str().unwrap_or_default())?;
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| format!("topic {t} is not 32 bytes"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let data = parse_hex_bytes(
+            field("data")?
+                .as_str()
+                .ok_or_else(|| "log `data` is not a string".to_owned())?,
+        )?;
+        let block_number = quantity(field("blockNumber")?)?;
+        Ok(Log {
+            topics,
+            data,
+            block_number,
+        })
+    }
+}
+
+/// A JSON-RPC quantity (`"0x1b4"`) as `u64`.
+pub fn quantity(value: &Value) -> Result<u64, String> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("quantity is not a string: {value}"))?;
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .ok_or_else(|| format!("quantity `{text}` has no 0x prefix"))?;
+    if digits.is_empty() {
+        return Err(format!("quantity `{text}` has no digits"));
+    }
+    u64::from_str_radix(digits, 16).map_err(|e| format!("quantity `{text}`: {e}"))
+}
+
+/// A block number as a JSON-RPC quantity.
+pub fn to_quantity(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+/// `0x`-prefixed lower-case hex of bytes.
+pub fn hex_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 + bytes.len() * 2);
+    out.push_str("0x");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Parses `0x`-prefixed hex data (`"0x"` is empty).
+pub fn parse_hex_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .ok_or_else(|| format!("hex data `{text}` has no 0x prefix"))?;
+    if digits.len() % 2 != 0 {
+        return Err(format!(
+            "hex data has an odd number of digits ({})",
+            digits.len()
+        ));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            digits
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("hex data has a bad digit near offset {i}"))
+        })
+        .collect()
+}
+
+/// One EVM node to monitor (`evm_nodes_config` section).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EvmNodeConfig {
+    /// `id`
+    pub node_id: String,
+    /// `parent_id`
+    pub parent_id: String,
+    /// `name`
+    pub node_name: String,
+    /// `node_http_url`
+    pub node_http_url: String,
+}
+
+/// PANIC's component name for a node: `Node monitor (<name>)`.
+pub fn node_component_name(node_name: &str) -> String {
+    format!("Node monitor ({node_name})")
+}
+
+/// The EVM node monitor strategy.
+#[derive(Debug)]
+pub struct EvmNodeMonitor {
+    name: String,
+    config: EvmNodeConfig,
+    rpc: JsonRpc,
+}
+
+impl EvmNodeMonitor {
+    /// A monitor for `config`; `http` should come from
+    /// [`StrategySettings::evm_http`](crate::settings::StrategySettings::evm_http).
+    pub fn new(config: EvmNodeConfig, http: Http) -> Self {
+        EvmNodeMonitor {
+            name: node_component_name(&config.node_name),
+            rpc: JsonRpc::new(http, &config.node_http_url),
+            config,
+        }
+    }
+
+    /// The config.
+    pub fn config(&self) -> &EvmNodeConfig {
+        &self.config
+    }
+
+    fn meta_data(&self) -> MetaData {
+        MetaData::new(&self.name)
+            .with("node_name", self.config.node_name.as_str())
+            .with("node_id", self.config.node_id.as_str())
+            .with("node_parent_id", self.config.parent_id.as_str())
+            .timed()
+    }
+
+    async fn retrieve(&self) -> Result<Value, RpcError> {
+        let current_height = self.rpc.block_number().await?;
+        let syncing = self.rpc.syncing().await?;
+        let mut data = Map::new();
+        data.insert("current_height".to_owned(), Value::from(current_height));
+        data.insert("syncing".to_owned(), Value::from(syncing));
+        Ok(Value::Object(data))
+    }
+
+    fn map_error(&self, err: &RpcError) -> PanicError {
+        match err {
+            RpcError::Http(e) => match e.kind {
+                HttpErrorKind::Down => PanicError::node_is_down(&self.config.node_name),
+                HttpErrorKind::Read => PanicError::data_reading(&self.name, &self.config.node_name),
+                HttpErrorKind::InvalidUrl => PanicError::invalid_url(&self.config.node_http_url),
+            },
+            RpcError::Rpc { .. } | RpcError::BadAnswer { .. } => {
+                PanicError::data_reading(&self.name, &self.config.node_name)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Monitor for EvmNodeMonitor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
+        let outcome = match self.retrieve().await {
+            Ok(data) => {
+                debug!(monitor = %self.name, data = %data, "evm node data");
+                Ok(data)
+            }
+            Err(e) => {
+                warn!(monitor = %self.name, error = %e, "error when retrieving data");
+                Err(self.map_error(&e))
+            }
+        };
+        let body = envelope(self.meta_data(), outcome);
+        Ok(vec![Publication::new(RawDataKey::EvmNode, body)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_and_hex() {
+        assert_eq!(quantity(&json!("0xf3eb18")), Ok(15_985_432));
+        assert_eq!(quantity(&json!("0x0")), Ok(0));
+        for bad in [
+            json!("0x"),
+            json!("12"),
+            json!(12),
+            json!("0xzz"),
+            json!(null),
+        ] {
+            assert!(quantity(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(to_quantity(15_985_432), "0xf3eb18");
+        assert_eq!(hex_bytes(&[0, 0xab, 0x10]), "0x00ab10");
+        assert_eq!(parse_hex_bytes("0x00AB10"), Ok(vec![0, 0xab, 0x10]));
+        assert_eq!(parse_hex_bytes("0x"), Ok(vec![]));
+        for bad in ["00", "0x0", "0xg0", "0x€0"] {
+            assert!(parse_hex_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reverts_are_recognised() {
+        let rpc = |code, message: &str| RpcError::Rpc {
+            url: "u".into(),
+            method: "eth_call",
+            code,
+            message: message.into(),
+            data: None,
+        };
+        assert!(rpc(3, "execution reverted: No data present").is_revert());
+        assert!(rpc(
+            -32000,
+            "VM Exception while processing transaction: revert No data present"
+        )
+        .is_revert());
+        assert!(!rpc(-32601, "method not found").is_revert());
+    }
+}
