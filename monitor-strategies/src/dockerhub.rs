@@ -173,7 +173,7 @@ impl DockerHubMonitor {
             if page_no == 1 {
                 match page.get("count").and_then(Value::as_f64) {
                     None => return Err(not_tags("no numeric `count`")),
-                    Some(c) if c == 0.0 => return Err(not_tags("`count` is 0")),
+                    Some(0.0) => return Err(not_tags("`count` is 0")),
                     Some(_) => {}
                 }
             }
