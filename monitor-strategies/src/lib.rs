@@ -14,10 +14,12 @@
 //! * [`evm`]: JSON-RPC to EVM nodes and the EVM node monitor (spec §4.4);
 //! * [`chainlink`]: the Chainlink node (spec §4.5) and contracts (spec §4.8) monitors, their ABI,
 //!   and the Chainlink and EVM node planners;
+//! * [`cosmos`]: the Cosmos node (spec §4.6) and network (spec §4.9) monitors and their planners;
 //! * [`planners`]: the [`monitor_core::Planner`]s and [`registry`], everything the manager runs;
 //! * `testing` (feature `testing`): a local HTTP server for strategy tests.
 
 pub mod chainlink;
+pub mod cosmos;
 pub mod dockerhub;
 pub mod evm;
 pub mod github;
@@ -33,6 +35,10 @@ pub mod testing;
 pub use chainlink::{
     ChainlinkContractsMonitor, ChainlinkContractsPlanner, ChainlinkNodeMonitor,
     ChainlinkNodesPlanner, EvmNodesPlanner,
+};
+pub use cosmos::{
+    CosmosNetworkMonitor, CosmosNetworkPlanner, CosmosNodeConfig, CosmosNodeMonitor,
+    CosmosNodesPlanner,
 };
 pub use dockerhub::{DockerHubMonitor, DockerHubPlanner, DockerHubRepoConfig};
 pub use github::{GithubMonitor, GithubPlanner, GithubRepoConfig, GithubToken};

@@ -14,6 +14,7 @@ use monitor_core::{
     PeriodGroup, Plan, Planner, Section,
 };
 
+use crate::cosmos::{CosmosNetworkPlanner, CosmosNodesPlanner};
 use crate::settings::{StrategySettings, Target};
 use crate::system::{component_name, SystemConfig, SystemMonitor};
 
@@ -27,6 +28,8 @@ pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
         Arc::new(crate::chainlink::ChainlinkNodesPlanner::new(Arc::clone(&settings))),
         Arc::new(crate::chainlink::EvmNodesPlanner::new(Arc::clone(&settings))),
         Arc::new(crate::chainlink::ChainlinkContractsPlanner::new(Arc::clone(&settings))),
+        Arc::new(CosmosNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(CosmosNetworkPlanner::new(Arc::clone(&settings))),
     ]
 }
 

@@ -1,0 +1,301 @@
+//! The planners of `chains.cosmos.*.nodes_config` (spec §1.6): one [`CosmosNodeMonitor`] per
+//! monitored node ([`CosmosNodesPlanner`]) and one [`CosmosNetworkMonitor`] per chain
+//! ([`CosmosNetworkPlanner`]). The node's system monitor comes from
+//! [`crate::planners::SystemsPlanner`].
+//!
+//! Data sources are computed from every valid section of the message and are part of each
+//! spec's fingerprint, so toggling `use_as_data_source` on node A restarts the monitors whose
+//! data-source list changed, and only those.
+
+use std::sync::Arc;
+
+use monitor_core::config::ConfigMessage;
+use monitor_core::envelope::MonitorableSource;
+use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::{
+    ConfigError, ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType,
+    PanicError, PeriodGroup, Plan, Planner, Section,
+};
+
+use super::network::{self, CosmosNetworkMonitor};
+use super::node::{self, CosmosNodeMonitor};
+use super::CosmosNodeConfig;
+use crate::settings::{StrategySettings, Target};
+
+/// The base chain these planners handle.
+pub const COSMOS: &str = "cosmos";
+
+/// Reads a section's Cosmos node fields (all required, spec §3.3 "Node MM cosmos").
+pub fn node_config(section: &Section) -> Result<CosmosNodeConfig, ConfigError> {
+    Ok(CosmosNodeConfig {
+        node_id: section.str("id")?.to_owned(),
+        parent_id: section.str("parent_id")?.to_owned(),
+        node_name: section.str("name")?.to_owned(),
+        monitor_node: section.bool("monitor_node")?,
+        monitor_prometheus: section.bool("monitor_prometheus")?,
+        prometheus_url: section.str("prometheus_url")?.to_owned(),
+        monitor_cosmos_rest: section.bool("monitor_cosmos_rest")?,
+        cosmos_rest_url: section.str("cosmos_rest_url")?.to_owned(),
+        monitor_tendermint_rpc: section.bool("monitor_tendermint_rpc")?,
+        tendermint_rpc_url: section.str("tendermint_rpc_url")?.to_owned(),
+        is_validator: section.bool("is_validator")?,
+        use_as_data_source: section.bool("use_as_data_source")?,
+        is_archive_node: section.bool("is_archive_node")?,
+        operator_address: section.str("operator_address")?.to_owned(),
+    })
+}
+
+/// The valid node sections of a message (section id, config), in message order, and the errors
+/// of the others.
+pub fn parse_nodes(message: &ConfigMessage) -> (Vec<(String, CosmosNodeConfig)>, Vec<ConfigError>) {
+    let mut nodes = Vec::new();
+    let mut errors = Vec::new();
+    for section in &message.sections {
+        match node_config(section) {
+            Ok(config) => nodes.push((section.id.clone(), config)),
+            Err(e) => errors.push(e),
+        }
+    }
+    (nodes, errors)
+}
+
+/// PANIC's data sources for the node of section `own_id`: every other section with
+/// `use_as_data_source`, non-validators first then validators (each in message order), then the
+/// node itself.
+pub fn node_data_sources(
+    nodes: &[(String, CosmosNodeConfig)],
+    own_id: &str,
+    own: &CosmosNodeConfig,
+) -> Vec<CosmosNodeConfig> {
+    let others = || {
+        nodes
+            .iter()
+            .filter(move |(id, n)| id != own_id && n.use_as_data_source)
+            .map(|(_, n)| n)
+    };
+    others()
+        .filter(|n| !n.is_validator)
+        .chain(others().filter(|n| n.is_validator))
+        .chain(std::iter::once(own))
+        .cloned()
+        .collect()
+}
+
+/// PANIC's network data sources: sections with `use_as_data_source`, non-validators first then
+/// validators (no "self").
+pub fn network_data_sources(nodes: &[(String, CosmosNodeConfig)]) -> Vec<CosmosNodeConfig> {
+    let sources = || {
+        nodes
+            .iter()
+            .map(|(_, n)| n)
+            .filter(|n| n.use_as_data_source)
+    };
+    sources()
+        .filter(|n| !n.is_validator)
+        .chain(sources().filter(|n| n.is_validator))
+        .cloned()
+        .collect()
+}
+
+/// What a monitor uses of a data source: a change elsewhere in a source's section (its
+/// Prometheus URL, its own `monitor_node` …) does not restart the monitors it serves.
+fn source_key(n: &CosmosNodeConfig) -> (&str, &str, &str, &str, bool, bool) {
+    (
+        &n.node_id,
+        &n.node_name,
+        &n.cosmos_rest_url,
+        &n.tendermint_rpc_url,
+        n.is_archive_node,
+        n.is_validator,
+    )
+}
+
+fn accepts_key(key: &ConfigKey) -> bool {
+    key.config_type == ConfigType::NodesConfig && !key.is_general() && key.base_chain == COSMOS
+}
+
+fn http_error(component: &str, e: &dyn std::fmt::Display) -> PanicError {
+    PanicError::new(
+        ErrorCode::ConnectionNotInitialised,
+        format!("{component}: {e}"),
+    )
+}
+
+/// Cosmos node monitors from `chains.cosmos.*.nodes_config`: a node is monitored iff
+/// `monitor_node` and at least one of `monitor_prometheus`, `monitor_cosmos_rest`,
+/// `monitor_tendermint_rpc`.
+#[derive(Debug, Clone)]
+pub struct CosmosNodesPlanner {
+    settings: Arc<StrategySettings>,
+}
+
+impl CosmosNodesPlanner {
+    /// A planner whose monitors use `settings`.
+    pub fn new(settings: Arc<StrategySettings>) -> Self {
+        CosmosNodesPlanner { settings }
+    }
+}
+
+impl Planner for CosmosNodesPlanner {
+    fn name(&self) -> &'static str {
+        "cosmos_nodes"
+    }
+
+    fn accepts(&self, key: &ConfigKey) -> bool {
+        accepts_key(key)
+    }
+
+    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
+        vec![MonitorableType::Nodes]
+    }
+
+    fn plan(&self, message: &ConfigMessage) -> Plan {
+        let mut plan = Plan::default();
+        if !self.accepts(&message.key) {
+            return plan;
+        }
+        let (nodes, errors) = parse_nodes(message);
+        plan.errors = errors;
+        for (id, config) in &nodes {
+            let any_source = config.monitor_prometheus
+                || config.monitor_cosmos_rest
+                || config.monitor_tendermint_rpc;
+            if !config.monitor_node || !any_source {
+                continue;
+            }
+            let data_sources = node_data_sources(&nodes, id, config);
+            let component = node::component_name(&config.node_name);
+            // The node's own config (last in `data_sources`) is hashed whole.
+            let source_keys: Vec<_> = data_sources.iter().map(source_key).collect();
+            let print = fingerprint(&("cosmos_node", id, config, &source_keys));
+            let settings = Arc::clone(&self.settings);
+            let build_component = component.clone();
+            let build_config = config.clone();
+            let build: BuildFn = Arc::new(move || {
+                let http = settings
+                    .http(Target::Monitored, PeriodGroup::Node)
+                    .map_err(|e| http_error(&build_component, &e))?;
+                let monitor =
+                    CosmosNodeMonitor::new(build_config.clone(), data_sources.clone(), http)?;
+                Ok(Box::new(monitor) as Box<dyn Monitor>)
+            });
+            plan.specs.push(MonitorSpec {
+                id: id.clone(),
+                component_name: component,
+                group: PeriodGroup::Node,
+                monitorables: vec![Monitorable {
+                    base_chain: message.key.base_chain.clone(),
+                    monitorable_type: MonitorableType::Nodes,
+                    source: MonitorableSource {
+                        chain_id: config.parent_id.clone(),
+                        chain_name: message.key.sub_chain.clone(),
+                        source_id: id.clone(),
+                        source_name: config.node_name.clone(),
+                    },
+                }],
+                fingerprint: print,
+                build,
+            });
+        }
+        plan
+    }
+}
+
+/// The Cosmos network monitor of a chain from `chains.cosmos.*.nodes_config`: started iff every
+/// valid section has the same `parent_id` and the same `monitor_network`, and it is true.
+#[derive(Debug, Clone)]
+pub struct CosmosNetworkPlanner {
+    settings: Arc<StrategySettings>,
+}
+
+impl CosmosNetworkPlanner {
+    /// A planner whose monitors use `settings`.
+    pub fn new(settings: Arc<StrategySettings>) -> Self {
+        CosmosNetworkPlanner { settings }
+    }
+}
+
+impl Planner for CosmosNetworkPlanner {
+    fn name(&self) -> &'static str {
+        "cosmos_network"
+    }
+
+    fn accepts(&self, key: &ConfigKey) -> bool {
+        accepts_key(key)
+    }
+
+    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
+        vec![MonitorableType::Chains]
+    }
+
+    fn plan(&self, message: &ConfigMessage) -> Plan {
+        let mut plan = Plan::default();
+        if !self.accepts(&message.key) {
+            return plan;
+        }
+        let mut nodes = Vec::new();
+        let mut monitor_network = Vec::new();
+        for section in &message.sections {
+            match node_config(section).and_then(|c| Ok((c, section.bool("monitor_network")?))) {
+                Ok((config, network)) => {
+                    monitor_network.push(network);
+                    nodes.push((section.id.clone(), config));
+                }
+                Err(e) => plan.errors.push(e),
+            }
+        }
+        let Some((_, first)) = nodes.first() else {
+            return plan;
+        };
+        let parent_id = first.parent_id.clone();
+        let same_parent = nodes.iter().all(|(_, n)| n.parent_id == parent_id);
+        let same_network = monitor_network.iter().all(|m| *m == monitor_network[0]);
+        if !same_parent || !same_network {
+            tracing::warn!(
+                key = %message.key.routing_key(),
+                same_parent, same_network,
+                "cosmos network monitor not started: parent_id or monitor_network differ between sections"
+            );
+            return plan;
+        }
+        if !monitor_network[0] {
+            return plan;
+        }
+        let sub_chain = message.key.sub_chain.clone();
+        let chain = message.key.chain_name();
+        let data_sources = network_data_sources(&nodes);
+        let component = network::component_name(&sub_chain);
+        let source_keys: Vec<_> = data_sources.iter().map(source_key).collect();
+        let print = fingerprint(&("cosmos_network", &parent_id, &sub_chain, &source_keys));
+        let settings = Arc::clone(&self.settings);
+        let build_component = component.clone();
+        let build_parent = parent_id.clone();
+        let build_chain = sub_chain.clone();
+        let build: BuildFn = Arc::new(move || {
+            let http = settings
+                .http(Target::Monitored, PeriodGroup::Network)
+                .map_err(|e| http_error(&build_component, &e))?;
+            let monitor =
+                CosmosNetworkMonitor::new(&build_parent, &build_chain, data_sources.clone(), http)?;
+            Ok(Box::new(monitor) as Box<dyn Monitor>)
+        });
+        plan.specs.push(MonitorSpec {
+            id: chain.clone(),
+            component_name: component,
+            group: PeriodGroup::Network,
+            monitorables: vec![Monitorable {
+                base_chain: message.key.base_chain.clone(),
+                monitorable_type: MonitorableType::Chains,
+                source: MonitorableSource {
+                    chain_id: parent_id.clone(),
+                    chain_name: sub_chain,
+                    source_id: parent_id,
+                    source_name: chain,
+                },
+            }],
+            fingerprint: print,
+            build,
+        });
+        plan
+    }
+}
