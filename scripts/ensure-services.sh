@@ -54,4 +54,18 @@ fi
 if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
   log "installing prometheus-node-exporter"; apt_install prometheus-node-exporter
 fi
-log "RabbitMQ, Redis and prometheus-node-exporter are ready"
+# ganache (local EVM node) and solc-js for the Chainlink contracts monitor tests, from npm, pinned in
+# monitor-strategies/tests/contracts/package.json (+ package-lock.json), installed into that
+# directory's node_modules (git-ignored). Skipped when already installed at the pinned versions.
+contracts_dir="$(cd "$(dirname "$0")/.." && pwd)/monitor-strategies/tests/contracts"
+if ! command -v npm >/dev/null 2>&1; then
+  log "installing nodejs and npm"; apt_install nodejs npm
+fi
+if ! (cd "$contracts_dir" && npm ls --silent ganache solc >/dev/null 2>&1); then
+  log "installing ganache and solc (npm) into $contracts_dir/node_modules"
+  if ! (cd "$contracts_dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    log "npm install of ganache and solc FAILED: the Chainlink contracts tests cannot run"
+    exit 1
+  fi
+fi
+log "RabbitMQ, Redis, prometheus-node-exporter, ganache and solc are ready"

@@ -223,7 +223,7 @@ async fn truncated_body_is_5005_naming_the_source() {
         Reply::ok(metrics_fixture()).mode(BodyMode::Truncated(100)),
     );
     let url = server.url("/metrics");
-    let mut m = monitor(&[url.clone()], "http://127.0.0.1:1/chains");
+    let mut m = monitor(std::slice::from_ref(&url), "http://127.0.0.1:1/chains");
     let envelope = round(&mut m).await;
     assert_eq!(
         error_of(&envelope, &url),
