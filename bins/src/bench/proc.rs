@@ -141,7 +141,8 @@ mod tests {
 
     #[test]
     fn parses_status_and_stat() {
-        let status = "Name:\tbench\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t 512 kB\nThreads:\t3\n";
+        let status =
+            "Name:\tbench\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t 512 kB\nThreads:\t3\n";
         let s = parse_status(status);
         assert_eq!(s.rss, 1024 * 1024);
         assert_eq!(s.hwm, 2048 * 1024);

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use monitor_core::{Publication, RoundError};
 
+use super::BenchError;
+
 /// Largest lateness the histogram resolves (one hour, in microseconds); larger values saturate.
 const MAX_LATENESS_US: u64 = 3_600_000_000;
 
@@ -100,10 +102,10 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     /// A recorder for `window`.
-    pub(crate) fn new(window: Window) -> Self {
-        Recorder {
+    pub(crate) fn new(window: Window) -> Result<Self, BenchError> {
+        Ok(Recorder {
             window,
-            lateness_us: Mutex::new(new_histogram()),
+            lateness_us: Mutex::new(new_histogram()?),
             rounds: AtomicU64::new(0),
             results: AtomicU64::new(0),
             error_envelopes: AtomicU64::new(0),
@@ -111,7 +113,7 @@ impl Recorder {
             publish_failures: AtomicU64::new(0),
             received: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
-        }
+        })
     }
 
     /// A round scheduled at `tick` started at `start`: `true` if it counts (tick in the window).
@@ -161,6 +163,18 @@ impl Recorder {
         }
     }
 
+    /// Every recorded lateness (microseconds, at the histogram's resolution), to send elsewhere.
+    pub(crate) fn lateness_values_us(&self) -> Vec<u64> {
+        let h = self.lateness_us.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for v in h.iter_recorded() {
+            for _ in 0..v.count_at_value() {
+                out.push(v.value_iterated_to());
+            }
+        }
+        out
+    }
+
     /// Lateness summary.
     pub(crate) fn lateness(&self) -> Lateness {
         let h = self.lateness_us.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,11 +183,9 @@ impl Recorder {
 }
 
 /// A fresh lateness histogram (1 µs to 1 h, 3 significant digits).
-pub(crate) fn new_histogram() -> Histogram<u64> {
-    // Bounds are constants that hdrhistogram accepts; fall back to an auto-resizing one anyway.
+pub(crate) fn new_histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, MAX_LATENESS_US, 3)
-        .or_else(|_| Histogram::new(3))
-        .unwrap_or_else(|_| Histogram::new_with_max(MAX_LATENESS_US, 2).unwrap_or_default())
+        .map_err(|e| BenchError::Setup(format!("lateness histogram: {e}")))
 }
 
 /// Lateness percentiles, in milliseconds.
@@ -265,7 +277,11 @@ mod tests {
             epoch + Duration::from_millis(12500)
         );
         assert_eq!(
-            tick_at_or_before(epoch, Duration::from_secs(10), epoch + Duration::from_secs(25)),
+            tick_at_or_before(
+                epoch,
+                Duration::from_secs(10),
+                epoch + Duration::from_secs(25)
+            ),
             epoch + Duration::from_secs(20)
         );
     }
@@ -276,7 +292,8 @@ mod tests {
         let r = Recorder::new(Window {
             start: now,
             end: now + Duration::from_secs(1),
-        });
+        })
+        .unwrap();
         assert!(!r.round_started(now - Duration::from_millis(1), now));
         assert!(r.round_started(now, now + Duration::from_millis(3)));
         assert!(!r.round_started(now + Duration::from_secs(1), now));

@@ -1,0 +1,674 @@
+//! The five ways of running N system monitors, each doing the same round (GET the exporter,
+//! parse, build the envelope, publish to `raw_data`) at a fixed rate:
+//!
+//! * [`Approach::Processes`]: one OS process per monitorable (as PANIC); `bench worker` children;
+//! * [`Approach::Threads`]: one OS thread per monitorable, each with a current-thread runtime and
+//!   its own HTTP client;
+//! * [`Approach::Manager`]: our `MonitorsManager` for real, fed a `general.systems_config` message
+//!   over the bus, lateness recorded by a thin planner wrapper ([`TimedPlanner`]);
+//! * [`Approach::Queue`]: a scheduler pushing due monitors into a bounded channel drained by W
+//!   worker tasks;
+//! * [`Approach::Bare`]: one plain tokio task per monitorable with an interval loop and nothing
+//!   else (no supervision, in-flight bound, heartbeats or status): the baseline of the CPU target.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_core::config::ConfigMessage;
+use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
+use monitor_core::plan::{fingerprint, BuildFn, Plan, Planner};
+use monitor_core::{
+    Bus, ConfigKey, Monitor, MonitorableType, PeriodGroup, Publication, RoundError,
+};
+use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, SystemsPlanner, Target};
+use monitors_manager::{ManagerSettings, MonitorsManager};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::record::{next_tick_at_or_after, tick_at_or_before, Grid, Recorder};
+use super::sink::publish_round;
+use super::BenchError;
+
+/// One way of running the monitors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Approach {
+    /// One OS process per monitorable.
+    Processes,
+    /// One OS thread per monitorable.
+    Threads,
+    /// One tokio task per monitorable: the `MonitorsManager`.
+    Manager,
+    /// A bounded work queue with W workers.
+    Queue,
+    /// A bare tokio loop per monitorable, without the manager.
+    Bare,
+}
+
+impl Approach {
+    /// Every approach, in table order.
+    pub(crate) const ALL: [Approach; 5] = [
+        Approach::Processes,
+        Approach::Threads,
+        Approach::Manager,
+        Approach::Queue,
+        Approach::Bare,
+    ];
+
+    /// The CLI name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Approach::Processes => "processes",
+            Approach::Threads => "threads",
+            Approach::Manager => "manager",
+            Approach::Queue => "queue",
+            Approach::Bare => "bare",
+        }
+    }
+}
+
+impl fmt::Display for Approach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Approach {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Approach::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                format!("unknown approach `{s}` (processes, threads, manager, queue, bare)")
+            })
+    }
+}
+
+/// What one run gives every approach.
+pub(crate) struct RunCtx {
+    /// The exporter URL.
+    pub(crate) url: String,
+    /// Number of monitorables.
+    pub(crate) size: usize,
+    /// The schedule grid (approaches other than the manager).
+    pub(crate) grid: Grid,
+    /// Where rounds are counted.
+    pub(crate) recorder: Arc<Recorder>,
+    /// Where rounds publish.
+    pub(crate) bus: Arc<dyn Bus>,
+    /// Strategy settings (shared HTTP client) of the in-process approaches.
+    pub(crate) settings: StrategySettings,
+    /// Worker tasks of the queue approach.
+    pub(crate) workers: usize,
+    /// Child processes whose memory and CPU count (processes approach).
+    pub(crate) pids: Arc<Mutex<Vec<u32>>>,
+    /// Remarks for the report (spawn failures, …).
+    pub(crate) notes: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunCtx {
+    pub(crate) fn note(&self, note: String) {
+        tracing::warn!("{note}");
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(note);
+    }
+}
+
+/// What an approach reports besides the recorder.
+#[derive(Debug, Default)]
+pub(crate) struct Started {
+    /// Monitors actually started.
+    pub(crate) running: usize,
+    /// Time taken to start them.
+    pub(crate) startup: Duration,
+    /// The manager's own counters at the end, for cross-checking.
+    pub(crate) manager: Option<serde_json::Value>,
+}
+
+/// Strategy settings for the bench: request timeout below the period (as the manager requires).
+pub(crate) fn strategy_settings(period: Duration) -> StrategySettings {
+    let timeout = period.mul_f64(0.8).min(Duration::from_secs(10));
+    StrategySettings::default()
+        .with_request_timeout(timeout)
+        .with_group_timeout(PeriodGroup::System, timeout)
+}
+
+/// The monitored system `i`.
+pub(crate) fn system_config(i: usize, url: &str) -> SystemConfig {
+    SystemConfig {
+        system_id: format!("bench_system_{i}"),
+        parent_id: "GENERAL".to_owned(),
+        system_name: format!("bench_{i}"),
+        exporter_url: url.to_owned(),
+    }
+}
+
+/// A System monitor for system `i` using `settings`' client.
+pub(crate) fn system_monitor(
+    i: usize,
+    url: &str,
+    settings: &StrategySettings,
+) -> Result<SystemMonitor, BenchError> {
+    let http = settings
+        .http(Target::Monitored, PeriodGroup::System)
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(SystemMonitor::new(system_config(i, url), http))
+}
+
+/// One round at `tick`: lateness, the round, its outcome, its publishes.
+async fn timed_round(
+    monitor: &mut SystemMonitor,
+    tick: Instant,
+    recorder: &Recorder,
+    bus: &dyn Bus,
+) {
+    let start = Instant::now();
+    let counted = recorder.round_started(tick, start);
+    let outcome = monitor.round().await;
+    if counted {
+        recorder.round_finished(&outcome);
+    }
+    if let Ok(publications) = &outcome {
+        publish_round(bus, publications, recorder).await;
+    }
+}
+
+/// The fixed-rate loop of monitor `i` until `stop_at` (no round starts at or after it); missed
+/// ticks are skipped, a round never overlaps itself.
+pub(crate) async fn monitor_loop(
+    i: usize,
+    mut monitor: SystemMonitor,
+    grid: Grid,
+    recorder: &Recorder,
+    bus: &dyn Bus,
+    stop_at: Instant,
+) {
+    let origin = grid.epoch + grid.phase(i);
+    let mut tick = grid.first_tick(i, Instant::now());
+    while tick < stop_at {
+        tokio::time::sleep_until(tick.into()).await;
+        timed_round(&mut monitor, tick, recorder, bus).await;
+        let after = (tick + grid.period).max(Instant::now());
+        tick = next_tick_at_or_after(origin, grid.period, after);
+    }
+}
+
+/// Run `approach` until the window ends.
+pub(crate) async fn run(approach: Approach, ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
+    match approach {
+        Approach::Bare => bare(ctx).await,
+        Approach::Threads => threads(ctx).await,
+        Approach::Queue => queue(ctx).await,
+        Approach::Manager => manager(ctx).await,
+        Approach::Processes => processes(ctx).await,
+    }
+}
+
+async fn bare(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..ctx.size {
+        let monitor = system_monitor(i, &ctx.url, &ctx.settings)?;
+        let ctx = Arc::clone(&ctx);
+        tasks.spawn(async move {
+            let stop = ctx.recorder.window.end;
+            monitor_loop(i, monitor, ctx.grid, &ctx.recorder, &*ctx.bus, stop).await;
+        });
+    }
+    let startup = t0.elapsed();
+    while tasks.join_next().await.is_some() {}
+    Ok(Started {
+        running: ctx.size,
+        startup,
+        manager: None,
+    })
+}
+
+async fn threads(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
+    let t0 = Instant::now();
+    let mut handles = Vec::with_capacity(ctx.size);
+    for i in 0..ctx.size {
+        let thread_ctx = Arc::clone(&ctx);
+        let spawned = std::thread::Builder::new()
+            .name(format!("monitor-{i}"))
+            .spawn(move || thread_main(i, &thread_ctx));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                ctx.note(format!(
+                    "threads: spawning thread {} of {} failed ({e}); running {i}",
+                    i + 1,
+                    ctx.size
+                ));
+                break;
+            }
+        }
+    }
+    let running = handles.len();
+    let startup = t0.elapsed();
+    let joined = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().is_ok())
+            .filter(|ok| !ok)
+            .count()
+    })
+    .await
+    .map_err(|e| BenchError::Setup(format!("joining threads: {e}")))?;
+    if joined > 0 {
+        ctx.note(format!("threads: {joined} threads panicked"));
+    }
+    Ok(Started {
+        running,
+        startup,
+        manager: None,
+    })
+}
+
+/// One monitor thread: its own current-thread runtime and HTTP client (PANIC's processes each had
+/// their own `requests` session too).
+fn thread_main(i: usize, ctx: &RunCtx) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            ctx.note(format!("threads: runtime of thread {i} failed: {e}"));
+            return;
+        }
+    };
+    let settings = strategy_settings(ctx.grid.period);
+    let monitor = match system_monitor(i, &ctx.url, &settings) {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.note(format!("threads: monitor {i}: {e}"));
+            return;
+        }
+    };
+    rt.block_on(monitor_loop(
+        i,
+        monitor,
+        ctx.grid,
+        &ctx.recorder,
+        &*ctx.bus,
+        ctx.recorder.window.end,
+    ));
+}
+
+/// A due round handed to a queue worker (the monitor travels with it and comes back).
+struct Job {
+    index: usize,
+    tick: Instant,
+    monitor: SystemMonitor,
+}
+
+async fn queue(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
+    let t0 = Instant::now();
+    let workers = ctx.workers.max(1);
+    let mut monitors: Vec<Option<SystemMonitor>> = Vec::with_capacity(ctx.size);
+    let mut due = BinaryHeap::with_capacity(ctx.size);
+    let now = Instant::now();
+    for i in 0..ctx.size {
+        monitors.push(Some(system_monitor(i, &ctx.url, &ctx.settings)?));
+        due.push(Reverse((ctx.grid.first_tick(i, now), i)));
+    }
+    let (job_tx, job_rx) = mpsc::channel::<Job>(workers * 2);
+    let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
+    let (back_tx, mut back_rx) = mpsc::unbounded_channel::<(usize, SystemMonitor)>();
+    let mut pool = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let job_rx = Arc::clone(&job_rx);
+        let back_tx = back_tx.clone();
+        let ctx = Arc::clone(&ctx);
+        pool.spawn(async move {
+            loop {
+                let job = job_rx.lock().await.recv().await;
+                let Some(mut job) = job else { return };
+                timed_round(&mut job.monitor, job.tick, &ctx.recorder, &*ctx.bus).await;
+                if back_tx.send((job.index, job.monitor)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(back_tx);
+    let startup = t0.elapsed();
+    let stop = ctx.recorder.window.end;
+    let period = ctx.grid.period;
+    let mut skipped: u64 = 0;
+    loop {
+        // Take back every monitor whose round finished.
+        while let Ok((i, m)) = back_rx.try_recv() {
+            if let Some(slot) = monitors.get_mut(i) {
+                *slot = Some(m);
+            }
+        }
+        let Some(Reverse((tick, i))) = due.peek().copied() else {
+            break;
+        };
+        if tick >= stop {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(tick.into()) => {}
+            back = back_rx.recv() => {
+                if let Some((i, m)) = back {
+                    if let Some(slot) = monitors.get_mut(i) {
+                        *slot = Some(m);
+                    }
+                }
+                continue;
+            }
+        }
+        due.pop();
+        let origin = ctx.grid.epoch + ctx.grid.phase(i);
+        let after = (tick + period).max(Instant::now());
+        due.push(Reverse((next_tick_at_or_after(origin, period, after), i)));
+        match monitors.get_mut(i).and_then(Option::take) {
+            Some(monitor) => {
+                // Bounded: when every worker is busy and the channel full, the scheduler waits
+                // here, and the wait shows up as lateness.
+                if job_tx
+                    .send(Job {
+                        index: i,
+                        tick,
+                        monitor,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            // Its previous round is still queued or running: skip this tick.
+            None => skipped += 1,
+        }
+    }
+    drop(job_tx);
+    while pool.join_next().await.is_some() {}
+    if skipped > 0 {
+        ctx.note(format!(
+            "queue: {skipped} ticks skipped (previous round still running)"
+        ));
+    }
+    Ok(Started {
+        running: ctx.size,
+        startup,
+        manager: None,
+    })
+}
+
+/// Rounds of the manager's monitors as the wrapper saw them, for the lateness estimate.
+#[derive(Debug, Default)]
+pub(crate) struct ManagerRounds {
+    /// Per counted round: lateness against the grid anchored at `t0`, microseconds.
+    late_us: Vec<u64>,
+    /// When the first monitor was built.
+    first_build: Option<Instant>,
+}
+
+/// The manager's planner for systems, wrapped: each built monitor records when its rounds start.
+///
+/// The manager ticks monitor (component, id) at `epoch + phase + k × period`, where `phase` is
+/// `fingerprint(&(component, id)) mod period` in milliseconds (`monitors-manager` `schedule.rs`,
+/// reproduced in [`manager_phase`]) and `epoch` is taken inside `run` once its exchanges and queues
+/// are declared. The manager does not expose `epoch`; it lies between `t0` (taken just before `run`
+/// is called) and the first build (which follows the config message, consumed after `epoch`). So
+/// each round's offset from the grid anchored at `t0` is `epoch - t0` plus its true lateness;
+/// [`manager`] estimates `epoch - t0` as the smallest offset seen (the least late round is taken as
+/// on time), capped by the first build, and subtracts it.
+pub(crate) struct TimedPlanner {
+    inner: SystemsPlanner,
+    recorder: Arc<Recorder>,
+    rounds: Arc<Mutex<ManagerRounds>>,
+    t0: Instant,
+    period: Duration,
+}
+
+impl TimedPlanner {
+    /// Wraps a `SystemsPlanner` using `settings`.
+    pub(crate) fn new(
+        settings: StrategySettings,
+        recorder: Arc<Recorder>,
+        rounds: Arc<Mutex<ManagerRounds>>,
+        t0: Instant,
+        period: Duration,
+    ) -> Self {
+        TimedPlanner {
+            inner: SystemsPlanner::new(Arc::new(settings)),
+            recorder,
+            rounds,
+            t0,
+            period,
+        }
+    }
+}
+
+/// The manager's phase of a monitor (see [`TimedPlanner`]).
+pub(crate) fn manager_phase(component_name: &str, id: &str, period: Duration) -> Duration {
+    let millis = period.as_millis().max(1);
+    let h = u128::from(fingerprint(&(component_name, id)));
+    Duration::from_millis(u64::try_from(h % millis).unwrap_or(0))
+}
+
+impl Planner for TimedPlanner {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn accepts(&self, key: &ConfigKey) -> bool {
+        self.inner.accepts(key)
+    }
+
+    fn monitorable_types(&self, key: &ConfigKey) -> Vec<MonitorableType> {
+        self.inner.monitorable_types(key)
+    }
+
+    fn plan(&self, message: &ConfigMessage) -> Plan {
+        let mut plan = self.inner.plan(message);
+        for spec in &mut plan.specs {
+            let origin = self.t0 + manager_phase(&spec.component_name, &spec.id, self.period);
+            let inner_build = Arc::clone(&spec.build);
+            let recorder = Arc::clone(&self.recorder);
+            let rounds = Arc::clone(&self.rounds);
+            let period = self.period;
+            let build: BuildFn = Arc::new(move || {
+                let now = Instant::now();
+                {
+                    let mut r = rounds.lock().unwrap_or_else(|e| e.into_inner());
+                    r.first_build = Some(r.first_build.map_or(now, |t| t.min(now)));
+                }
+                let inner = inner_build()?;
+                Ok(Box::new(TimedMonitor {
+                    inner,
+                    origin,
+                    period,
+                    recorder: Arc::clone(&recorder),
+                    rounds: Arc::clone(&rounds),
+                }) as Box<dyn Monitor>)
+            });
+            spec.build = build;
+        }
+        plan
+    }
+}
+
+/// A monitor that records when its rounds start.
+struct TimedMonitor {
+    inner: Box<dyn Monitor>,
+    origin: Instant,
+    period: Duration,
+    recorder: Arc<Recorder>,
+    rounds: Arc<Mutex<ManagerRounds>>,
+}
+
+#[async_trait]
+impl Monitor for TimedMonitor {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
+        let start = Instant::now();
+        let tick = tick_at_or_before(self.origin, self.period, start);
+        let counted = self.recorder.window.contains(tick);
+        if counted {
+            let late = u64::try_from(start.duration_since(tick).as_micros()).unwrap_or(u64::MAX);
+            self.rounds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .late_us
+                .push(late);
+            self.recorder.rounds.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcome = self.inner.round().await;
+        if counted {
+            self.recorder.round_finished(&outcome);
+        }
+        outcome
+    }
+}
+
+/// The `general.systems_config` message for `n` systems at `url`.
+pub(crate) fn systems_config(n: usize, url: &str) -> serde_json::Value {
+    let mut sections = serde_json::Map::new();
+    for i in 0..n {
+        let c = system_config(i, url);
+        sections.insert(
+            c.system_id.clone(),
+            serde_json::json!({
+                "id": c.system_id,
+                "parent_id": c.parent_id,
+                "name": c.system_name,
+                "exporter_url": c.exporter_url,
+                "monitor_system": "true",
+            }),
+        );
+    }
+    serde_json::Value::Object(sections)
+}
+
+async fn manager(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
+    let period = ctx.grid.period;
+    let settings = ManagerSettings {
+        periods: [(PeriodGroup::System, period)].into_iter().collect(),
+        queue_suffix: "_bench".to_owned(),
+        shutdown_grace: Duration::from_secs(5),
+        ..ManagerSettings::default()
+    };
+    let bus = &*ctx.bus;
+    declare_bound_queue(
+        bus,
+        &settings.configs_queue(),
+        CONFIG_EXCHANGE,
+        &MANAGER_CONFIG_BINDINGS,
+    )
+    .await?;
+    let rounds = Arc::new(Mutex::new(ManagerRounds::default()));
+    let t0 = Instant::now();
+    let planner = TimedPlanner::new(
+        ctx.settings.clone(),
+        Arc::clone(&ctx.recorder),
+        Arc::clone(&rounds),
+        t0,
+        period,
+    );
+    let manager = MonitorsManager::new(Arc::clone(&ctx.bus), vec![Arc::new(planner)], settings);
+    let status = manager.status_handle();
+    let token = CancellationToken::new();
+    let run = tokio::spawn(manager.run(token.clone()));
+    publish_json(
+        bus,
+        CONFIG_EXCHANGE,
+        "general.systems_config",
+        &systems_config(ctx.size, &ctx.url),
+    )
+    .await?;
+    // Startup: until every monitor is registered as running.
+    let deadline = ctx.recorder.window.end;
+    let mut startup = None;
+    let mut running = 0;
+    while Instant::now() < deadline {
+        running = running.max(status.status().states.running);
+        if startup.is_none() && running >= ctx.size {
+            startup = Some(t0.elapsed());
+        }
+        let step = if startup.is_none() {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(500)
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(step.min(left)).await;
+        if run.is_finished() {
+            break;
+        }
+    }
+    token.cancel();
+    match run.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(BenchError::Setup(format!("the manager failed: {e}"))),
+        Err(e) => return Err(BenchError::Setup(format!("the manager task failed: {e}"))),
+    }
+    // The lateness estimate (see `TimedPlanner`).
+    let rounds = std::mem::take(&mut *rounds.lock().unwrap_or_else(|e| e.into_inner()));
+    let bound = rounds
+        .first_build
+        .map_or(Duration::ZERO, |t| t.saturating_duration_since(t0));
+    let bound_us = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
+    let min_us = rounds.late_us.iter().copied().min().unwrap_or(0);
+    let offset_us = min_us.min(bound_us);
+    for &v in &rounds.late_us {
+        ctx.recorder.record_lateness_us(v - offset_us);
+    }
+    let mut raw = rounds.late_us.clone();
+    raw.sort_unstable();
+    let raw_p99 = raw
+        .get((raw.len() * 99 / 100).min(raw.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0);
+    ctx.note(format!(
+        "manager: schedule epoch estimated at t0 + {:.3} ms (least late round; the epoch lies \
+         between t0 and the first build, t0 + {:.3} ms); without the estimate (epoch = t0, an \
+         upper bound) lateness p99 would read {:.2} ms",
+        offset_us as f64 / 1000.0,
+        bound_us as f64 / 1000.0,
+        raw_p99 as f64 / 1000.0
+    ));
+    let s = status.status();
+    if startup.is_none() {
+        ctx.note(format!(
+            "manager: only {running} of {} monitors were running",
+            ctx.size
+        ));
+    }
+    Ok(Started {
+        running,
+        startup: startup.unwrap_or_default(),
+        manager: Some(serde_json::json!({
+            "rounds_ok": s.rounds_ok,
+            "rounds_err": s.rounds_err,
+            "rounds_timed_out": s.rounds_timed_out,
+            "publishes_ok": s.publishes_ok,
+            "publishes_failed": s.publishes_failed,
+            "worker_heartbeats": s.worker_heartbeats,
+            "deaths": s.deaths,
+            "build_failures": s.build_failures,
+            "config_errors": s.config_errors,
+        })),
+    })
+}
+
+async fn processes(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
+    super::run::spawn_workers(ctx).await
+}

@@ -1,0 +1,336 @@
+//! The command line of `bench`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::approaches::Approach;
+use super::run::{RunArgs, WorkerArgs};
+use super::suite::SuiteArgs;
+use super::BenchError;
+
+/// Benchmark harness: the same system-monitor work (GET a node_exporter-like endpoint over
+/// loopback, parse, build the envelope, publish) run as one OS process per monitorable, one OS
+/// thread per monitorable, our MonitorsManager (one tokio task per monitorable), a bounded work
+/// queue with W workers, and a bare tokio loop; measures RSS, CPU per 1,000 rounds, rounds/s,
+/// publishes/s and schedule lateness (p50/p99/max).
+///
+/// Usually: `bench suite` (everything, written to --out-dir). The other subcommands are the
+/// pieces the suite runs in child processes.
+#[derive(Debug, Parser)]
+#[command(name = "bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Log filter (tracing `EnvFilter` syntax), to stderr.
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn,lapin=error",
+        env = "BENCH_LOG"
+    )]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run every approach at every size (each in a fresh process) and write results.json,
+    /// results.md and plot.svg.
+    Suite(SuiteCli),
+    /// One measured run of one approach at one size; prints one JSON line (a result row).
+    Run(RunCli),
+    /// Serve the fixture at http://ADDR/metrics until stdin closes (the exporter stand-in).
+    Serve(ServeCli),
+    /// Load-check a running exporter stand-in: requests/s and the server's CPU per request.
+    CheckServer(CheckCli),
+    /// Re-render results.md and plot.svg from a results.json.
+    Report {
+        /// The results.json written by `bench suite`.
+        #[arg(long)]
+        results: PathBuf,
+        /// Where to write results.md and plot.svg (default: next to results.json).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// (internal) One monitor loop as one OS process; prints one JSON report line.
+    #[command(hide = true)]
+    Worker(WorkerCli),
+}
+
+/// Shared timing flags.
+#[derive(Debug, Clone, Args)]
+struct Timing {
+    /// Round period of every monitor, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    period: f64,
+    /// Warm-up before measuring (monitors start, connections open), seconds; at least a period
+    /// is advisable.
+    #[arg(long, default_value_t = 15.0)]
+    warmup: f64,
+    /// Measured time, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    measure: f64,
+    /// Worker tasks of the queue approach.
+    #[arg(long, default_value_t = 64)]
+    workers: usize,
+    /// RSS sampling interval, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    sample_every: f64,
+}
+
+#[derive(Debug, Args)]
+struct SuiteCli {
+    /// Monitorable counts.
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1_000, 10_000])]
+    sizes: Vec<usize>,
+    /// Approaches on the in-memory bus.
+    #[arg(long, value_delimiter = ',', default_values = ["processes", "threads", "manager", "queue", "bare"])]
+    approaches: Vec<Approach>,
+    /// Approaches also run on RabbitMQ (threads and processes are in-memory only).
+    #[arg(long, value_delimiter = ',', default_values = ["manager", "bare"])]
+    amqp_approaches: Vec<Approach>,
+    /// Sizes of the RabbitMQ runs.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000])]
+    amqp_sizes: Vec<usize>,
+    /// RabbitMQ to publish to (a private vhost is created with rabbitmqctl and deleted after).
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672")]
+    amqp_url: String,
+    /// Skip the RabbitMQ runs.
+    #[arg(long)]
+    no_amqp: bool,
+    /// rabbitmqctl, to create and delete the private vhost.
+    #[arg(long, default_value = "/usr/sbin/rabbitmqctl", env = "RABBITMQCTL")]
+    rabbitmqctl: PathBuf,
+    /// Largest size run with one OS process per monitorable.
+    #[arg(long, default_value_t = 1_000)]
+    max_processes: usize,
+    /// Largest size run with one OS thread per monitorable.
+    #[arg(long, default_value_t = 10_000)]
+    max_threads: usize,
+    /// The exporter body served.
+    #[arg(
+        long,
+        default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
+    )]
+    fixture: PathBuf,
+    /// Where results.json, results.md and plot.svg go.
+    #[arg(long, default_value = "docs/bench")]
+    out_dir: PathBuf,
+    /// Tiny smoke run: 5 monitorables, 1 s period, 1 s warm-up, 2 s measured, every approach,
+    /// RabbitMQ for the manager only (overrides the sizes and timings).
+    #[arg(long)]
+    quick: bool,
+    #[command(flatten)]
+    timing: Timing,
+}
+
+#[derive(Debug, Args)]
+struct RunCli {
+    /// The approach.
+    #[arg(long)]
+    approach: Approach,
+    /// Monitorables.
+    #[arg(long)]
+    size: usize,
+    /// The exporter URL (http://IP:PORT/metrics).
+    #[arg(long)]
+    url: String,
+    /// RabbitMQ URL including the vhost (in-memory bus if absent).
+    #[arg(long)]
+    amqp_url: Option<String>,
+    #[command(flatten)]
+    timing: Timing,
+}
+
+#[derive(Debug, Args)]
+struct ServeCli {
+    /// The body to serve.
+    #[arg(
+        long,
+        default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
+    )]
+    fixture: PathBuf,
+    /// Address to bind (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+struct CheckCli {
+    /// The exporter URL (http://IP:PORT/metrics).
+    #[arg(long)]
+    url: String,
+    /// The server's process id (for its CPU).
+    #[arg(long)]
+    pid: u32,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+#[derive(Debug, Args)]
+struct WorkerCli {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    index: usize,
+    #[arg(long)]
+    count: usize,
+    #[arg(long)]
+    period_ms: u64,
+    #[arg(long)]
+    epoch_ms: u128,
+    #[arg(long)]
+    window_start_ms: u128,
+    #[arg(long)]
+    window_end_ms: u128,
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration, BenchError> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| BenchError::Usage(format!("--{what} must be a positive number of seconds")))
+}
+
+impl Timing {
+    fn durations(&self) -> Result<(Duration, Duration, Duration, Duration), BenchError> {
+        if self.workers == 0 {
+            return Err(BenchError::Usage("--workers must be at least 1".into()));
+        }
+        Ok((
+            seconds("period", self.period)?,
+            Duration::try_from_secs_f64(self.warmup)
+                .map_err(|_| BenchError::Usage("--warmup must be ≥ 0 seconds".into()))?,
+            seconds("measure", self.measure)?,
+            seconds("sample-every", self.sample_every)?,
+        ))
+    }
+}
+
+/// Parse the command line and run.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(multi: bool) -> Result<tokio::runtime::Runtime, BenchError> {
+    let mut b = if multi {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all()
+        .build()
+        .map_err(|e| BenchError::io("building the tokio runtime", e))
+}
+
+fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
+    match cmd {
+        Cmd::Suite(s) => {
+            let (period, warmup, measure, sample_every) = s.timing.durations()?;
+            let args = SuiteArgs {
+                sizes: s.sizes,
+                approaches: s.approaches,
+                amqp_approaches: if s.no_amqp {
+                    Vec::new()
+                } else {
+                    s.amqp_approaches
+                },
+                amqp_sizes: s.amqp_sizes,
+                amqp_url: s.amqp_url,
+                rabbitmqctl: s.rabbitmqctl,
+                max_processes: s.max_processes,
+                max_threads: s.max_threads,
+                fixture: s.fixture,
+                out_dir: s.out_dir,
+                period,
+                warmup,
+                measure,
+                sample_every,
+                workers: s.timing.workers,
+            };
+            let args = if s.quick { args.quick() } else { args };
+            runtime(true)?.block_on(super::suite::suite(args))
+        }
+        Cmd::Run(r) => {
+            let (period, warmup, measure, sample_every) = r.timing.durations()?;
+            if r.size == 0 {
+                return Err(BenchError::Usage("--size must be at least 1".into()));
+            }
+            let args = RunArgs {
+                approach: r.approach,
+                size: r.size,
+                url: r.url,
+                period,
+                warmup,
+                measure,
+                amqp_url: r.amqp_url,
+                workers: r.timing.workers,
+                sample_every,
+            };
+            let result = runtime(true)?.block_on(super::run::run(args))?;
+            let line = serde_json::to_string(&result)
+                .map_err(|e| BenchError::Setup(format!("encoding the result: {e}")))?;
+            println!("{line}");
+            Ok(())
+        }
+        Cmd::Serve(s) => {
+            let body = std::fs::read(&s.fixture)
+                .map_err(|e| BenchError::io(format!("reading {}", s.fixture.display()), e))?;
+            runtime(true)?.block_on(super::server::serve(s.addr, body))
+        }
+        Cmd::CheckServer(c) => {
+            let check = runtime(true)?.block_on(super::server::check(
+                &c.url,
+                c.pid,
+                c.connections.max(1),
+                c.seconds,
+            ))?;
+            let line = serde_json::to_string_pretty(&check)
+                .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?;
+            println!("{line}");
+            Ok(())
+        }
+        Cmd::Report { results, out_dir } => {
+            let out_dir = out_dir
+                .or_else(|| results.parent().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("."));
+            super::report::rerender(&results, &out_dir)
+        }
+        Cmd::Worker(w) => {
+            if w.count == 0 || w.period_ms == 0 {
+                return Err(BenchError::Usage(
+                    "--count and --period-ms must be positive".into(),
+                ));
+            }
+            runtime(false)?.block_on(super::run::worker(WorkerArgs {
+                url: w.url,
+                index: w.index,
+                count: w.count,
+                period_ms: w.period_ms,
+                epoch_ms: w.epoch_ms,
+                window_start_ms: w.window_start_ms,
+                window_end_ms: w.window_end_ms,
+            }))
+        }
+    }
+}

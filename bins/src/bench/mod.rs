@@ -1,0 +1,61 @@
+//! The benchmark harness of issue #8: the same monitoring work (GET a node_exporter-like
+//! endpoint over loopback, parse, build the envelope, publish) run by one OS process per
+//! monitorable, one OS thread per monitorable, our `MonitorsManager` (one tokio task per
+//! monitorable), a bounded work queue with W workers, and a bare tokio loop, at several sizes,
+//! measuring memory, CPU, throughput and schedule lateness. See `docs/BENCHMARKS.md`.
+//!
+//! * [`suite`]: the orchestrator (`bench suite`): starts the exporter stand-in, checks its
+//!   capacity, runs every (approach, size, bus) in a fresh `bench run` process, writes
+//!   `results.json`, `results.md` and `plot.svg`;
+//! * [`run`]: one measured run, and the worker processes of the processes approach;
+//! * [`approaches`]: the five ways of running the monitors;
+//! * [`server`]: the exporter stand-in and its load check;
+//! * [`sink`]: the bus rounds publish to, and its drains;
+//! * [`record`]: lateness histogram, counters, windows and tick grids;
+//! * [`proc`]: `/proc` readers;
+//! * [`report`]: the Markdown table and the SVG plot.
+
+pub(crate) mod approaches;
+pub(crate) mod cli;
+pub(crate) mod proc;
+pub(crate) mod record;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod server;
+pub(crate) mod sink;
+pub(crate) mod suite;
+
+use monitor_core::BusError;
+
+/// What can stop the harness.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BenchError {
+    /// Bad flags or inputs.
+    #[error("{0}")]
+    Usage(String),
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bus failed.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    /// Setting up or running an approach failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl BenchError {
+    /// An I/O error with context.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        BenchError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Smoke test of the `bench` harness: a tiny suite (5 monitorables, 1 s period, 2 s measured) of
+//! every approach, plus the manager on the real RabbitMQ (a private vhost, deleted after), must
+//! produce well-formed results. Numbers are never asserted: only that each run did the work it
+//! claims (rounds happened, results reached the bus) and that the files are complete.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bench"))
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/node_exporter/metrics.txt")
+}
+
+#[test]
+fn quick_suite_produces_well_formed_results() {
+    let out_dir = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let output = bench()
+        .args(["suite", "--quick", "--out-dir"])
+        .arg(&out_dir)
+        .arg("--fixture")
+        .arg(fixture())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench suite failed:\n{stderr}");
+
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert!(json["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert!(json["server_check"]["requests"].as_u64().unwrap() > 0);
+    let runs = json["runs"].as_array().unwrap();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for run in runs {
+        let approach = run["approach"].as_str().unwrap().to_owned();
+        let bus = run["bus"].as_str().unwrap().to_owned();
+        let what = format!("{approach} on {bus}: {run}");
+        assert!(run["skipped"].is_null(), "{what}");
+        assert_eq!(run["size"], 5, "{what}");
+        assert_eq!(run["running"], 5, "{what}");
+        let rounds = run["rounds"].as_u64().unwrap();
+        assert!(rounds > 0, "{what}");
+        // Every counted round has a lateness sample and returned a result envelope.
+        assert_eq!(run["lateness"]["count"].as_u64().unwrap(), rounds, "{what}");
+        assert_eq!(run["results"].as_u64().unwrap(), rounds, "{what}");
+        assert_eq!(run["error_envelopes"], 0, "{what}");
+        assert_eq!(run["round_errors"], 0, "{what}");
+        assert_eq!(run["publish_failures"], 0, "{what}");
+        assert!(run["received"].as_u64().unwrap() > 0, "{what}");
+        for field in [
+            "cpu_s",
+            "cpu_s_per_1000_rounds",
+            "rounds_per_s",
+            "publishes_per_s",
+        ] {
+            let v = run[field].as_f64().unwrap();
+            assert!(v.is_finite() && v >= 0.0, "{field} of {what}");
+        }
+        assert!(run["rss_steady_bytes"].as_u64().unwrap() > 0, "{what}");
+        assert!(run["rss_peak_bytes"].as_u64().unwrap() > 0, "{what}");
+        let l = &run["lateness"];
+        assert!(
+            l["p50_ms"].as_f64().unwrap() <= l["p99_ms"].as_f64().unwrap(),
+            "{what}"
+        );
+        assert!(
+            l["p99_ms"].as_f64().unwrap() <= l["max_ms"].as_f64().unwrap(),
+            "{what}"
+        );
+        if approach == "processes" {
+            // The supervisor and one process per monitorable.
+            assert_eq!(run["os_processes"], 6, "{what}");
+        }
+        if approach == "manager" {
+            assert!(
+                run["manager"]["rounds_ok"].as_u64().unwrap() >= rounds,
+                "{what}"
+            );
+        }
+        seen.push((approach, bus));
+    }
+    for approach in ["processes", "threads", "manager", "queue", "bare"] {
+        assert!(
+            seen.contains(&(approach.to_owned(), "memory".to_owned())),
+            "{approach} missing: {seen:?}"
+        );
+    }
+    assert!(
+        seen.contains(&("manager".to_owned(), "rabbitmq".to_owned())),
+        "{seen:?}"
+    );
+
+    let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
+    assert!(md.contains("| approach | bus | N |"), "{md}");
+    for (approach, bus) in &seen {
+        let row = format!("\n| {approach} | {bus} | 5 | 5 |");
+        assert_eq!(md.matches(&row).count(), 1, "{row} in {md}");
+    }
+    assert!(
+        md.contains("Targets for the manager at 5 system monitors"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("plot.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("manager (rabbitmq)"));
+
+    // `report` re-renders the same table from results.json.
+    let again = out_dir.join("again");
+    let status = bench()
+        .args(["report", "--results"])
+        .arg(out_dir.join("results.json"))
+        .arg("--out-dir")
+        .arg(&again)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        std::fs::read_to_string(again.join("results.md")).unwrap(),
+        md
+    );
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let out = bench()
+        .args([
+            "run",
+            "--approach",
+            "fibers",
+            "--size",
+            "1",
+            "--url",
+            "http://127.0.0.1:1/metrics",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown approach `fibers`"));
+
+    let out = bench()
+        .args([
+            "suite",
+            "--quick",
+            "--no-amqp",
+            "--fixture",
+            "/nonexistent/metrics.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/metrics.txt"));
+
+    let out = bench()
+        .args(["report", "--results", "/nonexistent/results.json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent/results.json"));
+
+    let out = bench()
+        .args([
+            "run",
+            "--approach",
+            "threads",
+            "--size",
+            "1",
+            "--url",
+            "http://127.0.0.1:1/metrics",
+            "--amqp-url",
+            "amqp://127.0.0.1:1/x",
+            "--measure",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in-memory bus only"));
+}
