@@ -655,3 +655,280 @@ fn empty_sources_are_5017_at_build() {
         "Chainlink Contracts Monitor (ganache) was not given enough data sources. node_configs is empty."
     );
 }
+
+/// The `evm/` fixtures (PANIC's mainnet scenario of `fixtures/SOURCES.md`) served by a fake
+/// JSON-RPC node: answers chosen by method, target and calldata; logs filtered by block range; the
+/// latest block moves from B−12 (first round) to B (later rounds).
+fn fixture_node(server: &TestServer) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const B: u64 = 15_985_432;
+    let head = std::sync::Arc::new(AtomicU64::new(B - 12));
+    let current = std::sync::Arc::clone(&head);
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/evm/{name}")).unwrap())
+            .unwrap()
+    };
+    let calls: Vec<(&str, &str, Option<u64>, Value)> = vec![
+        (
+            "0x61c9941077eb5fc81c95a38362bc6920093b7a48",
+            "0x40884c52",
+            None,
+            read("eth_call_v3_bat_eth_getOracles.json"),
+        ),
+        (
+            "0x61c9941077eb5fc81c95a38362bc6920093b7a48",
+            "0x9a6fc8f5",
+            Some(3911),
+            read("eth_call_v3_bat_eth_getRoundData_3911.json"),
+        ),
+        (
+            "0x61c9941077eb5fc81c95a38362bc6920093b7a48",
+            "0x9a6fc8f5",
+            Some(3912),
+            read("eth_call_v3_bat_eth_getRoundData_3912_revert.json"),
+        ),
+        (
+            "0x61c9941077eb5fc81c95a38362bc6920093b7a48",
+            "0xfeaf968c",
+            None,
+            read("eth_call_v3_bat_eth_latestRoundData.json"),
+        ),
+        (
+            "0x61c9941077eb5fc81c95a38362bc6920093b7a48",
+            "0xe2e40317",
+            None,
+            read("eth_call_v3_bat_eth_withdrawablePayment.json"),
+        ),
+        (
+            "0xaecebe652b04402d772b312e0a66a85fd2f3efd1",
+            "0x245a7bfc",
+            None,
+            read("eth_call_v3_bat_eth_proxy_aggregator.json"),
+        ),
+        (
+            "0xaecebe652b04402d772b312e0a66a85fd2f3efd1",
+            "0x7284e416",
+            None,
+            read("eth_call_v3_bat_eth_proxy_description.json"),
+        ),
+        (
+            "0x5e53b62a2eb7e0cadc6be1a25c3489f1bda86709",
+            "0x40884c52",
+            None,
+            read("eth_call_v3_uni_eth_getOracles.json"),
+        ),
+        (
+            "0x1c4c71524561630c10cd4b5028dc2fd7d1036f9e",
+            "0x9a6fc8f5",
+            Some(22153),
+            read("eth_call_v4_eth_usd_getRoundData_22153.json"),
+        ),
+        (
+            "0x1c4c71524561630c10cd4b5028dc2fd7d1036f9e",
+            "0x9a6fc8f5",
+            Some(22154),
+            read("eth_call_v4_eth_usd_getRoundData_22154.json"),
+        ),
+        (
+            "0x1c4c71524561630c10cd4b5028dc2fd7d1036f9e",
+            "0xfeaf968c",
+            None,
+            read("eth_call_v4_eth_usd_latestRoundData.json"),
+        ),
+        (
+            "0x1c4c71524561630c10cd4b5028dc2fd7d1036f9e",
+            "0x0eafb25b",
+            None,
+            read("eth_call_v4_eth_usd_owedPayment.json"),
+        ),
+        (
+            "0x1c4c71524561630c10cd4b5028dc2fd7d1036f9e",
+            "0x81411834",
+            None,
+            read("eth_call_v4_eth_usd_transmitters.json"),
+        ),
+        (
+            "0x9bcce0b5c6c3ad1b9e93e1bbadd12f358e77e45f",
+            "0x245a7bfc",
+            None,
+            read("eth_call_v4_eth_usd_proxy_aggregator.json"),
+        ),
+        (
+            "0x9bcce0b5c6c3ad1b9e93e1bbadd12f358e77e45f",
+            "0x7284e416",
+            None,
+            read("eth_call_v4_eth_usd_proxy_description.json"),
+        ),
+        (
+            "0xc6eda233628a60d6a056ab9d2730cbb5bcbee505",
+            "0x81411834",
+            None,
+            read("eth_call_v4_link_usd_transmitters.json"),
+        ),
+    ];
+    let logs: Vec<(&str, Value)> = vec![
+        (
+            "0x61c9941077eb5fc81c95a38362bc6920093b7a48",
+            read("eth_getLogs_v3_bat_eth_SubmissionReceived.json"),
+        ),
+        (
+            "0x1c4c71524561630c10cd4b5028dc2fd7d1036f9e",
+            read("eth_getLogs_v4_eth_usd_NewTransmission.json"),
+        ),
+    ];
+    let syncing = read("eth_syncing_false.json");
+    server.route_fn("/", move |request| {
+        let req: Value = serde_json::from_slice(&request.body).unwrap();
+        let params = &req["params"];
+        let not_found = || {
+            Reply::json(
+                json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32000, "message": format!("no fixture for {req}")}})
+                    .to_string(),
+            )
+        };
+        let answer = match req["method"].as_str().unwrap() {
+            "eth_syncing" => syncing.clone(),
+            "eth_blockNumber" => {
+                json!({"jsonrpc": "2.0", "id": req["id"], "result": format!("{:#x}", current.load(Ordering::SeqCst))})
+            }
+            "eth_call" => {
+                let to = params[0]["to"].as_str().unwrap().to_lowercase();
+                let data = params[0]["data"].as_str().unwrap();
+                let round = (data.len() >= 74)
+                    .then(|| u64::from_str_radix(&data[data.len() - 16..], 16).unwrap());
+                match calls.iter().find(|(t, sel, r, _)| {
+                    *t == to && !sel.is_empty() && data.starts_with(sel) && (r.is_none() || *r == round)
+                }) {
+                    Some((_, _, _, answer)) => answer.clone(),
+                    None => return not_found(),
+                }
+            }
+            "eth_getLogs" => {
+                let filter = &params[0];
+                let address = filter["address"].as_str().unwrap().to_lowercase();
+                let block = |k: &str| {
+                    u64::from_str_radix(filter[k].as_str().unwrap().trim_start_matches("0x"), 16)
+                        .unwrap()
+                };
+                let (from, to) = (block("fromBlock"), block("toBlock"));
+                let Some((_, all)) = logs.iter().find(|(a, _)| *a == address) else {
+                    return not_found();
+                };
+                // The v3 filter asks for the node as indexed oracle (topic 3).
+                if let Some(oracle) = filter["topics"].get(3) {
+                    assert_eq!(
+                        oracle,
+                        "0x0000000000000000000000000e4b07e9175686dae5014743503e5d8ada8e55a3"
+                    );
+                }
+                let mut answer = all.clone();
+                let kept: Vec<Value> = all["result"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|l| {
+                        let n = u64::from_str_radix(
+                            l["blockNumber"].as_str().unwrap().trim_start_matches("0x"),
+                            16,
+                        )
+                        .unwrap();
+                        from <= n && n <= to
+                    })
+                    .cloned()
+                    .collect();
+                answer["result"] = Value::Array(kept);
+                answer
+            }
+            _ => return not_found(),
+        };
+        Reply::json(answer.to_string())
+    });
+    head
+}
+
+#[tokio::test]
+async fn panics_mainnet_fixtures() {
+    let server = TestServer::start().await.unwrap();
+    server.route(
+        "/feeds.json",
+        Reply::json(std::fs::read_to_string(format!("{FIXTURES}/weiwatchers/feeds.json")).unwrap()),
+    );
+    server.route(
+        "/metrics",
+        Reply::ok(std::fs::read_to_string(format!("{FIXTURES}/chainlink/metrics.txt")).unwrap()),
+    );
+    let evm = TestServer::start().await.unwrap();
+    let head = fixture_node(&evm);
+    let mut m = monitor(
+        &server.url("/feeds.json"),
+        vec![evm.url("/")],
+        vec![node_config(
+            "n1",
+            "chainlink_1",
+            vec![server.url("/metrics")],
+        )],
+    );
+    let eth_usd = "0x9bCCe0b5C6C3Ad1B9e93E1BbAdd12f358e77e45F";
+    let bat_eth = "0xAeceBe652b04402D772B312E0a66A85FD2f3Efd1";
+
+    // First round at B−12: nothing in range yet.
+    let bodies = round(&mut m).await;
+    let data = result_of(&bodies, "n1", "chainlink_1").unwrap();
+    assert_eq!(
+        data.as_object().unwrap().keys().collect::<Vec<_>>(),
+        [bat_eth, eth_usd]
+    );
+    assert_eq!(data[bat_eth]["historicalRounds"], json!([]));
+
+    // Then the chain is at B: every event of the scenario is in range.
+    head.store(15_985_432, std::sync::atomic::Ordering::SeqCst);
+    let bodies = round(&mut m).await;
+    let data = result_of(&bodies, "n1", "chainlink_1").unwrap();
+    assert_eq!(
+        data[bat_eth],
+        json!({
+            "contractVersion": 3, "aggregatorAddress": "0x61c9941077EB5fC81c95A38362Bc6920093b7A48",
+            "description": "BAT / ETH", "latestRound": 3911, "latestAnswer": 281_234_000_000_000u64,
+            "latestTimestamp": "ts", "answeredInRound": 3911,
+            "withdrawablePayment": 2_470_000_000_000_000_000u64,
+            "historicalRounds": [
+                {"roundId": 3911, "roundAnswer": 281_234_000_000_000u64, "roundTimestamp": "ts",
+                 "answeredInRound": 3911, "nodeSubmission": 281_190_000_000_000u64},
+                {"roundId": 3912, "roundAnswer": null, "roundTimestamp": null,
+                 "answeredInRound": null, "nodeSubmission": 281_422_000_000_000u64}
+            ],
+            "lastRoundObserved": 3912
+        })
+    );
+    assert_eq!(
+        data[eth_usd],
+        json!({
+            "contractVersion": 4, "aggregatorAddress": "0x1c4C71524561630C10cD4B5028dC2fd7D1036F9E",
+            "description": "ETH / USD", "latestRound": 22154, "latestAnswer": 121_345_678_901u64,
+            "latestTimestamp": "ts", "answeredInRound": 22154,
+            "owedPayment": 4_823_000_000_000_000_000u64,
+            "historicalRounds": [
+                {"roundId": 22153, "roundAnswer": 121_334_567_890u64, "roundTimestamp": "ts",
+                 "answeredInRound": 22153, "nodeSubmission": 121_334_567_890u64,
+                 "noOfObservations": 11, "noOfTransmitters": 16},
+                {"roundId": 22154, "roundAnswer": 121_345_678_901u64, "roundTimestamp": "ts",
+                 "answeredInRound": 22154, "nodeSubmission": null,
+                 "noOfObservations": 7, "noOfTransmitters": 16}
+            ],
+            "lastRoundObserved": 22153
+        })
+    );
+
+    // Round 3912 had no consensus: the next round re-reads from B−1 (the 3912 event again) and
+    // nothing of v4 (already read up to B).
+    let data = result_of(&round(&mut m).await, "n1", "chainlink_1").unwrap();
+    let rounds: Vec<&Value> = data[bat_eth]["historicalRounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["roundId"])
+        .collect();
+    assert_eq!(rounds, [&json!(3912)]);
+    assert_eq!(data[eth_usd]["historicalRounds"], json!([]));
+    assert_eq!(data[eth_usd]["lastRoundObserved"], 22153);
+}

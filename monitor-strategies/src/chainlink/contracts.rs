@@ -20,7 +20,7 @@
 //!    that is no longer a transmitter has that contract skipped. A node whose reads fail is skipped
 //!    this round, and its block ranges are read again next round.
 //!
-//! Differences from PANIC, on purpose (see `docs/DECISIONS.md` for the wider list):
+//! Differences from PANIC, on purpose:
 //! * a node's per-contract progress (last block, last round observed) is committed only when all
 //!   its reads succeeded, so a transport error mid-way does not lose rounds;
 //! * a participation refresh that could not run (no EVM node, a failed call) is retried next
