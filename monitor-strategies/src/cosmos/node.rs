@@ -436,9 +436,17 @@ fn at(call: &'static str) -> impl Fn(CallError) -> HistoryError {
     move |error| HistoryError { call, error }
 }
 
+/// Heights fetched at once while catching up (three requests each).
+pub const HISTORY_CONCURRENCY: usize = 8;
+
 /// The per-height history from `source`, newest first (spec §4.6, PANIC's
-/// `_get_tendermint_rpc_archive_data_validator`). The adjusted last height is kept even when a
-/// height fails, and set to the current height when every height succeeded.
+/// `_get_tendermint_rpc_archive_data_validator`).
+///
+/// Heights are fetched [`HISTORY_CONCURRENCY`] at a time, in order. The adjusted last height is
+/// kept when a height fails (the next round retries from there, as PANIC). Unlike PANIC, a long
+/// catch-up is bounded in time so the round fits its period: after the first batch, no batch
+/// starts or continues past half the request timeout; the heights done so far are published and
+/// the rest follow in the next rounds.
 async fn history(
     http: &Http,
     source: &CosmosNodeConfig,
@@ -451,30 +459,63 @@ async fn history(
         .map_err(at("block"))?;
     let last = tendermint::adjust_last_height(state.last_height, current, source.is_archive_node);
     state.last_height = Some(last);
-    let mut entries = Vec::new();
+    let deadline = tokio::time::Instant::now() + http.timeout() / 2;
     // Height 1 has no previous block to look at.
-    for height in (last + 1).max(2)..=current {
-        let (validators, block, slashing) = tokio::join!(
-            tendermint::validators(http, base, height - 1),
-            tendermint::block(http, base, Some(height)),
-            tendermint::block_results_slashing(http, base, height, consensus),
+    let heights: Vec<u64> = ((last + 1).max(2)..=current).collect();
+    let mut entries = Vec::with_capacity(heights.len());
+    let mut done = last;
+    for (i, batch) in heights.chunks(HISTORY_CONCURRENCY).enumerate() {
+        let fetch = futures::future::join_all(
+            batch
+                .iter()
+                .map(|&height| height_entry(http, base, height, consensus)),
         );
-        let validators = validators.map_err(at("validators"))?;
-        let (_, signed) = block.map_err(at("block"))?;
-        let slashing = slashing.map_err(at("block_results"))?;
-        let active = !consensus.is_empty() && validators.iter().any(|a| a == consensus);
-        let signed_prev = active && signed.iter().any(|a| a == consensus);
-        entries.push(json!({
-            "height": height,
-            "active_in_prev_block": active,
-            "signed_prev_block": signed_prev,
-            "slashed": slashing.slashed,
-            "slashed_amount": slashing.amount.map(amount_json),
-        }));
+        let results = if i == 0 {
+            fetch.await
+        } else {
+            match tokio::time::timeout_at(deadline, fetch).await {
+                Ok(results) => results,
+                Err(_) => {
+                    debug!(source = %source.node_name, done, current, "history: time budget spent, the rest next round");
+                    break;
+                }
+            }
+        };
+        for (height, result) in batch.iter().zip(results) {
+            entries.push(result?);
+            done = *height;
+        }
     }
-    state.last_height = Some(current.max(last));
+    state.last_height = Some(done.max(last));
     entries.reverse();
     Ok(Value::Array(entries))
+}
+
+/// One height's entry: active in the set at `h − 1`, signed `h − 1` (in `h`'s last commit),
+/// slashed at `h`.
+async fn height_entry(
+    http: &Http,
+    base: &str,
+    height: u64,
+    consensus: &str,
+) -> Result<Value, HistoryError> {
+    let (validators, block, slashing) = tokio::join!(
+        tendermint::validators(http, base, height - 1),
+        tendermint::block(http, base, Some(height)),
+        tendermint::block_results_slashing(http, base, height, consensus),
+    );
+    let validators = validators.map_err(at("validators"))?;
+    let (_, signed) = block.map_err(at("block"))?;
+    let slashing = slashing.map_err(at("block_results"))?;
+    let active = !consensus.is_empty() && validators.iter().any(|a| a == consensus);
+    let signed_prev = active && signed.iter().any(|a| a == consensus);
+    Ok(json!({
+        "height": height,
+        "active_in_prev_block": active,
+        "signed_prev_block": signed_prev,
+        "slashed": slashing.slashed,
+        "slashed_amount": slashing.amount.map(amount_json),
+    }))
 }
 
 /// An integer amount: a JSON integer when it fits 64 bits (always, in practice), else a float.

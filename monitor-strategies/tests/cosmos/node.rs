@@ -660,3 +660,51 @@ async fn silent_node_is_down_not_a_hang() {
     assert_eq!(error_of(&body, "prometheus").0, 5015);
     assert_eq!(error_of(&body, "tendermint_rpc").0, 5015);
 }
+
+#[tokio::test]
+async fn long_catch_up_is_bounded_and_resumes() {
+    let node = FakeNode::start(Sdk::V047, Tm::V034).await;
+    let config = validator_config(&node.url());
+    let http = monitor_strategies::StrategySettings::default()
+        .with_request_timeout(std::time::Duration::from_secs(2))
+        .http(
+            monitor_strategies::Target::Monitored,
+            monitor_core::PeriodGroup::Node,
+        )
+        .unwrap();
+    let mut m = CosmosNodeMonitor::new(config.clone(), vec![config], http).unwrap();
+    round(&mut m).await;
+    node.set_height(H + 20);
+    // Heights past H + 8 (the second batch) never answer: the first batch is published, the
+    // round ends at its time budget (before the requests' own timeout) instead of failing.
+    node.server.route_fn("/block_results", |r| {
+        let h = query_u64(r, "height").unwrap();
+        if h > H + 8 {
+            Reply::no_response()
+        } else {
+            Reply::json(block_results_at(h, Tm::V034).to_string())
+        }
+    });
+    let body = round(&mut m).await;
+    let heights: Vec<u64> = body["tendermint_rpc"]["result"]["data"]["historical"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["height"].as_u64().unwrap())
+        .collect();
+    assert_eq!(heights, (H + 1..=H + 8).rev().collect::<Vec<_>>());
+    assert_eq!(m.tendermint_state().last_height, Some(H + 8));
+    // The node answers again: the next round resumes at H + 9.
+    node.server.route_fn("/block_results", |r| {
+        let h = query_u64(r, "height").unwrap();
+        Reply::json(block_results_at(h, Tm::V034).to_string())
+    });
+    let body = round(&mut m).await;
+    let historical = body["tendermint_rpc"]["result"]["data"]["historical"]
+        .as_array()
+        .unwrap();
+    assert_eq!(historical.len(), 12);
+    assert_eq!(historical[0]["height"], H + 20);
+    assert_eq!(historical[11]["height"], H + 9);
+    assert_eq!(m.tendermint_state().last_height, Some(H + 20));
+}
