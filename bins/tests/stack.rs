@@ -176,7 +176,11 @@ async fn config_to_raw_data_heartbeats_and_redis() {
         let (key, v) = next_json(&mut hb).await;
         assert_eq!(key, "heartbeat.worker");
         assert_eq!(v["is_alive"], true);
-        if v["component_name"].as_str().unwrap_or("").starts_with("System monitor (") {
+        if v["component_name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("System monitor (")
+        {
             break;
         }
     }

@@ -41,10 +41,10 @@ pub use cosmos::{
     CosmosNodesPlanner,
 };
 pub use dockerhub::{DockerHubMonitor, DockerHubPlanner, DockerHubRepoConfig};
+pub use evm::{EvmNodeConfig, EvmNodeMonitor};
 pub use github::{GithubMonitor, GithubPlanner, GithubRepoConfig, GithubToken};
 pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
 pub use planners::{registry, SystemsPlanner};
 pub use rate_limit::RateBudget;
 pub use settings::{StrategySettings, Target};
-pub use evm::{EvmNodeConfig, EvmNodeMonitor};
 pub use system::{SystemConfig, SystemMonitor};

@@ -24,10 +24,18 @@ pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
     vec![
         Arc::new(SystemsPlanner::new(Arc::clone(&settings))),
         Arc::new(crate::github::GithubPlanner::new(Arc::clone(&settings))),
-        Arc::new(crate::dockerhub::DockerHubPlanner::new(Arc::clone(&settings))),
-        Arc::new(crate::chainlink::ChainlinkNodesPlanner::new(Arc::clone(&settings))),
-        Arc::new(crate::chainlink::EvmNodesPlanner::new(Arc::clone(&settings))),
-        Arc::new(crate::chainlink::ChainlinkContractsPlanner::new(Arc::clone(&settings))),
+        Arc::new(crate::dockerhub::DockerHubPlanner::new(Arc::clone(
+            &settings,
+        ))),
+        Arc::new(crate::chainlink::ChainlinkNodesPlanner::new(Arc::clone(
+            &settings,
+        ))),
+        Arc::new(crate::chainlink::EvmNodesPlanner::new(Arc::clone(
+            &settings,
+        ))),
+        Arc::new(crate::chainlink::ChainlinkContractsPlanner::new(
+            Arc::clone(&settings),
+        )),
         Arc::new(CosmosNodesPlanner::new(Arc::clone(&settings))),
         Arc::new(CosmosNetworkPlanner::new(Arc::clone(&settings))),
     ]

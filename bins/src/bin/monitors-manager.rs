@@ -119,7 +119,9 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
         strategies.dockerhub_tags_template = t;
     }
     // Sent as a bearer token to GitHub, never logged; lifts the 60 requests/hour limit.
-    let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.trim().is_empty());
+    let token = std::env::var("GITHUB_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
     strategies = strategies.with_github_token(token.as_deref());
     Ok((manager, strategies))
 }
