@@ -1,6 +1,8 @@
 //! The embedded default end to end: the `monitors-manager` binary with `--config-dir`, a local
 //! HTTP server replaying node_exporter, raw data read from `--output`, hot reload of the folder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::path::Path;

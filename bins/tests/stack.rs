@@ -2,6 +2,8 @@
 //! publishes a config folder, `monitors-manager` runs it, `monitorables-store` and `health-checker`
 //! write Redis. One vhost and one Redis namespace per test, removed at the end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::path::Path;

@@ -15,7 +15,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -255,20 +254,26 @@ async fn threads(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
     }
     let running = handles.len();
     let startup = t0.elapsed();
-    let joined = tokio::task::spawn_blocking(move || {
+    let failures: Vec<String> = tokio::task::spawn_blocking(move || {
         handles
             .into_iter()
-            .map(|h| h.join().is_ok())
-            .filter(|ok| !ok)
-            .count()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some("the thread panicked".to_owned()),
+            })
+            .collect()
     })
     .await
     .map_err(|e| BenchError::Setup(format!("joining threads: {e}")))?;
-    if joined > 0 {
-        ctx.note(format!("threads: {joined} threads panicked"));
+    if let Some(first) = failures.first() {
+        ctx.note(format!(
+            "threads: {} of {running} threads could not run their monitor, e.g. {first}",
+            failures.len()
+        ));
     }
     Ok(Started {
-        running,
+        running: running - failures.len(),
         startup,
         manager: None,
     })
@@ -276,25 +281,14 @@ async fn threads(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
 
 /// One monitor thread: its own current-thread runtime and HTTP client (PANIC's processes each had
 /// their own `requests` session too).
-fn thread_main(i: usize, ctx: &RunCtx) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+fn thread_main(i: usize, ctx: &RunCtx) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            ctx.note(format!("threads: runtime of thread {i} failed: {e}"));
-            return;
-        }
-    };
+        .map_err(|e| format!("thread {i}: building its runtime: {e}"))?;
     let settings = strategy_settings(ctx.grid.period);
-    let monitor = match system_monitor(i, &ctx.url, &settings) {
-        Ok(m) => m,
-        Err(e) => {
-            ctx.note(format!("threads: monitor {i}: {e}"));
-            return;
-        }
-    };
+    let monitor =
+        system_monitor(i, &ctx.url, &settings).map_err(|e| format!("thread {i}: {e}"))?;
     rt.block_on(monitor_loop(
         i,
         monitor,
@@ -303,6 +297,7 @@ fn thread_main(i: usize, ctx: &RunCtx) {
         &*ctx.bus,
         ctx.recorder.window.end,
     ));
+    Ok(())
 }
 
 /// A due round handed to a queue worker (the monitor travels with it and comes back).
@@ -411,38 +406,38 @@ async fn queue(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
 /// Rounds of the manager's monitors as the wrapper saw them, for the lateness estimate.
 #[derive(Debug, Default)]
 pub(crate) struct ManagerRounds {
-    /// Per counted round: lateness against the grid anchored at `t0`, microseconds.
-    late_us: Vec<u64>,
-    /// When the first monitor was built.
-    first_build: Option<Instant>,
+    /// Per counted round: lateness against the grid anchored at `t0` (an upper bound), µs.
+    late_t0_us: Vec<u64>,
 }
 
 /// The manager's planner for systems, wrapped: each built monitor records when its rounds start.
 ///
-/// The manager ticks monitor (component, id) at `epoch + phase + k × period`, where `phase` is
-/// `fingerprint(&(component, id)) mod period` in milliseconds (`monitors-manager` `schedule.rs`,
-/// reproduced in [`manager_phase`]) and `epoch` is taken inside `run` once its exchanges and queues
-/// are declared. The manager does not expose `epoch`; it lies between `t0` (taken just before `run`
-/// is called) and the first build (which follows the config message, consumed after `epoch`). So
-/// each round's offset from the grid anchored at `t0` is `epoch - t0` plus its true lateness;
-/// [`manager`] estimates `epoch - t0` as the smallest offset seen (the least late round is taken as
-/// on time), capped by the first build, and subtracts it.
+/// The manager ticks a monitor at `epoch + phase + k × period`, where `phase` is
+/// `fingerprint(&(component, id)) mod window` in milliseconds, `window = min(period,
+/// max_phase_spread)` (`monitors-manager` `schedule.rs`, reproduced in [`manager_phase`]), and
+/// `epoch` is the instant the manager started that monitor, just before spawning its supervisor.
+/// The manager does not expose `epoch`; it lies between `t0` (taken just before `run` is called)
+/// and the monitor's first build (its supervisor's first step). Lateness is measured against the
+/// grid anchored at the first build (a lower bound: the delay between the manager starting the
+/// monitor and its task first running is not seen); the grid anchored at `t0` gives an upper bound,
+/// reported in the run's notes.
 pub(crate) struct TimedPlanner {
     inner: SystemsPlanner,
     recorder: Arc<Recorder>,
     rounds: Arc<Mutex<ManagerRounds>>,
     t0: Instant,
     period: Duration,
+    window: Duration,
 }
 
 impl TimedPlanner {
-    /// Wraps a `SystemsPlanner` using `settings`.
+    /// Wraps a `SystemsPlanner` using `settings`; `window` is the manager's phase window.
     pub(crate) fn new(
         settings: StrategySettings,
         recorder: Arc<Recorder>,
         rounds: Arc<Mutex<ManagerRounds>>,
         t0: Instant,
-        period: Duration,
+        (period, window): (Duration, Duration),
     ) -> Self {
         TimedPlanner {
             inner: SystemsPlanner::new(Arc::new(settings)),
@@ -450,6 +445,7 @@ impl TimedPlanner {
             rounds,
             t0,
             period,
+            window,
         }
     }
 }
@@ -477,21 +473,20 @@ impl Planner for TimedPlanner {
     fn plan(&self, message: &ConfigMessage) -> Plan {
         let mut plan = self.inner.plan(message);
         for spec in &mut plan.specs {
-            let origin = self.t0 + manager_phase(&spec.component_name, &spec.id, self.period);
+            let phase = manager_phase(&spec.component_name, &spec.id, self.window);
             let inner_build = Arc::clone(&spec.build);
             let recorder = Arc::clone(&self.recorder);
             let rounds = Arc::clone(&self.rounds);
             let period = self.period;
+            let t0 = self.t0;
+            let first_build = Arc::new(std::sync::OnceLock::new());
             let build: BuildFn = Arc::new(move || {
-                let now = Instant::now();
-                {
-                    let mut r = rounds.lock().unwrap_or_else(|e| e.into_inner());
-                    r.first_build = Some(r.first_build.map_or(now, |t| t.min(now)));
-                }
+                let anchor = *first_build.get_or_init(Instant::now);
                 let inner = inner_build()?;
                 Ok(Box::new(TimedMonitor {
                     inner,
-                    origin,
+                    origin: anchor + phase,
+                    origin_t0: t0 + phase,
                     period,
                     recorder: Arc::clone(&recorder),
                     rounds: Arc::clone(&rounds),
@@ -506,7 +501,10 @@ impl Planner for TimedPlanner {
 /// A monitor that records when its rounds start.
 struct TimedMonitor {
     inner: Box<dyn Monitor>,
+    /// The grid origin anchored at the first build.
     origin: Instant,
+    /// The grid origin anchored at `t0`.
+    origin_t0: Instant,
     period: Duration,
     recorder: Arc<Recorder>,
     rounds: Arc<Mutex<ManagerRounds>>,
@@ -521,15 +519,15 @@ impl Monitor for TimedMonitor {
     async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
         let start = Instant::now();
         let tick = tick_at_or_before(self.origin, self.period, start);
-        let counted = self.recorder.window.contains(tick);
+        let counted = self.recorder.round_started(tick, start);
         if counted {
-            let late = u64::try_from(start.duration_since(tick).as_micros()).unwrap_or(u64::MAX);
+            let tick_t0 = tick_at_or_before(self.origin_t0, self.period, start);
+            let late = start.duration_since(tick_t0).as_micros();
             self.rounds
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .late_us
-                .push(late);
-            self.recorder.rounds.fetch_add(1, Ordering::Relaxed);
+                .late_t0_us
+                .push(u64::try_from(late).unwrap_or(u64::MAX));
         }
         let outcome = self.inner.round().await;
         if counted {
@@ -581,7 +579,7 @@ async fn manager(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
         Arc::clone(&ctx.recorder),
         Arc::clone(&rounds),
         t0,
-        period,
+        (period, settings.phase_window(PeriodGroup::System)),
     );
     let manager = MonitorsManager::new(Arc::clone(&ctx.bus), vec![Arc::new(planner)], settings);
     let status = manager.status_handle();
@@ -620,30 +618,19 @@ async fn manager(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
         Ok(Err(e)) => return Err(BenchError::Setup(format!("the manager failed: {e}"))),
         Err(e) => return Err(BenchError::Setup(format!("the manager task failed: {e}"))),
     }
-    // The lateness estimate (see `TimedPlanner`).
-    let rounds = std::mem::take(&mut *rounds.lock().unwrap_or_else(|e| e.into_inner()));
-    let bound = rounds
-        .first_build
-        .map_or(Duration::ZERO, |t| t.saturating_duration_since(t0));
-    let bound_us = u64::try_from(bound.as_micros()).unwrap_or(u64::MAX);
-    let min_us = rounds.late_us.iter().copied().min().unwrap_or(0);
-    let offset_us = min_us.min(bound_us);
-    for &v in &rounds.late_us {
-        ctx.recorder.record_lateness_us(v - offset_us);
-    }
-    let mut raw = rounds.late_us.clone();
-    raw.sort_unstable();
-    let raw_p99 = raw
-        .get((raw.len() * 99 / 100).min(raw.len().saturating_sub(1)))
+    // The upper bound (see `TimedPlanner`).
+    let mut upper = std::mem::take(&mut rounds.lock().unwrap_or_else(|e| e.into_inner()).late_t0_us);
+    upper.sort_unstable();
+    let p99 = upper
+        .get((upper.len() * 99 / 100).min(upper.len().saturating_sub(1)))
         .copied()
         .unwrap_or(0);
     ctx.note(format!(
-        "manager: schedule epoch estimated at t0 + {:.3} ms (least late round; the epoch lies \
-         between t0 and the first build, t0 + {:.3} ms); without the estimate (epoch = t0, an \
-         upper bound) lateness p99 would read {:.2} ms",
-        offset_us as f64 / 1000.0,
-        bound_us as f64 / 1000.0,
-        raw_p99 as f64 / 1000.0
+        "manager: lateness is measured from each monitor's first build (a lower bound); from the \
+         manager's start (an upper bound, which adds the time the manager took to start every \
+         monitor, {:.0} ms here) p99 reads {:.2} ms",
+        startup.unwrap_or_default().as_secs_f64() * 1000.0,
+        p99 as f64 / 1000.0
     ));
     let s = status.status();
     if startup.is_none() {

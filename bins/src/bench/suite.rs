@@ -228,6 +228,17 @@ impl Drop for Vhost {
     }
 }
 
+/// File descriptors one monitor thread takes: its runtime's epoll instance and waker eventfd, its
+/// connection socket, and one more (measured: `EMFILE` came at ≈ `ulimit -n` / 4 threads).
+pub(crate) const FDS_PER_THREAD: u64 = 4;
+
+/// The most monitor threads `ulimit -n` allows (a margin kept for the bus, sampler and stdio).
+pub(crate) fn thread_fd_cap(limits: &Limits) -> Option<usize> {
+    limits
+        .max_open_files
+        .map(|n| usize::try_from(n.saturating_sub(256) / FDS_PER_THREAD).unwrap_or(usize::MAX))
+}
+
 /// Why (approach, size) cannot run here, if it cannot.
 fn skip_reason(
     approach: Approach,
@@ -268,6 +279,14 @@ fn skip_reason(
             "capped at {} threads (--max-threads){}",
             args.max_threads,
             projection(measured_per_monitorable)
+        )),
+        Approach::Threads if thread_fd_cap(limits).is_some_and(|cap| size > cap) => Some(format!(
+            "one thread per monitorable needs {FDS_PER_THREAD} file descriptors per thread (its \
+             runtime's epoll and eventfd, its socket); ulimit -n is {} (hard limit too, not \
+             raisable without root), so at most ≈{} threads; the largest thread run below is \
+             that cap",
+            limits.max_open_files.unwrap_or(0),
+            thread_fd_cap(limits).unwrap_or(0)
         )),
         Approach::Processes | Approach::Threads => {
             let need = size as u64 + 200;
@@ -338,6 +357,16 @@ pub(crate) async fn suite(args: SuiteArgs) -> Result<(), BenchError> {
     for &size in &sizes {
         for &a in &args.approaches {
             plan.push((a, size, None));
+        }
+    }
+    // Threads as far as the machine allows, when a size is beyond the file descriptor limit.
+    if args.approaches.contains(&Approach::Threads) {
+        if let Some(cap) = thread_fd_cap(&proc::limits()) {
+            let cap = (cap / 500) * 500;
+            let max = sizes.iter().copied().max().unwrap_or(0);
+            if cap >= 100 && max > cap && cap <= args.max_threads && !sizes.contains(&cap) {
+                plan.push((Approach::Threads, cap, None));
+            }
         }
     }
     if let Some(url) = &amqp_url {
