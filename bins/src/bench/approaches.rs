@@ -31,7 +31,7 @@ use monitors_manager::{ManagerSettings, MonitorsManager};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::record::{next_tick_at_or_after, tick_at_or_before, Grid, Recorder};
+use super::record::{nearest_tick, next_tick_at_or_after, tick_at_or_before, Grid, Recorder};
 use super::sink::publish_round;
 use super::BenchError;
 
@@ -287,8 +287,7 @@ fn thread_main(i: usize, ctx: &RunCtx) -> Result<(), String> {
         .build()
         .map_err(|e| format!("thread {i}: building its runtime: {e}"))?;
     let settings = strategy_settings(ctx.grid.period);
-    let monitor =
-        system_monitor(i, &ctx.url, &settings).map_err(|e| format!("thread {i}: {e}"))?;
+    let monitor = system_monitor(i, &ctx.url, &settings).map_err(|e| format!("thread {i}: {e}"))?;
     rt.block_on(monitor_loop(
         i,
         monitor,
@@ -518,7 +517,8 @@ impl Monitor for TimedMonitor {
 
     async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
         let start = Instant::now();
-        let tick = tick_at_or_before(self.origin, self.period, start);
+        // The nearest tick: the true origin may be a little earlier than the first build.
+        let tick = nearest_tick(self.origin, self.period, start);
         let counted = self.recorder.round_started(tick, start);
         if counted {
             let tick_t0 = tick_at_or_before(self.origin_t0, self.period, start);
@@ -619,7 +619,8 @@ async fn manager(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
         Err(e) => return Err(BenchError::Setup(format!("the manager task failed: {e}"))),
     }
     // The upper bound (see `TimedPlanner`).
-    let mut upper = std::mem::take(&mut rounds.lock().unwrap_or_else(|e| e.into_inner()).late_t0_us);
+    let mut upper =
+        std::mem::take(&mut rounds.lock().unwrap_or_else(|e| e.into_inner()).late_t0_us);
     upper.sort_unstable();
     let p99 = upper
         .get((upper.len() * 99 / 100).min(upper.len().saturating_sub(1)))

@@ -78,6 +78,19 @@ pub(crate) fn tick_at_or_before(origin: Instant, period: Duration, t: Instant) -
     origin + Duration::from_nanos(u64::try_from(k * p).unwrap_or(u64::MAX))
 }
 
+/// The tick of the grid `origin + k × period` (k ≥ 0) nearest to `t`: for rounds that may start
+/// slightly before the grid as the caller knows it (its origin being an estimate), and are never
+/// late by half a period.
+pub(crate) fn nearest_tick(origin: Instant, period: Duration, t: Instant) -> Instant {
+    if t <= origin || period.is_zero() {
+        return origin;
+    }
+    let since = t.duration_since(origin).as_nanos();
+    let p = period.as_nanos();
+    let k = (since + p / 2) / p;
+    origin + Duration::from_nanos(u64::try_from(k * p).unwrap_or(u64::MAX))
+}
+
 /// Counters and the lateness histogram of one run (or one worker process).
 #[derive(Debug)]
 pub(crate) struct Recorder {
@@ -284,6 +297,16 @@ mod tests {
             ),
             epoch + Duration::from_secs(20)
         );
+        let p = Duration::from_secs(10);
+        assert_eq!(
+            nearest_tick(epoch, p, epoch + Duration::from_millis(19_990)),
+            epoch + Duration::from_secs(20)
+        );
+        assert_eq!(
+            nearest_tick(epoch, p, epoch + Duration::from_millis(20_010)),
+            epoch + Duration::from_secs(20)
+        );
+        assert_eq!(nearest_tick(epoch + p, p, epoch), epoch + p);
     }
 
     #[test]
