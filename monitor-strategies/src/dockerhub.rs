@@ -33,16 +33,16 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use tracing::{debug, warn};
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::envelope::{envelope, float, MetaData, MonitorableSource};
-use monitor_core::keys::GENERAL;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::envelope::{envelope, float, MetaData};
+use monitor_core::plan::fingerprint;
 use monitor_core::{
-    ConfigError, ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType,
-    PanicError, PeriodGroup, Plan, Planner, Publication, RawDataKey, RoundError, Section,
+    ConfigError, ConfigKey, ConfigType, Monitor, MonitorSpec, MonitorableType, PanicError,
+    PeriodGroup, Plan, Planner, Publication, RawDataKey, RoundError, Section,
 };
 
 use crate::github::json_kind;
 use crate::http::{parse_url, Http, HttpErrorKind};
+use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
 use crate::settings::{StrategySettings, Target};
 
 /// PANIC's component name: `DockerHub monitor (<namespace> <name>)`.
@@ -310,46 +310,27 @@ impl DockerHubPlanner {
             ),
         };
         let component = component_name(repo_namespace, repo_name);
-        let monitorable = Monitorable {
-            base_chain: key.base_chain.clone(),
-            monitorable_type: MonitorableType::DockerhubRepos,
-            source: MonitorableSource {
-                chain_id: parent_id.to_owned(),
-                chain_name: if key.is_general() {
-                    GENERAL.to_owned()
-                } else {
-                    key.sub_chain.clone()
-                },
-                source_id: section.id.clone(),
-                source_name: format!("{repo_namespace}/{repo_name}"),
-            },
-        };
         let max_pages = self.settings.dockerhub_max_pages;
         let print = fingerprint(&("dockerhub", &section.id, &config, max_pages));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
-        let build: BuildFn = Arc::new(move || {
-            let http = settings
-                .http(Target::Public, PeriodGroup::Dockerhub)
-                .map_err(|e| {
-                    PanicError::new(
-                        ErrorCode::ConnectionNotInitialised,
-                        format!("{build_component}: {e}"),
-                    )
-                })?;
-            Ok(
-                Box::new(DockerHubMonitor::new(config.clone(), http, max_pages))
-                    as Box<dyn Monitor>,
-            )
-        });
-        Ok(Some(MonitorSpec {
-            id: section.id.clone(),
-            component_name: component,
-            group: PeriodGroup::Dockerhub,
-            monitorables: vec![monitorable],
-            fingerprint: print,
-            build,
-        }))
+        Ok(Some(monitor_spec(
+            section.id.clone(),
+            component,
+            PeriodGroup::Dockerhub,
+            vec![monitorable(
+                key,
+                MonitorableType::DockerhubRepos,
+                parent_id,
+                &section.id,
+                format!("{repo_namespace}/{repo_name}"),
+            )],
+            print,
+            move |component| {
+                let http =
+                    build_http(&settings, Target::Public, PeriodGroup::Dockerhub, component)?;
+                Ok(DockerHubMonitor::new(config.clone(), http, max_pages))
+            },
+        )))
     }
 }
 
@@ -367,18 +348,7 @@ impl Planner for DockerHubPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        if !self.accepts(&message.key) {
-            return plan;
-        }
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_sections(self, message, Self::plan_section)
     }
 }
 

@@ -31,15 +31,15 @@ use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::envelope::{envelope, MetaData, MonitorableSource};
-use monitor_core::keys::GENERAL;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::envelope::{envelope, MetaData};
+use monitor_core::plan::fingerprint;
 use monitor_core::{
-    ConfigError, ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType,
-    PanicError, PeriodGroup, Plan, Planner, Publication, RawDataKey, RoundError, Section,
+    ConfigError, ConfigKey, ConfigType, Monitor, MonitorSpec, MonitorableType, PanicError,
+    PeriodGroup, Plan, Planner, Publication, RawDataKey, RoundError, Section,
 };
 
 use crate::http::{Http, HttpErrorKind};
+use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
 use crate::rate_limit::RateBudget;
 use crate::settings::{StrategySettings, Target};
 
@@ -325,47 +325,30 @@ impl GithubPlanner {
             .strip_suffix('/')
             .unwrap_or(&normalised)
             .to_owned();
-        let monitorable = Monitorable {
-            base_chain: key.base_chain.clone(),
-            monitorable_type: MonitorableType::GithubRepos,
-            source: MonitorableSource {
-                chain_id: parent_id.to_owned(),
-                chain_name: if key.is_general() {
-                    GENERAL.to_owned()
-                } else {
-                    key.sub_chain.clone()
-                },
-                source_id: section.id.clone(),
-                source_name,
-            },
-        };
         let print = fingerprint(&("github", &section.id, &config));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
-        let build: BuildFn = Arc::new(move || {
-            let http = settings
-                .http(Target::Public, PeriodGroup::Github)
-                .map_err(|e| {
-                    PanicError::new(
-                        ErrorCode::ConnectionNotInitialised,
-                        format!("{build_component}: {e}"),
-                    )
-                })?;
-            Ok(Box::new(GithubMonitor::new(
-                config.clone(),
-                http,
-                settings.github_token.clone(),
-                Arc::clone(&settings.github_rate_limit),
-            )) as Box<dyn Monitor>)
-        });
-        Ok(Some(MonitorSpec {
-            id: section.id.clone(),
-            component_name: component,
-            group: PeriodGroup::Github,
-            monitorables: vec![monitorable],
-            fingerprint: print,
-            build,
-        }))
+        Ok(Some(monitor_spec(
+            section.id.clone(),
+            component,
+            PeriodGroup::Github,
+            vec![monitorable(
+                key,
+                MonitorableType::GithubRepos,
+                parent_id,
+                &section.id,
+                source_name,
+            )],
+            print,
+            move |component| {
+                let http = build_http(&settings, Target::Public, PeriodGroup::Github, component)?;
+                Ok(GithubMonitor::new(
+                    config.clone(),
+                    http,
+                    settings.github_token.clone(),
+                    Arc::clone(&settings.github_rate_limit),
+                ))
+            },
+        )))
     }
 }
 
@@ -383,18 +366,7 @@ impl Planner for GithubPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        if !self.accepts(&message.key) {
-            return plan;
-        }
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_sections(self, message, Self::plan_section)
     }
 }
 

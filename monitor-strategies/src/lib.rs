@@ -16,6 +16,7 @@
 //!   and the Chainlink and EVM node planners;
 //! * [`cosmos`]: the Cosmos node (spec §4.6) and network (spec §4.9) monitors and their planners;
 //! * [`planners`]: the [`monitor_core::Planner`]s and [`registry`], everything the manager runs;
+//!   `plan_util` (private): what the planners share (section loop, monitorables, specs, clients);
 //! * `testing` (feature `testing`): a local HTTP server for strategy tests.
 
 pub mod chainlink;
@@ -24,6 +25,7 @@ pub mod dockerhub;
 pub mod evm;
 pub mod github;
 pub mod http;
+mod plan_util;
 pub mod planners;
 pub mod prometheus;
 pub mod rate_limit;

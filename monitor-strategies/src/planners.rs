@@ -6,15 +6,13 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::envelope::MonitorableSource;
-use monitor_core::keys::GENERAL;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::plan::fingerprint;
 use monitor_core::{
-    ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError,
-    PeriodGroup, Plan, Planner, Section,
+    ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
 
 use crate::cosmos::{CosmosNetworkPlanner, CosmosNodesPlanner};
+use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
 use crate::settings::{StrategySettings, Target};
 use crate::system::{component_name, SystemConfig, SystemMonitor};
 
@@ -79,42 +77,26 @@ impl SystemsPlanner {
             exporter_url: exporter_url.to_owned(),
         };
         let component = component_name(name);
-        let monitorable = Monitorable {
-            base_chain: key.base_chain.clone(),
-            monitorable_type: MonitorableType::Systems,
-            source: MonitorableSource {
-                chain_id: parent_id.to_owned(),
-                chain_name: if key.is_general() {
-                    GENERAL.to_owned()
-                } else {
-                    key.sub_chain.clone()
-                },
-                source_id: section.id.clone(),
-                source_name: name.to_owned(),
-            },
-        };
         let print = fingerprint(&("system", &section.id, &config));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
-        let build: BuildFn = Arc::new(move || {
-            let http = settings
-                .http(Target::Monitored, PeriodGroup::System)
-                .map_err(|e| {
-                    PanicError::new(
-                        ErrorCode::ConnectionNotInitialised,
-                        format!("{build_component}: {e}"),
-                    )
-                })?;
-            Ok(Box::new(SystemMonitor::new(config.clone(), http)) as Box<dyn Monitor>)
-        });
-        Ok(Some(MonitorSpec {
-            id: section.id.clone(),
-            component_name: component,
-            group: PeriodGroup::System,
-            monitorables: vec![monitorable],
-            fingerprint: print,
-            build,
-        }))
+        Ok(Some(monitor_spec(
+            section.id.clone(),
+            component,
+            PeriodGroup::System,
+            vec![monitorable(
+                key,
+                MonitorableType::Systems,
+                parent_id,
+                &section.id,
+                name,
+            )],
+            print,
+            move |component| {
+                let http =
+                    build_http(&settings, Target::Monitored, PeriodGroup::System, component)?;
+                Ok(SystemMonitor::new(config.clone(), http))
+            },
+        )))
     }
 }
 
@@ -138,17 +120,6 @@ impl Planner for SystemsPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        if !self.accepts(&message.key) {
-            return plan;
-        }
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_sections(self, message, Self::plan_section)
     }
 }

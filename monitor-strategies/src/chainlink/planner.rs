@@ -22,11 +22,9 @@
 use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
-use monitor_core::envelope::MonitorableSource;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::plan::{fingerprint, Monitorable};
 use monitor_core::{
-    ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError,
-    PeriodGroup, Plan, Planner, Section,
+    ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
 
 use crate::chainlink::contracts::{
@@ -34,31 +32,14 @@ use crate::chainlink::contracts::{
 };
 use crate::chainlink::node::{ChainlinkNodeConfig, ChainlinkNodeMonitor};
 use crate::evm::{node_component_name, EvmNodeConfig, EvmNodeMonitor};
-use crate::settings::{ClientBuildError, StrategySettings, Target};
+use crate::plan_util::{build_http, connection_error, monitor_spec, monitorable, plan_sections};
+use crate::settings::{StrategySettings, Target};
 
 /// The base chain of Chainlink configs.
 pub const CHAINLINK: &str = "chainlink";
 
-fn client_error(component: &str) -> impl Fn(ClientBuildError) -> PanicError + '_ {
-    move |e| {
-        PanicError::new(
-            ErrorCode::ConnectionNotInitialised,
-            format!("{component}: {e}"),
-        )
-    }
-}
-
 fn node_monitorable(key: &ConfigKey, parent_id: &str, id: &str, name: &str) -> Monitorable {
-    Monitorable {
-        base_chain: key.base_chain.clone(),
-        monitorable_type: MonitorableType::Nodes,
-        source: MonitorableSource {
-            chain_id: parent_id.to_owned(),
-            chain_name: key.sub_chain.clone(),
-            source_id: id.to_owned(),
-            source_name: name.to_owned(),
-        },
-    }
+    monitorable(key, MonitorableType::Nodes, parent_id, id, name)
 }
 
 fn is_chainlink_nodes(key: &ConfigKey) -> bool {
@@ -111,29 +92,25 @@ impl ChainlinkNodesPlanner {
             return Ok(None);
         }
         let component = node_component_name(&config.node_name);
-        let monitorable = node_monitorable(key, &config.parent_id, &section.id, &config.node_name);
         let print = fingerprint(&("chainlink_node", &section.id, &config));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
-        let build: BuildFn = Arc::new(move || {
-            let http = settings
-                .http(Target::Monitored, PeriodGroup::Node)
-                .map_err(client_error(&build_component))?;
-            let public = settings
-                .http(Target::Public, PeriodGroup::Node)
-                .map_err(client_error(&build_component))?;
-            let monitor =
-                ChainlinkNodeMonitor::new(config.clone(), http, public, &settings.chain_list_url)?;
-            Ok(Box::new(monitor) as Box<dyn Monitor>)
-        });
-        Ok(Some(MonitorSpec {
-            id: section.id.clone(),
-            component_name: component,
-            group: PeriodGroup::Node,
-            monitorables: vec![monitorable],
-            fingerprint: print,
-            build,
-        }))
+        Ok(Some(monitor_spec(
+            section.id.clone(),
+            component,
+            PeriodGroup::Node,
+            vec![node_monitorable(
+                key,
+                &config.parent_id,
+                &section.id,
+                &config.node_name,
+            )],
+            print,
+            move |component| {
+                let http = build_http(&settings, Target::Monitored, PeriodGroup::Node, component)?;
+                let public = build_http(&settings, Target::Public, PeriodGroup::Node, component)?;
+                ChainlinkNodeMonitor::new(config.clone(), http, public, &settings.chain_list_url)
+            },
+        )))
     }
 }
 
@@ -151,18 +128,7 @@ impl Planner for ChainlinkNodesPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        if !self.accepts(&message.key) {
-            return plan;
-        }
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_sections(self, message, Self::plan_section)
     }
 }
 
@@ -193,24 +159,26 @@ impl EvmNodesPlanner {
             return Ok(None);
         }
         let component = node_component_name(&config.node_name);
-        let monitorable = node_monitorable(key, &config.parent_id, &section.id, &config.node_name);
         let print = fingerprint(&("evm_node", &section.id, &config));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
-        let build: BuildFn = Arc::new(move || {
-            let http = settings
-                .evm_http(PeriodGroup::Node)
-                .map_err(client_error(&build_component))?;
-            Ok(Box::new(EvmNodeMonitor::new(config.clone(), http)) as Box<dyn Monitor>)
-        });
-        Ok(Some(MonitorSpec {
-            id: section.id.clone(),
-            component_name: component,
-            group: PeriodGroup::Node,
-            monitorables: vec![monitorable],
-            fingerprint: print,
-            build,
-        }))
+        Ok(Some(monitor_spec(
+            section.id.clone(),
+            component,
+            PeriodGroup::Node,
+            vec![node_monitorable(
+                key,
+                &config.parent_id,
+                &section.id,
+                &config.node_name,
+            )],
+            print,
+            move |component| {
+                let http = settings
+                    .evm_http(PeriodGroup::Node)
+                    .map_err(connection_error(component))?;
+                Ok(EvmNodeMonitor::new(config.clone(), http))
+            },
+        )))
     }
 }
 
@@ -228,18 +196,7 @@ impl Planner for EvmNodesPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        if !self.accepts(&message.key) {
-            return plan;
-        }
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_sections(self, message, Self::plan_section)
     }
 }
 
@@ -324,41 +281,31 @@ impl ChainlinkContractsPlanner {
             .iter()
             .map(|n| node_monitorable(key, &n.parent_id, &n.node_id, &n.node_name))
             .collect();
-        monitorables.push(Monitorable {
-            base_chain: key.base_chain.clone(),
-            monitorable_type: MonitorableType::Chains,
-            source: MonitorableSource {
-                chain_id: config.parent_id.clone(),
-                chain_name: key.sub_chain.clone(),
-                source_id: config.parent_id.clone(),
-                source_name: key.chain_name(),
-            },
-        });
+        monitorables.push(monitorable(
+            key,
+            MonitorableType::Chains,
+            &config.parent_id,
+            &config.parent_id,
+            key.chain_name(),
+        ));
         let print = fingerprint(&("chainlink_contracts", &config));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
-        let build: BuildFn = Arc::new(move || {
-            let group = PeriodGroup::ChainlinkContracts;
-            let prometheus = settings
-                .http(Target::Monitored, group)
-                .map_err(client_error(&build_component))?;
-            let public = settings
-                .http(Target::Public, group)
-                .map_err(client_error(&build_component))?;
-            let evm = settings
-                .evm_http(group)
-                .map_err(client_error(&build_component))?;
-            let monitor = ChainlinkContractsMonitor::new(config.clone(), prometheus, public, evm)?;
-            Ok(Box::new(monitor) as Box<dyn Monitor>)
-        });
-        MonitorSpec {
-            id: key.chain_name(),
-            component_name: component,
-            group: PeriodGroup::ChainlinkContracts,
+        monitor_spec(
+            key.chain_name(),
+            component,
+            PeriodGroup::ChainlinkContracts,
             monitorables,
-            fingerprint: print,
-            build,
-        }
+            print,
+            move |component| {
+                let group = PeriodGroup::ChainlinkContracts;
+                let prometheus = build_http(&settings, Target::Monitored, group, component)?;
+                let public = build_http(&settings, Target::Public, group, component)?;
+                let evm = settings
+                    .evm_http(group)
+                    .map_err(connection_error(component))?;
+                ChainlinkContractsMonitor::new(config.clone(), prometheus, public, evm)
+            },
+        )
     }
 }
 

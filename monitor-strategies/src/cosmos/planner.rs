@@ -10,16 +10,15 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::envelope::MonitorableSource;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::plan::fingerprint;
 use monitor_core::{
-    ConfigError, ConfigKey, ConfigType, ErrorCode, Monitor, MonitorSpec, MonitorableType,
-    PanicError, PeriodGroup, Plan, Planner, Section,
+    ConfigError, ConfigKey, ConfigType, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
 
 use super::network::{self, CosmosNetworkMonitor};
 use super::node::{self, CosmosNodeMonitor};
 use super::CosmosNodeConfig;
+use crate::plan_util::{build_http, monitor_spec, monitorable};
 use crate::settings::{StrategySettings, Target};
 
 /// The base chain these planners handle.
@@ -114,13 +113,6 @@ fn accepts_key(key: &ConfigKey) -> bool {
     key.config_type == ConfigType::NodesConfig && !key.is_general() && key.base_chain == COSMOS
 }
 
-fn http_error(component: &str, e: &dyn std::fmt::Display) -> PanicError {
-    PanicError::new(
-        ErrorCode::ConnectionNotInitialised,
-        format!("{component}: {e}"),
-    )
-}
-
 /// Cosmos node monitors from `chains.cosmos.*.nodes_config`: a node is monitored iff
 /// `monitor_node` and at least one of `monitor_prometheus`, `monitor_cosmos_rest`,
 /// `monitor_tendermint_rpc`.
@@ -169,33 +161,25 @@ impl Planner for CosmosNodesPlanner {
             let source_keys: Vec<_> = data_sources.iter().map(source_key).collect();
             let print = fingerprint(&("cosmos_node", id, config, &source_keys));
             let settings = Arc::clone(&self.settings);
-            let build_component = component.clone();
             let build_config = config.clone();
-            let build: BuildFn = Arc::new(move || {
-                let http = settings
-                    .http(Target::Monitored, PeriodGroup::Node)
-                    .map_err(|e| http_error(&build_component, &e))?;
-                let monitor =
-                    CosmosNodeMonitor::new(build_config.clone(), data_sources.clone(), http)?;
-                Ok(Box::new(monitor) as Box<dyn Monitor>)
-            });
-            plan.specs.push(MonitorSpec {
-                id: id.clone(),
-                component_name: component,
-                group: PeriodGroup::Node,
-                monitorables: vec![Monitorable {
-                    base_chain: message.key.base_chain.clone(),
-                    monitorable_type: MonitorableType::Nodes,
-                    source: MonitorableSource {
-                        chain_id: config.parent_id.clone(),
-                        chain_name: message.key.sub_chain.clone(),
-                        source_id: id.clone(),
-                        source_name: config.node_name.clone(),
-                    },
-                }],
-                fingerprint: print,
-                build,
-            });
+            plan.specs.push(monitor_spec(
+                id.clone(),
+                component,
+                PeriodGroup::Node,
+                vec![monitorable(
+                    &message.key,
+                    MonitorableType::Nodes,
+                    &config.parent_id,
+                    id,
+                    config.node_name.clone(),
+                )],
+                print,
+                move |component| {
+                    let http =
+                        build_http(&settings, Target::Monitored, PeriodGroup::Node, component)?;
+                    CosmosNodeMonitor::new(build_config.clone(), data_sources.clone(), http)
+                },
+            ));
         }
         plan
     }
@@ -268,34 +252,30 @@ impl Planner for CosmosNetworkPlanner {
         let source_keys: Vec<_> = data_sources.iter().map(source_key).collect();
         let print = fingerprint(&("cosmos_network", &parent_id, &sub_chain, &source_keys));
         let settings = Arc::clone(&self.settings);
-        let build_component = component.clone();
         let build_parent = parent_id.clone();
         let build_chain = sub_chain.clone();
-        let build: BuildFn = Arc::new(move || {
-            let http = settings
-                .http(Target::Monitored, PeriodGroup::Network)
-                .map_err(|e| http_error(&build_component, &e))?;
-            let monitor =
-                CosmosNetworkMonitor::new(&build_parent, &build_chain, data_sources.clone(), http)?;
-            Ok(Box::new(monitor) as Box<dyn Monitor>)
-        });
-        plan.specs.push(MonitorSpec {
-            id: chain.clone(),
-            component_name: component,
-            group: PeriodGroup::Network,
-            monitorables: vec![Monitorable {
-                base_chain: message.key.base_chain.clone(),
-                monitorable_type: MonitorableType::Chains,
-                source: MonitorableSource {
-                    chain_id: parent_id.clone(),
-                    chain_name: sub_chain,
-                    source_id: parent_id,
-                    source_name: chain,
-                },
-            }],
-            fingerprint: print,
-            build,
-        });
+        plan.specs.push(monitor_spec(
+            chain.clone(),
+            component,
+            PeriodGroup::Network,
+            vec![monitorable(
+                &message.key,
+                MonitorableType::Chains,
+                &parent_id,
+                &parent_id,
+                chain,
+            )],
+            print,
+            move |component| {
+                let http = build_http(
+                    &settings,
+                    Target::Monitored,
+                    PeriodGroup::Network,
+                    component,
+                )?;
+                CosmosNetworkMonitor::new(&build_parent, &build_chain, data_sources.clone(), http)
+            },
+        ));
         plan
     }
 }

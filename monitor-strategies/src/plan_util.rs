@@ -1,0 +1,146 @@
+//! What the planners share: the loop over a message's sections, the monitorable entry of a
+//! monitor, the spec itself, and the HTTP clients its build asks for (a client that cannot be built
+//! is PANIC's 5014-style constructor failure, [`ErrorCode::ConnectionNotInitialised`]).
+
+use std::sync::Arc;
+
+use monitor_core::config::{ConfigError, ConfigMessage};
+use monitor_core::envelope::MonitorableSource;
+use monitor_core::plan::{BuildFn, Monitorable};
+use monitor_core::{
+    ConfigKey, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError, PeriodGroup, Plan,
+    Planner, Section,
+};
+
+use crate::http::Http;
+use crate::settings::{ClientBuildError, StrategySettings, Target};
+
+/// The plan of a planner with one monitor (at most) per section: nothing if `planner` does not
+/// accept the message's key, else `plan_section` on every section in message order, its
+/// `Ok(Some(spec))` planned, its `Ok(None)` (section not monitored) skipped and its errors
+/// collected in the same order.
+pub(crate) fn plan_sections<P: Planner>(
+    planner: &P,
+    message: &ConfigMessage,
+    plan_section: impl Fn(&P, &ConfigKey, &Section) -> Result<Option<MonitorSpec>, ConfigError>,
+) -> Plan {
+    let mut plan = Plan::default();
+    if !planner.accepts(&message.key) {
+        return plan;
+    }
+    for section in &message.sections {
+        match plan_section(planner, &message.key, section) {
+            Ok(Some(spec)) => plan.specs.push(spec),
+            Ok(None) => {}
+            Err(e) => plan.errors.push(e),
+        }
+    }
+    plan
+}
+
+/// Maps a client build failure to the monitor's constructor error
+/// (`ConnectionNotInitialised`, `"<component>: <error>"`).
+pub(crate) fn connection_error(component: &str) -> impl Fn(ClientBuildError) -> PanicError + '_ {
+    move |e| {
+        PanicError::new(
+            ErrorCode::ConnectionNotInitialised,
+            format!("{component}: {e}"),
+        )
+    }
+}
+
+/// The HTTP client of `target` for `group`, for the build of `component`'s monitor.
+pub(crate) fn build_http(
+    settings: &StrategySettings,
+    target: Target,
+    group: PeriodGroup,
+    component: &str,
+) -> Result<Http, PanicError> {
+    settings
+        .http(target, group)
+        .map_err(connection_error(component))
+}
+
+/// The monitorable entry of a monitor planned from a message with `key`: listed under the key's
+/// base chain, in the chain `chain_id` (the section's `parent_id`) named by the key's sub chain
+/// (`general` for a general key).
+pub(crate) fn monitorable(
+    key: &ConfigKey,
+    monitorable_type: MonitorableType,
+    chain_id: &str,
+    source_id: &str,
+    source_name: impl Into<String>,
+) -> Monitorable {
+    Monitorable {
+        base_chain: key.base_chain.clone(),
+        monitorable_type,
+        source: MonitorableSource {
+            chain_id: chain_id.to_owned(),
+            // A general key's sub chain is `general`.
+            chain_name: key.sub_chain.clone(),
+            source_id: source_id.to_owned(),
+            source_name: source_name.into(),
+        },
+    }
+}
+
+/// The spec of monitor `id` named `component`; `build` is given the component name (for its
+/// error messages) and its monitor is boxed.
+pub(crate) fn monitor_spec<M, F>(
+    id: String,
+    component: String,
+    group: PeriodGroup,
+    monitorables: Vec<Monitorable>,
+    fingerprint: u64,
+    build: F,
+) -> MonitorSpec
+where
+    M: Monitor + 'static,
+    F: Fn(&str) -> Result<M, PanicError> + Send + Sync + 'static,
+{
+    let build_component = component.clone();
+    let build: BuildFn =
+        Arc::new(move || Ok(Box::new(build(&build_component)?) as Box<dyn Monitor>));
+    MonitorSpec {
+        id,
+        component_name: component,
+        group,
+        monitorables,
+        fingerprint,
+        build,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitorables_name_the_sub_chain() {
+        let general = ConfigKey::parse("general.systems_config").unwrap();
+        let m = monitorable(&general, MonitorableType::Systems, "p", "s", "name");
+        assert_eq!(m.base_chain, "general");
+        assert_eq!(m.monitorable_type, MonitorableType::Systems);
+        assert_eq!(
+            m.source,
+            MonitorableSource {
+                chain_id: "p".to_owned(),
+                chain_name: "general".to_owned(),
+                source_id: "s".to_owned(),
+                source_name: "name".to_owned(),
+            }
+        );
+        let cosmos = ConfigKey::parse("chains.cosmos.regen.nodes_config").unwrap();
+        let m = monitorable(&cosmos, MonitorableType::Nodes, "p", "s", "name");
+        assert_eq!(m.base_chain, "cosmos");
+        assert_eq!(m.source.chain_name, "regen");
+    }
+
+    #[test]
+    fn client_errors_name_the_component() {
+        let e = connection_error("System monitor (a)")(ClientBuildError("no TLS".to_owned()));
+        assert_eq!(e.code, ErrorCode::ConnectionNotInitialised);
+        assert!(e.message.starts_with("System monitor (a): "), "{e:?}");
+        assert!(e.message.contains("no TLS"), "{e:?}");
+    }
+}
