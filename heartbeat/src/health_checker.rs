@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use monitor_core::backoff::Backoff;
 use monitor_core::bus::declare_bound_queue;
 use monitor_core::envelope::now_unix;
 use monitor_core::keys::{
@@ -234,7 +235,7 @@ pub async fn run_ping_publisher(
     settings: HealthCheckerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), HealthCheckerError> {
-    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     loop {
         match bus.declare_exchange(HEALTH_CHECK_EXCHANGE).await {
             Ok(()) => break,
@@ -327,8 +328,8 @@ pub async fn run_heartbeat_handler(
     settings: HealthCheckerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), HealthCheckerError> {
-    let mut setup_backoff = Backoff::new(settings.retry_min, settings.retry_max);
-    let mut store_backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    let mut setup_backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
+    let mut store_backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     let mut pending = Pending::default();
     let mut retry_at: Option<Instant> = None;
     loop {
@@ -431,44 +432,6 @@ async fn handle(delivery: Delivery, pending: &mut Pending) {
         HEARTBEAT_HANDLER_NAME.to_owned(),
         own_heartbeat(HEARTBEAT_HANDLER_NAME),
     );
-}
-
-/// Capped exponential backoff.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_millis(1));
-        Backoff {
-            min,
-            max: max.max(min),
-            current: min,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.current = self.min;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        d
-    }
-
-    /// Sleep the next delay; `false` if shutdown came first.
-    async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
-        let delay = self.next_delay();
-        tokio::select! {
-            () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
-        }
-    }
 }
 
 #[cfg(test)]

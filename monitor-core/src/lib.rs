@@ -10,8 +10,10 @@
 //! * [`envelope`]: result/error envelopes, heartbeat and monitorable messages;
 //! * [`monitor`]: the [`Monitor`] strategy trait (one round, state in `&mut self`);
 //! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs;
-//! * [`bus`]: the [`Bus`] trait with an in-memory and a RabbitMQ implementation.
+//! * [`bus`]: the [`Bus`] trait with an in-memory and a RabbitMQ implementation;
+//! * [`backoff`]: the capped, jittered exponential backoff of every retry loop.
 
+pub mod backoff;
 pub mod bus;
 pub mod config;
 pub mod envelope;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use monitor_core::backoff::Backoff;
 use monitor_core::bus::{declare_bound_queue, publish_json};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::{
@@ -83,7 +84,7 @@ pub async fn run_store_service(
     settings: StoreServiceSettings,
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
-    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -175,7 +176,7 @@ async fn handle(
     debug!(routing_key = %key, manager = %msg.manager_name, sources = msg.sources.len(),
         "applying monitorable message");
 
-    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max);
+    let mut backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     loop {
         match store.apply(&key, &msg).await {
             Ok(()) => break,
@@ -212,41 +213,4 @@ async fn handle(
         Err(e) => warn!(error = %e, "could not publish heartbeat"),
     }
     Outcome::Next
-}
-
-/// Capped exponential backoff.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        let min = min.max(Duration::from_millis(1));
-        Backoff {
-            min,
-            max: max.max(min),
-            current: min,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.current = self.min;
-    }
-
-    fn current(&self) -> Duration {
-        self.current
-    }
-
-    /// Sleep the current delay (then double it, capped); `false` if shutdown came first.
-    async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
-        let delay = self.current;
-        self.current = (self.current * 2).min(self.max);
-        tokio::select! {
-            () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
-        }
-    }
 }

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use monitor_core::PeriodGroup;
 
+/// Capped exponential backoff with jitter, for restarts and build retries (the workspace's one
+/// backoff: attempt `n` waits `min(max, initial * 2^n)`, scaled by a random factor in
+/// `[1 - jitter, 1]`; the default is 1 s doubling up to 60 s with jitter 0.5).
+pub use monitor_core::backoff::Backoff;
+
 /// PANIC's name for the monitors manager in heartbeats and monitorable messages.
 pub const DEFAULT_MANAGER_NAME: &str = "Monitors Manager";
 
@@ -28,47 +33,6 @@ pub struct Shard {
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-/// Capped exponential backoff with jitter, for restarts and build retries.
-///
-/// Attempt `n` (0-based) waits `min(max, initial * 2^n)`, scaled by a random factor in
-/// `[1 - jitter, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    /// Delay of the first retry.
-    pub initial: Duration,
-    /// Upper bound of any delay.
-    pub max: Duration,
-    /// Fraction of the delay that is randomised, `0.0..=1.0` (0 = deterministic, for tests).
-    pub jitter: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-            jitter: 0.5,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before retry `attempt` (0-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2f64.powi(attempt.min(63) as i32);
-        let base = self.initial.as_secs_f64() * factor;
-        let capped = base.min(self.max.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let scale = if jitter > 0.0 {
-            use rand::Rng;
-            1.0 - rand::rng().random_range(0.0..=jitter)
-        } else {
-            1.0
-        };
-        Duration::try_from_secs_f64(capped * scale).unwrap_or(self.max)
     }
 }
 

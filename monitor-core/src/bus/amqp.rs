@@ -68,13 +68,13 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ErrorKind,
     ExchangeKind,
 };
-use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Acker, Bus, BusError, Consumer, Delivery};
+use crate::backoff::Backoff;
 
 /// How often the supervisor checks the connection's state besides lapin's error events.
 const STATUS_POLL: Duration = Duration::from_millis(250);
@@ -115,6 +115,16 @@ impl AmqpSettings {
         AmqpSettings {
             url: url.into(),
             ..Self::default()
+        }
+    }
+
+    /// The reconnection backoff: `min_backoff · 2ⁿ` capped at `max_backoff`, then a random delay
+    /// in the upper half of that.
+    pub fn reconnect_backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.min_backoff,
+            max: self.max_backoff,
+            jitter: 0.5,
         }
     }
 }
@@ -504,16 +514,6 @@ impl Drop for OutboxSlot<'_> {
     }
 }
 
-/// Capped, jittered exponential backoff: a random delay in the upper half of
-/// `min(max, min · 2^attempt)`.
-fn backoff_delay(min: Duration, max: Duration, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.min(24));
-    let ceiling = min.saturating_mul(factor).min(max).max(min.min(max));
-    let ceiling_ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    let floor_ms = ceiling_ms / 2;
-    Duration::from_millis(rand::rng().random_range(floor_ms..=ceiling_ms))
-}
-
 /// Keeps the connection: detects its loss, reconnects, re-declares, publishes the new link.
 async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
     let mut link = first;
@@ -552,11 +552,7 @@ async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
         // Reconnect with backoff and re-declare the topology.
         let mut attempt: u32 = 0;
         let conn = loop {
-            let delay = backoff_delay(
-                shared.settings.min_backoff,
-                shared.settings.max_backoff,
-                attempt,
-            );
+            let delay = shared.settings.reconnect_backoff().delay(attempt);
             attempt = attempt.saturating_add(1);
             tokio::select! {
                 _ = shared.shutdown.cancelled() => return,
@@ -991,15 +987,21 @@ mod tests {
     fn backoff_is_capped_and_jittered() {
         let min = Duration::from_millis(100);
         let max = Duration::from_secs(2);
+        let settings = AmqpSettings {
+            min_backoff: min,
+            max_backoff: max,
+            ..AmqpSettings::default()
+        };
+        let backoff = settings.reconnect_backoff();
         for attempt in 0..40 {
-            let d = backoff_delay(min, max, attempt);
+            let d = backoff.delay(attempt);
             assert!(d <= max, "attempt {attempt}: {d:?}");
             let ceiling = min
                 .saturating_mul(2u32.saturating_pow(attempt.min(24)))
                 .min(max);
             assert!(d >= ceiling / 2, "attempt {attempt}: {d:?}");
         }
-        assert!(backoff_delay(min, max, 0) <= min);
+        assert!(backoff.delay(0) <= min);
     }
 
     #[tokio::test]
