@@ -145,6 +145,15 @@ impl MonitorsManager {
                 &[PING_ROUTING_KEY],
             )
             .await?;
+            if self.settings.declare_monitorable_store_queue {
+                declare_bound_queue(
+                    bus,
+                    monitor_core::keys::MONITORABLE_STORE_INPUT_QUEUE,
+                    MONITORABLE_EXCHANGE,
+                    &[monitor_core::keys::MONITORABLE_BINDING],
+                )
+                .await?;
+            }
             let configs = bus
                 .consume(&configs_queue, self.settings.config_prefetch)
                 .await?;

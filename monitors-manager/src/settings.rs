@@ -63,6 +63,11 @@ pub struct ManagerSettings {
     /// monitors started together do not poll together, yet a GitHub monitor (period 3600 s) added
     /// to a running manager gives its first data within a minute, not within an hour.
     pub max_phase_spread: Duration,
+    /// Declare the monitorable store's queue (`monitorable_store_input_queue`, bound `*.*`) at
+    /// start, as PANIC's start-up did, so that no monitorables message is lost when the manager
+    /// publishes before the store is up. On for RabbitMQ deployments; off by default (embedded, no
+    /// store consumes it and the queue would only grow).
+    pub declare_monitorable_store_queue: bool,
 }
 
 impl Default for ManagerSettings {
@@ -78,6 +83,7 @@ impl Default for ManagerSettings {
             restart_backoff: Backoff::default(),
             hung_periods: 3,
             max_phase_spread: Duration::from_secs(60),
+            declare_monitorable_store_queue: false,
         }
     }
 }

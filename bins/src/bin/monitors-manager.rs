@@ -149,6 +149,11 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     };
     tracing::info!(url = %cli::redact_url(&url), "monitors manager running on RabbitMQ");
+    // As PANIC's start-up: the store's queue exists before the first monitorables message.
+    let manager_settings = ManagerSettings {
+        declare_monitorable_store_queue: true,
+        ..manager_settings
+    };
     let result = MonitorsManager::new(bus.clone(), planners, manager_settings)
         .run(shutdown)
         .await

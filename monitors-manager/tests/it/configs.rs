@@ -5,6 +5,7 @@ use std::time::Duration;
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
 use monitor_core::keys::CONFIG_EXCHANGE;
 use monitor_core::Bus;
+use monitors_manager::ManagerSettings;
 use serde_json::json;
 
 use crate::harness::{
@@ -280,5 +281,26 @@ async fn monitorables_unroutable_is_not_an_error() {
     h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
         .await;
     assert_eq!(names(&h.status()), ["Fake monitor (a)"]);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_store_queue_is_declared_so_early_monitorables_wait_for_the_store() {
+    let probe = Probe::default();
+    let settings = ManagerSettings {
+        declare_monitorable_store_queue: true,
+        ..test_settings()
+    };
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    // No store runs yet: the message waits in the store's queue instead of being dropped.
+    h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
+        .await;
+    let queue = monitor_core::keys::MONITORABLE_STORE_INPUT_QUEUE;
+    assert_eq!(h.bus.queue_len(queue), Some(1));
+    let mut store = h.bus.consume(queue, 0).await.unwrap();
+    let d = store.next().await.unwrap();
+    assert_eq!(d.routing_key, "general.systems");
+    let msg: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
+    assert_eq!(msg["sources"][0]["source_id"], "a");
     h.stop().await.unwrap();
 }
