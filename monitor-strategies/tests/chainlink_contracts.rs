@@ -474,7 +474,8 @@ async fn rounds_on_a_real_evm_node() {
         json!({
             "contractVersion": 3, "aggregatorAddress": checksum(&flux), "description": "BAT / ETH",
             "latestRound": 1, "latestAnswer": 101, "latestTimestamp": "ts", "answeredInRound": 1,
-            "withdrawablePayment": 2e19,
+            // Beyond u64, still an exact integer (Python's int), not 2e+19.
+            "withdrawablePayment": serde_json::from_str::<serde_json::Value>("20000000000000000000").unwrap(),
             "historicalRounds": [
                 {"roundId": 1, "roundAnswer": 101, "roundTimestamp": "ts", "answeredInRound": 1,
                  "nodeSubmission": 100},

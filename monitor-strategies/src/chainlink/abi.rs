@@ -104,21 +104,15 @@ pub fn u128_json(v: u128) -> Value {
     decimal_json(&v.to_string())
 }
 
-/// A decimal integer for the data: a JSON integer when it fits in 64 bits (Python's `int`), a
-/// float beyond that (serde_json has no arbitrary-precision integers in this workspace; only
-/// payments in wei above 18.4 tokens get there). Not a number → null.
+/// A decimal integer for the data: always a JSON integer with every digit, as Python's `int`
+/// (the workspace's `serde_json` has `arbitrary_precision`, so payments in wei beyond 64 bits keep
+/// their exact value). Not a decimal integer → null.
 pub fn decimal_json(decimal: &str) -> Value {
-    if let Ok(v) = decimal.parse::<i64>() {
-        return Value::from(v);
+    let digits = decimal.strip_prefix('-').unwrap_or(decimal);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Value::Null;
     }
-    if let Ok(v) = decimal.parse::<u64>() {
-        return Value::from(v);
-    }
-    decimal
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map_or(Value::Null, Value::Number)
+    serde_json::from_str::<serde_json::Number>(decimal).map_or(Value::Null, Value::Number)
 }
 
 /// EIP-55 checksummed form of an address (what web3 returns and compares).
@@ -176,13 +170,18 @@ mod tests {
         assert_eq!(uint_json(U256::from(u64::MAX)), Value::from(u64::MAX));
         assert_eq!(
             uint_json(U256::from(20_000_000_000_000_000_000u128)).to_string(),
-            "2e+19"
+            "20000000000000000000"
         );
         assert_eq!(int_json(I256::try_from(-7i64).unwrap()), Value::from(-7));
         assert_eq!(u128_json(3), Value::from(3u64));
         assert_eq!(decimal_json("-5"), Value::from(-5));
         assert_eq!(decimal_json("18446744073709551615"), Value::from(u64::MAX));
-        assert_eq!(decimal_json("100000000000000000000").to_string(), "1e+20");
+        assert_eq!(
+            decimal_json("100000000000000000000").to_string(),
+            "100000000000000000000"
+        );
         assert_eq!(decimal_json("x"), Value::Null);
+        assert_eq!(decimal_json("1.5"), Value::Null);
+        assert_eq!(decimal_json(""), Value::Null);
     }
 }
