@@ -296,6 +296,9 @@ fn thread_main(i: usize, ctx: &RunCtx) -> Result<(), String> {
         &*ctx.bus,
         ctx.recorder.window.end,
     ));
+    // Stay alive past the window end: the sampler reads every thread's CPU time then.
+    let linger = ctx.recorder.window.end + Duration::from_secs(1);
+    rt.block_on(async move { tokio::time::sleep_until(linger.into()).await });
     Ok(())
 }
 

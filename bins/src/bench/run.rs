@@ -131,17 +131,22 @@ fn totals(pids: &[u32]) -> (MemStatus, u64) {
     (total, alive)
 }
 
-/// CPU seconds of this process and of each of `pids` still alive.
-fn cpu_by_pid(pids: &[u32]) -> HashMap<u32, f64> {
+/// CPU seconds of every live thread of this process and of `pids`, keyed by (pid, tid).
+fn cpu_by_pid(pids: &[u32]) -> HashMap<(u32, u32), f64> {
     std::iter::once(proc::self_pid())
         .chain(pids.iter().copied())
-        .filter_map(|p| proc::cpu_seconds(p).map(|c| (p, c)))
+        .flat_map(|p| {
+            proc::thread_cpu_seconds(p)
+                .into_iter()
+                .map(move |(tid, c)| ((p, tid), c))
+        })
         .collect()
 }
 
-/// CPU used between two readings: per process alive at the end (a process started in between
-/// counts from zero). Worker processes stay alive past the window end so that none is missed.
-fn cpu_between(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+/// CPU used between two readings: per thread alive at the end (a thread started in between counts
+/// from zero). Monitor threads and worker processes stay alive past the window end so that none is
+/// missed.
+fn cpu_between(before: &HashMap<(u32, u32), f64>, after: &HashMap<(u32, u32), f64>) -> f64 {
     after
         .iter()
         .map(|(pid, c)| c - before.get(pid).copied().unwrap_or(0.0))

@@ -228,9 +228,11 @@ impl Drop for Vhost {
     }
 }
 
-/// File descriptors one monitor thread takes: its runtime's epoll instance and waker eventfd, its
-/// connection socket, and one more (measured: `EMFILE` came at ≈ `ulimit -n` / 4 threads).
-pub(crate) const FDS_PER_THREAD: u64 = 4;
+/// File descriptors one monitor thread is budgeted: its runtime's epoll instance and waker
+/// eventfd, its connection socket, one more seen (`EMFILE` came at ≈ `ulimit -n` / 4 threads), and
+/// one spare for a reconnection (at ulimit -n / 4, a 4,500-thread run still failed 43 % of its
+/// connects).
+pub(crate) const FDS_PER_THREAD: u64 = 5;
 
 /// The most monitor threads `ulimit -n` allows (a margin kept for the bus, sampler and stdio).
 pub(crate) fn thread_fd_cap(limits: &Limits) -> Option<usize> {
@@ -281,8 +283,8 @@ fn skip_reason(
             projection(measured_per_monitorable)
         )),
         Approach::Threads if thread_fd_cap(limits).is_some_and(|cap| size > cap) => Some(format!(
-            "one thread per monitorable needs {FDS_PER_THREAD} file descriptors per thread (its \
-             runtime's epoll and eventfd, its socket); ulimit -n is {} (hard limit too, not \
+            "one thread per monitorable needs ≈{FDS_PER_THREAD} file descriptors per thread (its \
+             runtime's epoll and eventfd, its socket, a spare); ulimit -n is {} (hard limit too, not \
              raisable without root), so at most ≈{} threads; the largest thread run below is \
              that cap",
             limits.max_open_files.unwrap_or(0),
