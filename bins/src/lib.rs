@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod config_dir;
+pub mod metrics;
 pub mod sink;

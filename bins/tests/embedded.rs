@@ -191,3 +191,69 @@ async fn bad_flags_and_folders_exit_non_zero_with_a_message() {
     let o = run(&["--config-dir", "/tmp", "--shard", "3/2"]);
     assert!(!o.status.success());
 }
+
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints() {
+    let server = TestServer::start().await.unwrap();
+    server.route("/metrics", Reply::ok(node_exporter_fixture()));
+    let dir = TempDir::new("panic-metrics");
+    let cfg = dir.0.join("config");
+    write_systems(
+        &cfg.join("general/systems_config.ini"),
+        &[("system_a", "alpha", &server.url("/metrics"))],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitors-manager"))
+        .args([
+            "--config-dir",
+            cfg.to_str().unwrap(),
+            "--metrics-addr",
+            &addr,
+        ])
+        .arg("--output")
+        .arg(dir.0.join("raw.jsonl"))
+        .env("SYSTEM_MONITOR_PERIOD_SECONDS", "1")
+        .env_remove("AMQP_URL")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(text) = http_get(&addr, "/metrics").await {
+            if text.contains("panic_monitors{state=\"running\"} 1")
+                && !text.contains("panic_monitor_rounds_total{outcome=\"ok\"} 0")
+            {
+                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no metrics with one running monitor"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let health = http_get(&addr, "/health").await.unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"),
+        "{health}"
+    );
+    let missing = http_get(&addr, "/nope").await.unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bins::metrics::{self, BusHealth, Probe};
 use bins::{cli, config_dir, sink};
 use clap::Parser;
 use monitor_core::bus::declare_bound_queue;
@@ -58,6 +59,10 @@ struct Args {
     /// PANIC does not; public services (GitHub, DockerHub) are always verified.
     #[arg(long)]
     verify_monitored_tls: bool,
+
+    /// Serve `/metrics` (Prometheus text) and `/health` on this address, e.g. 127.0.0.1:9400.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 
     /// How long in-flight rounds may take to finish at shutdown.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::parse_duration)]
@@ -130,10 +135,15 @@ async fn run(args: Args) -> Result<(), String> {
     let (manager_settings, strategy_settings) = settings(&args)?;
     let shutdown = cli::shutdown_on_signals();
     let planners = monitor_strategies::registry(strategy_settings);
+    let metrics_listener = match args.metrics_addr {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
     if let Some(dir) = args.config_dir.clone() {
         return run_embedded(
             dir,
             args.output.clone(),
+            metrics_listener,
             manager_settings,
             planners,
             shutdown,
@@ -154,10 +164,23 @@ async fn run(args: Args) -> Result<(), String> {
         declare_monitorable_store_queue: true,
         ..manager_settings
     };
-    let result = MonitorsManager::new(bus.clone(), planners, manager_settings)
-        .run(shutdown)
-        .await
-        .map_err(|e| e.to_string());
+    let manager = MonitorsManager::new(bus.clone(), planners, manager_settings);
+    if let Some(listener) = metrics_listener {
+        let b = bus.clone();
+        let probe: Probe = Arc::new(move || BusHealth {
+            connected: b.is_connected(),
+            outbox: u64::try_from(b.outbox_len()).unwrap_or(u64::MAX),
+            dropped: b.dropped(),
+            reconnections: b.reconnections(),
+        });
+        tokio::spawn(metrics::serve(
+            listener,
+            manager.status_handle(),
+            probe,
+            shutdown.clone(),
+        ));
+    }
+    let result = manager.run(shutdown).await.map_err(|e| e.to_string());
     bus.close().await;
     result
 }
@@ -165,6 +188,7 @@ async fn run(args: Args) -> Result<(), String> {
 async fn run_embedded(
     dir: PathBuf,
     output: Option<PathBuf>,
+    metrics_listener: Option<tokio::net::TcpListener>,
     settings: ManagerSettings,
     planners: Vec<Arc<dyn monitor_core::Planner>>,
     shutdown: CancellationToken,
@@ -199,8 +223,20 @@ async fn run_embedded(
 
     let sink_stop = CancellationToken::new();
     let sink_task = tokio::spawn(sink::run(bus.clone(), writer, sink_stop.clone()));
-    let manager_task =
-        tokio::spawn(MonitorsManager::new(bus.clone(), planners, settings).run(shutdown.clone()));
+    let manager = MonitorsManager::new(bus.clone(), planners, settings);
+    if let Some(listener) = metrics_listener {
+        let probe: Probe = Arc::new(|| BusHealth {
+            connected: true,
+            ..BusHealth::default()
+        });
+        tokio::spawn(metrics::serve(
+            listener,
+            manager.status_handle(),
+            probe,
+            shutdown.clone(),
+        ));
+    }
+    let manager_task = tokio::spawn(manager.run(shutdown.clone()));
     tracing::info!(dir = %dir.display(), files = initial.len(), "embedded monitors manager running");
     for msg in initial {
         publish_config(bus.as_ref(), &msg).await;

@@ -1,0 +1,307 @@
+//! The manager's own health over HTTP (`--metrics-addr`): `GET /metrics` in Prometheus text format
+//! (monitors by state, rounds, publishes, deaths, config errors, pings, and the RabbitMQ outbox) and
+//! `GET /health` (200 `ok`, or 503 with the reason).
+//!
+//! A deliberately tiny HTTP/1.1 responder: one request per connection, head capped at 8 KiB and
+//! read within 5 s, so a slow or hostile client cannot hold it.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monitors_manager::{ManagerStatus, StatusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Extra gauges from the binary (e.g. the RabbitMQ outbox), and whether the bus is connected.
+pub type Probe = Arc<dyn Fn() -> BusHealth + Send + Sync>;
+
+/// What the bus reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusHealth {
+    /// Connected (always true for the in-memory bus).
+    pub connected: bool,
+    /// Publishes waiting for the broker.
+    pub outbox: u64,
+    /// Publishes dropped because the outbox was full.
+    pub dropped: u64,
+    /// Reconnections so far.
+    pub reconnections: u64,
+}
+
+const MAX_HEAD: usize = 8 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// The Prometheus text for a status snapshot.
+pub fn render(status: &ManagerStatus, bus: BusHealth) -> String {
+    let mut out = String::new();
+    let s = &status.states;
+    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    metric(
+        &mut out,
+        "panic_monitors",
+        "gauge",
+        "Monitors by state.",
+        &[
+            ("state=\"running\"", as_u64(s.running)),
+            ("state=\"failing\"", as_u64(s.failing)),
+            ("state=\"dead\"", as_u64(s.dead)),
+        ],
+    );
+    metric(
+        &mut out,
+        "panic_monitor_rounds_total",
+        "counter",
+        "Monitoring rounds by outcome.",
+        &[
+            ("outcome=\"ok\"", status.rounds_ok),
+            ("outcome=\"error\"", status.rounds_err),
+            ("outcome=\"timed_out\"", status.rounds_timed_out),
+        ],
+    );
+    metric(
+        &mut out,
+        "panic_monitor_rounds_in_flight",
+        "gauge",
+        "Rounds running now.",
+        &[("", status.rounds_in_flight)],
+    );
+    metric(
+        &mut out,
+        "panic_raw_data_publishes_total",
+        "counter",
+        "Raw-data publishes by outcome.",
+        &[
+            ("outcome=\"ok\"", status.publishes_ok),
+            ("outcome=\"failed\"", status.publishes_failed),
+        ],
+    );
+    for (name, help, v) in [
+        (
+            "panic_worker_heartbeats_total",
+            "Worker heartbeats published.",
+            status.worker_heartbeats,
+        ),
+        (
+            "panic_monitor_build_failures_total",
+            "Failed strategy builds.",
+            status.build_failures,
+        ),
+        (
+            "panic_monitor_deaths_total",
+            "Monitor deaths (panics, hangs).",
+            status.deaths,
+        ),
+        (
+            "panic_config_messages_total",
+            "Config messages handled.",
+            status.config_messages,
+        ),
+        (
+            "panic_config_errors_total",
+            "Config messages or sections refused.",
+            status.config_errors,
+        ),
+        ("panic_pings_total", "Pings answered.", status.pings),
+        (
+            "panic_bus_reconnections_total",
+            "Reconnections to the broker.",
+            bus.reconnections,
+        ),
+        (
+            "panic_bus_outbox_dropped_total",
+            "Publishes dropped, outbox full.",
+            bus.dropped,
+        ),
+    ] {
+        metric(&mut out, name, "counter", help, &[("", v)]);
+    }
+    metric(
+        &mut out,
+        "panic_bus_outbox",
+        "gauge",
+        "Publishes waiting for the broker.",
+        &[("", bus.outbox)],
+    );
+    metric(
+        &mut out,
+        "panic_bus_connected",
+        "gauge",
+        "1 when the bus is connected.",
+        &[("", u64::from(bus.connected))],
+    );
+    out
+}
+
+/// Serve `/metrics` and `/health` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    status: StatusHandle,
+    probe: Probe,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let status = status.clone();
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &status, &probe).await {
+                tracing::debug!(%peer, error = %e, "metrics endpoint: request failed");
+            }
+        });
+    }
+}
+
+/// Bind `addr` (an error names it).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on --metrics-addr {addr}: {e}"))
+}
+
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
+        }
+        if buf.len() > MAX_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+async fn answer(
+    mut stream: TcpStream,
+    status: &StatusHandle,
+    probe: &Probe,
+) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
+        Ok(r) => r?,
+        Err(_) => None,
+    };
+    let (code, content_type, body) = match head.as_deref().and_then(|h| h.lines().next()) {
+        None => (400, "text/plain", "bad request\n".to_owned()),
+        Some(line) => {
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("");
+            let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
+            match (method, path) {
+                ("GET", "/metrics") => (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    render(&status.status(), probe()),
+                ),
+                ("GET", "/health") => {
+                    let bus = probe();
+                    let s = status.status();
+                    if !bus.connected {
+                        (503, "text/plain", "broker disconnected\n".to_owned())
+                    } else if s.states.dead > 0 || s.states.failing > 0 {
+                        // The manager is up; some monitors are being restarted: say so, stay 200.
+                        (
+                            200,
+                            "text/plain",
+                            format!(
+                                "ok ({} failing, {} dead)\n",
+                                s.states.failing, s.states.dead
+                            ),
+                        )
+                    } else {
+                        (200, "text/plain", "ok\n".to_owned())
+                    }
+                }
+                ("GET", _) => (404, "text/plain", "not found\n".to_owned()),
+                _ => (405, "text/plain", "method not allowed\n".to_owned()),
+            }
+        }
+    };
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let response = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let status = ManagerStatus {
+            states: heartbeat::StateCounts {
+                running: 3,
+                failing: 1,
+                dead: 0,
+            },
+            rounds_ok: 10,
+            rounds_err: 2,
+            rounds_timed_out: 0,
+            rounds_in_flight: 1,
+            publishes_ok: 9,
+            publishes_failed: 1,
+            worker_heartbeats: 9,
+            build_failures: 4,
+            deaths: 0,
+            config_messages: 2,
+            config_errors: 1,
+            pings: 5,
+            monitors: Vec::new(),
+        };
+        let text = render(
+            &status,
+            BusHealth {
+                connected: true,
+                outbox: 7,
+                ..BusHealth::default()
+            },
+        );
+        assert!(
+            text.contains("panic_monitors{state=\"running\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("panic_monitor_rounds_total{outcome=\"error\"} 2\n"));
+        assert!(text.contains("panic_bus_outbox 7\n"));
+        assert!(text.contains("panic_bus_connected 1\n"));
+        assert!(text.contains("# TYPE panic_pings_total counter\n"));
+    }
+}
