@@ -24,9 +24,10 @@
 //!   every case.
 //! * **Monitors.** One supervised task per spec (see `supervisor`): build (failures retried with
 //!   capped jittered backoff, reported dead meanwhile), fixed-rate rounds on a per-monitor phase
-//!   (hash of component name and id modulo the period, so monitors started together spread over
-//!   the period), missed ticks skipped (a round never overlaps itself), at most
-//!   [`ManagerSettings::max_in_flight`] rounds in flight across all monitors, each round under a
+//!   (hash of component name and id modulo `min(period, max_phase_spread)`, so monitors started
+//!   together spread out), missed ticks skipped (a round never overlaps itself), at most
+//!   [`ManagerSettings::max_in_flight`] polls in flight across all monitors (publishing holds no
+//!   permit), each round under a
 //!   timeout equal to its period. **Strategies must keep their own request timeouts below the
 //!   period**, so that a slow target gives an error envelope rather than a cut-off round. After a
 //!   round: its publications to `raw_data` in order, then the worker heartbeat; a failed publish

@@ -44,7 +44,8 @@ pub struct ManagerSettings {
     pub manager_name: String,
     /// Period per monitor family; a missing group uses [`PeriodGroup::default_period`].
     pub periods: BTreeMap<PeriodGroup, Duration>,
-    /// Bound on rounds in flight across all monitors (at least 1).
+    /// Bound on polls in flight across all monitors (at least 1): a permit is held while a strategy
+    /// runs its round, not while its results are published.
     pub max_in_flight: usize,
     /// How long rounds in flight may take to finish after shutdown is requested.
     pub shutdown_grace: Duration,

@@ -268,6 +268,9 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
             () = ctx.kill.cancelled() => return,
             outcome = tokio::time::timeout(ctx.round_timeout, monitor.round()) => outcome,
         };
+        // The bound is on polls in flight: publishing (waiting for the broker's confirms) does not
+        // hold a permit, so slow confirms cannot starve other monitors' polls.
+        drop(permit);
         match outcome {
             Err(_elapsed) => {
                 shared.liveness.round_timed_out(ctx.key);
@@ -289,7 +292,6 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
             }
         }
         drop(in_flight);
-        drop(permit);
     }
 }
 
