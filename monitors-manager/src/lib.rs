@@ -40,7 +40,8 @@
 //!   flight finish (and publish) within [`ManagerSettings::shutdown_grace`], the rest is aborted,
 //!   and `run` returns `Ok`.
 //! * **Sharding.** With [`ManagerSettings::shard`] `i/N`, only specs whose stable hash of (routing
-//!   key, spec id) is `i` modulo `N` run; the manager name gets ` (shard i/N)`.
+//!   key, spec id) is `i` modulo `N` run; the manager name gets ` (shard i/N)`, and its config and
+//!   ping queues get `_shard_i_of_N` so that every shard sees every config message and every ping.
 //!
 //! # Layout
 //!
@@ -58,5 +59,7 @@ pub mod status;
 mod supervisor;
 
 pub use manager::{ManagerError, MonitorsManager};
-pub use settings::{Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME};
+pub use settings::{
+    configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
+};
 pub use status::{ManagerStatus, StatusHandle};

@@ -71,6 +71,22 @@ pub struct ManagerSettings {
     pub declare_monitorable_store_queue: bool,
 }
 
+/// `_shard_<i>_of_<n>`, or nothing without sharding.
+pub fn shard_suffix(shard: Option<Shard>) -> String {
+    shard.map_or_else(String::new, |s| {
+        format!("_shard_{}_of_{}", s.index, s.count)
+    })
+}
+
+/// The config queue a manager of `shard` consumes (what `panic-config --shards N` declares).
+pub fn configs_queue_name(shard: Option<Shard>, queue_suffix: &str) -> String {
+    format!(
+        "{}{}{queue_suffix}",
+        monitor_core::keys::MANAGER_CONFIGS_QUEUE,
+        shard_suffix(shard)
+    )
+}
+
 impl Default for ManagerSettings {
     fn default() -> Self {
         ManagerSettings {
@@ -124,20 +140,20 @@ impl ManagerSettings {
         }
     }
 
-    /// The config queue's name.
+    /// The config queue's name: PANIC's, then the shard's suffix (each shard needs its own copy of
+    /// every config message: on a shared queue RabbitMQ would split them between shards), then
+    /// [`ManagerSettings::queue_suffix`].
     pub fn configs_queue(&self) -> String {
-        format!(
-            "{}{}",
-            monitor_core::keys::MANAGER_CONFIGS_QUEUE,
-            self.queue_suffix
-        )
+        configs_queue_name(self.shard, &self.queue_suffix)
     }
 
-    /// The heartbeat (ping) queue's name.
+    /// The heartbeat (ping) queue's name, suffixed like [`ManagerSettings::configs_queue`] (every
+    /// shard answers every ping).
     pub fn heartbeat_queue(&self) -> String {
         format!(
-            "{}{}",
+            "{}{}{}",
             monitor_core::keys::MANAGER_HEARTBEAT_QUEUE,
+            shard_suffix(self.shard),
             self.queue_suffix
         )
     }
@@ -177,6 +193,29 @@ impl ManagerSettings {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shards_get_their_own_queues() {
+        let plain = ManagerSettings::default();
+        assert_eq!(plain.configs_queue(), "monitors_manager_configs_queue");
+        assert_eq!(plain.heartbeat_queue(), "monitors_manager_heartbeat_queue");
+        let sharded = ManagerSettings {
+            shard: Some(Shard { index: 1, count: 3 }),
+            ..ManagerSettings::default()
+        };
+        assert_eq!(
+            sharded.configs_queue(),
+            "monitors_manager_configs_queue_shard_1_of_3"
+        );
+        assert_eq!(
+            sharded.heartbeat_queue(),
+            "monitors_manager_heartbeat_queue_shard_1_of_3"
+        );
+        assert_eq!(
+            configs_queue_name(Some(Shard { index: 1, count: 3 }), ""),
+            sharded.configs_queue()
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -216,9 +255,10 @@ mod tests {
             sharded.effective_manager_name(),
             "Monitors Manager (shard 1/4)"
         );
+        // The shard's suffix, then the explicit one.
         assert_eq!(
             sharded.heartbeat_queue(),
-            "monitors_manager_heartbeat_queue_1"
+            "monitors_manager_heartbeat_queue_shard_1_of_4_1"
         );
 
         for bad in [

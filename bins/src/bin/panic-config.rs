@@ -8,8 +8,9 @@ use std::time::Duration;
 use bins::{cli, config_dir};
 use clap::Parser;
 use monitor_core::bus::{declare_bound_queue, publish_json};
-use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIGS_QUEUE, MANAGER_CONFIG_BINDINGS};
+use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
 use monitor_core::Bus;
+use monitors_manager::{configs_queue_name, Shard};
 
 /// Publish PANIC's config folder to RabbitMQ's `config` exchange (persistent, confirmed).
 #[derive(Debug, Parser)]
@@ -32,6 +33,11 @@ struct Args {
     /// PANIC's start-up did.
     #[arg(long)]
     no_declare_manager_queue: bool,
+
+    /// The managers run sharded (`monitors-manager --shard i/N`): declare the config queue of each
+    /// of the N shards instead of the unsharded one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    shards: Option<u32>,
 }
 
 #[tokio::main]
@@ -53,19 +59,26 @@ async fn run(args: Args) -> Result<(), String> {
     let Some(bus) = cli::connect_amqp(&args.amqp_url, "panic-config", &shutdown).await else {
         return Ok(());
     };
-    if args.no_declare_manager_queue {
-        bus.declare_exchange(CONFIG_EXCHANGE)
-            .await
-            .map_err(|e| e.to_string())?;
-    } else {
-        declare_bound_queue(
-            bus.as_ref(),
-            MANAGER_CONFIGS_QUEUE,
-            CONFIG_EXCHANGE,
-            &MANAGER_CONFIG_BINDINGS,
-        )
+    bus.declare_exchange(CONFIG_EXCHANGE)
         .await
         .map_err(|e| e.to_string())?;
+    if !args.no_declare_manager_queue {
+        let queues: Vec<String> = match args.shards {
+            None => vec![configs_queue_name(None, "")],
+            Some(count) => (0..count)
+                .map(|index| configs_queue_name(Some(Shard { index, count }), ""))
+                .collect(),
+        };
+        for queue in queues {
+            declare_bound_queue(
+                bus.as_ref(),
+                &queue,
+                CONFIG_EXCHANGE,
+                &MANAGER_CONFIG_BINDINGS,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
     }
     let mut failures = 0usize;
     for msg in &initial {

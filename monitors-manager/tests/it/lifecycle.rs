@@ -124,7 +124,7 @@ async fn shards_split_the_specs_between_managers() {
     let probe = Probe::default();
     let shard = |index| ManagerSettings {
         shard: Some(Shard { index, count: 2 }),
-        queue_suffix: format!("_shard{index}"),
+        // No queue suffix: each shard gets its own config and ping queues by itself.
         ..test_settings()
     };
     let mut cap = monitorable_capture(&bus, "monitorables").await;
