@@ -281,3 +281,110 @@ async fn config_to_raw_data_heartbeats_and_redis() {
     publisher.close().await;
     bus.close().await;
 }
+
+#[tokio::test]
+async fn two_shards_share_the_work_on_one_rabbitmq() {
+    let server = TestServer::start().await.unwrap();
+    server.route("/metrics", Reply::ok(node_exporter_fixture()));
+    let url = server.url("/metrics");
+    let vhost = Vhost::create();
+    let amqp = vhost.url();
+    let dir = TempDir::new("panic-shards");
+    let cfg = dir.0.join("config");
+    let names: Vec<String> = (0..12).map(|i| format!("host{i:02}")).collect();
+    let systems: Vec<(String, String, String)> = names
+        .iter()
+        .map(|n| (format!("sys_{n}"), n.clone(), url.clone()))
+        .collect();
+    let refs: Vec<(&str, &str, &str)> = systems
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    write_systems(&cfg.join("general/systems_config.ini"), &refs);
+
+    let bus = AmqpBus::connect(AmqpSettings::new(amqp.clone()))
+        .await
+        .unwrap();
+    declare_bound_queue(
+        &bus,
+        "test_mh",
+        HEALTH_CHECK_EXCHANGE,
+        &["heartbeat.manager"],
+    )
+    .await
+    .unwrap();
+    let mut mh = bus.consume("test_mh", 50).await.unwrap();
+
+    // The config is published before the shards start: their queues keep it.
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_panic-config"))
+        .args([
+            "--amqp-url",
+            &amqp,
+            "--config-dir",
+            cfg.to_str().unwrap(),
+            "--shards",
+            "2",
+        ])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let _s0 = spawn(
+        env!("CARGO_BIN_EXE_monitors-manager"),
+        &["--amqp-url", &amqp, "--shard", "0/2"],
+    );
+    let _s1 = spawn(
+        env!("CARGO_BIN_EXE_monitors-manager"),
+        &["--amqp-url", &amqp, "--shard", "1/2"],
+    );
+
+    // Ping until both shards' heartbeats together list every system exactly once.
+    let start = Instant::now();
+    let mut latest: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    loop {
+        bus.publish(
+            HEALTH_CHECK_EXCHANGE,
+            "ping",
+            bytes::Bytes::from_static(b"ping"),
+        )
+        .await
+        .ok();
+        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(500), mh.next()).await {
+            let v: Value = serde_json::from_slice(&d.body).unwrap();
+            d.ack().await.unwrap();
+            let running = v["running_processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect();
+            latest.insert(v["component_name"].as_str().unwrap().to_owned(), running);
+        }
+        let mut all: Vec<String> = latest.values().flatten().cloned().collect();
+        all.sort();
+        let expected: Vec<String> = names
+            .iter()
+            .map(|n| format!("System monitor ({n})"))
+            .collect();
+        if latest.len() == 2 && all == expected {
+            assert!(
+                latest.contains_key("Monitors Manager (shard 0/2)"),
+                "{latest:?}"
+            );
+            assert!(
+                latest.contains_key("Monitors Manager (shard 1/2)"),
+                "{latest:?}"
+            );
+            assert!(
+                latest.values().all(|r| !r.is_empty()),
+                "both shards work: {latest:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "shards never covered every system once: {latest:?}"
+        );
+    }
+    bus.close().await;
+}
