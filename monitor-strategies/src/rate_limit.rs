@@ -155,7 +155,7 @@ impl RateBudget {
         let remaining = header_str(headers, "x-ratelimit-remaining").and_then(|v| v.parse().ok());
         let reset = header_str(headers, "x-ratelimit-reset")
             .and_then(|v| v.parse::<u64>().ok())
-            .map(|secs| cap(UNIX_EPOCH + Duration::from_secs(secs), now));
+            .map(|secs| cap_after_epoch(Duration::from_secs(secs), now));
         let retry_after =
             header_str(headers, "retry-after").and_then(|v| parse_retry_after(v, now));
 
@@ -201,11 +201,16 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTime> {
     }
     let date = OffsetDateTime::parse(value, &Rfc2822).ok()?;
     let nanos = u64::try_from(date.unix_timestamp_nanos()).ok()?;
-    Some(cap(UNIX_EPOCH + Duration::from_nanos(nanos), now))
+    Some(cap_after_epoch(Duration::from_nanos(nanos), now))
 }
 
-fn cap(t: SystemTime, now: SystemTime) -> SystemTime {
-    t.min(now + MAX_WAIT)
+/// `UNIX_EPOCH + since_epoch`, at most `now + MAX_WAIT` (a time `SystemTime` cannot hold, which
+/// `+` would panic on, is past the cap too).
+fn cap_after_epoch(since_epoch: Duration, now: SystemTime) -> SystemTime {
+    let cap = now + MAX_WAIT;
+    UNIX_EPOCH
+        .checked_add(since_epoch)
+        .map_or(cap, |t| t.min(cap))
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
@@ -353,6 +358,25 @@ mod tests {
         );
         let b = RateBudget::new();
         b.record(429, &headers(&[("retry-after", "86400")]), at(NOW));
+        assert_eq!(
+            b.try_acquire(at(NOW)).unwrap_err().until,
+            at(NOW) + MAX_WAIT
+        );
+    }
+
+    /// A reset beyond what `SystemTime` can hold (`UNIX_EPOCH + u64::MAX s` overflows) is capped,
+    /// not a panic of the monitor that read it.
+    #[test]
+    fn a_reset_beyond_the_representable_time_is_capped() {
+        let b = RateBudget::new();
+        b.record(
+            403,
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "18446744073709551615"),
+            ]),
+            at(NOW),
+        );
         assert_eq!(
             b.try_acquire(at(NOW)).unwrap_err().until,
             at(NOW) + MAX_WAIT
