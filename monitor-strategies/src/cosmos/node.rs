@@ -461,7 +461,11 @@ async fn history(
     state.last_height = Some(last);
     let deadline = tokio::time::Instant::now() + http.timeout() / 2;
     // Height 1 has no previous block to look at.
-    let heights: Vec<u64> = ((last + 1).max(2)..=current).collect();
+    let heights: Vec<u64> = match last.checked_add(1) {
+        Some(first) => (first.max(2)..=current).collect(),
+        // Already at the largest height there is (a hostile or broken node): nothing newer.
+        None => Vec::new(),
+    };
     let mut entries = Vec::with_capacity(heights.len());
     let mut done = last;
     for (i, batch) in heights.chunks(HISTORY_CONCURRENCY).enumerate() {

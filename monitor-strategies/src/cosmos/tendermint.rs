@@ -188,7 +188,7 @@ pub async fn validators(http: &Http, base: &str, height: u64) -> Result<Vec<Stri
                 .ok_or_else(|| missing(&url, "`address` of a validator"))?;
             addresses.push(address.to_ascii_uppercase());
         }
-        seen += count;
+        seen = seen.saturating_add(count);
         if count == 0 || seen >= total {
             return Ok(addresses);
         }

@@ -708,3 +708,52 @@ async fn long_catch_up_is_bounded_and_resumes() {
     assert_eq!(historical[11]["height"], H + 9);
     assert_eq!(m.tendermint_state().last_height, Some(H + 20));
 }
+
+/// A hostile or broken node reporting the largest height there is: rounds go on (no overflow of
+/// `last + 1`), the second round has nothing new to look at.
+#[tokio::test]
+async fn height_at_u64_max_is_not_an_overflow() {
+    let node = FakeNode::start(Sdk::V047, Tm::V038).await;
+    node.set_height(u64::MAX);
+    let config = tm_only(&node.url());
+    let mut m = monitor(config.clone(), vec![config]);
+    let body = round(&mut m).await;
+    let heights: Vec<u64> = body["tendermint_rpc"]["result"]["data"]["historical"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["height"].as_u64().unwrap())
+        .collect();
+    assert_eq!(heights, [u64::MAX]);
+    assert_eq!(m.tendermint_state().last_height, Some(u64::MAX));
+    let body = round(&mut m).await;
+    assert_eq!(
+        body["tendermint_rpc"]["result"]["data"]["historical"],
+        json!([])
+    );
+}
+
+/// Validator pages whose `count`s add up beyond 64 bits are an error envelope, not an overflow.
+#[tokio::test]
+async fn validator_counts_beyond_u64_are_not_an_overflow() {
+    let node = FakeNode::start(Sdk::V047, Tm::V038).await;
+    node.server.route_fn("/validators", move |r| {
+        let h = query_u64(r, "height").unwrap();
+        let mut page = validators_page(h, 1, 100);
+        page["result"]["count"] = json!(u64::MAX.to_string());
+        page["result"]["total"] = json!(u64::MAX.to_string());
+        if query_u64(r, "page") == Some(1) {
+            page["result"]["count"] = json!("1");
+        }
+        Reply::json(page.to_string())
+    });
+    let config = tm_only(&node.url());
+    let mut m = monitor(config.clone(), vec![config]);
+    let body = round(&mut m).await;
+    // Page 2 completes the count (saturated at the total): the history is read.
+    assert!(
+        body["tendermint_rpc"]["result"]["data"]["historical"].is_array(),
+        "{body}"
+    );
+    assert_eq!(node.hits_prefix("/validators"), 2);
+}
