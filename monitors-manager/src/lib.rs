@@ -61,5 +61,6 @@ mod supervisor;
 pub use manager::{ManagerError, MonitorsManager};
 pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
+    DEFAULT_MAX_CONFIG_BYTES,
 };
 pub use status::{ManagerStatus, StatusHandle};

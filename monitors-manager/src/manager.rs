@@ -234,16 +234,32 @@ impl Run {
     async fn handle_config(&mut self, delivery: Delivery) {
         Counters::bump(&self.shared.counters.config_messages);
         let routing_key = delivery.routing_key.clone();
-        match ConfigMessage::parse(&routing_key, &delivery.body) {
+        let size = delivery.body.len();
+        let max = self.settings.max_config_bytes;
+        if size > max {
+            Counters::bump(&self.shared.counters.config_errors);
+            tracing::warn!(
+                routing_key,
+                size,
+                max,
+                "config message ignored: its body is larger than the limit"
+            );
+        } else {
+            self.parse_and_apply(&routing_key, &delivery.body).await;
+        }
+        // Always acked, whatever happened (PANIC's rule: a bad config is never requeued).
+        if let Err(e) = delivery.ack().await {
+            tracing::warn!(routing_key, error = %e, "acking a config message failed");
+        }
+    }
+
+    async fn parse_and_apply(&mut self, routing_key: &str, body: &[u8]) {
+        match ConfigMessage::parse(routing_key, body) {
             Ok(message) => self.apply(&message).await,
             Err(e) => {
                 Counters::bump(&self.shared.counters.config_errors);
                 tracing::warn!(routing_key, error = %e, "config message ignored");
             }
-        }
-        // Always acked, whatever happened (PANIC's rule: a bad config is never requeued).
-        if let Err(e) = delivery.ack().await {
-            tracing::warn!(routing_key, error = %e, "acking a config message failed");
         }
     }
 

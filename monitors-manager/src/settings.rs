@@ -69,7 +69,16 @@ pub struct ManagerSettings {
     /// publishes before the store is up. On for RabbitMQ deployments; off by default (embedded, no
     /// store consumes it and the queue would only grow).
     pub declare_monitorable_store_queue: bool,
+    /// Config messages with a larger body (in bytes) are logged, counted as config errors and
+    /// acked without being parsed (default [`DEFAULT_MAX_CONFIG_BYTES`], 16 MiB): a runaway or
+    /// hostile publisher cannot make the manager hold a huge JSON tree (RabbitMQ itself lets
+    /// through bodies up to 128 MiB by default).
+    pub max_config_bytes: usize,
 }
+
+/// Default [`ManagerSettings::max_config_bytes`]: 16 MiB, far above any real PANIC config (a
+/// config of 50,000 sections is about 7 MB).
+pub const DEFAULT_MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
 /// `_shard_<i>_of_<n>`, or nothing without sharding.
 pub fn shard_suffix(shard: Option<Shard>) -> String {
@@ -101,6 +110,7 @@ impl Default for ManagerSettings {
             hung_periods: 3,
             max_phase_spread: Duration::from_secs(60),
             declare_monitorable_store_queue: false,
+            max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
         }
     }
 }
@@ -164,6 +174,9 @@ impl ManagerSettings {
             if self.period(group).is_zero() {
                 return Err(format!("the period of {group:?} monitors must not be zero"));
             }
+        }
+        if self.max_config_bytes == 0 {
+            return Err("max_config_bytes must be at least 1".to_owned());
         }
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1".to_owned());

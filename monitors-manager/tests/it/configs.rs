@@ -304,3 +304,86 @@ async fn the_store_queue_is_declared_so_early_monitorables_wait_for_the_store() 
     assert_eq!(msg["sources"][0]["source_id"], "a");
     h.stop().await.unwrap();
 }
+
+/// Hostile config input: a body above the size limit (valid JSON, yet never applied), a config of
+/// 50,000 sections, JSON nested 100,000 deep, non-UTF-8 bytes and a routing key with odd
+/// characters are all acked and counted; the running monitor is untouched and keeps polling.
+#[tokio::test(start_paused = true)]
+async fn oversized_huge_nested_non_utf8_and_odd_keys_are_acked_and_disturb_nothing() {
+    const LIMIT: usize = 8 * 1024 * 1024;
+    let probe = Probe::default();
+    let settings = ManagerSettings {
+        max_config_bytes: LIMIT,
+        ..test_settings()
+    };
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
+        .await;
+    let key_a = monitor(&h.status(), "Fake monitor (a)").key;
+
+    // Valid, but above the limit: not parsed, not applied (`a` would be removed, `big` started).
+    let mut big = section("big", true);
+    big["padding"] = json!("x".repeat(LIMIT));
+    let body = json!({"big": big}).to_string();
+    assert!(body.len() > LIMIT);
+    h.config(GENERAL, &body).await;
+    assert_eq!(names(&h.status()), ["Fake monitor (a)"]);
+    assert_eq!(h.status().config_errors, 1);
+
+    // Exactly at the limit is still applied: the limit is on the body, not a guess.
+    let mut at = section("at", true);
+    at["padding"] = json!("");
+    let base = json!({"a": section("a", true), "at": at}).to_string().len();
+    at["padding"] = json!("x".repeat(LIMIT - base));
+    let body = json!({"a": section("a", true), "at": at}).to_string();
+    assert_eq!(body.len(), LIMIT);
+    h.config(GENERAL, &body).await;
+    assert_eq!(
+        names(&h.status()),
+        ["Fake monitor (a)", "Fake monitor (at)"]
+    );
+    assert_eq!(h.status().config_errors, 1);
+    h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
+        .await;
+
+    // Deeply nested JSON (serde_json's recursion limit), non-UTF-8 bytes, an odd routing key.
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    h.config(GENERAL, &nested).await;
+    h.config_bytes(
+        GENERAL,
+        bytes::Bytes::from_static(b"{\"a\": {\"id\": \"\xff\xfe\"}}"),
+    )
+    .await;
+    h.config_bytes(GENERAL, bytes::Bytes::from_static(b"\xc3\x28\x00\x01"))
+        .await;
+    let odd = "chains.c\u{fffd} \u{0}*#.s\u{e9}ct..systems_config";
+    h.bus
+        .bind_queue(&h.settings.configs_queue(), CONFIG_EXCHANGE, odd)
+        .await
+        .unwrap();
+    h.config(odd, &json!({"o": section("o", true)}).to_string())
+        .await;
+    assert_eq!(h.status().config_errors, 5);
+
+    // A config of 50,000 sections under the limit: parsed and applied.
+    let mut sections = serde_json::Map::new();
+    for i in 0..50_000 {
+        sections.insert(format!("s{i}"), section(&format!("s{i}"), false));
+    }
+    sections.insert("a".to_owned(), section("a", true));
+    sections.insert("z".to_owned(), section("z", true));
+    let body = serde_json::Value::Object(sections).to_string();
+    assert!(body.len() < LIMIT);
+    h.config(GENERAL, &body).await;
+    assert_eq!(names(&h.status()), ["Fake monitor (a)", "Fake monitor (z)"]);
+    assert_eq!(h.status().config_errors, 5);
+    h.config(GENERAL, &json!({"a": section("a", true)}).to_string())
+        .await;
+
+    assert_eq!(names(&h.status()), ["Fake monitor (a)"]);
+    assert_eq!(monitor(&h.status(), "Fake monitor (a)").key, key_a);
+    let before = probe.stats("a").rounds_finished;
+    h.advance(Duration::from_secs(30)).await;
+    assert!(probe.stats("a").rounds_finished > before);
+    h.stop().await.unwrap();
+}

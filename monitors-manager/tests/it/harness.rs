@@ -404,8 +404,14 @@ impl Harness {
 
     /// Publish a config message and wait until the manager handled it.
     pub(crate) async fn config(&mut self, routing_key: &str, body: &str) {
+        self.config_bytes(routing_key, Bytes::from(body.to_owned()))
+            .await;
+    }
+
+    /// Publish a config message of any bytes and wait until the manager handled and acked it.
+    pub(crate) async fn config_bytes(&mut self, routing_key: &str, body: Bytes) {
         self.bus
-            .publish(CONFIG_EXCHANGE, routing_key, Bytes::from(body.to_owned()))
+            .publish(CONFIG_EXCHANGE, routing_key, body)
             .await
             .unwrap();
         self.published_configs += 1;
