@@ -117,24 +117,37 @@ pub fn timeout_below_period(request_timeout: Duration, period: Duration) -> Dura
     request_timeout.min(period.mul_f64(0.9))
 }
 
-/// Connect to RabbitMQ, retrying with capped backoff until it answers or `shutdown`.
+/// Check that `url` is an AMQP URL (`amqp://` or `amqps://`, host, optional port and vhost):
+/// a URL that cannot parse is a mistake to report at once, not an outage to retry.
+pub fn check_amqp_url(url: &str) -> Result<(), String> {
+    url.parse::<lapin::uri::AMQPUri>().map(|_| ()).map_err(|e| {
+        format!(
+            "--amqp-url / AMQP_URL `{}` is not an AMQP URL (amqp://user:password@host:port/vhost): {e}",
+            redact_url(url)
+        )
+    })
+}
+
+/// Connect to RabbitMQ, retrying with capped backoff until it answers or `shutdown` (then
+/// `Ok(None)`). A URL that does not parse is an error at once (see [`check_amqp_url`]).
 pub async fn connect_amqp(
     url: &str,
     connection_name: &str,
     shutdown: &CancellationToken,
-) -> Option<Arc<AmqpBus>> {
+) -> Result<Option<Arc<AmqpBus>>, String> {
+    check_amqp_url(url)?;
     let mut settings = AmqpSettings::new(url);
     settings.connection_name = connection_name.to_owned();
     let mut delay = Duration::from_millis(500);
     loop {
         match AmqpBus::connect(settings.clone()).await {
-            Ok(bus) => return Some(Arc::new(bus)),
+            Ok(bus) => return Ok(Some(Arc::new(bus))),
             Err(e) => {
                 tracing::warn!(error = %e, url = %redact_url(url), retry_in = ?delay, "cannot connect to RabbitMQ");
             }
         }
         tokio::select! {
-            () = shutdown.cancelled() => return None,
+            () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(30));

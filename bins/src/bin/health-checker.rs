@@ -61,7 +61,7 @@ async fn run(args: Args) -> Result<(), String> {
         RedisHeartbeatSink::open(&args.redis_url, &args.namespace).map_err(|e| e.to_string())?;
     let shutdown = cli::shutdown_on_signals();
     let Some(bus) =
-        cli::connect_amqp(&args.amqp_url, "panic-monitors health checker", &shutdown).await
+        cli::connect_amqp(&args.amqp_url, "panic-monitors health checker", &shutdown).await?
     else {
         return Ok(());
     };

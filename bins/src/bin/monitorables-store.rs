@@ -76,7 +76,8 @@ async fn run(args: Args) -> Result<(), String> {
                 .amqp_url
                 .ok_or("give --amqp-url URL (or AMQP_URL) to run the store")?;
             let shutdown = cli::shutdown_on_signals();
-            let Some(bus) = cli::connect_amqp(&url, "panic-monitors store", &shutdown).await else {
+            let Some(bus) = cli::connect_amqp(&url, "panic-monitors store", &shutdown).await?
+            else {
                 return Ok(());
             };
             let store: Arc<dyn MonitorablesStore> = Arc::new(store);

@@ -155,7 +155,7 @@ async fn run(args: Args) -> Result<(), String> {
         .clone()
         .or_else(|| std::env::var("AMQP_URL").ok())
         .ok_or("give --config-dir DIR (embedded, no broker) or --amqp-url URL (or AMQP_URL)")?;
-    let Some(bus) = cli::connect_amqp(&url, "panic-monitors manager", &shutdown).await else {
+    let Some(bus) = cli::connect_amqp(&url, "panic-monitors manager", &shutdown).await? else {
         return Ok(());
     };
     tracing::info!(url = %cli::redact_url(&url), "monitors manager running on RabbitMQ");

@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let initial = config_dir::read_dir(&args.config_dir).map_err(|e| e.to_string())?;
     let shutdown = cli::shutdown_on_signals();
-    let Some(bus) = cli::connect_amqp(&args.amqp_url, "panic-config", &shutdown).await else {
+    let Some(bus) = cli::connect_amqp(&args.amqp_url, "panic-config", &shutdown).await? else {
         return Ok(());
     };
     bus.declare_exchange(CONFIG_EXCHANGE)
