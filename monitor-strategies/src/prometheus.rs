@@ -18,6 +18,7 @@
 //! the line, never a panic (a property test feeds it random bytes and truncated lines).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
@@ -214,6 +215,8 @@ fn parse_sample(line: &str) -> Result<ParsedSample, String> {
 /// Parses `name="value", …}` (after the opening brace); returns the labels and what follows `}`.
 fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels: Vec<(String, String)> = Vec::new();
+    // Label name → position in `labels`: a line with a huge number of labels stays linear.
+    let mut positions: HashMap<String, usize> = HashMap::new();
     loop {
         s = s.trim_start();
         if let Some(after) = s.strip_prefix('}') {
@@ -233,9 +236,12 @@ fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
         };
         let (value, after) = parse_quoted(quoted)
             .ok_or_else(|| format!("label `{label_name}`: unterminated value"))?;
-        match labels.iter_mut().find(|(k, _)| k == label_name) {
+        match positions.get(label_name).and_then(|&i| labels.get_mut(i)) {
             Some(existing) => existing.1 = value,
-            None => labels.push((label_name.to_owned(), value)),
+            None => {
+                positions.insert(label_name.to_owned(), labels.len());
+                labels.push((label_name.to_owned(), value));
+            }
         }
         s = after.trim_start();
         if let Some(after_comma) = s.strip_prefix(',') {
@@ -420,31 +426,41 @@ pub fn query(
     requested: &[(&str, Requirement)],
 ) -> Result<MetricsData, QueryError> {
     let mut found: Vec<Option<MetricValue>> = vec![None; requested.len()];
+    // Per requested metric: label-set key → index in its entries (linear in the samples, however
+    // many label sets a hostile exporter sends).
+    let mut positions: Vec<HashMap<String, usize>> = vec![HashMap::new(); requested.len()];
     for sample in samples {
         let name = sample.python_name();
         let Some(index) = requested.iter().position(|(r, _)| *r == name) else {
             continue;
         };
-        let slot = &mut found[index];
+        let (Some(slot), Some(keys)) = (found.get_mut(index), positions.get_mut(index)) else {
+            continue;
+        };
         match (slot.as_mut(), sample.labels.is_empty()) {
             (None, true) => *slot = Some(MetricValue::Single(sample.value)),
             (None, false) => {
+                let key = sample.labels_json();
+                keys.insert(key.clone(), 0);
                 *slot = Some(MetricValue::Labelled(vec![LabelledValue {
                     labels: sample.labels.clone(),
-                    key: sample.labels_json(),
+                    key,
                     value: sample.value,
                 }]))
             }
             (Some(MetricValue::Single(total)), true) => *total += sample.value,
             (Some(MetricValue::Labelled(entries)), false) => {
                 let key = sample.labels_json();
-                match entries.iter_mut().find(|e| e.key == key) {
+                match keys.get(&key).and_then(|&i| entries.get_mut(i)) {
                     Some(entry) => entry.value = sample.value,
-                    None => entries.push(LabelledValue {
-                        labels: sample.labels.clone(),
-                        key,
-                        value: sample.value,
-                    }),
+                    None => {
+                        keys.insert(key.clone(), entries.len());
+                        entries.push(LabelledValue {
+                            labels: sample.labels.clone(),
+                            key,
+                            value: sample.value,
+                        });
+                    }
                 }
             }
             _ => return Err(QueryError::MixedLabels(name.into_owned())),
@@ -573,5 +589,38 @@ mod tests {
             query(&samples, &[("mix", Requirement::Optional)]),
             Err(QueryError::MixedLabels("mix".to_owned()))
         );
+    }
+
+    /// A hostile exporter (any body under the cap) cannot make parsing or the query quadratic: a
+    /// body of 200,000 distinct label sets of one metric, and a line of 100,000 labels. With a
+    /// linear search per sample these took minutes of CPU on a runtime thread (which no round
+    /// timeout can interrupt); the semantics (first position, last value) are unchanged.
+    #[test]
+    fn many_label_sets_and_labels_stay_linear() {
+        let n = 200_000;
+        let mut text = String::with_capacity(n * 40);
+        for i in 0..n {
+            let _ = writeln!(text, "m{{a=\"{i}\"}} {i}");
+        }
+        text.push_str("m{a=\"7\"} 0.5\n");
+        let data = query(&parse(&text).unwrap(), &[("m", Requirement::Strict)]).unwrap();
+        let Some(MetricValue::Labelled(entries)) = data.get("m") else {
+            panic!("labelled expected");
+        };
+        assert_eq!(entries.len(), n);
+        assert_eq!(entries[7].key, r#"{"a": "7"}"#);
+        assert_eq!(entries[7].value, 0.5);
+        assert_eq!(entries[n - 1].value, (n - 1) as f64);
+
+        let labels = 100_000;
+        let mut line = String::from("x{");
+        for i in 0..labels {
+            let _ = write!(line, "l{i}=\"{i}\",");
+        }
+        line.push_str("l3=\"again\"} 1\n");
+        let samples = parse(&line).unwrap();
+        assert_eq!(samples[0].labels.len(), labels);
+        assert_eq!(samples[0].labels[3], ("l3".to_owned(), "again".to_owned()));
+        assert_eq!(samples[0].label("l99999"), Some("99999"));
     }
 }
