@@ -109,6 +109,12 @@ fn source_key(n: &CosmosNodeConfig) -> (&str, &str, &str, &str, bool, bool) {
     )
 }
 
+/// What the network monitor uses of a data source (it reads only REST, and names the source in
+/// its messages); the order of the list carries the validator grouping.
+fn network_source_key(n: &CosmosNodeConfig) -> (&str, &str) {
+    (&n.node_name, &n.cosmos_rest_url)
+}
+
 fn accepts_key(key: &ConfigKey) -> bool {
     key.config_type == ConfigType::NodesConfig && !key.is_general() && key.base_chain == COSMOS
 }
@@ -249,7 +255,7 @@ impl Planner for CosmosNetworkPlanner {
         let chain = message.key.chain_name();
         let data_sources = network_data_sources(&nodes);
         let component = network::component_name(&sub_chain);
-        let source_keys: Vec<_> = data_sources.iter().map(source_key).collect();
+        let source_keys: Vec<_> = data_sources.iter().map(network_source_key).collect();
         let print = fingerprint(&("cosmos_network", &parent_id, &sub_chain, &source_keys));
         let settings = Arc::clone(&self.settings);
         let build_parent = parent_id.clone();

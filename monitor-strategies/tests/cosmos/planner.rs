@@ -277,3 +277,22 @@ fn only_cosmos_nodes_config() {
         .collect();
     assert!(names.contains(&"cosmos_nodes") && names.contains(&"cosmos_network"));
 }
+
+/// The network monitor reads only its sources' names and REST URLs (in order): a source's
+/// Tendermint URL or archive flag changing does not restart it; its REST URL does.
+#[test]
+fn network_fingerprint_covers_only_what_the_network_monitor_uses() {
+    let before = network_planner().plan(&message(&five())).specs[0].fingerprint;
+    let mut sections = five();
+    sections[1].1["tendermint_rpc_url"] = json!("http://elsewhere:26657");
+    sections[1].1["is_archive_node"] = json!("true");
+    assert_eq!(
+        network_planner().plan(&message(&sections)).specs[0].fingerprint,
+        before
+    );
+    sections[1].1["cosmos_rest_url"] = json!("http://elsewhere:1317");
+    assert_ne!(
+        network_planner().plan(&message(&sections)).specs[0].fingerprint,
+        before
+    );
+}
