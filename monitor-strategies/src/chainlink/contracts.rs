@@ -29,8 +29,9 @@
 //! * any per-node read error (transport, JSON-RPC error, undecodable answer) skips the node (PANIC
 //!   restarted the monitor on the latter two).
 //!
-//! Integers go out as JSON integers; the few values above `u64`/`i64` (payments over 18.4 tokens
-//! in wei) as floats, serde_json having no big integers in this workspace.
+//! Integers go out as JSON integers with every digit, also above `u64`/`i64` (payments over 18.4
+//! tokens in wei): the workspace's serde_json has `arbitrary_precision` (see
+//! [`crate::chainlink::abi::decimal_json`]).
 
 use std::collections::HashMap;
 use std::str::FromStr;
