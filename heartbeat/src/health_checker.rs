@@ -256,10 +256,13 @@ pub async fn run_ping_publisher(
             () = shutdown.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
         }
-        match bus
-            .publish(HEALTH_CHECK_EXCHANGE, PING_ROUTING_KEY, PING_BODY.into())
-            .await
-        {
+        // While the broker is away a publish waits in the bus's outbox for the reconnection:
+        // shutdown must not wait for it (the ping is dropped, as any ping of a stopping checker).
+        let published = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = bus.publish(HEALTH_CHECK_EXCHANGE, PING_ROUTING_KEY, PING_BODY.into()) => r,
+        };
+        match published {
             Ok(()) => debug!("ping published"),
             Err(e @ BusError::Unroutable { .. }) => {
                 warn!(error = %e, "ping is unroutable: no component listens for pings");
