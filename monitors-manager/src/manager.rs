@@ -200,9 +200,20 @@ impl MonitorsManager {
             };
             match event {
                 Event::Shutdown => break Ok(()),
-                Event::Config(Some(delivery)) => run.handle_config(delivery).await,
+                // Handling publishes (monitorables, the manager heartbeat), which waits for the
+                // broker while it is away: shutdown must not wait for it. A config message cut
+                // short is not acked and comes back to the next start.
+                Event::Config(Some(delivery)) => tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break Ok(()),
+                    () = run.handle_config(delivery) => {}
+                },
                 Event::Config(None) => break Err(ManagerError::ConsumerClosed(configs_queue)),
-                Event::Ping(Some(delivery)) => run.handle_ping(delivery).await,
+                Event::Ping(Some(delivery)) => tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break Ok(()),
+                    () = run.handle_ping(delivery) => {}
+                },
                 Event::Ping(None) => break Err(ManagerError::ConsumerClosed(heartbeat_queue)),
                 Event::Reaped(joined) => run.reaped(joined),
             }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monitor_core::envelope::MonitorableMessage;
-use monitor_core::MemoryBus;
+use monitor_core::{Bus, MemoryBus};
 use monitors_manager::{ManagerError, ManagerSettings, MonitorsManager, Shard};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -170,4 +170,114 @@ async fn shards_split_the_specs_between_managers() {
     );
     h0.stop().await.unwrap();
     h1.stop().await.unwrap();
+}
+
+/// A bus whose publishes on one exchange never complete, as an AMQP bus's publishes wait in its
+/// outbox while the broker is away.
+struct StuckPublishes {
+    inner: MemoryBus,
+    exchange: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Bus for StuckPublishes {
+    async fn declare_exchange(&self, exchange: &str) -> Result<(), monitor_core::BusError> {
+        self.inner.declare_exchange(exchange).await
+    }
+    async fn declare_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
+        self.inner.declare_queue(queue).await
+    }
+    async fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), monitor_core::BusError> {
+        self.inner.bind_queue(queue, exchange, routing_key).await
+    }
+    async fn delete_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
+        self.inner.delete_queue(queue).await
+    }
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: bytes::Bytes,
+    ) -> Result<(), monitor_core::BusError> {
+        if exchange == self.exchange {
+            std::future::pending::<()>().await;
+        }
+        self.inner.publish(exchange, routing_key, body).await
+    }
+    async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<monitor_core::Consumer, monitor_core::BusError> {
+        self.inner.consume(queue, prefetch).await
+    }
+}
+
+/// Shutdown while the manager waits to publish (the broker went away after a ping or a config
+/// arrived): `run` still returns within its grace.
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_for_a_publish_to_an_absent_broker() {
+    use monitor_core::keys::{CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE};
+    for (exchange, send_to, key, body) in [
+        (
+            HEALTH_CHECK_EXCHANGE,
+            HEALTH_CHECK_EXCHANGE,
+            "ping",
+            "ping".to_owned(),
+        ),
+        (
+            MONITORABLE_EXCHANGE,
+            CONFIG_EXCHANGE,
+            GENERAL,
+            json!({"a": {"id": "a", "name": "a", "monitor": "true"}}).to_string(),
+        ),
+    ] {
+        let probe = Probe::default();
+        let inner = MemoryBus::new();
+        let bus = Arc::new(StuckPublishes {
+            inner: inner.clone(),
+            exchange,
+        });
+        let settings = ManagerSettings {
+            shutdown_grace: Duration::from_secs(5),
+            ..test_settings()
+        };
+        let manager = MonitorsManager::new(bus, vec![FakePlanner::systems(&probe)], settings);
+        let status = manager.status_handle();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(manager.run(shutdown.clone()));
+        // Wait until the manager consumes, then send what makes it publish.
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if inner
+                .publish(send_to, key, bytes::Bytes::from(body.clone()))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "the manager never bound"
+            );
+        }
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        while status.status().pings + status.status().config_messages == 0 {
+            assert!(tokio::time::Instant::now() < give_up, "nothing handled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(600), task)
+            .await
+            .unwrap_or_else(|_| panic!("the manager hung in a publish to `{exchange}`"))
+            .unwrap()
+            .unwrap();
+    }
 }
