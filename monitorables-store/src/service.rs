@@ -89,7 +89,12 @@ pub async fn run_store_service(
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let mut consumer = match setup(bus.as_ref(), &settings).await {
+        // Declaring waits for the broker while it is away: shutdown must not wait for it.
+        let set_up = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = setup(bus.as_ref(), &settings) => r,
+        };
+        let mut consumer = match set_up {
             Ok(c) => {
                 backoff.reset();
                 c
@@ -200,14 +205,13 @@ async fn handle(
     ack(delivery).await;
 
     let heartbeat = WorkerHeartbeat::alive(&settings.component_name);
-    match publish_json(
-        bus,
-        HEALTH_CHECK_EXCHANGE,
-        HEARTBEAT_WORKER_ROUTING_KEY,
-        &heartbeat,
-    )
-    .await
-    {
+    // The publish waits in the bus's outbox while the broker is away: shutdown does not wait for
+    // it (the message is applied and acked; only this heartbeat is lost).
+    let published = tokio::select! {
+        () = shutdown.cancelled() => return Outcome::Stopped,
+        r = publish_json(bus, HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, &heartbeat) => r,
+    };
+    match published {
         Ok(()) => {}
         Err(e @ BusError::Unroutable { .. }) => debug!(error = %e, "heartbeat not routed"),
         Err(e) => warn!(error = %e, "could not publish heartbeat"),

@@ -326,3 +326,99 @@ async fn corrupt_redis_document_is_acked_without_heartbeat() {
     assert_eq!(raw, "[not a document", "corrupt document left for a person");
     svc.stop().await;
 }
+
+/// A bus whose declarations or publishes never complete once `stuck` is set, as an AMQP bus's
+/// wait for the broker to come back.
+struct StuckBus {
+    inner: MemoryBus,
+    stuck_declare: bool,
+}
+
+#[async_trait]
+impl Bus for StuckBus {
+    async fn declare_exchange(&self, exchange: &str) -> Result<(), monitor_core::BusError> {
+        if self.stuck_declare {
+            std::future::pending::<()>().await;
+        }
+        self.inner.declare_exchange(exchange).await
+    }
+    async fn declare_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
+        self.inner.declare_queue(queue).await
+    }
+    async fn bind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), monitor_core::BusError> {
+        self.inner.bind_queue(queue, exchange, routing_key).await
+    }
+    async fn delete_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
+        self.inner.delete_queue(queue).await
+    }
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: Bytes,
+    ) -> Result<(), monitor_core::BusError> {
+        if exchange == HEALTH_CHECK_EXCHANGE {
+            std::future::pending::<()>().await;
+        }
+        self.inner.publish(exchange, routing_key, body).await
+    }
+    async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+    ) -> Result<Consumer, monitor_core::BusError> {
+        self.inner.consume(queue, prefetch).await
+    }
+}
+
+/// Shutdown while the service waits for an absent broker (declaring at start, or publishing its
+/// heartbeat after a message): it still returns.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_an_absent_broker() {
+    for stuck_declare in [true, false] {
+        let inner = MemoryBus::new();
+        let store = Arc::new(MemoryStore::new());
+        let bus: Arc<dyn Bus> = Arc::new(StuckBus {
+            inner: inner.clone(),
+            stuck_declare,
+        });
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_store_service(
+            bus,
+            store.clone(),
+            settings(),
+            shutdown.clone(),
+        ));
+        if !stuck_declare {
+            // A message applied: the service then waits to publish its heartbeat.
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+            let m = msg(
+                "Monitors Manager",
+                vec![src("GENERAL", "general", "s1", "one")],
+            );
+            while publish_json(&inner, MONITORABLE_EXCHANGE, "general.systems", &m)
+                .await
+                .is_err()
+            {
+                assert!(tokio::time::Instant::now() < give_up, "never bound");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            while store.load("general").await.unwrap().is_empty() {
+                assert!(tokio::time::Instant::now() < give_up, "never applied");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .unwrap_or_else(|_| panic!("the service hung (stuck_declare: {stuck_declare})"))
+            .unwrap()
+            .unwrap();
+    }
+}
