@@ -237,7 +237,12 @@ pub async fn run_ping_publisher(
 ) -> Result<(), HealthCheckerError> {
     let mut backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     loop {
-        match bus.declare_exchange(HEALTH_CHECK_EXCHANGE).await {
+        // Declaring waits for the broker while it is away: shutdown must not wait for it.
+        let declared = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = bus.declare_exchange(HEALTH_CHECK_EXCHANGE) => r,
+        };
+        match declared {
             Ok(()) => break,
             Err(BusError::Closed) => return Err(BusError::Closed.into()),
             Err(e) => {
@@ -336,7 +341,11 @@ pub async fn run_heartbeat_handler(
     let mut pending = Pending::default();
     let mut retry_at: Option<Instant> = None;
     loop {
-        let mut consumer = match setup(bus.as_ref(), &settings).await {
+        let set_up = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            r = setup(bus.as_ref(), &settings) => r,
+        };
+        let mut consumer = match set_up {
             Ok(c) => {
                 setup_backoff.reset();
                 c

@@ -127,7 +127,7 @@ impl MonitorsManager {
         let bus = &*self.bus;
         let configs_queue = self.settings.configs_queue();
         let heartbeat_queue = self.settings.heartbeat_queue();
-        let (mut configs, mut pings) = async {
+        let set_up = async {
             for exchange in MONITORS_EXCHANGES {
                 bus.declare_exchange(exchange).await?;
             }
@@ -159,9 +159,15 @@ impl MonitorsManager {
                 .await?;
             let pings = bus.consume(&heartbeat_queue, 0).await?;
             Ok::<_, BusError>((configs, pings))
-        }
-        .await
-        .map_err(ManagerError::Setup)?;
+        };
+        // Declaring waits for the broker while it is away: shutdown must not wait for it.
+        let (mut configs, mut pings) = tokio::select! {
+            () = shutdown.cancelled() => {
+                tracing::info!("monitors manager stopped before it was set up");
+                return Ok(());
+            }
+            r = set_up => r.map_err(ManagerError::Setup)?,
+        };
 
         let manager_name = self.settings.effective_manager_name();
         tracing::info!(

@@ -177,11 +177,16 @@ async fn shards_split_the_specs_between_managers() {
 struct StuckPublishes {
     inner: MemoryBus,
     exchange: &'static str,
+    /// Declarations never complete either.
+    stuck_declare: bool,
 }
 
 #[async_trait::async_trait]
 impl Bus for StuckPublishes {
     async fn declare_exchange(&self, exchange: &str) -> Result<(), monitor_core::BusError> {
+        if self.stuck_declare {
+            std::future::pending::<()>().await;
+        }
         self.inner.declare_exchange(exchange).await
     }
     async fn declare_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
@@ -242,6 +247,7 @@ async fn shutdown_does_not_wait_for_a_publish_to_an_absent_broker() {
         let bus = Arc::new(StuckPublishes {
             inner: inner.clone(),
             exchange,
+            stuck_declare: false,
         });
         let settings = ManagerSettings {
             shutdown_grace: Duration::from_secs(5),
@@ -280,4 +286,25 @@ async fn shutdown_does_not_wait_for_a_publish_to_an_absent_broker() {
             .unwrap()
             .unwrap();
     }
+}
+
+/// Shutdown while the manager declares its queues on an absent broker: `run` returns `Ok`.
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_setup_on_an_absent_broker() {
+    let probe = Probe::default();
+    let bus = Arc::new(StuckPublishes {
+        inner: MemoryBus::new(),
+        exchange: "",
+        stuck_declare: true,
+    });
+    let manager = MonitorsManager::new(bus, vec![FakePlanner::systems(&probe)], test_settings());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(manager.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(600), task)
+        .await
+        .expect("the manager hung declaring on an absent broker")
+        .unwrap()
+        .unwrap();
 }
