@@ -35,7 +35,8 @@ struct Args {
     #[arg(long, value_name = "URL")]
     amqp_url: Option<String>,
 
-    /// Embedded mode: write raw data to this file (appended) instead of stdout.
+    /// Embedded mode: write raw data to this file (appended) instead of stdout. If writing fails
+    /// (disk full, closed pipe), the error is logged and the manager stops with status 2.
     #[arg(long, value_name = "FILE", requires = "config_dir")]
     output: Option<PathBuf>,
 
@@ -222,7 +223,20 @@ async fn run_embedded(
         .map_err(|e| e.to_string())?;
 
     let sink_stop = CancellationToken::new();
-    let sink_task = tokio::spawn(sink::run(bus.clone(), writer, sink_stop.clone()));
+    // The output is the embedded manager's only product: when it cannot be written (disk full,
+    // closed pipe) the error is logged at once and the whole process stops, rather than
+    // monitoring into a queue nobody reads.
+    let sink_task = tokio::spawn({
+        let (bus, sink_stop, shutdown) = (bus.clone(), sink_stop.clone(), shutdown.clone());
+        async move {
+            let r = sink::run(bus, writer, sink_stop).await;
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "raw data output failed: stopping");
+                shutdown.cancel();
+            }
+            r
+        }
+    });
     let manager = MonitorsManager::new(bus.clone(), planners, settings);
     if let Some(listener) = metrics_listener {
         let probe: Probe = Arc::new(|| BusHealth {
@@ -260,11 +274,11 @@ async fn run_embedded(
     let manager_result = manager_task.await;
     // The manager has flushed its last rounds: let the sink drain, then stop.
     sink_stop.cancel();
-    match sink_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "raw data output failed"),
-        Err(e) => tracing::error!(error = %e, "raw data output task failed"),
-    }
+    let sink_result = match sink_task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("raw data output failed: {e}")),
+        Err(e) => Err(format!("raw data output task failed: {e}")),
+    };
     match watcher.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "config folder watch failed"),
@@ -272,9 +286,10 @@ async fn run_embedded(
     }
     forward.abort();
     match manager_result {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("manager task failed: {e}")),
+        Ok(r) => r.map_err(|e| e.to_string())?,
+        Err(e) => return Err(format!("manager task failed: {e}")),
     }
+    sink_result
 }
 
 async fn publish_config(bus: &dyn Bus, msg: &config_dir::ConfigFileMessage) {
