@@ -188,3 +188,98 @@ async fn two_services_on_rabbitmq_lose_nothing() {
     }
     publisher.delete_queue(queue).await.unwrap();
 }
+
+/// The broker force-closes the store service's connection twice: after each reconnection it still
+/// consumes, applies and heartbeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_survives_forced_disconnections() {
+    let vhost = tokio::task::spawn_blocking(Vhost::create).await.unwrap();
+    let ns = RedisNs::new("amqp-fault");
+    let queue = "monitorable_store_input_queue";
+    let listener = vhost.bus("test-listener").await;
+    declare_bound_queue(
+        &listener,
+        "test_store_heartbeats",
+        HEALTH_CHECK_EXCHANGE,
+        &[HEARTBEAT_WORKER_ROUTING_KEY],
+    )
+    .await
+    .unwrap();
+    let mut heartbeats = listener.consume("test_store_heartbeats", 0).await.unwrap();
+    let service_bus = Arc::new(vhost.bus("test-store").await);
+    let store = ns.store();
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(run_store_service(
+        service_bus.clone(),
+        Arc::new(ns.store()),
+        StoreServiceSettings {
+            queue: queue.to_owned(),
+            ..StoreServiceSettings::default()
+        },
+        shutdown.clone(),
+    ));
+
+    for round in 0..3u64 {
+        if round > 0 {
+            let name = vhost.0.clone();
+            tokio::task::spawn_blocking(move || {
+                rabbitmqctl(&["close_all_connections", "-p", &name, "fault test"]);
+            })
+            .await
+            .unwrap();
+            let give_up = Instant::now() + Duration::from_secs(60);
+            while service_bus.reconnections() < round || listener.reconnections() < round {
+                assert!(Instant::now() < give_up, "no reconnection");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let id = format!("s{round}");
+        let message = msg("Manager", vec![src("c", "chain c", &id, "source")]);
+        let key = MonitorableKey::new("cosmos", MonitorableType::Systems);
+        let give_up = Instant::now() + Duration::from_secs(60);
+        // Unroutable until the service (re)declared its queue: retried.
+        while publish_json(
+            &listener,
+            MONITORABLE_EXCHANGE,
+            &key.routing_key(),
+            &message,
+        )
+        .await
+        .is_err()
+        {
+            assert!(Instant::now() < give_up, "cannot publish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let doc = store.load("cosmos").await.unwrap();
+            let stored = doc
+                .chain("c")
+                .map(|c| format!("{:?}", c.sources(MonitorableType::Systems)))
+                .unwrap_or_default();
+            if stored.contains(&format!("\"{id}\"")) {
+                break;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "round {round} never applied: {stored}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let d = tokio::time::timeout(Duration::from_secs(60), heartbeats.next())
+            .await
+            .expect("a heartbeat after the write")
+            .expect("listener open");
+        let hb: WorkerHeartbeat = serde_json::from_slice(&d.body).unwrap();
+        assert!(hb.is_alive);
+        d.ack().await.unwrap();
+    }
+    assert!(!service.is_finished());
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), service)
+        .await
+        .expect("the service stops")
+        .unwrap()
+        .unwrap();
+    service_bus.close().await;
+    listener.close().await;
+}
