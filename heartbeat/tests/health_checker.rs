@@ -14,6 +14,7 @@ use heartbeat::health_checker::{
     PING_PUBLISHER_NAME,
 };
 use monitor_core::bus::declare_bound_queue;
+use monitor_core::bus::stuck::{StuckBus, StuckPublishes};
 use monitor_core::keys::HEALTH_CHECK_EXCHANGE;
 use monitor_core::{Bus, MemoryBus};
 use serde_json::Value;
@@ -397,64 +398,16 @@ async fn health_checker_round_trip() {
         .unwrap();
 }
 
-/// A bus whose declarations (with `stuck_declare`) or publishes never complete, as an AMQP bus's
-/// wait for the broker to come back.
-struct StuckBus {
-    inner: MemoryBus,
-    stuck_declare: bool,
-}
-
-#[async_trait]
-impl Bus for StuckBus {
-    async fn declare_exchange(&self, exchange: &str) -> Result<(), monitor_core::BusError> {
-        if self.stuck_declare {
-            std::future::pending::<()>().await;
-        }
-        self.inner.declare_exchange(exchange).await
-    }
-    async fn declare_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
-        if self.stuck_declare {
-            std::future::pending::<()>().await;
-        }
-        self.inner.declare_queue(queue).await
-    }
-    async fn bind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-    ) -> Result<(), monitor_core::BusError> {
-        self.inner.bind_queue(queue, exchange, routing_key).await
-    }
-    async fn delete_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
-        self.inner.delete_queue(queue).await
-    }
-    async fn publish(
-        &self,
-        _exchange: &str,
-        _routing_key: &str,
-        _body: bytes::Bytes,
-    ) -> Result<(), monitor_core::BusError> {
-        std::future::pending().await
-    }
-    async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<monitor_core::Consumer, monitor_core::BusError> {
-        self.inner.consume(queue, prefetch).await
-    }
-}
-
 /// Shutdown while the health checker waits for an absent broker (declaring at start, or publishing
 /// a ping): it still returns.
 #[tokio::test]
 async fn shutdown_does_not_wait_for_an_absent_broker() {
     for stuck_declare in [true, false] {
-        let bus: Arc<dyn Bus> = Arc::new(StuckBus {
-            inner: MemoryBus::new(),
-            stuck_declare,
-        });
+        let bus: Arc<dyn Bus> = Arc::new(
+            StuckBus::new(MemoryBus::new())
+                .with_stuck_declarations(stuck_declare)
+                .with_stuck_publishes(StuckPublishes::All),
+        );
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_health_checker(
             bus,

@@ -23,6 +23,9 @@ use crate::errors::PanicError;
 pub mod memory;
 pub use memory::MemoryBus;
 
+#[cfg(feature = "testing")]
+pub mod stuck;
+
 #[cfg(feature = "amqp")]
 pub mod amqp;
 #[cfg(feature = "amqp")]

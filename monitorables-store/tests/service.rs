@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::{drained, msg, src, RedisNs};
+use monitor_core::bus::stuck::{StuckBus, StuckPublishes};
 use monitor_core::bus::{declare_bound_queue, publish_json};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::{
@@ -327,55 +328,6 @@ async fn corrupt_redis_document_is_acked_without_heartbeat() {
     svc.stop().await;
 }
 
-/// A bus whose declarations or publishes never complete once `stuck` is set, as an AMQP bus's
-/// wait for the broker to come back.
-struct StuckBus {
-    inner: MemoryBus,
-    stuck_declare: bool,
-}
-
-#[async_trait]
-impl Bus for StuckBus {
-    async fn declare_exchange(&self, exchange: &str) -> Result<(), monitor_core::BusError> {
-        if self.stuck_declare {
-            std::future::pending::<()>().await;
-        }
-        self.inner.declare_exchange(exchange).await
-    }
-    async fn declare_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
-        self.inner.declare_queue(queue).await
-    }
-    async fn bind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-    ) -> Result<(), monitor_core::BusError> {
-        self.inner.bind_queue(queue, exchange, routing_key).await
-    }
-    async fn delete_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
-        self.inner.delete_queue(queue).await
-    }
-    async fn publish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: Bytes,
-    ) -> Result<(), monitor_core::BusError> {
-        if exchange == HEALTH_CHECK_EXCHANGE {
-            std::future::pending::<()>().await;
-        }
-        self.inner.publish(exchange, routing_key, body).await
-    }
-    async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<Consumer, monitor_core::BusError> {
-        self.inner.consume(queue, prefetch).await
-    }
-}
-
 /// Shutdown while the service waits for an absent broker (declaring at start, or publishing its
 /// heartbeat after a message): it still returns.
 #[tokio::test]
@@ -383,10 +335,11 @@ async fn shutdown_does_not_wait_for_an_absent_broker() {
     for stuck_declare in [true, false] {
         let inner = MemoryBus::new();
         let store = Arc::new(MemoryStore::new());
-        let bus: Arc<dyn Bus> = Arc::new(StuckBus {
-            inner: inner.clone(),
-            stuck_declare,
-        });
+        let bus: Arc<dyn Bus> = Arc::new(
+            StuckBus::new(inner.clone())
+                .with_stuck_declarations(stuck_declare)
+                .with_stuck_publishes(StuckPublishes::To(HEALTH_CHECK_EXCHANGE.to_owned())),
+        );
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_store_service(
             bus,

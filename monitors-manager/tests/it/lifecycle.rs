@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use monitor_core::bus::stuck::{StuckBus, StuckPublishes};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::{Bus, MemoryBus};
 use monitors_manager::{ManagerError, ManagerSettings, MonitorsManager, Shard};
@@ -172,57 +173,6 @@ async fn shards_split_the_specs_between_managers() {
     h1.stop().await.unwrap();
 }
 
-/// A bus whose publishes on one exchange never complete, as an AMQP bus's publishes wait in its
-/// outbox while the broker is away.
-struct StuckPublishes {
-    inner: MemoryBus,
-    exchange: &'static str,
-    /// Declarations never complete either.
-    stuck_declare: bool,
-}
-
-#[async_trait::async_trait]
-impl Bus for StuckPublishes {
-    async fn declare_exchange(&self, exchange: &str) -> Result<(), monitor_core::BusError> {
-        if self.stuck_declare {
-            std::future::pending::<()>().await;
-        }
-        self.inner.declare_exchange(exchange).await
-    }
-    async fn declare_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
-        self.inner.declare_queue(queue).await
-    }
-    async fn bind_queue(
-        &self,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-    ) -> Result<(), monitor_core::BusError> {
-        self.inner.bind_queue(queue, exchange, routing_key).await
-    }
-    async fn delete_queue(&self, queue: &str) -> Result<(), monitor_core::BusError> {
-        self.inner.delete_queue(queue).await
-    }
-    async fn publish(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: bytes::Bytes,
-    ) -> Result<(), monitor_core::BusError> {
-        if exchange == self.exchange {
-            std::future::pending::<()>().await;
-        }
-        self.inner.publish(exchange, routing_key, body).await
-    }
-    async fn consume(
-        &self,
-        queue: &str,
-        prefetch: u16,
-    ) -> Result<monitor_core::Consumer, monitor_core::BusError> {
-        self.inner.consume(queue, prefetch).await
-    }
-}
-
 /// Shutdown while the manager waits to publish (the broker went away after a ping or a config
 /// arrived): `run` still returns within its grace.
 #[tokio::test(start_paused = true)]
@@ -244,11 +194,10 @@ async fn shutdown_does_not_wait_for_a_publish_to_an_absent_broker() {
     ] {
         let probe = Probe::default();
         let inner = MemoryBus::new();
-        let bus = Arc::new(StuckPublishes {
-            inner: inner.clone(),
-            exchange,
-            stuck_declare: false,
-        });
+        let bus = Arc::new(
+            StuckBus::new(inner.clone())
+                .with_stuck_publishes(StuckPublishes::To(exchange.to_owned())),
+        );
         let settings = ManagerSettings {
             shutdown_grace: Duration::from_secs(5),
             ..test_settings()
@@ -292,11 +241,7 @@ async fn shutdown_does_not_wait_for_a_publish_to_an_absent_broker() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_during_setup_on_an_absent_broker() {
     let probe = Probe::default();
-    let bus = Arc::new(StuckPublishes {
-        inner: MemoryBus::new(),
-        exchange: "",
-        stuck_declare: true,
-    });
+    let bus = Arc::new(StuckBus::new(MemoryBus::new()).with_stuck_declarations(true));
     let manager = MonitorsManager::new(bus, vec![FakePlanner::systems(&probe)], test_settings());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(manager.run(shutdown.clone()));
