@@ -523,11 +523,24 @@ async fn height_entry(
 }
 
 /// An integer amount: a JSON integer when it fits 64 bits (always, in practice), else a float.
+/// A slashed amount as a JSON integer with every digit (Python's `int`), beyond 64 bits too
+/// (`serde_json` has `arbitrary_precision` in this workspace).
 fn amount_json(amount: u128) -> Value {
-    match u64::try_from(amount) {
-        Ok(v) => Value::from(v),
-        // Precision loss is accepted for amounts beyond 2^64.
-        #[allow(clippy::cast_precision_loss)]
-        Err(_) => float(amount as f64),
+    serde_json::from_str::<serde_json::Number>(&amount.to_string())
+        .map_or(Value::Null, Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slashed_amounts_keep_every_digit() {
+        assert_eq!(
+            super::amount_json(62_500_000_000).to_string(),
+            "62500000000"
+        );
+        assert_eq!(
+            super::amount_json(u128::from(u64::MAX) * 1000).to_string(),
+            "18446744073709551615000"
+        );
     }
 }
