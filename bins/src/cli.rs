@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitor_core::bus::{AmqpBus, AmqpSettings};
+use monitor_bus::{AmqpBus, AmqpSettings};
 use monitor_core::PeriodGroup;
 use tokio_util::sync::CancellationToken;
 

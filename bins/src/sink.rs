@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use monitor_core::bus::declare_bound_queue;
+use monitor_bus::declare_bound_queue;
+use monitor_bus::{Bus, BusError};
 use monitor_core::keys::RAW_DATA_EXCHANGE;
-use monitor_core::{Bus, BusError};
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -78,7 +78,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monitor_core::MemoryBus;
+    use monitor_bus::MemoryBus;
 
     #[test]
     fn lines_are_json() {

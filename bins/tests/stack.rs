@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{node_exporter_fixture, write_systems, TempDir, Vhost, PATIENCE};
-use monitor_core::bus::{declare_bound_queue, AmqpBus, AmqpSettings};
+use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings};
+use monitor_bus::{Bus, Consumer};
 use monitor_core::keys::{HEALTH_CHECK_EXCHANGE, RAW_DATA_EXCHANGE};
-use monitor_core::{Bus, Consumer};
 use monitor_strategies::testing::{Reply, TestServer};
 use redis::AsyncCommands;
 use serde_json::Value;

@@ -21,14 +21,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use monitor_core::backoff::Backoff;
-use monitor_core::bus::declare_bound_queue;
+use monitor_bus::backoff::Backoff;
+use monitor_bus::declare_bound_queue;
+use monitor_bus::{Bus, BusError, Consumer, Delivery};
 use monitor_core::envelope::now_unix;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_BINDING, HEARTBEAT_HANDLER_QUEUE,
     HEARTBEAT_MANAGER_ROUTING_KEY, HEARTBEAT_WORKER_ROUTING_KEY, PING_ROUTING_KEY,
 };
-use monitor_core::{Bus, BusError, Consumer, Delivery};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use serde_json::Value;

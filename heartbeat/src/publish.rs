@@ -9,12 +9,13 @@
 //! listens): it is logged at debug level and reported as [`Published::Unroutable`]. Other bus
 //! errors are returned.
 
-use monitor_core::bus::publish_json;
+use monitor_bus::publish_json;
+use monitor_bus::{Bus, BusError};
 use monitor_core::envelope::ManagerHeartbeat;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_MANAGER_ROUTING_KEY, HEARTBEAT_WORKER_ROUTING_KEY,
 };
-use monitor_core::{Bus, BusError, WorkerHeartbeat};
+use monitor_core::WorkerHeartbeat;
 
 /// What became of a heartbeat that did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +72,8 @@ pub async fn publish_manager_heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use monitor_core::bus::declare_bound_queue;
-    use monitor_core::MemoryBus;
+    use monitor_bus::declare_bound_queue;
+    use monitor_bus::MemoryBus;
 
     #[tokio::test]
     async fn worker_and_manager_heartbeats() {

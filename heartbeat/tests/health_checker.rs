@@ -13,10 +13,10 @@ use heartbeat::health_checker::{
     HeartbeatSink, MemoryHeartbeatSink, RedisHeartbeatSink, SinkError, HEARTBEAT_HANDLER_NAME,
     PING_PUBLISHER_NAME,
 };
-use monitor_core::bus::declare_bound_queue;
-use monitor_core::bus::stuck::{StuckBus, StuckPublishes};
+use monitor_bus::declare_bound_queue;
+use monitor_bus::{Bus, MemoryBus};
+use monitor_bus::{StuckBus, StuckPublishes};
 use monitor_core::keys::HEALTH_CHECK_EXCHANGE;
-use monitor_core::{Bus, MemoryBus};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

@@ -9,12 +9,10 @@
 //! * [`errors`]: PANIC's error codes 5000–5034 with their message templates;
 //! * [`envelope`]: result/error envelopes, heartbeat and monitorable messages;
 //! * [`monitor`]: the [`Monitor`] strategy trait (one round, state in `&mut self`);
-//! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs;
-//! * [`bus`]: the [`Bus`] trait with an in-memory and a RabbitMQ implementation;
-//! * [`backoff`]: the capped, jittered exponential backoff of every retry loop.
+//! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs.
+//!
+//! It knows no transport: the bus is `monitor-bus`, which strategies never depend on.
 
-pub mod backoff;
-pub mod bus;
 pub mod config;
 pub mod envelope;
 pub mod errors;
@@ -22,7 +20,6 @@ pub mod keys;
 pub mod monitor;
 pub mod plan;
 
-pub use bus::{Bus, BusError, Consumer, Delivery, MemoryBus};
 pub use config::{ConfigError, ConfigMessage, Section};
 pub use envelope::{MetaData, WorkerHeartbeat};
 pub use errors::{ErrorCode, PanicError};

@@ -13,11 +13,12 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
+use monitor_bus::{Bus, Consumer, MemoryBus};
 use monitor_core::keys::{
     CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
     RAW_DATA_EXCHANGE,
 };
-use monitor_core::{Bus, Consumer, MemoryBus, PeriodGroup};
+use monitor_core::PeriodGroup;
 use monitor_strategies::testing::{Reply, TestServer};
 use monitor_strategies::{registry, StrategySettings};
 use monitors_manager::{ManagerError, ManagerSettings, MonitorsManager};

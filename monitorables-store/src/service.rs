@@ -14,14 +14,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitor_core::backoff::Backoff;
-use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_bus::backoff::Backoff;
+use monitor_bus::{declare_bound_queue, publish_json};
+use monitor_bus::{Bus, BusError, Delivery};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_BINDING, MONITORABLE_EXCHANGE,
     MONITORABLE_STORE_INPUT_QUEUE,
 };
-use monitor_core::{Bus, BusError, Delivery, MonitorableKey, WorkerHeartbeat};
+use monitor_core::{MonitorableKey, WorkerHeartbeat};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -132,7 +133,7 @@ pub async fn run_store_service(
 async fn setup(
     bus: &dyn Bus,
     settings: &StoreServiceSettings,
-) -> Result<monitor_core::Consumer, BusError> {
+) -> Result<monitor_bus::Consumer, BusError> {
     bus.declare_exchange(HEALTH_CHECK_EXCHANGE).await?;
     declare_bound_queue(
         bus,

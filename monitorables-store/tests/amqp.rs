@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{msg, normalize, src, RedisNs};
-use monitor_core::bus::{declare_bound_queue, publish_json, AmqpBus, AmqpSettings};
+use monitor_bus::Bus;
+use monitor_bus::{declare_bound_queue, publish_json, AmqpBus, AmqpSettings};
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_EXCHANGE,
 };
-use monitor_core::{Bus, MonitorableKey, MonitorableType, WorkerHeartbeat};
+use monitor_core::{MonitorableKey, MonitorableType, WorkerHeartbeat};
 use monitorables_store::{
     merge, run_store_service, Document, MonitorablesStore, StoreServiceSettings,
 };

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use common::{drained, msg, normalize, src, RedisNs};
-use monitor_core::bus::publish_json;
+use monitor_bus::publish_json;
+use monitor_bus::{Bus, MemoryBus};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::MONITORABLE_EXCHANGE;
-use monitor_core::{Bus, MemoryBus, MonitorableKey, MonitorableType};
+use monitor_core::{MonitorableKey, MonitorableType};
 use monitorables_store::{
     merge, run_store_service, Document, MonitorablesStore, RedisStore, StoreError,
     StoreServiceSettings,

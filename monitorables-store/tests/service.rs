@@ -11,13 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::{drained, msg, src, RedisNs};
-use monitor_core::bus::stuck::{StuckBus, StuckPublishes};
-use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_bus::{declare_bound_queue, publish_json};
+use monitor_bus::{Bus, Consumer, MemoryBus};
+use monitor_bus::{StuckBus, StuckPublishes};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_EXCHANGE,
 };
-use monitor_core::{Bus, Consumer, MemoryBus, MonitorableKey, WorkerHeartbeat};
+use monitor_core::{MonitorableKey, WorkerHeartbeat};
 use monitorables_store::{
     run_store_service, Document, MemoryStore, MonitorablesStore, StoreError, StoreServiceSettings,
 };

@@ -5,14 +5,15 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use heartbeat::{Liveness, TaskKey};
-use monitor_core::bus::{declare_bound_queue, publish_json, Delivery};
+use monitor_bus::{declare_bound_queue, publish_json, Delivery};
+use monitor_bus::{Bus, BusError};
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, MANAGER_CONFIG_BINDINGS, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
     PING_ROUTING_KEY,
 };
 use monitor_core::plan::{fingerprint, MonitorSpec, Plan, Planner};
-use monitor_core::{Bus, BusError, ConfigError, ConfigMessage, MonitorableKey, MonitorableType};
+use monitor_core::{ConfigError, ConfigMessage, MonitorableKey, MonitorableType};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;

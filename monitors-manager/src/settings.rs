@@ -9,7 +9,7 @@ use monitor_core::PeriodGroup;
 /// Capped exponential backoff with jitter, for restarts and build retries (the workspace's one
 /// backoff: attempt `n` waits `min(max, initial * 2^n)`, scaled by a random factor in
 /// `[1 - jitter, 1]`; the default is 1 s doubling up to 60 s with jitter 0.5).
-pub use monitor_core::backoff::Backoff;
+pub use monitor_bus::backoff::Backoff;
 
 /// PANIC's name for the monitors manager in heartbeats and monitorable messages.
 pub const DEFAULT_MANAGER_NAME: &str = "Monitors Manager";

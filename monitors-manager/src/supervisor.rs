@@ -24,10 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heartbeat::{Liveness, TaskKey};
-use monitor_core::bus::publish_json;
+use monitor_bus::publish_json;
+use monitor_bus::Bus;
 use monitor_core::keys::RAW_DATA_EXCHANGE;
 use monitor_core::plan::BuildFn;
-use monitor_core::{Bus, Monitor};
+use monitor_core::Monitor;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};

@@ -19,13 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_bus::Bus;
+use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_core::config::ConfigMessage;
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
 use monitor_core::plan::{fingerprint, BuildFn, Plan, Planner};
-use monitor_core::{
-    Bus, ConfigKey, Monitor, MonitorableType, PeriodGroup, Publication, RoundError,
-};
+use monitor_core::{ConfigKey, Monitor, MonitorableType, PeriodGroup, Publication, RoundError};
 use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, SystemsPlanner, Target};
 use monitors_manager::{ManagerSettings, MonitorsManager};
 use tokio::sync::mpsc;

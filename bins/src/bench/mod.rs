@@ -25,7 +25,7 @@ pub(crate) mod server;
 pub(crate) mod sink;
 pub(crate) mod suite;
 
-use monitor_core::BusError;
+use monitor_bus::BusError;
 
 /// What can stop the harness.
 #[derive(Debug, thiserror::Error)]

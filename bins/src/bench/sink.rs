@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use monitor_core::bus::{declare_bound_queue, AmqpBus, AmqpSettings};
+use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings};
+use monitor_bus::{Bus, MemoryBus};
 use monitor_core::keys::{HEALTH_CHECK_EXCHANGE, RAW_DATA_EXCHANGE};
-use monitor_core::{Bus, MemoryBus, Publication};
+use monitor_core::Publication;
 use tokio::task::JoinSet;
 
 use super::record::Recorder;
@@ -82,8 +83,7 @@ pub(crate) async fn publish_round(
 ) {
     for p in publications {
         if let Err(e) =
-            monitor_core::bus::publish_json(bus, RAW_DATA_EXCHANGE, p.routing_key.as_str(), &p.body)
-                .await
+            monitor_bus::publish_json(bus, RAW_DATA_EXCHANGE, p.routing_key.as_str(), &p.body).await
         {
             recorder
                 .publish_failures

@@ -13,9 +13,10 @@ use std::time::Duration;
 use bins::metrics::{self, BusHealth, Probe};
 use bins::{cli, config_dir, sink};
 use clap::Parser;
-use monitor_core::bus::declare_bound_queue;
+use monitor_bus::declare_bound_queue;
+use monitor_bus::{Bus, MemoryBus};
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
-use monitor_core::{Bus, MemoryBus, PeriodGroup};
+use monitor_core::PeriodGroup;
 use monitor_strategies::StrategySettings;
 use monitors_manager::{ManagerSettings, MonitorsManager, Shard};
 use tokio::io::AsyncWrite;
@@ -294,7 +295,7 @@ async fn run_embedded(
 
 async fn publish_config(bus: &dyn Bus, msg: &config_dir::ConfigFileMessage) {
     if let Err(e) =
-        monitor_core::bus::publish_json(bus, CONFIG_EXCHANGE, &msg.routing_key, &msg.body).await
+        monitor_bus::publish_json(bus, CONFIG_EXCHANGE, &msg.routing_key, &msg.body).await
     {
         tracing::error!(routing_key = %msg.routing_key, error = %e, "could not hand a config to the manager");
     }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bins::{cli, config_dir};
 use clap::Parser;
-use monitor_core::bus::{declare_bound_queue, publish_json};
+use monitor_bus::Bus;
+use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
-use monitor_core::Bus;
 use monitors_manager::{configs_queue_name, Shard};
 
 /// Publish PANIC's config folder to RabbitMQ's `config` exchange (persistent, confirmed).

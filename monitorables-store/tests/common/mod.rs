@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use monitor_bus::MemoryBus;
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
-use monitor_core::{MemoryBus, MonitorableType};
+use monitor_core::MonitorableType;
 use monitorables_store::{Document, RedisStore};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use monitor_bus::Bus;
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
 use monitor_core::keys::CONFIG_EXCHANGE;
-use monitor_core::Bus;
 use monitors_manager::ManagerSettings;
 use serde_json::json;
 

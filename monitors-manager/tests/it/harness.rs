@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
+use monitor_bus::{Bus, Consumer, MemoryBus};
 use monitor_core::envelope::MonitorableSource;
 use monitor_core::keys::{
     ConfigType, CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
@@ -25,8 +26,8 @@ use monitor_core::keys::{
 };
 use monitor_core::plan::{fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner};
 use monitor_core::{
-    Bus, ConfigKey, ConfigMessage, Consumer, MemoryBus, Monitor, MonitorableType, PanicError,
-    Publication, RawDataKey, RoundError,
+    ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication, RawDataKey,
+    RoundError,
 };
 use monitors_manager::{
     Backoff, ManagerError, ManagerSettings, ManagerStatus, MonitorsManager, StatusHandle,

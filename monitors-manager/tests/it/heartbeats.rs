@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use monitor_core::Bus;
+use monitor_bus::Bus;
 use monitors_manager::ManagerSettings;
 use serde_json::json;
 

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitor_core::bus::stuck::{StuckBus, StuckPublishes};
+use monitor_bus::{Bus, MemoryBus};
+use monitor_bus::{StuckBus, StuckPublishes};
 use monitor_core::envelope::MonitorableMessage;
-use monitor_core::{Bus, MemoryBus};
 use monitors_manager::{ManagerError, ManagerSettings, MonitorsManager, Shard};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -112,7 +112,7 @@ async fn invalid_settings_and_duplicate_planners_are_errors() {
 async fn a_deleted_config_queue_ends_the_manager_with_an_error() {
     let probe = Probe::default();
     let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
-    monitor_core::Bus::delete_queue(&h.bus, &h.settings.configs_queue())
+    monitor_bus::Bus::delete_queue(&h.bus, &h.settings.configs_queue())
         .await
         .unwrap();
     let err = h.task.take().unwrap().await.unwrap().unwrap_err();

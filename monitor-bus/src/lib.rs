@@ -1,7 +1,11 @@
-//! The message bus: RabbitMQ's topic semantics behind one trait, with an in-memory implementation
-//! ([`MemoryBus`], the embedded default) and a RabbitMQ one ([`AmqpBus`], feature `amqp`).
+//! `monitor-bus`: the message bus the services talk over, behind one trait, and the retry policy
+//! their loops share. Strategies never depend on this crate (the build proves it: `monitor-strategies`
+//! has no path to it), so they cannot name a bus.
 //!
-//! Semantics both implementations keep (checked by one conformance suite, `tests/bus_conformance.rs`):
+//! RabbitMQ's topic semantics behind [`Bus`], with an in-memory implementation ([`MemoryBus`], the
+//! embedded default) and a RabbitMQ one ([`AmqpBus`], feature `amqp`, on by default).
+//!
+//! Semantics both implementations keep (checked by one conformance suite, `tests/it/conformance.rs`):
 //! * exchanges are durable topic exchanges; queues are durable; bindings use `*` and `#`;
 //! * [`Bus::publish`] is persistent and mandatory and returns only once the message is in every
 //!   matching queue (RabbitMQ: publisher confirm); a message no queue is bound for is
@@ -9,8 +13,19 @@
 //! * consumption is manual-ack with a prefetch limit; a message left unacked when its consumer goes
 //!   away is delivered again, marked `redelivered`; order within a queue is kept.
 //!
-//! The RabbitMQ bus additionally survives the loss of its connection (see [`amqp`]); that is
-//! checked against the real broker by `tests/amqp_fault.rs`.
+//! The RabbitMQ bus additionally survives the loss of its connection (see [`AmqpBus`]); that is
+//! checked against the real broker by `tests/it/amqp_fault.rs`.
+//!
+//! # Layout
+//!
+//! * this file: [`Bus`], [`Consumer`], [`Delivery`], [`BusError`] and two helpers
+//!   ([`declare_bound_queue`], [`publish_json`]);
+//! * `memory`: [`MemoryBus`];
+//! * `amqp` (feature `amqp`): [`AmqpBus`] and [`AmqpSettings`], split by concern into connection
+//!   supervision, topology, publishing (outbox and confirms) and consumers;
+//! * [`backoff`]: the capped, jittered exponential [`Backoff`] of every retry loop (the bus
+//!   reconnecting, the manager restarting monitors, the store and the health checker);
+//! * `stuck` (feature `testing`): [`StuckBus`], a bus whose calls never complete, for shutdown tests.
 
 use std::fmt;
 
@@ -18,16 +33,20 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::errors::PanicError;
+use monitor_core::PanicError;
 
-pub mod memory;
+pub mod backoff;
+mod memory;
+pub use backoff::{Backoff, Retry};
 pub use memory::MemoryBus;
 
 #[cfg(feature = "testing")]
-pub mod stuck;
+mod stuck;
+#[cfg(feature = "testing")]
+pub use stuck::{StuckBus, StuckPublishes};
 
 #[cfg(feature = "amqp")]
-pub mod amqp;
+mod amqp;
 #[cfg(feature = "amqp")]
 pub use amqp::{AmqpBus, AmqpSettings};
 

@@ -4,14 +4,13 @@
 //! Isolation on RabbitMQ: every test uses exchange and queue names with a unique suffix and deletes
 //! them at the end.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
-
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{assert_quiet, next, text};
-use monitor_core::bus::declare_bound_queue;
-use monitor_core::{Bus, BusError, ErrorCode};
+use monitor_bus::declare_bound_queue;
+use monitor_bus::{Bus, BusError};
+use monitor_core::ErrorCode;
 
 /// Unique names for one test.
 struct Names {
@@ -297,7 +296,7 @@ async fn concurrent_publishes(bus: &dyn Bus, n: &Names) {
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod memory {
-            use monitor_core::MemoryBus;
+            use monitor_bus::MemoryBus;
             $(
                 #[tokio::test]
                 async fn $check() {

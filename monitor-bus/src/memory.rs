@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{Acker, Bus, BusError, Consumer, Delivery};
-use crate::keys::topic_matches;
+use monitor_core::keys::topic_matches;
 
 #[derive(Clone)]
 struct Stored {

@@ -1,12 +1,10 @@
 //! RabbitMQ-only behaviour of [`AmqpBus`] beyond the shared conformance suite.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
-
-mod common;
+use crate::common;
 
 use bytes::Bytes;
-use monitor_core::bus::declare_bound_queue;
-use monitor_core::{Bus, BusError};
+use monitor_bus::declare_bound_queue;
+use monitor_bus::{Bus, BusError};
 
 /// An exchange declared by someone else is publishable (checked passively); once it is deleted,
 /// publishing to it is `NoSuchExchange` and the bus keeps publishing elsewhere.

@@ -4,9 +4,7 @@
 //! Each test runs in a vhost of its own (created and deleted by the test), so closing "all
 //! connections" closes only this test's, never another test's or another engineer's.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
-
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::Vhost;
-use monitor_core::bus::{declare_bound_queue, AmqpBus, AmqpSettings};
-use monitor_core::{Bus, BusError};
+use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings};
+use monitor_bus::{Bus, BusError};
 
 /// Confirmed publishes required between and after the forced closes.
 const STEP: usize = 300;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use monitor_core::bus::{AmqpBus, AmqpSettings};
-use monitor_core::{Consumer, Delivery};
+use monitor_bus::{AmqpBus, AmqpSettings};
+use monitor_bus::{Consumer, Delivery};
 use rand::Rng;
 
 /// How long a test waits for a delivery that must come before failing (never a hang).

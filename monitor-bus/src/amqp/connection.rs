@@ -1,0 +1,182 @@
+//! Connection supervision: the live [`Link`] in a `watch` channel, waiting for it, declarations
+//! on side channels, and the supervisor task that reconnects with backoff and re-declares.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::topology::{redeclare, Op, Topology};
+use super::AmqpSettings;
+use crate::BusError;
+
+/// How often the supervisor checks the connection's state besides lapin's error events.
+pub(super) const STATUS_POLL: Duration = Duration::from_millis(250);
+
+/// One live connection and its generation (1 for the first, +1 per reconnection).
+pub(super) struct Link {
+    pub(super) generation: u64,
+    pub(super) conn: Connection,
+}
+
+impl Link {
+    pub(super) fn alive(&self) -> bool {
+        self.conn.status().connected()
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) settings: AmqpSettings,
+    pub(super) link: watch::Sender<Option<Arc<Link>>>,
+    pub(super) topology: Mutex<Topology>,
+    /// The publishing channel (with the generation of the link it belongs to). Its lock is the FIFO
+    /// that keeps publishes (and the outbox) in order.
+    pub(super) publisher: tokio::sync::Mutex<Option<(u64, Channel)>>,
+    pub(super) outbox: AtomicUsize,
+    pub(super) dropped: AtomicU64,
+    pub(super) reconnections: AtomicU64,
+    pub(super) next_id: AtomicU64,
+    pub(super) shutdown: CancellationToken,
+    /// Owns the consumer tasks, so that [`super::AmqpBus::close`] waits for them to end.
+    pub(super) consumers: tokio_util::task::TaskTracker,
+}
+
+pub(super) fn lock(topology: &Mutex<Topology>) -> MutexGuard<'_, Topology> {
+    topology.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    pub(super) fn properties(&self) -> ConnectionProperties {
+        ConnectionProperties::default()
+            .with_connection_name(self.settings.connection_name.as_str().into())
+    }
+
+    pub(super) fn is_connected(&self) -> bool {
+        self.link.borrow().as_ref().is_some_and(|l| l.alive())
+    }
+
+    /// The current link once it is alive and at least of generation `min_gen`.
+    pub(super) async fn wait_link(&self, min_gen: u64) -> Result<Arc<Link>, BusError> {
+        let mut rx = self.link.subscribe();
+        tokio::select! {
+            _ = self.shutdown.cancelled() => Err(BusError::Closed),
+            r = rx.wait_for(|l| l.as_ref().is_some_and(|l| l.generation >= min_gen && l.alive())) => {
+                match r {
+                    Ok(guard) => guard.as_ref().cloned().ok_or(BusError::Closed),
+                    Err(_) => Err(BusError::Closed),
+                }
+            }
+        }
+    }
+
+    /// Run a declaration on a channel of its own, retrying it on the next connection when the
+    /// current one dies under it.
+    pub(super) async fn admin(&self, op: &Op) -> Result<(), BusError> {
+        let mut min_gen = 0;
+        loop {
+            let link = self.wait_link(min_gen).await?;
+            let result = match link.conn.create_channel().await {
+                Ok(ch) => {
+                    let r = op.run(&ch).await;
+                    if ch.status().connected() {
+                        let _ = ch.close(200, "OK".into()).await;
+                    }
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if !link.alive() => {
+                    debug!(?op, error = %e, "connection lost during a declaration; retrying after reconnection");
+                    min_gen = link.generation + 1;
+                }
+                Err(e) => return Err(op.error(&e)),
+            }
+        }
+    }
+
+    /// Make sure `exchange` exists before publishing to it (passive declare on a side channel).
+    pub(super) async fn ensure_exchange(&self, exchange: &str) -> Result<(), BusError> {
+        if exchange.is_empty() || lock(&self.topology).known_exchanges.contains(exchange) {
+            return Ok(());
+        }
+        self.admin(&Op::CheckExchange(exchange.to_owned())).await?;
+        lock(&self.topology)
+            .known_exchanges
+            .insert(exchange.to_owned());
+        Ok(())
+    }
+}
+
+/// Keeps the connection: detects its loss, reconnects, re-declares, publishes the new link.
+pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
+    let mut link = first;
+    loop {
+        // Watch the current connection.
+        let mut events = link.conn.events_listener();
+        loop {
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => {
+                    shared.link.send_replace(None);
+                    if link.alive() {
+                        if let Err(e) = link.conn.close(200, "OK".into()).await {
+                            debug!(error = %e, "closing the connection");
+                        }
+                    }
+                    info!("RabbitMQ bus closed");
+                    return;
+                }
+                event = events.next() => {
+                    if let Some(lapin::Event::Error(e)) = event {
+                        debug!(error = %e, "connection event");
+                    }
+                }
+                () = tokio::time::sleep(STATUS_POLL) => {}
+            }
+            if !link.alive() {
+                break;
+            }
+        }
+        warn!(
+            generation = link.generation,
+            "RabbitMQ connection lost; reconnecting"
+        );
+        shared.link.send_replace(None);
+
+        // Reconnect with backoff and re-declare the topology.
+        let mut attempt: u32 = 0;
+        let conn = loop {
+            let delay = shared.settings.reconnect_backoff().delay(attempt);
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            let conn = match Connection::connect(&shared.settings.url, shared.properties()).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!(attempt, error = %e, next_delay_max = ?shared.settings.max_backoff, "reconnection failed");
+                    continue;
+                }
+            };
+            let ops = lock(&shared.topology).replay();
+            match redeclare(&conn, &ops).await {
+                Ok(()) => break conn,
+                Err(e) => {
+                    warn!(attempt, error = %e, "connection lost while re-declaring; retrying");
+                }
+            }
+        };
+        let generation = link.generation + 1;
+        link = Arc::new(Link { generation, conn });
+        shared.reconnections.fetch_add(1, Ordering::SeqCst);
+        shared.link.send_replace(Some(link.clone()));
+        info!(generation, "RabbitMQ connection re-established");
+    }
+}
