@@ -118,10 +118,10 @@ impl Retry {
     /// Sleeps the next delay; `false` if `shutdown` came first.
     pub async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
         let delay = self.next_delay();
-        tokio::select! {
-            () = shutdown.cancelled() => false,
-            () = tokio::time::sleep(delay) => true,
-        }
+        shutdown
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await
+            .is_some()
     }
 }
 

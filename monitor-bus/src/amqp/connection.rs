@@ -63,15 +63,16 @@ impl Shared {
     /// The current link once it is alive and at least of generation `min_gen`.
     pub(super) async fn wait_link(&self, min_gen: u64) -> Result<Arc<Link>, BusError> {
         let mut rx = self.link.subscribe();
-        tokio::select! {
-            _ = self.shutdown.cancelled() => Err(BusError::Closed),
-            r = rx.wait_for(|l| l.as_ref().is_some_and(|l| l.generation >= min_gen && l.alive())) => {
-                match r {
-                    Ok(guard) => guard.as_ref().cloned().ok_or(BusError::Closed),
-                    Err(_) => Err(BusError::Closed),
-                }
-            }
-        }
+        let live = rx.wait_for(|l| {
+            l.as_ref()
+                .is_some_and(|l| l.generation >= min_gen && l.alive())
+        });
+        // Bound to a local so the watch guard is dropped before `rx`.
+        let link = match self.shutdown.run_until_cancelled(live).await {
+            Some(Ok(guard)) => guard.as_ref().cloned().ok_or(BusError::Closed),
+            Some(Err(_)) | None => Err(BusError::Closed),
+        };
+        link
     }
 
     /// Run a declaration on a channel of its own, retrying it on the next connection when the
@@ -154,9 +155,13 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
         let conn = loop {
             let delay = shared.settings.reconnect_backoff().delay(attempt);
             attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = shared.shutdown.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
+            if shared
+                .shutdown
+                .run_until_cancelled(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return;
             }
             let conn = match Connection::connect(&shared.settings.url, shared.properties()).await {
                 Ok(conn) => conn,

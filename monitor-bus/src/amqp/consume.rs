@@ -86,10 +86,14 @@ impl ConsumerTask {
     /// Subscribe on the first live link from generation `min_gen`, retrying across outages.
     pub(super) async fn subscribe(&self, mut min_gen: u64) -> Result<Subscription, BusError> {
         loop {
-            let link = tokio::select! {
-                _ = self.cancel.cancelled() => return Err(BusError::Closed),
-                l = self.shared.wait_link(min_gen) => l?,
+            let Some(link) = self
+                .cancel
+                .run_until_cancelled(self.shared.wait_link(min_gen))
+                .await
+            else {
+                return Err(BusError::Closed);
             };
+            let link = link?;
             match self.open(&link).await {
                 Ok((ch, consumer)) => return Ok((link, ch, consumer)),
                 Err(e) if !link.alive() => {
@@ -140,9 +144,9 @@ impl ConsumerTask {
             let min_gen = if link.alive() {
                 // Give the broker a moment (and avoid spinning), then try again on this connection;
                 // a deleted queue ends the consumer with NOT_FOUND.
-                tokio::select! {
-                    _ = self.cancel.cancelled() => break,
-                    () = tokio::time::sleep(self.shared.settings.min_backoff) => {}
+                let pause = tokio::time::sleep(self.shared.settings.min_backoff);
+                if self.cancel.run_until_cancelled(pause).await.is_none() {
+                    break;
                 }
                 link.generation
             } else {

@@ -73,9 +73,12 @@ impl Shared {
         let mut min_gen = 0;
         let mut attempts_on_foreign_errors = 0;
         loop {
-            let mut slot = tokio::select! {
-                _ = self.shutdown.cancelled() => return Err(BusError::Closed),
-                slot = self.publisher.lock() => slot,
+            let Some(mut slot) = self
+                .shutdown
+                .run_until_cancelled(self.publisher.lock())
+                .await
+            else {
+                return Err(BusError::Closed);
             };
             let link = self.wait_link(min_gen).await?;
             let sent = match Self::publish_channel(&mut slot, &link).await {
