@@ -59,6 +59,7 @@ pub mod status;
 mod supervisor;
 
 pub use manager::{ManagerError, MonitorsManager};
+pub use schedule::phase;
 pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
     DEFAULT_MAX_CONFIG_BYTES,

@@ -10,8 +10,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The phase of a monitor within `window` (millisecond resolution).
-pub(crate) fn phase(component_name: &str, id: &str, window: Duration) -> Duration {
+/// The phase of a monitor within `window` (millisecond resolution): the offset from the monitor's
+/// epoch at which its rounds tick, `fingerprint(&(component_name, id)) mod window` in milliseconds.
+/// The manager uses `window = min(period, max_phase_spread)` (see
+/// [`ManagerSettings::phase_window`](crate::ManagerSettings::phase_window)); public so that a
+/// harness can compute the grid the manager ticks on.
+pub fn phase(component_name: &str, id: &str, window: Duration) -> Duration {
     let millis = window.as_millis().max(1);
     let h = u128::from(monitor_core::plan::fingerprint(&(component_name, id)));
     let offset = h % millis;
