@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let status = ManagerStatus {
-            states: heartbeat::StateCounts {
+            states: monitors_manager::StateCounts {
                 running: 3,
                 failing: 1,
                 dead: 0,

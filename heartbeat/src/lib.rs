@@ -1,20 +1,23 @@
-//! `heartbeat`: manager and worker heartbeats, and (in `health_checker`) the health checker that
-//! pings components and stores their heartbeats in Redis.
+//! `heartbeat`: PANIC's heartbeat messages, and the health checker that pings components and keeps
+//! their heartbeats.
 //!
 //! # Layout
 //!
-//! * [`liveness`]: the bookkeeping behind a manager heartbeat. A [`Liveness`] registry holds one
-//!   entry per supervised monitor (state, last finished round, deaths not yet reported, round
-//!   counts) and answers "which monitors run, which are dead" ([`Liveness::heartbeat`]), "is this
-//!   one hung" ([`Liveness::hung_deadline`]) and "what is the status of everything"
-//!   ([`Liveness::snapshot`]). It knows nothing of the bus or of how monitors are run.
-//! * [`publish`]: publishing worker heartbeats (`heartbeat.worker`, after each successful round) and
-//!   manager heartbeats (`heartbeat.manager`, in reply to a ping) on `health_check`; an unroutable
-//!   heartbeat is not an error (in the embedded mode nothing listens).
+//! * [`publish`]: building and publishing worker heartbeats (`heartbeat.worker`, after each
+//!   successful round of a monitor or write of the store) and manager heartbeats
+//!   (`heartbeat.manager`, in reply to a ping) on `health_check`; an unroutable heartbeat is not an
+//!   error (in the embedded mode nothing listens). The monitors manager and the monitorables store
+//!   both publish through it.
+//! * [`health_checker`]: the ping publisher and the heartbeat handler, writing to a
+//!   [`health_checker::HeartbeatSink`]: in memory, or (feature `redis`, on by default) PANIC's
+//!   `c1_` keys in Redis with [`health_checker::RedisHeartbeatSink`].
+//!
+//! The manager depends on this crate without default features, so it does not compile Redis.
 
 pub mod health_checker;
-pub mod liveness;
 pub mod publish;
 
-pub use liveness::{Liveness, StateCounts, TaskKey, TaskState, TaskStatus};
-pub use publish::{publish_manager_heartbeat, publish_worker_heartbeat, Published};
+pub use publish::{
+    manager_heartbeat, publish_manager_heartbeat, publish_worker_heartbeat, worker_heartbeat,
+    Published,
+};

@@ -1,9 +1,12 @@
-//! Publishing heartbeats on the `health_check` exchange.
+//! Building and publishing heartbeats on the `health_check` exchange: the one implementation the
+//! monitors manager and the monitorables store both use.
 //!
 //! * Worker heartbeats (`heartbeat.worker`, `{component_name, is_alive: true, timestamp}`): a
-//!   monitor sends one after each round whose data was all published.
+//!   monitor sends one after each round whose data was all published; the store after each
+//!   message it wrote.
 //! * Manager heartbeats (`heartbeat.manager`, `{component_name, running_processes,
-//!   dead_processes, timestamp}`): a manager sends one in reply to each ping.
+//!   dead_processes, timestamp}`, built by [`manager_heartbeat`]): a manager sends one in reply to
+//!   each ping.
 //!
 //! A heartbeat nobody is bound for is not an error (in the embedded mode no health checker
 //! listens): it is logged at debug level and reported as [`Published::Unroutable`]. Other bus
@@ -11,7 +14,7 @@
 
 use monitor_bus::publish_json;
 use monitor_bus::{Bus, BusError};
-use monitor_core::envelope::ManagerHeartbeat;
+use monitor_core::envelope::{now_unix, ManagerHeartbeat};
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_MANAGER_ROUTING_KEY, HEARTBEAT_WORKER_ROUTING_KEY,
 };
@@ -24,6 +27,28 @@ pub enum Published {
     Delivered,
     /// No queue is bound for it; dropped.
     Unroutable,
+}
+
+/// The manager heartbeat of `component_name` now, with the component names of its running and dead
+/// processes, each list sorted.
+pub fn manager_heartbeat(
+    component_name: &str,
+    mut running_processes: Vec<String>,
+    mut dead_processes: Vec<String>,
+) -> ManagerHeartbeat {
+    running_processes.sort();
+    dead_processes.sort();
+    ManagerHeartbeat {
+        component_name: component_name.to_owned(),
+        running_processes,
+        dead_processes,
+        timestamp: now_unix(),
+    }
+}
+
+/// The worker heartbeat of `component_name`: alive, now.
+pub fn worker_heartbeat(component_name: &str) -> WorkerHeartbeat {
+    WorkerHeartbeat::alive(component_name)
 }
 
 async fn publish_heartbeat(
@@ -51,7 +76,7 @@ pub async fn publish_worker_heartbeat(
     bus: &dyn Bus,
     component_name: &str,
 ) -> Result<Published, BusError> {
-    let hb = WorkerHeartbeat::alive(component_name);
+    let hb = worker_heartbeat(component_name);
     publish_heartbeat(bus, HEARTBEAT_WORKER_ROUTING_KEY, component_name, &hb).await
 }
 

@@ -52,6 +52,7 @@
 //! * [`settings`] — [`ManagerSettings`];
 //! * [`status`] — [`ManagerStatus`] and [`StatusHandle`].
 
+mod liveness;
 mod manager;
 mod schedule;
 pub mod settings;
@@ -64,4 +65,4 @@ pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
     DEFAULT_MAX_CONFIG_BYTES,
 };
-pub use status::{ManagerStatus, StatusHandle};
+pub use status::{ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus};

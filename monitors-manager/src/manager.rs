@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use heartbeat::{Liveness, TaskKey};
 use monitor_bus::{declare_bound_queue, publish_json, Delivery};
 use monitor_bus::{Bus, BusError};
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
@@ -19,6 +18,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::liveness::{Liveness, TaskKey};
 use crate::schedule::phase;
 use crate::settings::ManagerSettings;
 use crate::status::{Counters, StatusHandle};
@@ -473,7 +473,6 @@ impl Run {
                 if let Some(ctx) = ctx {
                     if !ctx.kill.is_cancelled() && !self.tasks_shutdown.is_cancelled() {
                         self.shared.liveness.died(ctx.key);
-                        Counters::bump(&self.shared.counters.deaths);
                         self.spawn_supervisor(&ctx);
                     }
                 }

@@ -1,22 +1,24 @@
 //! The manager's status snapshot (for `/metrics`, the benchmarks and tests).
+//!
+//! Every count is kept once: what monitors did (rounds, deaths, build failures) by the
+//! supervisor's bookkeeping (`liveness`), per monitor and in total; what the manager and the
+//! publishing did (rounds in flight, publishes, worker heartbeats, config messages, pings) by
+//! [`Counters`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use heartbeat::{Liveness, StateCounts, TaskStatus};
+pub use crate::liveness::{StateCounts, TaskKey, TaskState, TaskStatus};
+use crate::liveness::{Liveness, Report};
 
-/// Manager-wide counters, bumped by the monitor tasks.
+/// Manager-wide counters that no monitor's entry keeps, bumped by the manager and the monitor
+/// tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) rounds_ok: AtomicU64,
-    pub(crate) rounds_err: AtomicU64,
-    pub(crate) rounds_timed_out: AtomicU64,
     pub(crate) rounds_in_flight: AtomicU64,
     pub(crate) publishes_ok: AtomicU64,
     pub(crate) publishes_failed: AtomicU64,
     pub(crate) worker_heartbeats: AtomicU64,
-    pub(crate) build_failures: AtomicU64,
-    pub(crate) deaths: AtomicU64,
     pub(crate) config_messages: AtomicU64,
     pub(crate) config_errors: AtomicU64,
     pub(crate) pings: AtomicU64,
@@ -83,21 +85,26 @@ impl StatusHandle {
     pub fn status(&self) -> ManagerStatus {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let Report {
+            states,
+            totals,
+            monitors,
+        } = self.liveness.report();
         ManagerStatus {
-            states: self.liveness.counts(),
-            rounds_ok: get(&c.rounds_ok),
-            rounds_err: get(&c.rounds_err),
-            rounds_timed_out: get(&c.rounds_timed_out),
+            states,
+            rounds_ok: totals.rounds_ok,
+            rounds_err: totals.rounds_err,
+            rounds_timed_out: totals.rounds_timed_out,
             rounds_in_flight: get(&c.rounds_in_flight),
             publishes_ok: get(&c.publishes_ok),
             publishes_failed: get(&c.publishes_failed),
             worker_heartbeats: get(&c.worker_heartbeats),
-            build_failures: get(&c.build_failures),
-            deaths: get(&c.deaths),
+            build_failures: totals.build_failures,
+            deaths: totals.deaths,
             config_messages: get(&c.config_messages),
             config_errors: get(&c.config_errors),
             pings: get(&c.pings),
-            monitors: self.liveness.snapshot(),
+            monitors,
         }
     }
 }

@@ -23,7 +23,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use heartbeat::{Liveness, TaskKey};
 use monitor_bus::publish_json;
 use monitor_bus::Bus;
 use monitor_core::keys::RAW_DATA_EXCHANGE;
@@ -35,6 +34,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::liveness::{Liveness, TaskKey};
 use crate::schedule::first_tick;
 use crate::settings::Backoff;
 use crate::status::Counters;
@@ -93,7 +93,7 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
     let mut failures: u32 = 0;
     while !ctx.stopping() {
         liveness.incarnation_started(ctx.key);
-        let ok_before = liveness.status(ctx.key).map_or(0, |s| s.rounds_ok);
+        let ok_before = liveness.rounds_ok(ctx.key);
         let mut incarnation = JoinSet::new();
         incarnation.spawn(run_incarnation(Arc::clone(&ctx)).instrument(span.clone()));
 
@@ -115,7 +115,7 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
             () = hung(&ctx) => Outcome::Hung,
         };
 
-        if liveness.status(ctx.key).map_or(0, |s| s.rounds_ok) > ok_before {
+        if liveness.rounds_ok(ctx.key) > ok_before {
             failures = 0;
         }
         let restart_now = match outcome {
@@ -147,7 +147,6 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
             }
         };
         liveness.died(ctx.key);
-        Counters::bump(&ctx.shared.counters.deaths);
         if !restart_now {
             let delay = ctx.backoff.delay(failures);
             failures = failures.saturating_add(1);
@@ -215,7 +214,6 @@ async fn build(ctx: &MonitorCtx) -> Option<Box<dyn Monitor>> {
             }
             Err(e) => {
                 ctx.shared.liveness.build_failed(ctx.key);
-                Counters::bump(&ctx.shared.counters.build_failures);
                 let delay = ctx.backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tracing::warn!(
@@ -275,17 +273,14 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
         match outcome {
             Err(_elapsed) => {
                 shared.liveness.round_timed_out(ctx.key);
-                Counters::bump(&shared.counters.rounds_timed_out);
                 tracing::warn!(timeout = ?ctx.round_timeout, "round timed out");
             }
             Ok(Err(e)) => {
                 shared.liveness.round_finished(ctx.key, false);
-                Counters::bump(&shared.counters.rounds_err);
                 tracing::warn!(error = %e, "round failed: nothing published, no heartbeat");
             }
             Ok(Ok(publications)) => {
                 shared.liveness.round_finished(ctx.key, true);
-                Counters::bump(&shared.counters.rounds_ok);
                 if ctx.kill.is_cancelled() {
                     return;
                 }

@@ -476,7 +476,7 @@ impl Harness {
 pub(crate) fn monitor<'a>(
     status: &'a ManagerStatus,
     component_name: &str,
-) -> &'a heartbeat::TaskStatus {
+) -> &'a monitors_manager::TaskStatus {
     let found = status.monitors_named(component_name);
     assert_eq!(found.len(), 1, "{component_name}: {:#?}", status.monitors);
     found[0]

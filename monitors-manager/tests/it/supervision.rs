@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use heartbeat::TaskState;
+use monitors_manager::TaskState;
 use serde_json::json;
 
 use crate::harness::{

@@ -1,4 +1,4 @@
-//! Liveness bookkeeping for a manager's heartbeat: which supervised monitors run, which are dead.
+//! The supervisor's bookkeeping: which supervised monitors run, which are dead, what they did.
 //!
 //! A supervisor registers each monitor it runs ([`Liveness::register`]) and reports what happens to
 //! it: a new incarnation starting, the strategy built or failing to build, rounds finishing, a
@@ -12,17 +12,22 @@
 //!   time since the last finished round (or the start of the incarnation). Time spent waiting for a
 //!   permit to start a round (the manager bounds rounds in flight) does not count: a monitor
 //!   starved by the bound is not hung;
-//! * a status snapshot for metrics and benchmarks ([`Liveness::snapshot`], [`Liveness::counts`]).
+//! * a status report for metrics and benchmarks ([`Liveness::report`]).
+//!
+//! **Round counts are kept here only**, once: per monitor in its entry, and, when a monitor is
+//! unregistered, folded into the manager-wide "retired" counts, so that the manager's totals
+//! ([`Liveness::report`]) are the retired counts plus the sum over registered monitors. An update
+//! for a key that is no longer registered (a supervisor being stopped may still report once) changes
+//! no state but still counts in the totals.
 //!
 //! Instants are [`tokio::time::Instant`]s, so all of this follows paused time in tests. An
-//! unregistered monitor is no longer reported anywhere; updates for an unknown key are ignored (a
-//! supervisor that is being stopped may still report once).
+//! unregistered monitor is no longer reported anywhere but in the totals.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use monitor_core::envelope::{now_unix, ManagerHeartbeat};
+use monitor_core::envelope::ManagerHeartbeat;
 use tokio::time::Instant;
 
 /// Identifies one registered monitor (one spec instance; a restart after a config change registers a
@@ -97,6 +102,37 @@ pub struct StateCounts {
     pub dead: usize,
 }
 
+/// What monitors did: per monitor in its entry, manager-wide in [`Report::totals`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) rounds_ok: u64,
+    pub(crate) rounds_err: u64,
+    pub(crate) rounds_timed_out: u64,
+    pub(crate) deaths: u64,
+    pub(crate) build_failures: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.rounds_ok += other.rounds_ok;
+        self.rounds_err += other.rounds_err;
+        self.rounds_timed_out += other.rounds_timed_out;
+        self.deaths += other.deaths;
+        self.build_failures += other.build_failures;
+    }
+}
+
+/// Everything [`Liveness`] knows, taken under one lock.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Report {
+    /// Monitors by state.
+    pub(crate) states: StateCounts,
+    /// Counts of every monitor since the manager started (registered or not).
+    pub(crate) totals: Counts,
+    /// Every registered monitor, in registration order.
+    pub(crate) monitors: Vec<TaskStatus>,
+}
+
 #[derive(Debug)]
 struct Entry {
     component_name: String,
@@ -109,11 +145,7 @@ struct Entry {
     waiting_since: Option<Instant>,
     /// A death not yet reported in a heartbeat.
     unreported_death: bool,
-    rounds_ok: u64,
-    rounds_err: u64,
-    rounds_timed_out: u64,
-    deaths: u64,
-    build_failures: u64,
+    counts: Counts,
     last_round_at: Option<Instant>,
 }
 
@@ -124,11 +156,11 @@ impl Entry {
             component_name: self.component_name.clone(),
             label: self.label.clone(),
             state: self.state,
-            rounds_ok: self.rounds_ok,
-            rounds_err: self.rounds_err,
-            rounds_timed_out: self.rounds_timed_out,
-            deaths: self.deaths,
-            build_failures: self.build_failures,
+            rounds_ok: self.counts.rounds_ok,
+            rounds_err: self.counts.rounds_err,
+            rounds_timed_out: self.counts.rounds_timed_out,
+            deaths: self.counts.deaths,
+            build_failures: self.counts.build_failures,
             last_round_at: self.last_round_at,
         }
     }
@@ -138,17 +170,19 @@ impl Entry {
 struct Inner {
     next_key: u64,
     entries: BTreeMap<TaskKey, Entry>,
+    /// Counts of unregistered monitors (and of updates that arrived after unregistering).
+    retired: Counts,
 }
 
 /// The registry of supervised monitors. Cheap to share behind an `Arc`; every method takes `&self`.
 #[derive(Debug, Default)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     inner: Mutex<Inner>,
 }
 
 impl Liveness {
     /// An empty registry.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -159,14 +193,22 @@ impl Liveness {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn update(&self, key: TaskKey, f: impl FnOnce(&mut Entry)) {
-        if let Some(entry) = self.lock().entries.get_mut(&key) {
-            f(entry);
+    /// Apply `f` to `key`'s entry; `count` to its counts, or to the retired counts when `key` is no
+    /// longer registered (so that the totals count every report once).
+    fn update(&self, key: TaskKey, count: impl FnOnce(&mut Counts), f: impl FnOnce(&mut Entry)) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        match inner.entries.get_mut(&key) {
+            Some(entry) => {
+                count(&mut entry.counts);
+                f(entry);
+            }
+            None => count(&mut inner.retired),
         }
     }
 
     /// Register a monitor (state [`TaskState::Starting`]).
-    pub fn register(&self, component_name: &str, label: &str) -> TaskKey {
+    pub(crate) fn register(&self, component_name: &str, label: &str) -> TaskKey {
         let mut inner = self.lock();
         inner.next_key += 1;
         let key = TaskKey(inner.next_key);
@@ -179,11 +221,7 @@ impl Liveness {
                 last_progress: Instant::now(),
                 waiting_since: None,
                 unreported_death: false,
-                rounds_ok: 0,
-                rounds_err: 0,
-                rounds_timed_out: 0,
-                deaths: 0,
-                build_failures: 0,
+                counts: Counts::default(),
                 last_round_at: None,
             },
         );
@@ -191,93 +229,127 @@ impl Liveness {
     }
 
     /// Forget a monitor (stopped or removed): it is no longer reported anywhere, not even a death
-    /// that was not reported yet. Returns whether it was registered.
-    pub fn unregister(&self, key: TaskKey) -> bool {
-        self.lock().entries.remove(&key).is_some()
-    }
-
-    /// Whether `key` is registered.
-    pub fn contains(&self, key: TaskKey) -> bool {
-        self.lock().entries.contains_key(&key)
+    /// that was not reported yet; its counts stay in the totals. Returns whether it was registered.
+    pub(crate) fn unregister(&self, key: TaskKey) -> bool {
+        let mut inner = self.lock();
+        match inner.entries.remove(&key) {
+            Some(entry) => {
+                inner.retired.add(&entry.counts);
+                true
+            }
+            None => false,
+        }
     }
 
     /// A new incarnation starts (first start or restart): state [`TaskState::Starting`], hang clock
     /// reset.
-    pub fn incarnation_started(&self, key: TaskKey) {
-        self.update(key, |e| {
-            e.state = TaskState::Starting;
-            e.last_progress = Instant::now();
-            e.waiting_since = None;
-        });
+    pub(crate) fn incarnation_started(&self, key: TaskKey) {
+        self.update(
+            key,
+            |_| {},
+            |e| {
+                e.state = TaskState::Starting;
+                e.last_progress = Instant::now();
+                e.waiting_since = None;
+            },
+        );
     }
 
     /// The strategy was built: state [`TaskState::Running`], hang clock reset.
-    pub fn built(&self, key: TaskKey) {
-        self.update(key, |e| {
-            e.state = TaskState::Running;
-            e.last_progress = Instant::now();
-        });
+    pub(crate) fn built(&self, key: TaskKey) {
+        self.update(
+            key,
+            |_| {},
+            |e| {
+                e.state = TaskState::Running;
+                e.last_progress = Instant::now();
+            },
+        );
     }
 
     /// Building the strategy failed: state [`TaskState::Failing`] (reported dead until it builds).
-    pub fn build_failed(&self, key: TaskKey) {
-        self.update(key, |e| {
-            e.state = TaskState::Failing;
-            e.build_failures += 1;
-            e.last_progress = Instant::now();
-        });
+    pub(crate) fn build_failed(&self, key: TaskKey) {
+        self.update(
+            key,
+            |c| c.build_failures += 1,
+            |e| {
+                e.state = TaskState::Failing;
+                e.last_progress = Instant::now();
+            },
+        );
     }
 
     /// The monitor starts waiting for a round permit (the hang clock stops).
-    pub fn waiting_for_permit(&self, key: TaskKey) {
-        self.update(key, |e| e.waiting_since = Some(Instant::now()));
+    pub(crate) fn waiting_for_permit(&self, key: TaskKey) {
+        self.update(key, |_| {}, |e| e.waiting_since = Some(Instant::now()));
     }
 
     /// The monitor got its round permit (the hang clock resumes, shifted by the time waited).
-    pub fn permit_acquired(&self, key: TaskKey) {
-        self.update(key, |e| {
-            if let Some(since) = e.waiting_since.take() {
-                let now = Instant::now();
-                e.last_progress = (e.last_progress + now.saturating_duration_since(since)).min(now);
-            }
-        });
+    pub(crate) fn permit_acquired(&self, key: TaskKey) {
+        self.update(
+            key,
+            |_| {},
+            |e| {
+                if let Some(since) = e.waiting_since.take() {
+                    let now = Instant::now();
+                    e.last_progress =
+                        (e.last_progress + now.saturating_duration_since(since)).min(now);
+                }
+            },
+        );
     }
 
     /// A round finished (`ok`: it returned `Ok`): hang clock reset.
-    pub fn round_finished(&self, key: TaskKey, ok: bool) {
-        self.update(key, |e| {
-            let now = Instant::now();
-            if ok {
-                e.rounds_ok += 1;
-            } else {
-                e.rounds_err += 1;
-            }
-            e.last_round_at = Some(now);
-            e.last_progress = now;
-            e.waiting_since = None;
-        });
+    pub(crate) fn round_finished(&self, key: TaskKey, ok: bool) {
+        self.update(
+            key,
+            |c| {
+                if ok {
+                    c.rounds_ok += 1;
+                } else {
+                    c.rounds_err += 1;
+                }
+            },
+            |e| {
+                let now = Instant::now();
+                e.last_round_at = Some(now);
+                e.last_progress = now;
+                e.waiting_since = None;
+            },
+        );
     }
 
     /// A round was cut off by its timeout (does not reset the hang clock).
-    pub fn round_timed_out(&self, key: TaskKey) {
-        self.update(key, |e| e.rounds_timed_out += 1);
+    pub(crate) fn round_timed_out(&self, key: TaskKey) {
+        self.update(key, |c| c.rounds_timed_out += 1, |_| {});
     }
 
     /// The monitor died (panic, hang, unexpected end): state [`TaskState::Dead`] until the next
     /// incarnation starts; the death is listed in the next heartbeat.
-    pub fn died(&self, key: TaskKey) {
-        self.update(key, |e| {
-            e.state = TaskState::Dead;
-            e.deaths += 1;
-            e.unreported_death = true;
-            e.waiting_since = None;
-        });
+    pub(crate) fn died(&self, key: TaskKey) {
+        self.update(
+            key,
+            |c| c.deaths += 1,
+            |e| {
+                e.state = TaskState::Dead;
+                e.unreported_death = true;
+                e.waiting_since = None;
+            },
+        );
+    }
+
+    /// Rounds of `key` that returned `Ok` since registration (0 when unknown).
+    pub(crate) fn rounds_ok(&self, key: TaskKey) -> u64 {
+        self.lock()
+            .entries
+            .get(&key)
+            .map_or(0, |e| e.counts.rounds_ok)
     }
 
     /// When the monitor counts as hung if no round finishes before: the hang clock plus
     /// `allowed` (a build that never returns counts too). `None` when the question does not apply:
     /// unknown key, failing to build (already reported dead), dead, or waiting for a round permit.
-    pub fn hung_deadline(&self, key: TaskKey, allowed: Duration) -> Option<Instant> {
+    pub(crate) fn hung_deadline(&self, key: TaskKey, allowed: Duration) -> Option<Instant> {
         let inner = self.lock();
         let e = inner.entries.get(&key)?;
         let applies = matches!(e.state, TaskState::Starting | TaskState::Running);
@@ -287,8 +359,9 @@ impl Liveness {
         Some(e.last_progress + allowed)
     }
 
-    /// The manager heartbeat now, and mark every reported death as reported.
-    pub fn heartbeat(&self, component_name: &str) -> ManagerHeartbeat {
+    /// The manager heartbeat now (built by [`heartbeat::manager_heartbeat`]), and mark every
+    /// reported death as reported.
+    pub(crate) fn heartbeat(&self, component_name: &str) -> ManagerHeartbeat {
         let mut inner = self.lock();
         let mut running = Vec::new();
         let mut dead = Vec::new();
@@ -302,52 +375,31 @@ impl Liveness {
                 running.push(e.component_name.clone());
             }
         }
-        running.sort();
-        dead.sort();
-        ManagerHeartbeat {
-            component_name: component_name.to_owned(),
-            running_processes: running,
-            dead_processes: dead,
-            timestamp: now_unix(),
-        }
+        drop(inner);
+        heartbeat::manager_heartbeat(component_name, running, dead)
     }
 
-    /// The status of one monitor.
-    pub fn status(&self, key: TaskKey) -> Option<TaskStatus> {
-        self.lock().entries.get(&key).map(|e| e.status(key))
-    }
-
-    /// Counts per state.
-    pub fn counts(&self) -> StateCounts {
+    /// Counts per state, manager-wide counts and the status of every registered monitor (by key,
+    /// i.e. registration order), all from one moment.
+    pub(crate) fn report(&self) -> Report {
         let inner = self.lock();
-        let mut c = StateCounts::default();
-        for e in inner.entries.values() {
+        let mut states = StateCounts::default();
+        let mut totals = inner.retired;
+        let mut monitors = Vec::with_capacity(inner.entries.len());
+        for (key, e) in &inner.entries {
             match e.state {
-                TaskState::Starting | TaskState::Running => c.running += 1,
-                TaskState::Failing => c.failing += 1,
-                TaskState::Dead => c.dead += 1,
+                TaskState::Starting | TaskState::Running => states.running += 1,
+                TaskState::Failing => states.failing += 1,
+                TaskState::Dead => states.dead += 1,
             }
+            totals.add(&e.counts);
+            monitors.push(e.status(*key));
         }
-        c
-    }
-
-    /// The status of every registered monitor, by key (registration order).
-    pub fn snapshot(&self) -> Vec<TaskStatus> {
-        self.lock()
-            .entries
-            .iter()
-            .map(|(key, e)| e.status(*key))
-            .collect()
-    }
-
-    /// Number of registered monitors.
-    pub fn len(&self) -> usize {
-        self.lock().entries.len()
-    }
-
-    /// Whether no monitor is registered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        Report {
+            states,
+            totals,
+            monitors,
+        }
     }
 }
 
@@ -384,7 +436,7 @@ mod tests {
         assert_eq!(hb.dead_processes, ["System monitor (c)"]);
 
         assert_eq!(
-            l.counts(),
+            l.report().states,
             StateCounts {
                 running: 2,
                 failing: 1,
@@ -404,7 +456,10 @@ mod tests {
         let hb = l.heartbeat("m");
         assert!(hb.running_processes.is_empty());
         assert!(hb.dead_processes.is_empty());
-        assert!(l.snapshot().is_empty());
+        let report = l.report();
+        assert!(report.monitors.is_empty());
+        // The death and the late round still count in the totals, once each.
+        assert_eq!((report.totals.deaths, report.totals.rounds_ok), (1, 1));
     }
 
     #[tokio::test(start_paused = true)]
@@ -450,10 +505,19 @@ mod tests {
         l.round_finished(a, true);
         l.round_finished(a, false);
         l.round_timed_out(a);
-        let s = &l.snapshot()[0];
+        let report = l.report();
+        let s = &report.monitors[0];
         assert_eq!(s.label, "general.systems_config/systems/a");
         assert_eq!((s.rounds_ok, s.rounds_err, s.rounds_timed_out), (2, 1, 1));
         assert_eq!(s.last_round_at, Some(Instant::now()));
         assert_eq!(s.state, TaskState::Running);
+        assert_eq!(
+            (
+                report.totals.rounds_ok,
+                report.totals.rounds_err,
+                report.totals.rounds_timed_out
+            ),
+            (2, 1, 1)
+        );
     }
 }
