@@ -23,7 +23,7 @@ use monitor_bus::Bus;
 use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_core::config::ConfigMessage;
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
-use monitor_core::plan::{fingerprint, BuildFn, Plan, Planner};
+use monitor_core::plan::{BuildFn, Plan, Planner};
 use monitor_core::{ConfigKey, Monitor, MonitorableType, PeriodGroup, Publication, RoundError};
 use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, SystemsPlanner, Target};
 use monitors_manager::{ManagerSettings, MonitorsManager};
@@ -415,7 +415,7 @@ pub(crate) struct ManagerRounds {
 ///
 /// The manager ticks a monitor at `epoch + phase + k × period`, where `phase` is
 /// `fingerprint(&(component, id)) mod window` in milliseconds, `window = min(period,
-/// max_phase_spread)` (`monitors-manager` `schedule.rs`, reproduced in [`manager_phase`]), and
+/// max_phase_spread)` (the manager's own [`monitors_manager::phase`]), and
 /// `epoch` is the instant the manager started that monitor, just before spawning its supervisor.
 /// The manager does not expose `epoch`; it lies between `t0` (taken just before `run` is called)
 /// and the monitor's first build (its supervisor's first step). Lateness is measured against the
@@ -451,13 +451,6 @@ impl TimedPlanner {
     }
 }
 
-/// The manager's phase of a monitor (see [`TimedPlanner`]).
-pub(crate) fn manager_phase(component_name: &str, id: &str, period: Duration) -> Duration {
-    let millis = period.as_millis().max(1);
-    let h = u128::from(fingerprint(&(component_name, id)));
-    Duration::from_millis(u64::try_from(h % millis).unwrap_or(0))
-}
-
 impl Planner for TimedPlanner {
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -474,7 +467,7 @@ impl Planner for TimedPlanner {
     fn plan(&self, message: &ConfigMessage) -> Plan {
         let mut plan = self.inner.plan(message);
         for spec in &mut plan.specs {
-            let phase = manager_phase(&spec.component_name, &spec.id, self.window);
+            let phase = monitors_manager::phase(&spec.component_name, &spec.id, self.window);
             let inner_build = Arc::clone(&spec.build);
             let recorder = Arc::clone(&self.recorder);
             let rounds = Arc::clone(&self.rounds);

@@ -1,4 +1,17 @@
-//! The benchmark harness of issue #8: the same monitoring work (GET a node_exporter-like
+//! `bench`: the benchmark harness of issue #8 (processes vs threads vs tasks vs a bounded queue,
+//! up to 10,000 monitorables). `bench --help` lists the subcommands; `docs/BENCHMARKS.md` has the
+//! results and the commands that produced them.
+//!
+//! ```text
+//! cargo build --release -p bench
+//! $CARGO_TARGET_DIR/release/bench suite --out-dir docs/bench
+//! ```
+//!
+//! It is a crate of its own so that the product binaries (`bins`) carry none of its dependencies
+//! (`hdrhistogram`, `plotters`); it drives the real `MonitorsManager` and takes the manager's tick
+//! phases from [`monitors_manager::phase`].
+//!
+//! What it measures: the same monitoring work (GET a node_exporter-like
 //! endpoint over loopback, parse, build the envelope, publish) run by one OS process per
 //! monitorable, one OS thread per monitorable, our `MonitorsManager` (one tokio task per
 //! monitorable), a bounded work queue with W workers, and a bare tokio loop, at several sizes,
@@ -15,15 +28,15 @@
 //! * [`proc`]: `/proc` readers;
 //! * [`report`]: the Markdown table and the SVG plot.
 
-pub(crate) mod approaches;
-pub(crate) mod cli;
-pub(crate) mod proc;
-pub(crate) mod record;
-pub(crate) mod report;
-pub(crate) mod run;
-pub(crate) mod server;
-pub(crate) mod sink;
-pub(crate) mod suite;
+mod approaches;
+mod cli;
+mod proc;
+mod record;
+mod report;
+mod run;
+mod server;
+mod sink;
+mod suite;
 
 use monitor_bus::BusError;
 
@@ -58,4 +71,8 @@ impl BenchError {
             source,
         }
     }
+}
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }
