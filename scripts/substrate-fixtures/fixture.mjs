@@ -7,13 +7,14 @@ export const FORMAT = 'panic-substrate-replay/1';
 export function metadataPath(rt) { return `metadata/${rt.id}.hex`; }
 
 // spec: { name, description, chainName, systemName, properties (as the node answers system_properties),
-//   health, seed, tip (highest block built), keep (block numbers stored), runtimeOf(n) → rt,
+//   health, seed, keep (block numbers with storage; genesis and the highest block get a header only), runtimeOf(n) → rt,
 //   stateOf(n, rt) → State for block n (complete: every key a reader may ask at that block),
 //   rounds: [{ name, best, finalized, highest }] }
 export function buildNode(spec) {
   const rt0 = spec.runtimeOf(0);
-  const chain = makeChain(rt0, spec.seed, spec.tip);
-  const keep = [...new Set([0, ...spec.keep])].sort((a, b) => a - b);
+  const highest = Math.max(...spec.rounds.map((r) => r.highest));
+  const keep = [...new Set([0, ...spec.keep, highest])].sort((a, b) => a - b);
+  const chain = makeChain(rt0, spec.seed, keep);
   const node = {
     name: spec.name,
     rpc: { system_health: spec.health, system_properties: spec.properties },
@@ -54,7 +55,7 @@ export function buildNode(spec) {
     node.runtimeAt[b.hash] = rt;
     node.numberOf[b.hash] = n;
     node.hashOf[n] = b.hash;
-    if (n === 0) continue; // genesis: header and hash only
+    if (n === 0 || !spec.keep.includes(n)) continue; // genesis, highest: header and hash only
     const st = spec.stateOf(n, rt, b);
     if (!(st instanceof State)) throw new Error('stateOf must return a State');
     out.storage[b.hash] = st.toJSON();

@@ -265,22 +265,24 @@ export class State {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Blocks: real headers (hash = blake2 of the SCALE header), chained from genesis.
+// Blocks: real headers (hash = blake2 of the SCALE header). Only the numbers in `keep` are built;
+// a block's parent is the previous kept block when that is n - 1, else a stand-in hash.
 
-export function makeChain(rt, seed, upTo, digestFor = () => []) {
-  const blocks = [];
-  let parentHash = `0x${'00'.repeat(32)}`;
-  for (let n = 0; n <= upTo; n++) {
+export function makeChain(rt, seed, keep) {
+  const blocks = {};
+  for (const n of [...keep].sort((x, y) => x - y)) {
+    let parentHash;
+    if (n === 0) parentHash = `0x${'00'.repeat(32)}`;
+    else if (blocks[n - 1]) parentHash = blocks[n - 1].hash;
+    else parentHash = blake2AsHex(`${seed} block ${n - 1}`, 256);
     const header = rt.registry.createType('Header', {
       parentHash,
       number: n,
       stateRoot: blake2AsHex(`${seed} state ${n}`, 256),
       extrinsicsRoot: blake2AsHex(`${seed} extrinsics ${n}`, 256),
-      digest: { logs: digestFor(n) },
+      digest: { logs: [] },
     });
-    const hash = header.hash.toHex();
-    blocks.push({ number: n, hash, header: header.toJSON() });
-    parentHash = hash;
+    blocks[n] = { number: n, hash: header.hash.toHex(), header: header.toJSON() };
   }
   return blocks;
 }

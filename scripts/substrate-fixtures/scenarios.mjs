@@ -32,7 +32,9 @@ function expectNode(built, sources, stashes, roundNames, archive) {
     for (const { addr, isValidator } of stashes) {
       out[rn][addr] = { is_validator: isValidator, data: nodeData({ monitored: built.view, sources: sources.map((s) => s.built.view), stash: addr, isValidator, round }) };
     }
-    prev = built.node.numberOf[round.finalized];
+    // the next round's window starts after this round's finalized height of the archive node
+    const arch = [built, ...sources.map((s) => s.built)].find((b) => b.node.name === archive);
+    prev = arch.node.numberOf[arch.node.head.finalized];
   }
   return out;
 }
@@ -119,7 +121,7 @@ async function substrateDev() {
     name: 'validator',
     description: 'Substrate dev node (spec 268) of a validator, archive, its own data source',
     chainName: 'Development', systemName: 'Substrate Node', properties: props, health: HEALTHY,
-    seed: 'substrate-dev', tip: 108, keep: [100, 101, 102, 103, 104, 105, 106, 107],
+    seed: 'substrate-dev', keep: [100, 101, 102, 103, 104, 105, 106, 107],
     runtimeOf: () => rt,
     stateOf: (n) => {
       const s = base.clone();
@@ -135,15 +137,139 @@ async function substrateDev() {
   const sources = [{ built }];
   const stashes = [{ addr: V1, isValidator: true }, { addr: V3, isValidator: true }, { addr: NV, isValidator: false }, { addr: NV, isValidator: true, key: 'nv-as-validator' }];
   built.out.accounts = accountLegend(a);
-  built.out.expected = {
+  const expected = {
+    description: 'What a correct monitor publishes from validator.json (scripts/substrate-fixtures/README.md)',
+    accounts: accountLegend(a),
+    monitored_node: 'validator',
     data_sources: ['validator'],
     archive_node: 'validator',
     node: expectNode(built, sources, stashes.slice(0, 3), ['first', 'second'], 'validator'),
     network: expectNetwork(sources, ['first', 'second'], [G1]),
   };
-  return { files: [{ name: 'validator', json: built.out }], runtimes: [rt] };
+  return { files: [{ name: 'validator', json: built.out }, { name: 'expected', json: expected }], runtimes: [rt] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. polkadot-assethub: the relay keeps Session/Grandpa/validators/disabling, Asset Hub has staking
+//    (paged only) and OpenGov; the relay's Staking/Referenda are in its metadata but empty.
+
+const RELAY_HEIGHTS = { first: 28000000, second: 28000003 };
+const AH_HEIGHTS = { first: 10000000, second: 10000003 };
+
+async function polkadotAssetHub() {
+  const props = { ss58Format: 0, tokenDecimals: 10, tokenSymbol: 'DOT' };
+  const relayRt = await loadRuntime('polkadot-2000000', props);
+  const ahRt = await loadRuntime('asset-hub-polkadot-2000000', props);
+  const a = accounts(['validator-active', 'validator-elected-only', 'validator-disabled', 'validator-other',
+    'nominator-1', 'nominator-2', 'nominator-3', 'collator-1', 'collator-2', 'governance-1', 'governance-2',
+    'referendum-submitter'], 0);
+  const VA = a['validator-active'].addr;
+  const VE = a['validator-elected-only'].addr;
+  const VD = a['validator-disabled'].addr;
+  const VO = a['validator-other'].addr;
+  const [N1, N2, N3] = ['nominator-1', 'nominator-2', 'nominator-3'].map((n) => a[n].addr);
+  const [C1, C2] = [a['collator-1'].addr, a['collator-2'].addr];
+  const [G1, G2] = [a['governance-1'].addr, a['governance-2'].addr];
+  const SUB = a['referendum-submitter'].addr;
+  const RELAY_SESSION = 11000;
+  const ACTIVE_ERA = 1900;
+  const CURRENT_ERA = 1901;
+
+  // relay: Session, Grandpa, validator set and disabling; Staking and Referenda left empty
+  const relay = new State(relayRt);
+  relay.set('Session', 'CurrentIndex', [], RELAY_SESSION);
+  relay.set('Session', 'Validators', [], [VO, VA, VD]);
+  relay.set('Session', 'DisabledValidators', [], [[2, 50000000]]); // VD, index 2
+  relay.set('Grandpa', 'Stalled', [], [27999000, 16]);
+
+  // asset hub: its Session is the collators'
+  const ah = new State(ahRt);
+  ah.set('Session', 'CurrentIndex', [], 45000);
+  ah.set('Session', 'Validators', [], [C1, C2]);
+  ah.set('Session', 'DisabledValidators', [], []);
+  ah.set('Staking', 'ActiveEra', [], { index: ACTIVE_ERA, start: 1760000000000n });
+  ah.set('Staking', 'CurrentEra', [], CURRENT_ERA);
+  const exposure = (era, stash, own, pages) => {
+    const others = pages.flat();
+    const total = own + others.reduce((x, o) => x + o.value, 0n);
+    ah.set('Staking', 'ErasStakersOverview', [era, stash], { total, own, nominatorCount: others.length, pageCount: pages.length });
+    pages.forEach((page, i) => ah.set('Staking', 'ErasStakersPaged', [era, stash, i], { pageTotal: page.reduce((x, o) => x + o.value, 0n), others: page }));
+  };
+  for (const era of [1897, 1898, 1899, 1900]) {
+    exposure(era, VA, 20000n * DOT * 10n ** 6n, [[{ who: N1, value: 1500000n * DOT * 10n ** 3n }, { who: N2, value: BigInt(era) * DOT * 10n ** 6n }], [{ who: N3, value: 700n * DOT * 10n ** 6n }]]);
+  }
+  exposure(ACTIVE_ERA, VD, 5000n * DOT, [[{ who: N3, value: 100n * DOT }]]);
+  exposure(ACTIVE_ERA, VO, 9000n * DOT, [[]]);
+  // elected for the next era: VA and VE (not VD)
+  exposure(CURRENT_ERA, VA, 20000n * DOT * 10n ** 6n, [[{ who: N1, value: 1500000n * DOT * 10n ** 3n }], [{ who: N2, value: 3n * DOT }]]);
+  exposure(CURRENT_ERA, VE, 8000n * DOT, [[{ who: N3, value: 800n * DOT }]]);
+  ah.set('Staking', 'ClaimedRewards', [1897, VA], [0, 1]); // both pages: claimed
+  ah.set('Staking', 'ClaimedRewards', [1898, VA], [0]); // one page of two: not claimed
+  for (const v of [VA, VE, VD]) {
+    ah.set('Staking', 'Bonded', [v], v);
+    ah.set('Staking', 'Ledger', [v], { stash: v, total: 20000n * DOT, active: 20000n * DOT, unlocking: [] });
+    ah.set('Staking', 'Validators', [v], { commission: 30000000, blocked: false });
+  }
+  ah.set('Staking', 'ErasRewardPoints', [ACTIVE_ERA - 1], { total: 100000, individual: { [a['validator-active'].id]: 68120, [a['validator-disabled'].id]: 31880 } });
+  // OpenGov: 0 approved, 1 rejected, 2 ongoing (root track), 3 killed
+  const dep = (amount) => ({ who: SUB, amount });
+  ah.set('Referenda', 'ReferendumCount', [], 4);
+  ah.set('Referenda', 'ReferendumInfoFor', [0], { Approved: [9990000, dep(10n * DOT), null] });
+  ah.set('Referenda', 'ReferendumInfoFor', [1], { Rejected: [9995000, dep(10n * DOT), dep(100000n * DOT)] });
+  ah.set('Referenda', 'ReferendumInfoFor', [2], { Ongoing: {
+    track: 0, origin: { system: { Root: null } },
+    proposal: { Lookup: { hash_: blake2AsHex('panic fixture: opengov referendum 2 call', 256), len: 64 } },
+    enactment: { After: 14400 }, submitted: 9999000, submissionDeposit: dep(10n * DOT),
+    decisionDeposit: dep(100000n * DOT), deciding: { since: 9999100, confirming: null },
+    tally: { ayes: 12345678n * DOT * 10n ** 3n, nays: 2000n * DOT, support: 3000000n * DOT }, inQueue: false,
+    alarm: [10100000, [10100000, 0]],
+  } });
+  ah.set('Referenda', 'ReferendumInfoFor', [3], { Killed: 9996000 });
+  ah.set('ConvictionVoting', 'VotingFor', [G1, 0], { Casting: { votes: [[2, { Standard: { vote: { aye: true, conviction: 'Locked3x' }, balance: 40000n * DOT * 10n ** 6n } }]], delegations: { votes: 0, capital: 0 }, prior: [0, 0] } });
+  ah.set('ConvictionVoting', 'VotingFor', [G2, 0], { Casting: { votes: [[2, { Split: { aye: 5n * DOT, nay: 7n * DOT } }]], delegations: { votes: 0, capital: 0 }, prior: [0, 0] } });
+
+  const relayBuilt = buildNode({
+    name: 'relay',
+    description: 'Polkadot relay node (spec 2000000) after the Asset Hub migration: Session, Grandpa, validators, disabling; Staking and Referenda empty',
+    chainName: 'Polkadot', systemName: 'Parity Polkadot', properties: props, health: HEALTHY,
+    seed: 'polkadot-relay', keep: [28000000, 28000001, 28000002, 28000003, 28000004, 28000005],
+    runtimeOf: () => relayRt,
+    stateOf: (n) => { const st = relay.clone(); st.set('System', 'Number', [], n); st.setEvents([]); return st; },
+    rounds: [
+      { name: 'first', best: RELAY_HEIGHTS.first + 2, finalized: RELAY_HEIGHTS.first, highest: RELAY_HEIGHTS.first + 2 },
+      { name: 'second', best: RELAY_HEIGHTS.second + 2, finalized: RELAY_HEIGHTS.second, highest: RELAY_HEIGHTS.second + 2 },
+    ],
+  });
+  const ahEvents = { [AH_HEIGHTS.first + 2]: [{ phase: { ApplyExtrinsic: 1 }, pallet: 'Staking', event: 'Slashed', fields: { staker: VD, amount: 123456789012345678901n } }] };
+  const ahBuilt = buildNode({
+    name: 'assethub',
+    description: 'Asset Hub Polkadot node (spec 2000000, archive): staking with paged exposure, ClaimedRewards, OpenGov; its Session is the collators\'',
+    chainName: 'Polkadot Asset Hub', systemName: 'Polkadot parachain', properties: props, health: HEALTHY,
+    seed: 'polkadot-asset-hub', keep: [10000000, 10000001, 10000002, 10000003, 10000004, 10000005],
+    runtimeOf: () => ahRt,
+    stateOf: (n) => { const st = ah.clone(); st.set('System', 'Number', [], n); st.setEvents(ahEvents[n] || []); return st; },
+    rounds: [
+      { name: 'first', best: AH_HEIGHTS.first + 2, finalized: AH_HEIGHTS.first, highest: AH_HEIGHTS.first + 2 },
+      { name: 'second', best: AH_HEIGHTS.second + 2, finalized: AH_HEIGHTS.second, highest: AH_HEIGHTS.second + 2 },
+    ],
+  });
+  relayBuilt.out.accounts = accountLegend(a);
+  ahBuilt.out.accounts = accountLegend(a);
+  const sources = [{ built: relayBuilt }, { built: ahBuilt }];
+  const stashes = [VA, VE, VD].map((addr) => ({ addr, isValidator: true }));
+  const expected = {
+    description: 'What a correct monitor publishes for a validator node = relay.json with data sources relay.json then assethub.json; `historical` is read from assethub.json (archive; slashes are Asset Hub events now), so its heights are Asset Hub heights',
+    accounts: accountLegend(a),
+    monitored_node: 'relay',
+    data_sources: ['relay', 'assethub'],
+    archive_node: 'assethub',
+    node: expectNode(relayBuilt, sources, stashes, ['first', 'second'], 'assethub'),
+    network: expectNetwork(sources, ['first', 'second'], [G1, G2]),
+  };
+  return { files: [{ name: 'relay', json: relayBuilt.out }, { name: 'assethub', json: ahBuilt.out }, { name: 'expected', json: expected }], runtimes: [relayRt, ahRt] };
 }
 
 export const SCENARIOS = [
   { name: 'substrate-dev', description: 'Substrate dev node: ImOnline, Democracy, legacy and paged exposure, a slash and an offline event', build: substrateDev },
+  { name: 'polkadot-assethub', description: 'Polkadot relay + Asset Hub Polkadot after the migration: no ImOnline, OpenGov, paged exposure; validators active+elected, elected only, disabled', build: polkadotAssetHub },
 ];
