@@ -9,20 +9,20 @@
 //! * a store that reports a corrupt document gets the PANIC treatment: logged, acked, no heartbeat;
 //! * after a successful write the message is acked and a worker heartbeat
 //!   `{component_name: "Monitorable Store", is_alive: true, timestamp}` is published on
-//!   `health_check` / `heartbeat.worker` (unroutable is logged at debug level).
+//!   `health_check` / `heartbeat.worker` by [`heartbeat::publish_worker_heartbeat`], as the
+//!   manager's monitors do (unroutable is logged at debug level).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use monitor_bus::backoff::Backoff;
-use monitor_bus::{declare_bound_queue, publish_json};
+use monitor_bus::declare_bound_queue;
 use monitor_bus::{Bus, BusError, Delivery};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::{
-    HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_BINDING, MONITORABLE_EXCHANGE,
-    MONITORABLE_STORE_INPUT_QUEUE,
+    HEALTH_CHECK_EXCHANGE, MONITORABLE_BINDING, MONITORABLE_EXCHANGE, MONITORABLE_STORE_INPUT_QUEUE,
 };
-use monitor_core::{MonitorableKey, WorkerHeartbeat};
+use monitor_core::MonitorableKey;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -91,9 +91,11 @@ pub async fn run_store_service(
             return Ok(());
         }
         // Declaring waits for the broker while it is away: shutdown must not wait for it.
-        let set_up = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            r = setup(bus.as_ref(), &settings) => r,
+        let Some(set_up) = shutdown
+            .run_until_cancelled(setup(bus.as_ref(), &settings))
+            .await
+        else {
+            return Ok(());
         };
         let mut consumer = match set_up {
             Ok(c) => {
@@ -111,9 +113,8 @@ pub async fn run_store_service(
         };
         info!(queue = %settings.queue, "monitorable store consuming");
         loop {
-            let delivery = tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                d = consumer.next() => d,
+            let Some(delivery) = shutdown.run_until_cancelled(consumer.next()).await else {
+                return Ok(());
             };
             let Some(delivery) = delivery else {
                 warn!(queue = %settings.queue, "monitorable consumer ended; consuming again");
@@ -205,17 +206,15 @@ async fn handle(
     }
     ack(delivery).await;
 
-    let heartbeat = WorkerHeartbeat::alive(&settings.component_name);
     // The publish waits in the bus's outbox while the broker is away: shutdown does not wait for
     // it (the message is applied and acked; only this heartbeat is lost).
-    let published = tokio::select! {
-        () = shutdown.cancelled() => return Outcome::Stopped,
-        r = publish_json(bus, HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, &heartbeat) => r,
-    };
-    match published {
-        Ok(()) => {}
-        Err(e @ BusError::Unroutable { .. }) => debug!(error = %e, "heartbeat not routed"),
-        Err(e) => warn!(error = %e, "could not publish heartbeat"),
+    let publish = heartbeat::publish_worker_heartbeat(bus, &settings.component_name);
+    match shutdown.run_until_cancelled(publish).await {
+        None => Outcome::Stopped,
+        Some(Ok(_published)) => Outcome::Next,
+        Some(Err(e)) => {
+            warn!(error = %e, "could not publish heartbeat");
+            Outcome::Next
+        }
     }
-    Outcome::Next
 }

@@ -11,16 +11,14 @@
 //!   backoff timer, never dropped. After each message it acks and stores its own heartbeat
 //!   `{"component_name": "Heartbeat Handler", "timestamp": …}`.
 //!
-//! Heartbeats go to a [`HeartbeatSink`]: [`RedisHeartbeatSink`] writes PANIC's keys
-//! `<namespace>:c1_<component_name>` (plain `SET`, no TTL; namespace default `panic_alerter`), and
-//! [`MemoryHeartbeatSink`] keeps them in a map. [`run_health_checker`] runs both halves until its
-//! [`CancellationToken`] is cancelled.
+//! Heartbeats go to a [`HeartbeatSink`]: `RedisHeartbeatSink` (feature `redis`, on by default)
+//! writes PANIC's keys `<namespace>:c1_<component_name>` (plain `SET`, no TTL; namespace default
+//! `panic_alerter`), and [`MemoryHeartbeatSink`] keeps them in a map. [`run_health_checker`] runs
+//! both halves until its [`CancellationToken`] is cancelled.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use monitor_bus::backoff::Backoff;
 use monitor_bus::declare_bound_queue;
 use monitor_bus::{Bus, BusError, Consumer, Delivery};
@@ -29,12 +27,18 @@ use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_BINDING, HEARTBEAT_HANDLER_QUEUE,
     HEARTBEAT_MANAGER_ROUTING_KEY, HEARTBEAT_WORKER_ROUTING_KEY, PING_ROUTING_KEY,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
 use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+
+#[cfg(feature = "redis")]
+mod redis_sink;
+mod sink;
+
+#[cfg(feature = "redis")]
+pub use redis_sink::RedisHeartbeatSink;
+pub use sink::{HeartbeatSink, MemoryHeartbeatSink, SinkError};
 
 /// PANIC's default Redis namespace (`UNIQUE_ALERTER_IDENTIFIER`).
 pub const DEFAULT_NAMESPACE: &str = "panic_alerter";
@@ -52,121 +56,12 @@ pub const HEARTBEAT_HANDLER_PREFETCH: u16 = 300;
 /// is dropped with an error log, which only happens with more components than this).
 const MAX_PENDING: usize = 100_000;
 
-/// Errors of a heartbeat sink.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The backend cannot be reached or did not answer (retry later).
-    #[error("heartbeat store unavailable: {0}")]
-    Unavailable(String),
-    /// A setting (such as the Redis URL) is invalid.
-    #[error("invalid heartbeat store setting: {0}")]
-    Config(String),
-}
-
 /// Errors that stop the health checker.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthCheckerError {
     /// The bus was closed.
     #[error("bus closed: {0}")]
     Bus(#[from] BusError),
-}
-
-/// Where heartbeats are kept, by component name.
-#[async_trait]
-pub trait HeartbeatSink: Send + Sync {
-    /// Store `heartbeat_json` (kept exactly as given) as the latest heartbeat of `component_name`.
-    async fn store(&self, component_name: &str, heartbeat_json: &str) -> Result<(), SinkError>;
-}
-
-/// Heartbeats in Redis at `<namespace>:c1_<component_name>` (plain `SET`, no TTL).
-#[derive(Clone)]
-pub struct RedisHeartbeatSink {
-    conn: ConnectionManager,
-    namespace: String,
-}
-
-impl std::fmt::Debug for RedisHeartbeatSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisHeartbeatSink")
-            .field("namespace", &self.namespace)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisHeartbeatSink {
-    /// A sink on an existing connection.
-    pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
-        RedisHeartbeatSink {
-            conn,
-            namespace: namespace.to_owned(),
-        }
-    }
-
-    /// A sink with its own connection to `url`, connected lazily (so the health checker can start
-    /// before Redis) and reconnecting after Redis goes away. Must be called inside a tokio runtime.
-    pub fn open(url: &str, namespace: &str) -> Result<Self, SinkError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| SinkError::Config(format!("redis url `{url}`: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| SinkError::Config(format!("redis url `{url}`: {e}")))?;
-        Ok(Self::new(conn, namespace))
-    }
-
-    /// The Redis key of `component_name`'s heartbeat.
-    pub fn key(&self, component_name: &str) -> String {
-        format!("{}:c1_{component_name}", self.namespace)
-    }
-}
-
-#[async_trait]
-impl HeartbeatSink for RedisHeartbeatSink {
-    async fn store(&self, component_name: &str, heartbeat_json: &str) -> Result<(), SinkError> {
-        let mut conn = self.conn.clone();
-        conn.set::<_, _, ()>(self.key(component_name), heartbeat_json)
-            .await
-            .map_err(|e| SinkError::Unavailable(e.to_string()))
-    }
-}
-
-/// Heartbeats in memory (embedding and tests). Clones share the map.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryHeartbeatSink {
-    map: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl MemoryHeartbeatSink {
-    /// An empty sink.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, String>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The stored heartbeat of `component_name`.
-    pub fn get(&self, component_name: &str) -> Option<String> {
-        self.lock().get(component_name).cloned()
-    }
-
-    /// Every stored heartbeat, by component name.
-    pub fn all(&self) -> HashMap<String, String> {
-        self.lock().clone()
-    }
-}
-
-#[async_trait]
-impl HeartbeatSink for MemoryHeartbeatSink {
-    async fn store(&self, component_name: &str, heartbeat_json: &str) -> Result<(), SinkError> {
-        self.lock()
-            .insert(component_name.to_owned(), heartbeat_json.to_owned());
-        Ok(())
-    }
 }
 
 /// Settings of the health checker.
@@ -238,9 +133,11 @@ pub async fn run_ping_publisher(
     let mut backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     loop {
         // Declaring waits for the broker while it is away: shutdown must not wait for it.
-        let declared = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            r = bus.declare_exchange(HEALTH_CHECK_EXCHANGE) => r,
+        let Some(declared) = shutdown
+            .run_until_cancelled(bus.declare_exchange(HEALTH_CHECK_EXCHANGE))
+            .await
+        else {
+            return Ok(());
         };
         match declared {
             Ok(()) => break,
@@ -257,15 +154,14 @@ pub async fn run_ping_publisher(
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            _ = ticker.tick() => {}
+        if shutdown.run_until_cancelled(ticker.tick()).await.is_none() {
+            return Ok(());
         }
         // While the broker is away a publish waits in the bus's outbox for the reconnection:
         // shutdown must not wait for it (the ping is dropped, as any ping of a stopping checker).
-        let published = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            r = bus.publish(HEALTH_CHECK_EXCHANGE, PING_ROUTING_KEY, PING_BODY.into()) => r,
+        let publish = bus.publish(HEALTH_CHECK_EXCHANGE, PING_ROUTING_KEY, PING_BODY.into());
+        let Some(published) = shutdown.run_until_cancelled(publish).await else {
+            return Ok(());
         };
         match published {
             Ok(()) => debug!("ping published"),
@@ -341,9 +237,11 @@ pub async fn run_heartbeat_handler(
     let mut pending = Pending::default();
     let mut retry_at: Option<Instant> = None;
     loop {
-        let set_up = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            r = setup(bus.as_ref(), &settings) => r,
+        let Some(set_up) = shutdown
+            .run_until_cancelled(setup(bus.as_ref(), &settings))
+            .await
+        else {
+            return Ok(());
         };
         let mut consumer = match set_up {
             Ok(c) => {
