@@ -22,8 +22,6 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 use tracing::debug;
 
-use crate::settings::error_chain;
-
 /// How a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HttpErrorKind {
@@ -226,7 +224,7 @@ impl Http {
 
 /// `requests`' URL checks: a scheme (`MissingSchema`), `http` or `https` (`InvalidSchema`), a host
 /// and a valid port (`InvalidURL`).
-pub fn parse_url(url: &str) -> Result<Url, HttpError> {
+pub(crate) fn parse_url(url: &str) -> Result<Url, HttpError> {
     let invalid = |reason: String| HttpError::new(HttpErrorKind::InvalidUrl, url, reason);
     let parsed = Url::parse(url.trim()).map_err(|e| invalid(e.to_string()))?;
     match parsed.scheme() {
@@ -252,6 +250,33 @@ fn classify_send(err: &reqwest::Error, url: &str) -> HttpError {
         HttpErrorKind::Down
     };
     HttpError::new(kind, url, error_chain(err))
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// How a JSON value is described in error messages (`a list`, `an object`, …).
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]

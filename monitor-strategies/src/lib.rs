@@ -1,52 +1,87 @@
 //! `monitor-strategies`: one strategy per PANIC monitor type, each turning a validated config into a
-//! [`monitor_core::Monitor`]. Strategies know nothing of RabbitMQ, Redis or the manager.
+//! [`monitor_core::Monitor`], and the planners that map PANIC's config messages to monitors.
+//! Strategies know nothing of RabbitMQ, Redis or the manager.
 //!
 //! # Layout
 //!
-//! * [`settings`]: [`StrategySettings`], shared by every strategy (HTTP clients, timeouts, body cap,
-//!   URL templates); built by the binaries, the library reads no env;
-//! * [`http`]: the one HTTP layer (timeout, size-capped body, PANIC's transport error classes);
-//! * [`prometheus`]: Prometheus text parsing and PANIC's metric query;
-//! * [`system`]: the System monitor (node_exporter, spec §4.1);
-//! * [`github`]: the GitHub releases monitor and planner (spec §4.2), [`rate_limit`]: the request
-//!   budget all GitHub monitors share;
-//! * [`dockerhub`]: the DockerHub tags monitor and planner (spec §4.3);
-//! * [`evm`]: JSON-RPC to EVM nodes and the EVM node monitor (spec §4.4);
-//! * [`chainlink`]: the Chainlink node (spec §4.5) and contracts (spec §4.8) monitors, their ABI,
-//!   and the Chainlink and EVM node planners;
-//! * [`cosmos`]: the Cosmos node (spec §4.6) and network (spec §4.9) monitors and their planners;
-//! * [`planners`]: the [`monitor_core::Planner`]s and [`registry`], everything the manager runs;
-//!   `plan_util` (private): what the planners share (section loop, monitorables, specs, clients);
-//! * `testing` (feature `testing`): a local HTTP server for strategy tests.
+//! One folder per monitor type, each with its monitor(s), their client/parse code and their
+//! planner side by side:
+//!
+//! * `system/`: the System monitor (node_exporter, spec §4.1) and [`SystemsPlanner`];
+//! * `github/`: the GitHub releases monitor (spec §4.2), [`GithubPlanner`] and the request budget
+//!   all GitHub monitors share ([`RateBudget`]);
+//! * `dockerhub/`: the DockerHub tags monitor (spec §4.3) and [`DockerHubPlanner`];
+//! * `evm/`: the JSON-RPC client ([`JsonRpc`]), the EVM node monitor (spec §4.4) and
+//!   [`EvmNodesPlanner`];
+//! * `chainlink/`: the Chainlink node (spec §4.5) and contracts (spec §4.8) monitors, the ABI of
+//!   the contracts, [`ChainlinkNodesPlanner`] and [`ChainlinkContractsPlanner`];
+//! * `cosmos/`: the Cosmos node (spec §4.6) and network (spec §4.9) monitors, their REST and
+//!   Tendermint clients, [`CosmosNodesPlanner`] and [`CosmosNetworkPlanner`].
+//!
+//! Shared layers: `settings` ([`StrategySettings`], built by the binaries; the library reads no
+//! env), `http` ([`Http`]: timeout, size-capped body, PANIC's transport error classes),
+//! `prometheus` (Prometheus text parsing and PANIC's metric query), `plan_util` (what the planners
+//! share: the section loop, monitorables, and the spec builder that derives each fingerprint from
+//! the planner's typed config), and [`testing`] (feature `testing`: a local HTTP server for
+//! strategy tests). Every module is private: the names below are the whole public surface.
 
-pub mod chainlink;
-pub mod cosmos;
-pub mod dockerhub;
-pub mod evm;
-pub mod github;
-pub mod http;
+mod chainlink;
+mod cosmos;
+mod dockerhub;
+mod evm;
+mod github;
+mod http;
 mod plan_util;
-pub mod planners;
-pub mod prometheus;
-pub mod rate_limit;
-pub mod settings;
-pub mod system;
+mod prometheus;
+mod settings;
+mod system;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use chainlink::{
-    ChainlinkContractsMonitor, ChainlinkContractsPlanner, ChainlinkNodeMonitor,
-    ChainlinkNodesPlanner, EvmNodesPlanner,
+use std::sync::Arc;
+
+use monitor_core::Planner;
+
+pub use chainlink::abi::checksum;
+pub use chainlink::contracts::{ChainlinkContractsConfig, ChainlinkContractsMonitor};
+pub use chainlink::node::{ChainlinkNodeConfig, ChainlinkNodeMonitor};
+pub use chainlink::planner::{ChainlinkContractsPlanner, ChainlinkNodesPlanner};
+pub use cosmos::network::CosmosNetworkMonitor;
+pub use cosmos::node::CosmosNodeMonitor;
+pub use cosmos::planner::{
+    network_data_sources, node_data_sources, parse_nodes, CosmosNetworkPlanner, CosmosNodesPlanner,
 };
-pub use cosmos::{
-    CosmosNetworkMonitor, CosmosNetworkPlanner, CosmosNodeConfig, CosmosNodeMonitor,
-    CosmosNodesPlanner,
-};
-pub use dockerhub::{DockerHubMonitor, DockerHubPlanner, DockerHubRepoConfig};
-pub use evm::{EvmNodeConfig, EvmNodeMonitor};
-pub use github::{GithubMonitor, GithubPlanner, GithubRepoConfig, GithubToken};
+pub use cosmos::rest::{RestCall, SdkGeneration};
+pub use cosmos::CosmosNodeConfig;
+pub use dockerhub::monitor::{tags_url, DockerHubMonitor, DockerHubRepoConfig};
+pub use dockerhub::planner::DockerHubPlanner;
+pub use evm::monitor::{EvmNodeConfig, EvmNodeMonitor};
+pub use evm::planner::EvmNodesPlanner;
+pub use evm::rpc::{hex_bytes, parse_hex_bytes, JsonRpc, RpcError};
+pub use github::monitor::{releases_url, GithubMonitor, GithubRepoConfig};
+pub use github::planner::GithubPlanner;
+pub use github::rate_limit::RateBudget;
 pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
-pub use planners::{registry, SystemsPlanner};
-pub use rate_limit::RateBudget;
-pub use settings::{StrategySettings, Target};
-pub use system::{SystemConfig, SystemMonitor};
+pub use prometheus::{
+    parse as parse_prometheus, query as query_prometheus, MetricValue, Requirement,
+};
+pub use settings::{ClientBuildError, GithubToken, StrategySettings, Target};
+pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};
+pub use system::planner::SystemsPlanner;
+
+/// Every planner, one per monitor type, sharing `settings` (and so their HTTP connection pools and
+/// the GitHub rate budget). Adding a monitor type means adding its planner here; the manager does
+/// not change.
+pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
+    let settings = Arc::new(settings);
+    vec![
+        Arc::new(SystemsPlanner::new(Arc::clone(&settings))),
+        Arc::new(GithubPlanner::new(Arc::clone(&settings))),
+        Arc::new(DockerHubPlanner::new(Arc::clone(&settings))),
+        Arc::new(ChainlinkNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(EvmNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(ChainlinkContractsPlanner::new(Arc::clone(&settings))),
+        Arc::new(CosmosNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(CosmosNetworkPlanner::new(Arc::clone(&settings))),
+    ]
+}

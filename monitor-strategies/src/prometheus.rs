@@ -278,13 +278,13 @@ fn parse_quoted(s: &str) -> Option<(String, &str)> {
 
 /// Python's `float()` on a token: decimal and exponent forms, `NaN`, `Inf`, `+Inf`, `-Inf`,
 /// `Infinity`, any case.
-pub fn parse_float(token: &str) -> Option<f64> {
+pub(crate) fn parse_float(token: &str) -> Option<f64> {
     token.parse::<f64>().ok()
 }
 
 /// Python's `json.dumps(dict)` of a label set: `", "` and `": "` separators, `ensure_ascii`
 /// escaping.
-pub fn labels_json(labels: &[(String, String)]) -> String {
+pub(crate) fn labels_json(labels: &[(String, String)]) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {
@@ -299,7 +299,7 @@ pub fn labels_json(labels: &[(String, String)]) -> String {
 }
 
 /// Appends a string as Python's `json.dumps` writes it (ASCII only).
-pub fn push_python_json_string(out: &mut String, s: &str) {
+pub(crate) fn push_python_json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -2,39 +2,39 @@
 //! templates). The binaries build it from env and flags; libraries read no env.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use monitor_core::PeriodGroup;
 
-use crate::github::GithubToken;
-use crate::http::Http;
-use crate::rate_limit::RateBudget;
+use crate::github::rate_limit::RateBudget;
+use crate::http::{error_chain, Http};
 
 /// PANIC's request timeout for REST calls (10 s).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default cap on a response body (16 MiB): a node_exporter scrape is ~100 KiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// PANIC's `GITHUB_RELEASES_TEMPLATE`: `{}` is replaced by `owner/repo/`.
-pub const DEFAULT_GITHUB_RELEASES_TEMPLATE: &str = "https://api.github.com/repos/{}releases";
+pub(crate) const DEFAULT_GITHUB_RELEASES_TEMPLATE: &str = "https://api.github.com/repos/{}releases";
 
 /// PANIC's `DOCKERHUB_TAGS_TEMPLATE`: the two `{}` are the namespace and the repository name.
-pub const DEFAULT_DOCKERHUB_TAGS_TEMPLATE: &str =
+pub(crate) const DEFAULT_DOCKERHUB_TAGS_TEMPLATE: &str =
     "https://hub.docker.com/v2/repositories/{}/{}/tags";
 
 /// Where the Chainlink node monitor looks up a chain's native currency symbol (PANIC's constant).
-pub const DEFAULT_CHAIN_LIST_URL: &str = "https://chainid.network/chains_mini.json";
+pub(crate) const DEFAULT_CHAIN_LIST_URL: &str = "https://chainid.network/chains_mini.json";
 
 /// PANIC's web3 request timeout for EVM nodes (2 s).
-pub const DEFAULT_EVM_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_EVM_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Default cap on the DockerHub tag pages one round follows (Docker Hub pages hold 10 tags).
-pub const DEFAULT_DOCKERHUB_MAX_PAGES: usize = 100;
+pub(crate) const DEFAULT_DOCKERHUB_MAX_PAGES: usize = 100;
 
 /// The `User-Agent` of every request (GitHub's API refuses requests without one).
-pub const USER_AGENT: &str = concat!("panic-monitors/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("panic-monitors/", env!("CARGO_PKG_VERSION"));
 
 /// Which kind of server a request goes to; decides TLS verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +44,33 @@ pub enum Target {
     Monitored,
     /// A public service: GitHub, DockerHub, weiwatchers, chainid.network. Verified.
     Public,
+}
+
+/// A GitHub API token. `Debug` never shows it, and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GithubToken(String);
+
+impl GithubToken {
+    /// A token; `None` when blank (an empty `GITHUB_TOKEN` means no token).
+    pub fn new(token: impl Into<String>) -> Option<Self> {
+        let token = token.into().trim().to_owned();
+        if token.is_empty() {
+            None
+        } else {
+            Some(GithubToken(token))
+        }
+    }
+
+    /// The token itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GithubToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GithubToken(<redacted>)")
+    }
 }
 
 /// The HTTP client could not be built (TLS backend initialisation).
@@ -224,21 +251,6 @@ fn build_client(verify: bool) -> Result<reqwest::Client, ClientBuildError> {
         .tls_danger_accept_invalid_hostnames(!verify)
         .build()
         .map_err(|e| ClientBuildError(error_chain(&e)))
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -20,12 +20,12 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use monitor_core::{Monitor, PeriodGroup, RawDataKey};
-use monitor_strategies::chainlink::abi::checksum;
-use monitor_strategies::chainlink::{
+use monitor_strategies::checksum;
+use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
+use monitor_strategies::{hex_bytes, parse_hex_bytes, JsonRpc};
+use monitor_strategies::{
     ChainlinkContractsConfig, ChainlinkContractsMonitor, ChainlinkNodeConfig,
 };
-use monitor_strategies::evm::{hex_bytes, parse_hex_bytes, JsonRpc};
-use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{StrategySettings, Target};
 
 sol! {

@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 
 use monitor_core::config::ConfigMessage;
 use monitor_core::{Monitor, MonitorableType, PeriodGroup, Planner, RawDataKey};
-use monitor_strategies::chainlink::{ChainlinkContractsPlanner, ChainlinkNodeConfig};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{
     registry, ChainlinkNodeMonitor, ChainlinkNodesPlanner, StrategySettings, Target,
 };
+use monitor_strategies::{ChainlinkContractsPlanner, ChainlinkNodeConfig};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use monitor_core::config::ConfigMessage;
 use monitor_core::envelope::now_unix;
 use monitor_core::{ConfigError, Monitor, MonitorableType, PeriodGroup, Plan, Planner, RawDataKey};
-use monitor_strategies::dockerhub::{tags_url, DockerHubMonitor, DockerHubRepoConfig};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
+use monitor_strategies::{tags_url, DockerHubMonitor, DockerHubRepoConfig};
 use monitor_strategies::{DockerHubPlanner, StrategySettings, Target};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");

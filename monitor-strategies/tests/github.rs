@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use monitor_core::config::ConfigMessage;
 use monitor_core::envelope::now_unix;
 use monitor_core::{ConfigError, Monitor, MonitorableType, PeriodGroup, Plan, Planner, RawDataKey};
-use monitor_strategies::github::{releases_url, GithubMonitor, GithubRepoConfig};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{registry, GithubPlanner, StrategySettings, Target};
+use monitor_strategies::{releases_url, GithubMonitor, GithubRepoConfig};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 const PATH: &str = "/repos/docker/docker-py/releases";

@@ -56,7 +56,7 @@ sol! {
 
 /// A round as `latestRoundData()` / `getRoundData()` return it (both interfaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RoundData {
+pub(crate) struct RoundData {
     /// `roundId`
     pub round_id: u128,
     /// `answer`
@@ -90,24 +90,24 @@ round_data_from!(
 );
 
 /// An unsigned integer for the data, as [`decimal_json`].
-pub fn uint_json(v: U256) -> Value {
+pub(crate) fn uint_json(v: U256) -> Value {
     decimal_json(&v.to_string())
 }
 
 /// A signed integer for the data, as [`decimal_json`].
-pub fn int_json(v: I256) -> Value {
+pub(crate) fn int_json(v: I256) -> Value {
     decimal_json(&v.to_string())
 }
 
 /// A `u128` for the data, as [`decimal_json`].
-pub fn u128_json(v: u128) -> Value {
+pub(crate) fn u128_json(v: u128) -> Value {
     decimal_json(&v.to_string())
 }
 
 /// A decimal integer for the data: always a JSON integer with every digit, as Python's `int`
 /// (the workspace's `serde_json` has `arbitrary_precision`, so payments in wei beyond 64 bits keep
 /// their exact value). Not a decimal integer → null.
-pub fn decimal_json(decimal: &str) -> Value {
+pub(crate) fn decimal_json(decimal: &str) -> Value {
     let digits = decimal.strip_prefix('-').unwrap_or(decimal);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Value::Null;

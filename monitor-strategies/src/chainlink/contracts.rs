@@ -51,15 +51,15 @@ use crate::chainlink::abi::{
     Proxy, RoundData,
 };
 use crate::chainlink::node::{scrape, ChainlinkNodeConfig, Limiter, ScrapeError};
-use crate::evm::{hex_bytes, to_quantity, JsonRpc, RpcError};
+use crate::evm::rpc::{hex_bytes, to_quantity, JsonRpc, RpcError};
 use crate::http::{Http, HttpErrorKind};
 use crate::prometheus::{MetricValue, Requirement};
 
 /// How often the feed list is fetched (PANIC: once a day).
-pub const FEEDS_REFRESH_PERIOD: Duration = Duration::from_secs(86_400);
+pub(crate) const FEEDS_REFRESH_PERIOD: Duration = Duration::from_secs(86_400);
 
 /// How often node addresses are read (PANIC: once a day, sooner after a failure).
-pub const ADDRESSES_REFRESH_PERIOD: Duration = Duration::from_secs(86_400);
+pub(crate) const ADDRESSES_REFRESH_PERIOD: Duration = Duration::from_secs(86_400);
 
 /// Everything one chain's contracts monitor needs (the Contract Monitors Manager's tuple).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -77,13 +77,13 @@ pub struct ChainlinkContractsConfig {
 }
 
 /// PANIC's component name: `Chainlink Contracts Monitor (<sub_chain>)`.
-pub fn component_name(sub_chain: &str) -> String {
+pub(crate) fn component_name(sub_chain: &str) -> String {
     format!("Chainlink Contracts Monitor ({sub_chain})")
 }
 
 /// One feed of the weiwatchers list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Feed {
+pub(crate) struct Feed {
     /// `contractAddress`: the aggregator.
     pub aggregator: Address,
     /// `proxyAddress` as written in the list (the key of the data).
@@ -96,7 +96,7 @@ pub struct Feed {
 
 /// Parses the weiwatchers list: entries without a usable aggregator, proxy or a version of 3 or 4
 /// are skipped (logged).
-pub fn parse_feeds(body: &[u8]) -> Result<Vec<Feed>, String> {
+pub(crate) fn parse_feeds(body: &[u8]) -> Result<Vec<Feed>, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("the feed list is not JSON: {e}"))?;
     let entries = value

@@ -26,12 +26,12 @@ use tracing::{debug, info, warn};
 use monitor_core::envelope::{envelope, float, MetaData};
 use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
-use crate::evm::node_component_name;
+use crate::evm::monitor::node_component_name;
 use crate::http::{Http, HttpError, HttpErrorKind};
 use crate::prometheus::{self, LabelledValue, MetricValue, MetricsData, QueryError, Requirement};
 
 /// The metrics PANIC v1.3.1 requests, in its order.
-pub const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
+pub(crate) const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
     ("head_tracker_current_head", Requirement::Strict),
     ("head_tracker_heads_received_total", Requirement::Strict),
     ("max_unconfirmed_blocks", Requirement::Strict),
@@ -59,10 +59,10 @@ const ONE_VALUE_METRICS: [&str; 7] = [
 ];
 
 /// How often the native currency symbol may be looked up (PANIC: once a day).
-pub const SYMBOL_REFRESH_PERIOD: Duration = Duration::from_secs(86_400);
+pub(crate) const SYMBOL_REFRESH_PERIOD: Duration = Duration::from_secs(86_400);
 
 /// The source key of the body.
-pub const PROMETHEUS_SOURCE: &str = "prometheus";
+pub(crate) const PROMETHEUS_SOURCE: &str = "prometheus";
 
 /// One Chainlink node (a `nodes_config` section of a Chainlink chain).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -384,7 +384,7 @@ fn balance_entry(data: &MetricsData) -> Result<Option<&LabelledValue>, RoundErro
 
 /// The `data` object of a successful scrape, fields in the spec's order. `symbol` is the native
 /// currency symbol if known (`""` otherwise).
-pub fn process(data: &MetricsData, symbol: Option<&str>) -> Result<Value, RoundError> {
+pub(crate) fn process(data: &MetricsData, symbol: Option<&str>) -> Result<Value, RoundError> {
     let mut out = Map::new();
     for metric in ONE_VALUE_METRICS {
         // The single-chain assumption: the first label set's value (an unlabelled metric's value).

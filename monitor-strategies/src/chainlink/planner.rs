@@ -3,8 +3,6 @@
 //! * [`ChainlinkNodesPlanner`]: each section of `chains.chainlink.*.nodes_config` with
 //!   `monitor_node` and `monitor_prometheus` true → a Chainlink node monitor (an empty URL list
 //!   still plans it; its build then fails with 5014 and is retried, as PANIC's child looped);
-//! * [`EvmNodesPlanner`]: each section of `chains.*.*.evm_nodes_config` with `monitor_node` true
-//!   → an EVM node monitor;
 //! * [`ChainlinkContractsPlanner`]: one contracts monitor per `chains.chainlink.*.nodes_config`
 //!   from the tuple {parent_id, weiwatchers_url, evm_nodes_urls, valid node configs}: the first
 //!   three must be identical across the sections, the valid node configs are the sections with
@@ -12,9 +10,9 @@
 //!   (`monitor_node` is not consulted, as in PANIC). Its fingerprint is the tuple, so the monitor
 //!   restarts only when the tuple changes.
 //!
-//! Monitorables: `nodes` for node monitors and EVM nodes; the contracts monitor contributes `nodes`
+//! Monitorables: `nodes` for node monitors; the contracts monitor contributes `nodes`
 //! (one per node config) and `chains` (source id = parent_id, name `chainlink <sub>`). Chainlink
-//! systems come from `systems_config` only (see [`crate::planners::SystemsPlanner`]).
+//! systems come from `systems_config` only (see [`crate::SystemsPlanner`]).
 //!
 //! Difference from PANIC: a section with a missing field is reported and left out; PANIC aborted
 //! the whole message.
@@ -31,12 +29,12 @@ use crate::chainlink::contracts::{
     component_name as contracts_component_name, ChainlinkContractsConfig, ChainlinkContractsMonitor,
 };
 use crate::chainlink::node::{ChainlinkNodeConfig, ChainlinkNodeMonitor};
-use crate::evm::{node_component_name, EvmNodeConfig, EvmNodeMonitor};
+use crate::evm::monitor::node_component_name;
 use crate::plan_util::{build_http, connection_error, monitor_spec, monitorable, plan_sections};
 use crate::settings::{StrategySettings, Target};
 
 /// The base chain of Chainlink configs.
-pub const CHAINLINK: &str = "chainlink";
+pub(crate) const CHAINLINK: &str = "chainlink";
 
 fn node_monitorable(key: &ConfigKey, parent_id: &str, id: &str, name: &str) -> Monitorable {
     monitorable(key, MonitorableType::Nodes, parent_id, id, name)
@@ -121,74 +119,6 @@ impl Planner for ChainlinkNodesPlanner {
 
     fn accepts(&self, key: &ConfigKey) -> bool {
         is_chainlink_nodes(key)
-    }
-
-    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
-        vec![MonitorableType::Nodes]
-    }
-
-    fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
-    }
-}
-
-/// EVM node monitors from `chains.*.*.evm_nodes_config`.
-#[derive(Debug, Clone)]
-pub struct EvmNodesPlanner {
-    settings: Arc<StrategySettings>,
-}
-
-impl EvmNodesPlanner {
-    /// A planner whose monitors use `settings`.
-    pub fn new(settings: Arc<StrategySettings>) -> Self {
-        EvmNodesPlanner { settings }
-    }
-
-    fn plan_section(
-        &self,
-        key: &ConfigKey,
-        section: &Section,
-    ) -> Result<Option<MonitorSpec>, ConfigError> {
-        let config = EvmNodeConfig {
-            node_id: section.str("id")?.to_owned(),
-            parent_id: section.str("parent_id")?.to_owned(),
-            node_name: section.str("name")?.to_owned(),
-            node_http_url: section.str("node_http_url")?.to_owned(),
-        };
-        if !section.bool("monitor_node")? {
-            return Ok(None);
-        }
-        let component = node_component_name(&config.node_name);
-        let print = fingerprint(&("evm_node", &section.id, &config));
-        let settings = Arc::clone(&self.settings);
-        Ok(Some(monitor_spec(
-            section.id.clone(),
-            component,
-            PeriodGroup::Node,
-            vec![node_monitorable(
-                key,
-                &config.parent_id,
-                &section.id,
-                &config.node_name,
-            )],
-            print,
-            move |component| {
-                let http = settings
-                    .evm_http(PeriodGroup::Node)
-                    .map_err(connection_error(component))?;
-                Ok(EvmNodeMonitor::new(config.clone(), http))
-            },
-        )))
-    }
-}
-
-impl Planner for EvmNodesPlanner {
-    fn name(&self) -> &'static str {
-        "evm_nodes"
-    }
-
-    fn accepts(&self, key: &ConfigKey) -> bool {
-        key.config_type == ConfigType::EvmNodesConfig && !key.is_general()
     }
 
     fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {

@@ -25,10 +25,10 @@ use super::{encode_query_value, join_url, CallError, CosmosNodeConfig};
 use crate::http::{Http, HttpErrorKind};
 
 /// Pages of proposals read at most in one round (a loop guard: 100 per page by default).
-pub const MAX_PROPOSAL_PAGES: usize = 1000;
+pub(crate) const MAX_PROPOSAL_PAGES: usize = 1000;
 
 /// PANIC's component name: `Cosmos Network Monitor (<sub_chain>)`.
-pub fn component_name(sub_chain: &str) -> String {
+pub(crate) fn component_name(sub_chain: &str) -> String {
     format!("Cosmos Network Monitor ({sub_chain})")
 }
 
@@ -142,7 +142,7 @@ impl Monitor for CosmosNetworkMonitor {
 }
 
 /// Every proposal from `base` with `generation`, normalised.
-pub async fn proposals(
+pub(crate) async fn proposals(
     http: &Http,
     base: &str,
     generation: SdkGeneration,
@@ -203,7 +203,7 @@ pub async fn proposals(
 /// PANIC's `_parse_proposal`, extended to gov v1: `proposal_id`, `title`, `description`,
 /// `status`, `final_tally_result`, `submit_time`, `deposit_end_time`, `total_deposit`,
 /// `voting_start_time`, `voting_end_time`.
-pub fn normalise(proposal: &Value) -> Result<Value, String> {
+pub(crate) fn normalise(proposal: &Value) -> Result<Value, String> {
     let field = |key: &str| {
         proposal
             .get(key)
@@ -296,7 +296,7 @@ fn normalise_tally(tally: Value) -> Value {
 
 /// PANIC's status mapping: ints 0–5 or names, with or without `PROPOSAL_STATUS_`, any case (and,
 /// fixing PANIC, the amino CamelCase names like `VotingPeriod`).
-pub fn proposal_status(status: &Value) -> &'static str {
+pub(crate) fn proposal_status(status: &Value) -> &'static str {
     const NAMES: [&str; 6] = [
         "unspecified",
         "deposit_period",

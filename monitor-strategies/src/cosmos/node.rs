@@ -27,7 +27,7 @@ use crate::http::{Http, HttpError, HttpErrorKind};
 use crate::prometheus::{self, MetricValue, Requirement};
 
 /// The Prometheus metrics of a Cosmos node (PANIC: height strict, validator power optional).
-pub const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
+pub(crate) const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
     (
         "tendermint_consensus_latest_block_height",
         Requirement::Strict,
@@ -39,7 +39,7 @@ pub const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
 ];
 
 /// PANIC's component name for a node: `Node monitor (<name>)`.
-pub fn component_name(node_name: &str) -> String {
+pub(crate) fn component_name(node_name: &str) -> String {
     format!("Node monitor ({node_name})")
 }
 
@@ -437,7 +437,7 @@ fn at(call: &'static str) -> impl Fn(CallError) -> HistoryError {
 }
 
 /// Heights fetched at once while catching up (three requests each).
-pub const HISTORY_CONCURRENCY: usize = 8;
+pub(crate) const HISTORY_CONCURRENCY: usize = 8;
 
 /// The per-height history from `source`, newest first (spec §4.6, PANIC's
 /// `_get_tendermint_rpc_archive_data_validator`).

@@ -1,7 +1,7 @@
 //! The planners of `chains.cosmos.*.nodes_config` (spec §1.6): one [`CosmosNodeMonitor`] per
 //! monitored node ([`CosmosNodesPlanner`]) and one [`CosmosNetworkMonitor`] per chain
 //! ([`CosmosNetworkPlanner`]). The node's system monitor comes from
-//! [`crate::planners::SystemsPlanner`].
+//! [`crate::SystemsPlanner`].
 //!
 //! Data sources are computed from every valid section of the message and are part of each
 //! spec's fingerprint, so toggling `use_as_data_source` on node A restarts the monitors whose
@@ -22,10 +22,10 @@ use crate::plan_util::{build_http, monitor_spec, monitorable};
 use crate::settings::{StrategySettings, Target};
 
 /// The base chain these planners handle.
-pub const COSMOS: &str = "cosmos";
+pub(crate) const COSMOS: &str = "cosmos";
 
 /// Reads a section's Cosmos node fields (all required, spec §3.3 "Node MM cosmos").
-pub fn node_config(section: &Section) -> Result<CosmosNodeConfig, ConfigError> {
+pub(crate) fn node_config(section: &Section) -> Result<CosmosNodeConfig, ConfigError> {
     Ok(CosmosNodeConfig {
         node_id: section.str("id")?.to_owned(),
         parent_id: section.str("parent_id")?.to_owned(),

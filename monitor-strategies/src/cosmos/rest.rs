@@ -140,7 +140,7 @@ impl SdkMemory {
 
 /// How probing the generations ended without an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// A failure that is not an incompatibility (down, API error …): reported as is.
     Failed(CallError),
     /// Every generation was incompatible; the last error.
@@ -149,7 +149,7 @@ pub enum ProbeError {
 
 /// Runs `call` with each generation in [`SdkMemory::order`] until one is not incompatible; the
 /// one that answered is remembered.
-pub async fn probe<T, F, Fut>(
+pub(crate) async fn probe<T, F, Fut>(
     memory: &mut SdkMemory,
     server: &str,
     kind: RestCall,
@@ -179,7 +179,7 @@ where
 }
 
 /// `GET url` through PANIC's REST checker.
-pub async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
+pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
     let response = http.get(url).await?;
     if matches!(response.status, 404 | 501) {
         return Err(CallError::Incompatible(format!(
@@ -236,7 +236,7 @@ pub(crate) fn snippet(body: &[u8]) -> String {
 }
 
 /// `GET` the syncing route of `base` with `generation`: whether the node is syncing.
-pub async fn syncing(
+pub(crate) async fn syncing(
     http: &Http,
     base: &str,
     generation: SdkGeneration,
@@ -251,7 +251,7 @@ pub async fn syncing(
 
 /// A validator's bond status and jailed flag (PANIC's `cosmos_rest` data).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidatorStatus {
+pub(crate) struct ValidatorStatus {
     /// `bonded`, `unbonding`, `unbonded` or `invalid`.
     pub bond_status: &'static str,
     /// Whether the validator is jailed.
@@ -259,7 +259,7 @@ pub struct ValidatorStatus {
 }
 
 /// `GET` the staking validator `operator_address` from `base` with `generation`.
-pub async fn validator(
+pub(crate) async fn validator(
     http: &Http,
     base: &str,
     operator_address: &str,
@@ -272,7 +272,7 @@ pub async fn validator(
 
 /// The validator object of either shape: `{"validator": …}` (gRPC gateway) or `{"height",
 /// "result": …}` (legacy LCD).
-pub fn parse_validator(value: &Value) -> Result<ValidatorStatus, String> {
+pub(crate) fn parse_validator(value: &Value) -> Result<ValidatorStatus, String> {
     let validator = value
         .get("validator")
         .or_else(|| value.get("result"))
@@ -290,7 +290,7 @@ pub fn parse_validator(value: &Value) -> Result<ValidatorStatus, String> {
 
 /// PANIC's `_parse_validator_status`: 2/`BOND_STATUS_BONDED` → `bonded`, 1/`…_UNBONDING` →
 /// `unbonding`, 0/`…_UNBONDED` → `unbonded`, anything else `invalid`.
-pub fn bond_status(status: &Value) -> &'static str {
+pub(crate) fn bond_status(status: &Value) -> &'static str {
     match status {
         Value::Number(n) => match n.as_i64() {
             Some(2) => "bonded",

@@ -17,20 +17,20 @@ use super::{join_url, CallError};
 use crate::http::Http;
 
 /// PANIC's `max_catchup_blocks`: with an archive source, never go back more than this.
-pub const MAX_CATCHUP_BLOCKS: u64 = 300;
+pub(crate) const MAX_CATCHUP_BLOCKS: u64 = 300;
 
 /// PANIC's `pruning_catchup_blocks`: with a pruned source, never go back this far (Cosmos prunes
 /// at 100; 90 leaves room for delays).
-pub const PRUNING_CATCHUP_BLOCKS: u64 = 90;
+pub(crate) const PRUNING_CATCHUP_BLOCKS: u64 = 90;
 
 /// Validators asked per page (Tendermint's maximum).
-pub const VALIDATORS_PER_PAGE: u32 = 100;
+pub(crate) const VALIDATORS_PER_PAGE: u32 = 100;
 
 /// Pages of validators read at most for one height (10 000 validators).
-pub const MAX_VALIDATOR_PAGES: u32 = 100;
+pub(crate) const MAX_VALIDATOR_PAGES: u32 = 100;
 
 /// `GET url` through PANIC's Tendermint checker; returns `result`.
-pub async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
+pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
     let response = http.get(url).await?;
     if response.status == 404 {
         return Err(CallError::Incompatible(format!("HTTP 404 from {url}")));
@@ -63,7 +63,7 @@ fn missing(url: &str, what: &str) -> CallError {
 }
 
 /// A height or count, sent by Tendermint as a decimal string (accepted as a number too).
-pub fn int_of(value: &Value) -> Option<u64> {
+pub(crate) fn int_of(value: &Value) -> Option<u64> {
     match value {
         Value::String(s) => s.trim().parse().ok(),
         Value::Number(n) => n.as_u64(),
@@ -73,7 +73,7 @@ pub fn int_of(value: &Value) -> Option<u64> {
 
 /// What `/status` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Status {
+pub(crate) struct Status {
     /// `validator_info.address`, upper-case hex (empty for a node without a consensus key).
     pub consensus_address: String,
     /// `sync_info.catching_up`.
@@ -83,14 +83,14 @@ pub struct Status {
 }
 
 /// `GET <base>/status`.
-pub async fn status(http: &Http, base: &str) -> Result<Status, CallError> {
+pub(crate) async fn status(http: &Http, base: &str) -> Result<Status, CallError> {
     let url = join_url(base, "/status");
     let result = get_checked(http, &url).await?;
     parse_status(&result).map_err(|what| missing(&url, what))
 }
 
 /// The fields of a `/status` result.
-pub fn parse_status(result: &Value) -> Result<Status, &'static str> {
+pub(crate) fn parse_status(result: &Value) -> Result<Status, &'static str> {
     let consensus_address = result
         .pointer("/validator_info/address")
         .and_then(Value::as_str)
@@ -117,7 +117,7 @@ pub fn parse_status(result: &Value) -> Result<Status, &'static str> {
 
 /// `GET <base>/block` (latest) or `/block?height=h`: the block's height and the validator
 /// addresses with a non-null signature in its `last_commit` (the votes for the previous block).
-pub async fn block(
+pub(crate) async fn block(
     http: &Http,
     base: &str,
     height: Option<u64>,
@@ -160,7 +160,11 @@ pub async fn block(
 
 /// `GET <base>/validators?height=h&page=n` for every page: the consensus addresses of the active
 /// set at `height` (pages read until their `count`s add up to `total`).
-pub async fn validators(http: &Http, base: &str, height: u64) -> Result<Vec<String>, CallError> {
+pub(crate) async fn validators(
+    http: &Http,
+    base: &str,
+    height: u64,
+) -> Result<Vec<String>, CallError> {
     let mut addresses = Vec::new();
     let mut seen = 0u64;
     for page in 1..=MAX_VALIDATOR_PAGES {
@@ -200,7 +204,7 @@ pub async fn validators(http: &Http, base: &str, height: u64) -> Result<Vec<Stri
 
 /// Whether a validator was slashed in a block, and the burned amount when the events carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Slashing {
+pub(crate) struct Slashing {
     /// A `slash` event names the validator.
     pub slashed: bool,
     /// Sum of `burned_coins` of those events (`None` if none carries it, e.g. SDK < 0.46).
@@ -208,7 +212,7 @@ pub struct Slashing {
 }
 
 /// `GET <base>/block_results?height=h`: slashing of `consensus_address` (upper-case hex) at `h`.
-pub async fn block_results_slashing(
+pub(crate) async fn block_results_slashing(
     http: &Http,
     base: &str,
     height: u64,
@@ -223,7 +227,7 @@ pub async fn block_results_slashing(
 
 /// The block-level events of a `/block_results` result: `begin_block_events` (Tendermint 0.34,
 /// CometBFT 0.37) or `finalize_block_events` (CometBFT 0.38). `null` means none.
-pub fn block_events(result: &Value) -> Result<&[Value], &'static str> {
+pub(crate) fn block_events(result: &Value) -> Result<&[Value], &'static str> {
     for key in ["finalize_block_events", "begin_block_events"] {
         match result.get(key) {
             Some(Value::Array(events)) => return Ok(events),
@@ -237,7 +241,10 @@ pub fn block_events(result: &Value) -> Result<&[Value], &'static str> {
 
 /// PANIC's `_validator_was_slashed` over events of any encoding. An empty consensus address is
 /// never slashed (PANIC: a node without a consensus key cannot be).
-pub fn slashing_in_events(events: &[Value], consensus_address: &str) -> Result<Slashing, String> {
+pub(crate) fn slashing_in_events(
+    events: &[Value],
+    consensus_address: &str,
+) -> Result<Slashing, String> {
     let mut out = Slashing::default();
     if consensus_address.is_empty() {
         return Ok(out);
@@ -282,7 +289,7 @@ pub fn slashing_in_events(events: &[Value], consensus_address: &str) -> Result<S
 /// 0.37+ sends them plain. An event is taken as base64 when every key decodes to an
 /// identifier-like text (plain keys such as `address` or `burned_coins` are not valid base64).
 /// Attributes without a key or value are skipped.
-pub fn decoded_attributes(event: &Value) -> Vec<(String, String)> {
+pub(crate) fn decoded_attributes(event: &Value) -> Vec<(String, String)> {
     let raw: Vec<(&str, &str)> = event
         .get("attributes")
         .and_then(Value::as_array)
@@ -324,7 +331,7 @@ pub fn decoded_attributes(event: &Value) -> Vec<(String, String)> {
 }
 
 /// A bech32 address (`cosmosvalcons1…`) as upper-case hex of its payload.
-pub fn bech32_to_hex(address: &str) -> Result<String, bech32::DecodeError> {
+pub(crate) fn bech32_to_hex(address: &str) -> Result<String, bech32::DecodeError> {
     let (_hrp, bytes) = bech32::decode(address.trim())?;
     Ok(hex::encode_upper(bytes))
 }
@@ -332,7 +339,7 @@ pub fn bech32_to_hex(address: &str) -> Result<String, bech32::DecodeError> {
 /// PANIC's `_determine_last_height_monitored_tendermint`: the last height to consider processed
 /// before a round, given the remembered one, the chain's current height and whether the source is
 /// an archive node.
-pub fn adjust_last_height(last: Option<u64>, current: u64, source_is_archive: bool) -> u64 {
+pub(crate) fn adjust_last_height(last: Option<u64>, current: u64, source_is_archive: bool) -> u64 {
     match last {
         None => current.saturating_sub(1),
         Some(l) if current > l && current - l > MAX_CATCHUP_BLOCKS && source_is_archive => {

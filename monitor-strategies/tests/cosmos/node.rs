@@ -3,9 +3,9 @@
 use serde_json::{json, Value};
 
 use monitor_core::{ErrorCode, Monitor, RawDataKey};
-use monitor_strategies::cosmos::rest::{RestCall, SdkGeneration};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply};
 use monitor_strategies::{CosmosNodeConfig, CosmosNodeMonitor};
+use monitor_strategies::{RestCall, SdkGeneration};
 
 use crate::common::*;
 

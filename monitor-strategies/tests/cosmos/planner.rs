@@ -9,7 +9,7 @@ use monitor_core::config::ConfigMessage;
 use monitor_core::{
     ConfigError, ConfigKey, ConfigType, MonitorableType, PeriodGroup, Plan, Planner,
 };
-use monitor_strategies::cosmos::planner::{network_data_sources, node_data_sources, parse_nodes};
+use monitor_strategies::{network_data_sources, node_data_sources, parse_nodes};
 use monitor_strategies::{registry, CosmosNetworkPlanner, CosmosNodesPlanner, StrategySettings};
 
 const KEY: &str = "chains.cosmos.cosmoshub.nodes_config";

@@ -1,8 +1,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use monitor_strategies::prometheus::{parse, query, MetricValue, Requirement};
-use monitor_strategies::system::SYSTEM_METRICS;
+use monitor_strategies::SYSTEM_METRICS;
+use monitor_strategies::{
+    parse_prometheus as parse, query_prometheus as query, MetricValue, Requirement,
+};
 
 use crate::node_exporter_fixture;
 

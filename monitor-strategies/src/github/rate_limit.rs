@@ -26,10 +26,10 @@ use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
 /// The longest wait any header can impose (GitHub's window is one hour).
-pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// The wait after a rate-limit answer that does not say how long to wait.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// Why the budget refuses a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

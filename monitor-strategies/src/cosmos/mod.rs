@@ -7,10 +7,10 @@
 //! * [`tendermint`]: Tendermint RPC / CometBFT calls with PANIC's checks, slash events in every
 //!   encoding (base64 or plain attributes, `begin_block_events` or `finalize_block_events`), the
 //!   last-height rules;
-//! * [`node`]: [`CosmosNodeMonitor`] (`node.cosmos`): one body per round with the three sources
+//! * [`node`]: [`CosmosNodeMonitor`](node::CosmosNodeMonitor) (`node.cosmos`): one body per round with the three sources
 //!   `prometheus`, `cosmos_rest`, `tendermint_rpc`;
-//! * [`network`]: [`CosmosNetworkMonitor`] (`network.cosmos`): governance proposals;
-//! * [`planner`]: [`CosmosNodesPlanner`] and [`CosmosNetworkPlanner`] for
+//! * [`network`]: [`CosmosNetworkMonitor`](network::CosmosNetworkMonitor) (`network.cosmos`): governance proposals;
+//! * [`planner`]: the node and network planners for
 //!   `chains.cosmos.*.nodes_config`.
 //!
 //! # Departures from PANIC (documented quirks fixed)
@@ -27,15 +27,11 @@
 //! * Gov v1 proposals (SDK ≥ 0.46) are normalised to the v1beta1 shape PANIC's consumers read
 //!   (`final_tally_result` keys `yes`, `abstain`, `no`, `no_with_veto`).
 
-pub mod network;
-pub mod node;
-pub mod planner;
-pub mod rest;
-pub mod tendermint;
-
-pub use network::CosmosNetworkMonitor;
-pub use node::CosmosNodeMonitor;
-pub use planner::{CosmosNetworkPlanner, CosmosNodesPlanner};
+pub(crate) mod network;
+pub(crate) mod node;
+pub(crate) mod planner;
+pub(crate) mod rest;
+pub(crate) mod tendermint;
 
 use crate::http::HttpError;
 
@@ -76,7 +72,7 @@ pub struct CosmosNodeConfig {
 /// A failed call to a REST server or a Tendermint RPC endpoint, before the caller maps it to a
 /// PANIC code (which depends on whether the monitored node or a data source was asked).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// The transport failed (down, unreadable, bad URL).
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -94,7 +90,7 @@ pub enum CallError {
 
 impl CallError {
     /// The failure's own text, without the variant prefix (what goes into PANIC's messages).
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             CallError::Http(e) => e.to_string(),
             CallError::Incompatible(m) | CallError::Api(m) | CallError::BadJson(m) => m.clone(),
@@ -103,7 +99,7 @@ impl CallError {
 
     /// Whether PANIC treats this as a version incompatibility (5022, 5025, 5028): another SDK
     /// generation is tried, and when none fits the "could not be obtained" error is reported.
-    pub fn is_incompatibility(&self) -> bool {
+    pub(crate) fn is_incompatibility(&self) -> bool {
         matches!(self, CallError::Incompatible(_) | CallError::BadJson(_))
     }
 }

@@ -23,8 +23,6 @@
 //! count of microseconds since the epoch divided by 10⁶, so `2022-11-29T11:06:47.785765Z` gives
 //! `1669720007.785765`. A date without an offset is taken as UTC (PANIC used the local zone).
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use reqwest::Url;
 use serde_json::{Map, Value};
@@ -32,21 +30,13 @@ use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tracing::{debug, warn};
 
-use monitor_core::config::ConfigMessage;
 use monitor_core::envelope::{envelope, float, MetaData};
-use monitor_core::plan::fingerprint;
-use monitor_core::{
-    ConfigError, ConfigKey, ConfigType, Monitor, MonitorSpec, MonitorableType, PanicError,
-    PeriodGroup, Plan, Planner, Publication, RawDataKey, RoundError, Section,
-};
+use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
-use crate::github::json_kind;
-use crate::http::{parse_url, Http, HttpErrorKind};
-use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
-use crate::settings::{StrategySettings, Target};
+use crate::http::{json_kind, parse_url, Http, HttpErrorKind};
 
 /// PANIC's component name: `DockerHub monitor (<namespace> <name>)`.
-pub fn component_name(repo_namespace: &str, repo_name: &str) -> String {
+pub(crate) fn component_name(repo_namespace: &str, repo_name: &str) -> String {
     format!("DockerHub monitor ({repo_namespace} {repo_name})")
 }
 
@@ -68,7 +58,7 @@ pub fn tags_url(template: &str, repo_namespace: &str, repo_name: &str) -> String
 }
 
 /// An ISO-8601 date as float UNIX seconds (microsecond precision), or `None`.
-pub fn iso_to_unix(value: &str) -> Option<f64> {
+pub(crate) fn iso_to_unix(value: &str) -> Option<f64> {
     let value = value.trim();
     let date = OffsetDateTime::parse(value, &Rfc3339)
         .or_else(|_| OffsetDateTime::parse(value, &Iso8601::DEFAULT))
@@ -265,90 +255,6 @@ impl DockerHubMonitor {
                 "tags with an unparsable `last_updated` published with null");
         }
         Value::Object(data)
-    }
-}
-
-/// DockerHub monitors from `general.dockerhub_repos_config` and
-/// `chains.*.*.dockerhub_repos_config` (fields `id`, `parent_id`, `repo_namespace`, `repo_name`,
-/// `monitor_repo`; a missing field is a plan error, an enabled section with a blank namespace or
-/// name too).
-#[derive(Debug, Clone)]
-pub struct DockerHubPlanner {
-    settings: Arc<StrategySettings>,
-}
-
-impl DockerHubPlanner {
-    /// A planner whose monitors use `settings`.
-    pub fn new(settings: Arc<StrategySettings>) -> Self {
-        DockerHubPlanner { settings }
-    }
-
-    fn plan_section(
-        &self,
-        key: &ConfigKey,
-        section: &Section,
-    ) -> Result<Option<MonitorSpec>, ConfigError> {
-        let repo_id = section.str("id")?;
-        let parent_id = section.str("parent_id")?;
-        let repo_namespace = section.str("repo_namespace")?;
-        let repo_name = section.str("repo_name")?;
-        let monitor_repo = section.bool("monitor_repo")?;
-        if !monitor_repo {
-            return Ok(None);
-        }
-        section.non_empty("repo_namespace")?;
-        section.non_empty("repo_name")?;
-        let config = DockerHubRepoConfig {
-            repo_id: repo_id.to_owned(),
-            parent_id: parent_id.to_owned(),
-            repo_namespace: repo_namespace.to_owned(),
-            repo_name: repo_name.to_owned(),
-            tags_url: tags_url(
-                &self.settings.dockerhub_tags_template,
-                repo_namespace,
-                repo_name,
-            ),
-        };
-        let component = component_name(repo_namespace, repo_name);
-        let max_pages = self.settings.dockerhub_max_pages;
-        let print = fingerprint(&("dockerhub", &section.id, &config, max_pages));
-        let settings = Arc::clone(&self.settings);
-        Ok(Some(monitor_spec(
-            section.id.clone(),
-            component,
-            PeriodGroup::Dockerhub,
-            vec![monitorable(
-                key,
-                MonitorableType::DockerhubRepos,
-                parent_id,
-                &section.id,
-                format!("{repo_namespace}/{repo_name}"),
-            )],
-            print,
-            move |component| {
-                let http =
-                    build_http(&settings, Target::Public, PeriodGroup::Dockerhub, component)?;
-                Ok(DockerHubMonitor::new(config.clone(), http, max_pages))
-            },
-        )))
-    }
-}
-
-impl Planner for DockerHubPlanner {
-    fn name(&self) -> &'static str {
-        "dockerhub"
-    }
-
-    fn accepts(&self, key: &ConfigKey) -> bool {
-        key.config_type == ConfigType::DockerhubReposConfig
-    }
-
-    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
-        vec![MonitorableType::DockerhubRepos]
-    }
-
-    fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
     }
 }
 

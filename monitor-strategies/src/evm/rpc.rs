@@ -1,25 +1,13 @@
-//! EVM JSON-RPC over the shared HTTP layer, and the EVM node monitor (spec §4.4, PANIC's
-//! `monitors/node/evm.py`).
-//!
-//! [`JsonRpc`] is a minimal JSON-RPC 2.0 client (one POST per call, PANIC's 2 s timeout by default,
-//! see [`StrategySettings::evm_http`](crate::settings::StrategySettings::evm_http)) used by the EVM
-//! node monitor and the Chainlink contracts monitor. Every answer is checked: a JSON-RPC `error`
+//! [`JsonRpc`]: a minimal JSON-RPC 2.0 client over the shared HTTP layer (one POST per call,
+//! PANIC's 2 s timeout by default, see [`EvmSettings`](crate::settings::EvmSettings)), used by the
+//! EVM node monitor and the Chainlink contracts monitor. Every answer is checked: a JSON-RPC `error`
 //! object, a body that is not JSON-RPC, or a `result` of the wrong shape is an [`RpcError`], never
 //! a panic.
-//!
-//! EVM node monitor outcomes (flat envelope, routing key `node.evm`):
-//! * success → `{current_height: int, syncing: bool}` from `eth_blockNumber` and `eth_syncing`;
-//! * node unreachable or too slow → 5015; body unreadable, not JSON-RPC, a JSON-RPC error object or a
-//!   result of the wrong shape → 5005; bad URL → 5009.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
-use serde_json::{json, Map, Value};
-use tracing::{debug, warn};
-
-use monitor_core::envelope::{envelope, MetaData};
-use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
+use serde_json::{json, Value};
+use tracing::debug;
 
 use crate::http::{Http, HttpError, HttpErrorKind};
 
@@ -240,7 +228,7 @@ impl Log {
 }
 
 /// A JSON-RPC quantity (`"0x1b4"`) as `u64`.
-pub fn quantity(value: &Value) -> Result<u64, String> {
+pub(crate) fn quantity(value: &Value) -> Result<u64, String> {
     let text = value
         .as_str()
         .ok_or_else(|| format!("quantity is not a string: {value}"))?;
@@ -255,7 +243,7 @@ pub fn quantity(value: &Value) -> Result<u64, String> {
 }
 
 /// A block number as a JSON-RPC quantity.
-pub fn to_quantity(n: u64) -> String {
+pub(crate) fn to_quantity(n: u64) -> String {
     format!("{n:#x}")
 }
 
@@ -290,101 +278,6 @@ pub fn parse_hex_bytes(text: &str) -> Result<Vec<u8>, String> {
                 .ok_or_else(|| format!("hex data has a bad digit near offset {i}"))
         })
         .collect()
-}
-
-/// One EVM node to monitor (`evm_nodes_config` section).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct EvmNodeConfig {
-    /// `id`
-    pub node_id: String,
-    /// `parent_id`
-    pub parent_id: String,
-    /// `name`
-    pub node_name: String,
-    /// `node_http_url`
-    pub node_http_url: String,
-}
-
-/// PANIC's component name for a node: `Node monitor (<name>)`.
-pub fn node_component_name(node_name: &str) -> String {
-    format!("Node monitor ({node_name})")
-}
-
-/// The EVM node monitor strategy.
-#[derive(Debug)]
-pub struct EvmNodeMonitor {
-    name: String,
-    config: EvmNodeConfig,
-    rpc: JsonRpc,
-}
-
-impl EvmNodeMonitor {
-    /// A monitor for `config`; `http` should come from
-    /// [`StrategySettings::evm_http`](crate::settings::StrategySettings::evm_http).
-    pub fn new(config: EvmNodeConfig, http: Http) -> Self {
-        EvmNodeMonitor {
-            name: node_component_name(&config.node_name),
-            rpc: JsonRpc::new(http, &config.node_http_url),
-            config,
-        }
-    }
-
-    /// The config.
-    pub fn config(&self) -> &EvmNodeConfig {
-        &self.config
-    }
-
-    fn meta_data(&self) -> MetaData {
-        MetaData::new(&self.name)
-            .with("node_name", self.config.node_name.as_str())
-            .with("node_id", self.config.node_id.as_str())
-            .with("node_parent_id", self.config.parent_id.as_str())
-            .timed()
-    }
-
-    async fn retrieve(&self) -> Result<Value, RpcError> {
-        let current_height = self.rpc.block_number().await?;
-        let syncing = self.rpc.syncing().await?;
-        let mut data = Map::new();
-        data.insert("current_height".to_owned(), Value::from(current_height));
-        data.insert("syncing".to_owned(), Value::from(syncing));
-        Ok(Value::Object(data))
-    }
-
-    fn map_error(&self, err: &RpcError) -> PanicError {
-        match err {
-            RpcError::Http(e) => match e.kind {
-                HttpErrorKind::Down => PanicError::node_is_down(&self.config.node_name),
-                HttpErrorKind::Read => PanicError::data_reading(&self.name, &self.config.node_name),
-                HttpErrorKind::InvalidUrl => PanicError::invalid_url(&self.config.node_http_url),
-            },
-            RpcError::Rpc { .. } | RpcError::BadAnswer { .. } => {
-                PanicError::data_reading(&self.name, &self.config.node_name)
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Monitor for EvmNodeMonitor {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
-        let outcome = match self.retrieve().await {
-            Ok(data) => {
-                debug!(monitor = %self.name, data = %data, "evm node data");
-                Ok(data)
-            }
-            Err(e) => {
-                warn!(monitor = %self.name, error = %e, "error when retrieving data");
-                Err(self.map_error(&e))
-            }
-        };
-        let body = envelope(self.meta_data(), outcome);
-        Ok(vec![Publication::new(RawDataKey::EvmNode, body)])
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!   unusable releases URL (bad template) → 5009: `error` envelopes on `github`;
 //! * JSON that is neither a list of releases nor an object with `message` → [`RoundError`]
 //!   (nothing published, as PANIC's processing error);
-//! * the shared GitHub budget ([`crate::rate_limit::RateBudget`]) is spent → **no request and
+//! * the shared GitHub budget ([`RateBudget`]) is spent → **no request and
 //!   nothing published** (`Ok(vec![])`). The manager then publishes only the worker heartbeat: the
 //!   monitor is alive and deliberately waiting, so the health checker must not report it dead, and
 //!   downstream sees no new data, as if the period were longer. The wait is logged at INFO once
@@ -22,7 +22,6 @@
 //! ([`crate::StrategySettings::github_token`]), `Authorization: Bearer <token>`. The token is
 //! never logged: [`GithubToken`]'s `Debug` is redacted and the HTTP layer logs no headers.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -30,48 +29,15 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use tracing::{debug, info, warn};
 
-use monitor_core::config::ConfigMessage;
 use monitor_core::envelope::{envelope, MetaData};
-use monitor_core::plan::fingerprint;
-use monitor_core::{
-    ConfigError, ConfigKey, ConfigType, Monitor, MonitorSpec, MonitorableType, PanicError,
-    PeriodGroup, Plan, Planner, Publication, RawDataKey, RoundError, Section,
-};
+use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
-use crate::http::{Http, HttpErrorKind};
-use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
-use crate::rate_limit::RateBudget;
-use crate::settings::{StrategySettings, Target};
-
-/// A GitHub API token. `Debug` never shows it, and it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct GithubToken(String);
-
-impl GithubToken {
-    /// A token; `None` when blank (an empty `GITHUB_TOKEN` means no token).
-    pub fn new(token: impl Into<String>) -> Option<Self> {
-        let token = token.into().trim().to_owned();
-        if token.is_empty() {
-            None
-        } else {
-            Some(GithubToken(token))
-        }
-    }
-
-    /// The token itself, for the `Authorization` header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for GithubToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("GithubToken(<redacted>)")
-    }
-}
+use super::rate_limit::RateBudget;
+use crate::http::{json_kind, Http, HttpErrorKind};
+use crate::settings::GithubToken;
 
 /// PANIC's normalisation: the repo name always ends with `/`.
-pub fn normalise_repo_name(repo_name: &str) -> String {
+pub(crate) fn normalise_repo_name(repo_name: &str) -> String {
     if repo_name.ends_with('/') {
         repo_name.to_owned()
     } else {
@@ -81,7 +47,7 @@ pub fn normalise_repo_name(repo_name: &str) -> String {
 
 /// PANIC's component name: `GitHub monitor (owner repo)`, i.e. the normalised name with every `/`
 /// replaced by a space and the last character dropped.
-pub fn component_name(normalised_repo_name: &str) -> String {
+pub(crate) fn component_name(normalised_repo_name: &str) -> String {
     let mut spaced = normalised_repo_name.replace('/', " ");
     spaced.pop();
     format!("GitHub monitor ({spaced})")
@@ -244,7 +210,7 @@ impl Monitor for GithubMonitor {
 }
 
 /// PANIC's `_process_data_retrieval_successful`: the releases list → index-keyed `data`.
-pub fn process(decoded: &Value) -> Result<Value, RoundError> {
+pub(crate) fn process(decoded: &Value) -> Result<Value, RoundError> {
     let releases = decoded.as_array().ok_or_else(|| {
         RoundError::new(format!(
             "expected a list of releases, got {}",
@@ -271,103 +237,6 @@ pub fn process(decoded: &Value) -> Result<Value, RoundError> {
         data.insert(i.to_string(), Value::Object(entry));
     }
     Ok(Value::Object(data))
-}
-
-pub(crate) fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// GitHub monitors from `general.github_repos_config` and `chains.*.*.github_repos_config`
-/// (fields `id`, `parent_id`, `repo_name`, `monitor_repo`; a missing field is a plan error, an
-/// enabled section with a blank `repo_name` too).
-#[derive(Debug, Clone)]
-pub struct GithubPlanner {
-    settings: Arc<StrategySettings>,
-}
-
-impl GithubPlanner {
-    /// A planner whose monitors use `settings` (and share its GitHub budget).
-    pub fn new(settings: Arc<StrategySettings>) -> Self {
-        GithubPlanner { settings }
-    }
-
-    fn plan_section(
-        &self,
-        key: &ConfigKey,
-        section: &Section,
-    ) -> Result<Option<MonitorSpec>, ConfigError> {
-        let repo_id = section.str("id")?;
-        let parent_id = section.str("parent_id")?;
-        let repo_name = section.str("repo_name")?;
-        let monitor_repo = section.bool("monitor_repo")?;
-        if !monitor_repo {
-            return Ok(None);
-        }
-        if repo_name.trim().trim_matches('/').is_empty() {
-            return Err(section.bad("repo_name", "is empty"));
-        }
-        let normalised = normalise_repo_name(repo_name);
-        let config = GithubRepoConfig {
-            repo_id: repo_id.to_owned(),
-            parent_id: parent_id.to_owned(),
-            releases_url: releases_url(&self.settings.github_releases_template, &normalised),
-            repo_name: normalised.clone(),
-        };
-        let component = component_name(&normalised);
-        let source_name = normalised
-            .strip_suffix('/')
-            .unwrap_or(&normalised)
-            .to_owned();
-        let print = fingerprint(&("github", &section.id, &config));
-        let settings = Arc::clone(&self.settings);
-        Ok(Some(monitor_spec(
-            section.id.clone(),
-            component,
-            PeriodGroup::Github,
-            vec![monitorable(
-                key,
-                MonitorableType::GithubRepos,
-                parent_id,
-                &section.id,
-                source_name,
-            )],
-            print,
-            move |component| {
-                let http = build_http(&settings, Target::Public, PeriodGroup::Github, component)?;
-                Ok(GithubMonitor::new(
-                    config.clone(),
-                    http,
-                    settings.github_token.clone(),
-                    Arc::clone(&settings.github_rate_limit),
-                ))
-            },
-        )))
-    }
-}
-
-impl Planner for GithubPlanner {
-    fn name(&self) -> &'static str {
-        "github"
-    }
-
-    fn accepts(&self, key: &ConfigKey) -> bool {
-        key.config_type == ConfigType::GithubReposConfig
-    }
-
-    fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
-        vec![MonitorableType::GithubRepos]
-    }
-
-    fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,4 @@
-//! The planners: which monitors each config message asks for ([`monitor_core::plan`]), and
-//! [`registry`], the list of every planner the manager consults.
-//!
-//! Adding a monitor type means adding its planner to [`registry`]; the manager does not change.
+//! The systems planner (spec §1.6): which system monitors a config message asks for.
 
 use std::sync::Arc;
 
@@ -11,37 +8,13 @@ use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
 
-use crate::cosmos::{CosmosNetworkPlanner, CosmosNodesPlanner};
+use super::monitor::{component_name, SystemConfig, SystemMonitor};
 use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
 use crate::settings::{StrategySettings, Target};
-use crate::system::{component_name, SystemConfig, SystemMonitor};
-
-/// Every planner, sharing `settings` (and so their HTTP connection pools).
-pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
-    let settings = Arc::new(settings);
-    vec![
-        Arc::new(SystemsPlanner::new(Arc::clone(&settings))),
-        Arc::new(crate::github::GithubPlanner::new(Arc::clone(&settings))),
-        Arc::new(crate::dockerhub::DockerHubPlanner::new(Arc::clone(
-            &settings,
-        ))),
-        Arc::new(crate::chainlink::ChainlinkNodesPlanner::new(Arc::clone(
-            &settings,
-        ))),
-        Arc::new(crate::chainlink::EvmNodesPlanner::new(Arc::clone(
-            &settings,
-        ))),
-        Arc::new(crate::chainlink::ChainlinkContractsPlanner::new(
-            Arc::clone(&settings),
-        )),
-        Arc::new(CosmosNodesPlanner::new(Arc::clone(&settings))),
-        Arc::new(CosmosNetworkPlanner::new(Arc::clone(&settings))),
-    ]
-}
 
 /// Base chains whose `nodes_config` sections double as systems (spec §1.6). Chainlink systems come
 /// from their own `systems_config`, so a Chainlink `nodes_config` plans no system.
-pub const NODE_SYSTEM_BASE_CHAINS: [&str; 2] = ["cosmos", "substrate"];
+pub(crate) const NODE_SYSTEM_BASE_CHAINS: [&str; 2] = ["cosmos", "substrate"];
 
 /// System monitors from `general.systems_config`, `chains.*.*.systems_config`, and the node
 /// sections of `chains.<cosmos|substrate>.*.nodes_config`.

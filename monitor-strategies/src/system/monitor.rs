@@ -50,7 +50,7 @@ pub struct SystemConfig {
 }
 
 /// PANIC's component name for a system: `System monitor (<name>)`.
-pub fn component_name(system_name: &str) -> String {
+pub(crate) fn component_name(system_name: &str) -> String {
     format!("System monitor ({system_name})")
 }
 
@@ -144,7 +144,7 @@ impl Monitor for SystemMonitor {
 }
 
 /// PANIC's `_process_data_retrieval_successful`: the `data` object, fields in PANIC's order.
-pub fn process(data: &MetricsData) -> Result<Value, RoundError> {
+pub(crate) fn process(data: &MetricsData) -> Result<Value, RoundError> {
     let mut out = Map::new();
 
     out.insert(
