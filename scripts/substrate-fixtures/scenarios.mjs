@@ -269,7 +269,81 @@ async function polkadotAssetHub() {
   return { files: [{ name: 'relay', json: relayBuilt.out }, { name: 'assethub', json: ahBuilt.out }, { name: 'expected', json: expected }], runtimes: [relayRt, ahRt] };
 }
 
+// ---------------------------------------------------------------------------------------------
+// 3. runtime-upgrade: one Polkadot relay node (staking still on the relay) upgraded from spec
+//    1002005 (V14; DisabledValidators a list of indices) to 2000000 (V15; (index, Perbill) pairs)
+//    at block 25000003. Each runtime encodes the same state with its own types.
+
+async function runtimeUpgrade() {
+  const props = { ss58Format: 0, tokenDecimals: 10, tokenSymbol: 'DOT' };
+  const oldRt = await loadRuntime('polkadot-1002005', props);
+  const newRt = await loadRuntime('polkadot-2000000', props);
+  const a = accounts(['validator-stash', 'validator-2', 'validator-disabled', 'nominator-1', 'nominator-2', 'governance-1'], 0);
+  const V1 = a['validator-stash'].addr;
+  const V2 = a['validator-2'].addr;
+  const V3 = a['validator-disabled'].addr;
+  const N1 = a['nominator-1'].addr;
+  const N2 = a['nominator-2'].addr;
+  const G1 = a['governance-1'].addr;
+  const UPGRADE = 25000003;
+  const fill = (rt, n) => {
+    const st = new State(rt);
+    const session = n >= UPGRADE ? 9001 : 9000;
+    st.set('System', 'Number', [], n);
+    st.set('Session', 'CurrentIndex', [], session);
+    st.set('Session', 'Validators', [], [V1, V2, V3]);
+    // the shape changed with the upgrade: indices before, (index, Perbill) pairs after
+    st.set('Session', 'DisabledValidators', [], rt === oldRt ? [2] : [[2, 100000000]]);
+    st.set('Staking', 'ActiveEra', [], { index: 1500, start: 1740000000000n });
+    st.set('Staking', 'CurrentEra', [], 1500);
+    for (const era of [1498, 1499, 1500]) {
+      st.set('Staking', 'ErasStakersOverview', [era, V1], { total: 2500000n * DOT * 10n ** 3n, own: 1000000n * DOT * 10n ** 3n, nominatorCount: 2, pageCount: 2 });
+      st.set('Staking', 'ErasStakersPaged', [era, V1, 0], { pageTotal: 1000000n * DOT * 10n ** 3n, others: [{ who: N1, value: 1000000n * DOT * 10n ** 3n }] });
+      st.set('Staking', 'ErasStakersPaged', [era, V1, 1], { pageTotal: 500000n * DOT * 10n ** 3n, others: [{ who: N2, value: 500000n * DOT * 10n ** 3n }] });
+      st.set('Staking', 'ErasStakersOverview', [era, V2], { total: 9000n * DOT, own: 9000n * DOT, nominatorCount: 0, pageCount: 1 });
+    }
+    st.set('Staking', 'ClaimedRewards', [1498, V1], [0, 1]);
+    st.set('Staking', 'Bonded', [V1], V1);
+    st.set('Staking', 'Ledger', [V1], { stash: V1, total: 1000000n * DOT * 10n ** 3n, active: 1000000n * DOT * 10n ** 3n, unlocking: [], legacyClaimedRewards: [1400, 1401] });
+    st.set('Staking', 'ErasRewardPoints', [1499], { total: 3000, individual: { [a['validator-stash'].id]: 1880, [a['validator-2'].id]: 1120 } });
+    st.set('Referenda', 'ReferendumCount', [], 1);
+    st.set('Referenda', 'ReferendumInfoFor', [0], { Killed: 24000000 });
+    const events = [];
+    if (n === UPGRADE) events.push({ phase: 'Initialization', pallet: 'System', event: 'CodeUpdated', fields: null });
+    if (n === UPGRADE - 1 || n === UPGRADE + 1) events.push({ phase: { ApplyExtrinsic: 2 }, pallet: 'Staking', event: 'Slashed', fields: { staker: V1, amount: BigInt(n - UPGRADE + 3) * DOT * 10n ** 9n } });
+    st.setEvents(events);
+    if (n >= UPGRADE) st.set('System', 'LastRuntimeUpgrade', [], { specVersion: 2000000, specName: 'polkadot' });
+    else st.set('System', 'LastRuntimeUpgrade', [], { specVersion: 1002005, specName: 'polkadot' });
+    return st;
+  };
+  const built = buildNode({
+    name: 'validator',
+    description: 'Polkadot relay validator node (archive, its own data source) upgraded from spec 1002005 (V14) to 2000000 (V15) at block 25000003; round `before` is on the old runtime, `after` on the new',
+    chainName: 'Polkadot', systemName: 'Parity Polkadot', properties: props, health: HEALTHY,
+    seed: 'runtime-upgrade', keep: [25000000, 25000001, 25000002, 25000003, 25000004, 25000005],
+    runtimeOf: (n) => (n >= UPGRADE ? newRt : oldRt),
+    stateOf: (n, rt) => fill(rt, n),
+    rounds: [
+      { name: 'before', best: 25000002, finalized: 25000001, highest: 25000002 },
+      { name: 'after', best: 25000005, finalized: 25000004, highest: 25000005 },
+    ],
+  });
+  built.out.accounts = accountLegend(a);
+  const sources = [{ built }];
+  const expected = {
+    description: 'What a correct monitor publishes from validator.json: round `before` on spec 1002005, then round `after` on 2000000 (metadata re-read; the archive window 25000002..25000004 spans both runtimes: decode each block with its own metadata)',
+    accounts: accountLegend(a),
+    monitored_node: 'validator',
+    data_sources: ['validator'],
+    archive_node: 'validator',
+    node: expectNode(built, sources, [V1, V3].map((addr) => ({ addr, isValidator: true })), ['before', 'after'], 'validator'),
+    network: expectNetwork(sources, ['before', 'after'], [G1]),
+  };
+  return { files: [{ name: 'validator', json: built.out }, { name: 'expected', json: expected }], runtimes: [oldRt, newRt] };
+}
+
 export const SCENARIOS = [
   { name: 'substrate-dev', description: 'Substrate dev node: ImOnline, Democracy, legacy and paged exposure, a slash and an offline event', build: substrateDev },
   { name: 'polkadot-assethub', description: 'Polkadot relay + Asset Hub Polkadot after the migration: no ImOnline, OpenGov, paged exposure; validators active+elected, elected only, disabled', build: polkadotAssetHub },
+  { name: 'runtime-upgrade', description: 'A Polkadot node upgraded from spec 1002005 (V14) to 2000000 (V15) between two rounds', build: runtimeUpgrade },
 ];
