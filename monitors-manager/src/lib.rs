@@ -48,6 +48,11 @@
 //! * `manager`: [`MonitorsManager`] and its main loop (one `select!` over an event enum), config
 //!   diffing and monitorables;
 //! * `supervisor`: the per-monitor supervisor and incarnation (build, schedule, round, publish);
+//!   a hung incarnation is aborted and awaited by a tracker the manager owns, never detached;
+//! * `liveness`: the supervisor's bookkeeping, beside it: per-monitor state, hang clock, the
+//!   manager heartbeat's running/dead lists, and every round/death/build-failure count (kept once
+//!   there; [`StatusHandle`] reads them). Heartbeat messages are built and published by the
+//!   `heartbeat` crate, which the manager uses without its Redis feature;
 //! * `schedule`: phases and the tick grid;
 //! * [`settings`] — [`ManagerSettings`];
 //! * [`status`] — [`ManagerStatus`] and [`StatusHandle`].

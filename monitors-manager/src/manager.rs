@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::liveness::{Liveness, TaskKey};
 use crate::schedule::phase;
@@ -162,13 +163,11 @@ impl MonitorsManager {
             Ok::<_, BusError>((configs, pings))
         };
         // Declaring waits for the broker while it is away: shutdown must not wait for it.
-        let (mut configs, mut pings) = tokio::select! {
-            () = shutdown.cancelled() => {
-                tracing::info!("monitors manager stopped before it was set up");
-                return Ok(());
-            }
-            r = set_up => r.map_err(ManagerError::Setup)?,
+        let Some(set_up) = shutdown.run_until_cancelled(set_up).await else {
+            tracing::info!("monitors manager stopped before it was set up");
+            return Ok(());
         };
+        let (mut configs, mut pings) = set_up.map_err(ManagerError::Setup)?;
 
         let manager_name = self.settings.effective_manager_name();
         tracing::info!(
@@ -185,6 +184,7 @@ impl MonitorsManager {
                 permits: Arc::new(Semaphore::new(self.settings.max_in_flight)),
                 liveness: Arc::clone(&self.liveness),
                 counters: Arc::clone(&self.counters),
+                hung: TaskTracker::new(),
             }),
             manager_name,
             settings: self.settings,
@@ -210,17 +210,25 @@ impl MonitorsManager {
                 // Handling publishes (monitorables, the manager heartbeat), which waits for the
                 // broker while it is away: shutdown must not wait for it. A config message cut
                 // short is not acked and comes back to the next start.
-                Event::Config(Some(delivery)) => tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break Ok(()),
-                    () = run.handle_config(delivery) => {}
-                },
+                Event::Config(Some(delivery)) => {
+                    if shutdown
+                        .run_until_cancelled(run.handle_config(delivery))
+                        .await
+                        .is_none()
+                    {
+                        break Ok(());
+                    }
+                }
                 Event::Config(None) => break Err(ManagerError::ConsumerClosed(configs_queue)),
-                Event::Ping(Some(delivery)) => tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break Ok(()),
-                    () = run.handle_ping(delivery) => {}
-                },
+                Event::Ping(Some(delivery)) => {
+                    if shutdown
+                        .run_until_cancelled(run.handle_ping(delivery))
+                        .await
+                        .is_none()
+                    {
+                        break Ok(());
+                    }
+                }
                 Event::Ping(None) => break Err(ManagerError::ConsumerClosed(heartbeat_queue)),
                 Event::Reaped(joined) => run.reaped(joined),
             }
@@ -534,12 +542,15 @@ impl Run {
         }
     }
 
-    /// Graceful stop of every monitor within the grace period, then abort the rest.
+    /// Graceful stop of every monitor within the grace period, then abort the rest; then wait
+    /// (within what is left of the grace period) for hung incarnations aborted earlier, and report
+    /// those that have not ended.
     async fn shutdown(&mut self) {
         self.tasks_shutdown.cancel();
         let grace = self.settings.shutdown_grace;
+        let deadline = Instant::now() + grace;
         let supervisors = &mut self.supervisors;
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             while supervisors.join_next().await.is_some() {}
         })
         .await;
@@ -559,5 +570,14 @@ impl Run {
         }
         self.running.clear();
         self.supervisor_ids.clear();
+        let hung = &self.shared.hung;
+        hung.close();
+        if tokio::time::timeout_at(deadline, hung.wait()).await.is_err() {
+            tracing::warn!(
+                still_hung = hung.len(),
+                "hung incarnations aborted earlier have not ended (stuck in blocking code?); \
+                 they end when that code returns"
+            );
+        }
     }
 }

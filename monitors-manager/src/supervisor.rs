@@ -7,7 +7,11 @@
 //!   dead: recorded for the next manager heartbeat, and restarted after a capped, jittered backoff
 //!   (the backoff restarts from its first step once an incarnation completed a round);
 //! * no round finished within `hung_periods × period + round timeout` → hung: the incarnation is
-//!   aborted, recorded dead, and restarted at once;
+//!   aborted, recorded dead, and restarted at once. The aborted incarnation is not detached: it is
+//!   handed to the manager's tracker of hung incarnations (`Shared::hung`), which awaits it (an
+//!   incarnation stuck in blocking code ends only when that code returns; the supervisor must not
+//!   wait for that) and logs its end; the manager waits for the tracker when it stops and reports
+//!   what is left;
 //! * `kill` (the monitor was removed or changed) → the incarnation is aborted at once, even in the
 //!   middle of a round;
 //! * `shutdown` → the incarnation starts no new round; a round in flight finishes and publishes (the
@@ -32,6 +36,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::liveness::{Liveness, TaskKey};
@@ -45,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) liveness: Arc<Liveness>,
     pub(crate) counters: Arc<Counters>,
+    /// Hung incarnations, aborted and awaited here (see the module documentation).
+    pub(crate) hung: TaskTracker,
 }
 
 /// One monitor as the supervisor runs it.
@@ -105,9 +112,8 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
             }
             () = ctx.shutdown.cancelled() => {
                 // The incarnation sees the same token: it finishes a round in flight and returns.
-                tokio::select! {
-                    _ = incarnation.join_next() => {}
-                    () = ctx.kill.cancelled() => incarnation.shutdown().await,
+                if ctx.kill.run_until_cancelled(incarnation.join_next()).await.is_none() {
+                    incarnation.shutdown().await;
                 }
                 break;
             }
@@ -140,9 +146,10 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
                     allowed = ?ctx.hung_after,
                     "monitor is hung: no round finished in time"
                 );
-                // Abort without waiting: a round stuck in blocking code would never let us.
+                // Abort, and await it elsewhere: a round stuck in blocking code would keep us
+                // waiting.
                 incarnation.abort_all();
-                incarnation.detach_all();
+                reap_hung(&ctx.shared.hung, incarnation, span.clone());
                 true
             }
         };
@@ -160,6 +167,34 @@ async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
         }
     }
     ctx.key
+}
+
+/// Await an aborted hung incarnation in `tracker` and log how it ended.
+fn reap_hung(tracker: &TaskTracker, mut incarnation: JoinSet<()>, span: tracing::Span) {
+    let still_hung = tracker.len() + 1;
+    tracing::info!(
+        still_hung,
+        "hung incarnation aborted; awaiting its end in the background"
+    );
+    let counter = tracker.clone();
+    tracker.spawn(
+        async move {
+            while let Some(joined) = incarnation.join_next().await {
+                // This task is still tracked while it logs: the others are `len() - 1`.
+                let still_hung = counter.len().saturating_sub(1);
+                match joined {
+                    Err(e) if e.is_cancelled() => {
+                        tracing::info!(still_hung, "hung incarnation ended (aborted)");
+                    }
+                    Err(e) => {
+                        tracing::warn!(still_hung, error = %e, "hung incarnation ended with an error");
+                    }
+                    Ok(()) => tracing::info!(still_hung, "hung incarnation ended on its own"),
+                }
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// Resolves when the monitor counts as hung.
