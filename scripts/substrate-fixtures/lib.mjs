@@ -160,11 +160,18 @@ export function covers(input, decoded, path = '$') {
 }
 
 // Decode `hex` as `typeName` and require: every byte consumed, re-encoding identical.
+// Errors carry `malformed: true` (what a monitor reports as 5033 / 5034).
 export function decodeExact(rt, typeName, hex) {
+  const malformed = (m) => Object.assign(new Error(m), { malformed: true });
   const u8a = hexToU8a(hex);
-  const decoded = rt.registry.createTypeUnsafe(typeName, [u8a]);
-  if (decoded.encodedLength !== u8a.length) throw new Error(`${typeName}: ${u8a.length - decoded.encodedLength} bytes left over`);
-  if (u8aToHex(decoded.toU8a()) !== u8aToHex(u8a)) throw new Error(`${typeName}: re-encoding differs`);
+  let decoded;
+  try {
+    decoded = rt.registry.createTypeUnsafe(typeName, [u8a]);
+  } catch (e) {
+    throw malformed(`${typeName}: ${e.message}`);
+  }
+  if (decoded.encodedLength !== u8a.length) throw malformed(`${typeName}: ${u8a.length - decoded.encodedLength} bytes left over`);
+  if (u8aToHex(decoded.toU8a()) !== u8aToHex(u8a)) throw malformed(`${typeName}: re-encoding differs (input too short?)`);
   return decoded;
 }
 

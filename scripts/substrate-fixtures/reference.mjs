@@ -34,13 +34,17 @@ export class NodeView {
     return Object.keys(this.node.storage[hash] || {}).some((k) => k.startsWith(prefix));
   }
 
-  // decoded value, or null when the key is not in storage (a node answers null)
+  // decoded value; for a key not in storage (a node answers null): the metadata's default for a
+  // ValueQuery item (modifier Default), null for an OptionQuery one (modifier Optional)
   get(hash, pallet, item, args = []) {
     const rt = this.rt(hash);
     const fn = storageFn(rt, pallet, item);
     const key = new StorageKey(rt.registry, [fn, args]).toHex();
     const hex = (this.node.storage[hash] || {})[key];
-    if (hex === undefined) return null;
+    if (hex === undefined) {
+      if (fn.meta.modifier.isOptional) return null;
+      return decodeExact(rt, valueTypeName(rt, fn), u8aToHex(fn.meta.fallback.toU8a(true)));
+    }
     return decodeExact(rt, valueTypeName(rt, fn), hex);
   }
 
@@ -111,8 +115,11 @@ function exposureAt(sources, era, stash) {
 }
 
 // The node monitor's data keys for one round (see README.md for each rule).
+const noSource = () => Object.assign(new Error('no synced data source'), { code: 5019 });
+
 export function nodeData({ monitored, sources, stash, isValidator, round }) {
   const m = monitored.node;
+  if (sources.every((s) => s.node.rpc.system_health.isSyncing)) throw noSource();
   const best = round.best;
   const finalizedHeight = m.numberOf[round.finalized];
   const direct = {
@@ -128,9 +135,10 @@ export function nodeData({ monitored, sources, stash, isValidator, round }) {
   const [eraSrc, eraH] = pick(sources, 'Staking', 'ActiveEra');
   const current_era = eraSrc ? eraSrc.get(eraH, 'Staking', 'ActiveEra').index.toNumber() : null;
   let history_depth_eras = null;
-  for (const s of sources) {
+  // the constant from the source of ActiveEra, else from the first synced source that has it
+  for (const s of [eraSrc, ...sources].filter((x) => x && !x.node.rpc.system_health.isSyncing)) {
     const c = constant(s.rt(s.node.head.best), 'Staking', 'HistoryDepth');
-    if (c !== null && eraSrc === s) { history_depth_eras = c.toNumber(); break; }
+    if (c !== null) { history_depth_eras = c.toNumber(); break; }
   }
   if (!isValidator) {
     return { ...direct, current_session, current_era, history_depth_eras, system_properties,
@@ -138,12 +146,14 @@ export function nodeData({ monitored, sources, stash, isValidator, round }) {
       eras_stakers: { total: null, own: null, others: [] }, controller_address: null,
       claimed_rewards: [], unclaimed_rewards: [], previous_era_rewards: 0, historical: [] };
   }
+  const hasSession = pickMeta(sources, 'Session', 'Validators')[0] !== null;
+  const hasStaking = pickMeta(sources, 'Staking', 'ActiveEra')[0] !== null;
   const [valSrc, valH] = pick(sources, 'Session', 'Validators');
   const validators = valSrc ? valSrc.get(valH, 'Session', 'Validators').map((a) => a.toString()) : [];
   const index = validators.indexOf(stash);
-  const active = index >= 0;
+  const active = hasSession ? index >= 0 : null;
   // disabled: DisabledValidators of the same source as Session.Validators (indices into that list)
-  let disabled = false;
+  let disabled = hasSession ? false : null;
   if (valSrc && active) {
     const d = valSrc.get(valH, 'Session', 'DisabledValidators');
     if (d) disabled = d.some((x) => (Array.isArray(x) || x.length === 2 ? x[0].toNumber() : x.toNumber()) === index);
@@ -151,7 +161,7 @@ export function nodeData({ monitored, sources, stash, isValidator, round }) {
   // elected: the stash is a key of ErasStakersOverview(CurrentEra) (ErasStakers(CurrentEra) where the
   // runtime has no Overview), as polkadot.js derive.staking.nextElected
   const [ceSrc, ceH] = pick(sources, 'Staking', 'CurrentEra');
-  let elected = false;
+  let elected = hasStaking ? false : null;
   if (ceSrc) {
     const ce = ceSrc.get(ceH, 'Staking', 'CurrentEra').toNumber();
     const item = ceSrc.has(ceH, 'Staking', 'ErasStakersOverview') ? 'ErasStakersOverview' : 'ErasStakers';
@@ -203,8 +213,10 @@ export function nodeData({ monitored, sources, stash, isValidator, round }) {
     if (rp) for (const [who, pts] of rp.individual.entries()) if (who.toString() === stash) previous_era_rewards = pts.toNumber();
   }
   return { ...direct, current_session, current_era, history_depth_eras, system_properties,
-    active, elected, disabled, authored_blocks, sent_heartbeat, eras_stakers, controller_address,
-    claimed_rewards: [...claimed].sort((a, b) => a - b), unclaimed_rewards: unclaimed, previous_era_rewards,
+    active, elected, disabled, authored_blocks, sent_heartbeat,
+    eras_stakers: hasStaking ? eras_stakers : null, controller_address,
+    claimed_rewards: hasStaking ? [...claimed].sort((a, b) => a - b) : null,
+    unclaimed_rewards: hasStaking ? unclaimed : null, previous_era_rewards: hasStaking ? previous_era_rewards : null,
     historical: historical(monitored, sources, stash, round) };
 }
 
@@ -265,10 +277,16 @@ function votesOf(voting, i, who) {
 
 // The network monitor's data keys (Democracy where the runtime has it, else Referenda).
 export function networkData({ sources, governance }) {
+  if (sources.every((s) => s.node.rpc.system_health.isSyncing)) throw noSource();
   const [gSrc, gH] = pickMeta(sources, 'Grandpa', 'Stalled');
   const stalled = gSrc ? gSrc.get(gH, 'Grandpa', 'Stalled') : null;
   const grandpa_stalled = stalled ? exact(stalled.toPrimitive()) : null;
-  const [dSrc, dH] = pick(sources, 'Democracy', 'ReferendumCount');
+  // a source holding Democracy, else one holding Referenda, else one whose metadata has Democracy
+  // (storage empty: count 0), else Referenda likewise; no governance pallet at all: null
+  let [dSrc, dH] = pick(sources, 'Democracy', 'ReferendumCount');
+  let [rSrc, rH] = dSrc ? [null, null] : pick(sources, 'Referenda', 'ReferendumCount');
+  if (!dSrc && !rSrc) [dSrc, dH] = pickMeta(sources, 'Democracy', 'ReferendumCount');
+  if (!dSrc && !rSrc) [rSrc, rH] = pickMeta(sources, 'Referenda', 'ReferendumCount');
   if (dSrc) {
     const count = dSrc.get(dH, 'Democracy', 'ReferendumCount').toNumber();
     const props = dSrc.get(dH, 'Democracy', 'PublicProps') || [];
@@ -294,7 +312,6 @@ export function networkData({ sources, governance }) {
       active_proposals: props.map(([index, bounded, proposer]) => ({ index: index.toNumber(), imageHash: proposalHash(bounded), proposer: proposer.toString(), proposal: exact(bounded.toPrimitive()) })),
       referendum_count: count, active_referendums: activeRefs, all_referendums: all };
   }
-  const [rSrc, rH] = pick(sources, 'Referenda', 'ReferendumCount');
   if (rSrc) {
     const count = rSrc.get(rH, 'Referenda', 'ReferendumCount').toNumber();
     const all = {};

@@ -20,42 +20,56 @@ function accountLegend(acc) {
   return Object.fromEntries(Object.values(acc).map((a) => [a.addr, a.name]).sort());
 }
 
-// expected node data for each (stash, is_validator) over every round, in order (the archive
-// window of round k starts after round k-1's finalized height)
-function expectNode(built, sources, stashes, roundNames, archive) {
-  const out = {};
-  let prev = null;
-  for (const rn of roundNames) {
-    for (const b of [built, ...sources.map((s) => s.built)]) setRound(b, rn);
-    const round = { ...built.out.rounds.find((r) => r.name === rn), previous_finalized_height: prev, archive };
-    out[rn] = {};
-    for (const { addr, isValidator } of stashes) {
-      out[rn][addr] = { is_validator: isValidator, data: nodeData({ monitored: built.view, sources: sources.map((s) => s.built.view), stash: addr, isValidator, round }) };
-    }
-    // the next round's window starts after this round's finalized height of the archive node
-    const arch = [built, ...sources.map((s) => s.built)].find((b) => b.node.name === archive);
-    prev = arch.node.numberOf[arch.node.head.finalized];
-  }
-  return out;
+// One case of expected.json: a monitored node, its data sources (in order) and archive node, the
+// node data for each (stash, is_validator) and the network data, over the rounds in order (the
+// archive window of round k starts after round k-1's finalized height of the archive node).
+// A round that a correct monitor cannot complete gives { "error": { "code" } } instead of data.
+function errorOf(e, malformedCode) {
+  if (e.code === 5019) return { error: { code: 5019, message: 'no synced data source' } };
+  if (e.malformed) return { error: { code: malformedCode, message: 'malformed SCALE value' } };
+  throw e;
 }
 
-function expectNetwork(sources, roundNames, governance) {
-  const out = { governance_addresses: governance };
-  for (const rn of roundNames) {
-    for (const s of sources) setRound(s.built, rn);
-    out[rn] = networkData({ sources: sources.map((s) => s.built.view), governance });
+function expectCase({ name, description, monitored, sources, archive, stashes, rounds, governance }) {
+  const all = [monitored, ...sources];
+  const node = {};
+  const network = { governance_addresses: governance };
+  let prev = null;
+  for (const rn of rounds) {
+    for (const b of all) setRound(b, rn);
+    const round = { ...monitored.out.rounds.find((r) => r.name === rn), previous_finalized_height: prev, archive };
+    node[rn] = {};
+    for (const { addr, isValidator } of stashes) {
+      try {
+        node[rn][addr] = { is_validator: isValidator, data: nodeData({ monitored: monitored.view, sources: sources.map((s) => s.view), stash: addr, isValidator, round }) };
+      } catch (e) {
+        node[rn][addr] = { is_validator: isValidator, ...errorOf(e, 5033) };
+      }
+    }
+    try {
+      network[rn] = networkData({ sources: sources.map((s) => s.view), governance });
+    } catch (e) {
+      network[rn] = errorOf(e, 5034);
+    }
+    const arch = all.find((b) => b.node.name === archive);
+    prev = arch ? arch.node.numberOf[arch.node.head.finalized] : null;
   }
-  return out;
+  return { name, description, monitored_node: monitored.node.name, data_sources: sources.map((s) => s.node.name),
+    archive_node: archive, node, network };
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1. substrate-dev
 
-async function substrateDev() {
-  const props = { ss58Format: 42, tokenDecimals: 12, tokenSymbol: 'Unit' }; // scalars, as dev nodes answer
-  const rt = await loadRuntime('substrate-268', props);
-  const a = accounts(['validator-stash', 'validator-controller', 'validator-2', 'validator-disabled',
+const DEV_PROPS = { ss58Format: 42, tokenDecimals: 12, tokenSymbol: 'Unit' }; // scalars, as dev nodes answer
+
+function devAccounts() {
+  return accounts(['validator-stash', 'validator-controller', 'validator-2', 'validator-disabled',
     'nominator-1', 'nominator-2', 'nominator-3', 'non-validator-stash', 'governance-1'], 42);
+}
+
+// The dev node's state (without System.Number/Events); `session`/`activeEra` vary for stale copies.
+function devBase(rt, a, { session = 60, activeEra = 10 } = {}) {
   const V1 = a['validator-stash'].addr;
   const V1C = a['validator-controller'].addr;
   const V2 = a['validator-2'].addr;
@@ -65,9 +79,9 @@ async function substrateDev() {
   const N3 = a['nominator-3'].addr;
   const NV = a['non-validator-stash'].addr;
   const G1 = a['governance-1'].addr;
-  const SESSION = 60;
-  const ACTIVE_ERA = 10;
-  const CURRENT_ERA = 11;
+  const SESSION = session;
+  const ACTIVE_ERA = activeEra;
+  const CURRENT_ERA = activeEra + 1;
 
   const base = new State(rt);
   base.set('Session', 'CurrentIndex', [], SESSION);
@@ -112,6 +126,19 @@ async function substrateDev() {
   base.set('Democracy', 'ReferendumInfoOf', [1], { Ongoing: { end: 200, proposal: { Lookup: { hash_: refPreimage, len: 37 } }, threshold: 'SuperMajorityApprove', delay: 10, tally: { ayes: 1200n * UNIT12, nays: 300n * UNIT12, turnout: 1500n * UNIT12 } } });
   base.set('Democracy', 'VotingOf', [G1], { Direct: { votes: [[1, { Standard: { vote: { aye: true, conviction: 'Locked1x' }, balance: 100n * UNIT12 } }]], delegations: { votes: 0, capital: 0 }, prior: [0, 0] } });
 
+  return base;
+}
+
+async function substrateDev() {
+  const props = DEV_PROPS;
+  const rt = await loadRuntime('substrate-268', props);
+  const a = devAccounts();
+  const V1 = a['validator-stash'].addr;
+  const V2 = a['validator-2'].addr;
+  const V3 = a['validator-disabled'].addr;
+  const NV = a['non-validator-stash'].addr;
+  const G1 = a['governance-1'].addr;
+  const base = devBase(rt, a);
   const events = {
     102: [{ phase: 'Initialization', pallet: 'Staking', event: 'Slashed', fields: { staker: V1, amount: 250n * UNIT12 } }],
     103: [{ phase: 'Initialization', pallet: 'Staking', event: 'Slashed', fields: { staker: V2, amount: 1n * UNIT12 } }],
@@ -134,17 +161,13 @@ async function substrateDev() {
       { name: 'second', best: 107, finalized: 105, highest: 108 },
     ],
   });
-  const sources = [{ built }];
-  const stashes = [{ addr: V1, isValidator: true }, { addr: V3, isValidator: true }, { addr: NV, isValidator: false }, { addr: NV, isValidator: true, key: 'nv-as-validator' }];
+  const stashes = [{ addr: V1, isValidator: true }, { addr: V3, isValidator: true }, { addr: NV, isValidator: false }];
   built.out.accounts = accountLegend(a);
   const expected = {
     description: 'What a correct monitor publishes from validator.json (scripts/substrate-fixtures/README.md)',
     accounts: accountLegend(a),
-    monitored_node: 'validator',
-    data_sources: ['validator'],
-    archive_node: 'validator',
-    node: expectNode(built, sources, stashes.slice(0, 3), ['first', 'second'], 'validator'),
-    network: expectNetwork(sources, ['first', 'second'], [G1]),
+    cases: [expectCase({ name: 'validator', description: 'the validator node, its own data source and archive',
+      monitored: built, sources: [built], archive: 'validator', stashes, rounds: ['first', 'second'], governance: [G1] })],
   };
   return { files: [{ name: 'validator', json: built.out }, { name: 'expected', json: expected }], runtimes: [rt] };
 }
@@ -255,16 +278,16 @@ async function polkadotAssetHub() {
   });
   relayBuilt.out.accounts = accountLegend(a);
   ahBuilt.out.accounts = accountLegend(a);
-  const sources = [{ built: relayBuilt }, { built: ahBuilt }];
   const stashes = [VA, VE, VD].map((addr) => ({ addr, isValidator: true }));
   const expected = {
-    description: 'What a correct monitor publishes for a validator node = relay.json with data sources relay.json then assethub.json; `historical` is read from assethub.json (archive; slashes are Asset Hub events now), so its heights are Asset Hub heights',
+    description: 'What a correct monitor publishes from relay.json and assethub.json (scripts/substrate-fixtures/README.md)',
     accounts: accountLegend(a),
-    monitored_node: 'relay',
-    data_sources: ['relay', 'assethub'],
-    archive_node: 'assethub',
-    node: expectNode(relayBuilt, sources, stashes, ['first', 'second'], 'assethub'),
-    network: expectNetwork(sources, ['first', 'second'], [G1, G2]),
+    cases: [
+      expectCase({ name: 'relay-and-assethub', description: 'validator node = relay, data sources relay then assethub; `historical` is read from assethub (archive; slashes are Asset Hub events now), so its heights are Asset Hub heights',
+        monitored: relayBuilt, sources: [relayBuilt, ahBuilt], archive: 'assethub', stashes, rounds: ['first', 'second'], governance: [G1, G2] }),
+      expectCase({ name: 'relay-only', description: 'the relay alone: its Staking and Referenda are in the metadata but empty (staking fields empty or null, no referendums)',
+        monitored: relayBuilt, sources: [relayBuilt], archive: 'relay', stashes, rounds: ['first', 'second'], governance: [G1, G2] }),
+    ],
   };
   return { files: [{ name: 'relay', json: relayBuilt.out }, { name: 'assethub', json: ahBuilt.out }, { name: 'expected', json: expected }], runtimes: [relayRt, ahRt] };
 }
@@ -329,21 +352,131 @@ async function runtimeUpgrade() {
     ],
   });
   built.out.accounts = accountLegend(a);
-  const sources = [{ built }];
   const expected = {
-    description: 'What a correct monitor publishes from validator.json: round `before` on spec 1002005, then round `after` on 2000000 (metadata re-read; the archive window 25000002..25000004 spans both runtimes: decode each block with its own metadata)',
+    description: 'What a correct monitor publishes from validator.json (scripts/substrate-fixtures/README.md)',
     accounts: accountLegend(a),
-    monitored_node: 'validator',
-    data_sources: ['validator'],
-    archive_node: 'validator',
-    node: expectNode(built, sources, [V1, V3].map((addr) => ({ addr, isValidator: true })), ['before', 'after'], 'validator'),
-    network: expectNetwork(sources, ['before', 'after'], [G1]),
+    cases: [expectCase({ name: 'upgrade', description: 'round `before` on spec 1002005, then round `after` on 2000000 (metadata re-read; the archive window 25000002..25000004 spans both runtimes: decode each block with its own metadata)',
+      monitored: built, sources: [built], archive: 'validator', stashes: [V1, V3].map((addr) => ({ addr, isValidator: true })), rounds: ['before', 'after'], governance: [G1] })],
   };
   return { files: [{ name: 'validator', json: built.out }, { name: 'expected', json: expected }], runtimes: [oldRt, newRt] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Faults (small). Node down needs no fixture: no server.
+
+// 4a. a data source that is syncing (system_health isSyncing true) and has stale state
+async function faultSyncing() {
+  const props = DEV_PROPS;
+  const rt = await loadRuntime('substrate-268', props);
+  const a = devAccounts();
+  const V1 = a['validator-stash'].addr;
+  const G1 = a['governance-1'].addr;
+  const fresh = devBase(rt, a);
+  const stale = devBase(rt, a, { session: 40, activeEra: 6 });
+  const mk = (name, description, base, health, keep, rounds) => buildNode({
+    name, description, chainName: 'Development', systemName: 'Substrate Node', properties: props, health,
+    seed: 'substrate-dev', keep, runtimeOf: () => rt,
+    stateOf: (n) => { const st = base.clone(); st.set('System', 'Number', [], n); st.setEvents([]); return st; },
+    rounds,
+  });
+  const syncing = mk('syncing', 'Substrate dev node still syncing (isSyncing true, at block 70 of 107) with stale state (session 40, era 6)',
+    stale, { isSyncing: true, peers: 3, shouldHavePeers: true }, [68, 69, 70], [{ name: 'only', best: 70, finalized: 68, highest: 107 }]);
+  const synced = mk('synced', 'Substrate dev node, synced (the same chain as syncing.json)',
+    fresh, HEALTHY, [105, 106, 107], [{ name: 'only', best: 107, finalized: 105, highest: 107 }]);
+  syncing.out.accounts = accountLegend(a);
+  synced.out.accounts = accountLegend(a);
+  const stashes = [{ addr: V1, isValidator: true }];
+  const expected = {
+    description: 'A syncing data source is skipped; with no synced one the round fails with 5019',
+    accounts: accountLegend(a),
+    cases: [
+      expectCase({ name: 'skip-syncing', description: 'monitored node = syncing (its own heights), data sources syncing then synced: everything else comes from synced',
+        monitored: syncing, sources: [syncing, synced], archive: 'synced', stashes, rounds: ['only'], governance: [G1] }),
+      expectCase({ name: 'only-syncing', description: 'the syncing node is the only data source: node error 5019, network error 5019',
+        monitored: syncing, sources: [syncing], archive: 'syncing', stashes, rounds: ['only'], governance: [G1] }),
+    ],
+  };
+  return { files: [{ name: 'syncing', json: syncing.out }, { name: 'synced', json: synced.out }, { name: 'expected', json: expected }], runtimes: [rt] };
+}
+
+// 4b. a data source whose runtime lacks the pallets (substrate-contracts-node 100: no Session,
+//     Staking, ImOnline, Grandpa, Democracy, Referenda)
+async function faultMissingPallet() {
+  const props = DEV_PROPS;
+  const rt = await loadRuntime('substrate-contracts-node-100', props);
+  const devRt = await loadRuntime('substrate-268', props);
+  const a = devAccounts();
+  const V1 = a['validator-stash'].addr;
+  const G1 = a['governance-1'].addr;
+  const lacking = buildNode({
+    name: 'lacking', description: 'substrate-contracts-node (spec 100, V14): no Session, Staking, ImOnline, Grandpa, Democracy or Referenda pallet',
+    chainName: 'Development', systemName: 'Substrate Contracts Node', properties: props, health: HEALTHY,
+    seed: 'contracts-node', keep: [50, 51, 52], runtimeOf: () => rt,
+    stateOf: (n) => { const st = new State(rt); st.set('System', 'Number', [], n); st.setEvents([]); return st; },
+    rounds: [{ name: 'only', best: 52, finalized: 50, highest: 52 }],
+  });
+  const full = buildNode({
+    name: 'full', description: 'Substrate dev node (spec 268) with the same state as substrate-dev',
+    chainName: 'Development', systemName: 'Substrate Node', properties: props, health: HEALTHY,
+    seed: 'substrate-dev', keep: [105, 106, 107], runtimeOf: () => devRt,
+    stateOf: (n) => { const st = devBase(devRt, a).clone(); st.set('System', 'Number', [], n); st.setEvents([]); return st; },
+    rounds: [{ name: 'only', best: 107, finalized: 105, highest: 107 }],
+  });
+  lacking.out.accounts = accountLegend(a);
+  full.out.accounts = accountLegend(a);
+  const stashes = [{ addr: V1, isValidator: true }];
+  const expected = {
+    description: 'A source whose runtime lacks a pallet is skipped for that pallet; where no source has it, its fields are null and the round still succeeds',
+    accounts: accountLegend(a),
+    cases: [
+      expectCase({ name: 'lacking-only', description: 'the lacking node monitored and its only data source: session/staking/ImOnline fields null, governance null',
+        monitored: lacking, sources: [lacking], archive: 'lacking', stashes, rounds: ['only'], governance: [G1] }),
+      expectCase({ name: 'lacking-then-full', description: 'data sources lacking then full: every pallet is read from full (the monitored node\'s own heights stay lacking\'s)',
+        monitored: lacking, sources: [lacking, full], archive: 'full', stashes, rounds: ['only'], governance: [G1] }),
+    ],
+  };
+  return { files: [{ name: 'lacking', json: lacking.out }, { name: 'full', json: full.out }, { name: 'expected', json: expected }], runtimes: [rt, devRt] };
+}
+
+// 4c. malformed SCALE: values truncated
+async function faultMalformed() {
+  const props = DEV_PROPS;
+  const rt = await loadRuntime('substrate-268', props);
+  const a = devAccounts();
+  const V1 = a['validator-stash'].addr;
+  const G1 = a['governance-1'].addr;
+  const base = devBase(rt, a);
+  const built = buildNode({
+    name: 'validator', description: 'Substrate dev node whose Staking.ActiveEra and Democracy.ReferendumCount values are truncated',
+    chainName: 'Development', systemName: 'Substrate Node', properties: props, health: HEALTHY,
+    seed: 'substrate-dev', keep: [105, 106, 107], runtimeOf: () => rt,
+    stateOf: (n) => {
+      const st = base.clone();
+      st.set('System', 'Number', [], n);
+      st.setEvents([]);
+      // ActiveEra {index: u32, start: Option<u64>}: 2 bytes of the index only
+      st.setRaw(st.key('Staking', 'ActiveEra'), '0x0a00', 'Staking.ActiveEra MALFORMED: truncated (2 bytes of a u32, no start)');
+      // ReferendumCount u32: 1 byte
+      st.setRaw(st.key('Democracy', 'ReferendumCount'), '0x02', 'Democracy.ReferendumCount MALFORMED: truncated (1 byte of a u32)');
+      return st;
+    },
+    rounds: [{ name: 'only', best: 107, finalized: 105, highest: 107 }],
+  });
+  built.out.accounts = accountLegend(a);
+  const expected = {
+    description: 'Malformed storage values: the node round fails with 5033, the network round with 5034',
+    accounts: accountLegend(a),
+    cases: [expectCase({ name: 'malformed', description: 'the validator node, its own data source',
+      monitored: built, sources: [built], archive: 'validator', stashes: [{ addr: V1, isValidator: true }], rounds: ['only'], governance: [G1] })],
+  };
+  return { files: [{ name: 'validator', json: built.out }, { name: 'expected', json: expected }], runtimes: [rt] };
 }
 
 export const SCENARIOS = [
   { name: 'substrate-dev', description: 'Substrate dev node: ImOnline, Democracy, legacy and paged exposure, a slash and an offline event', build: substrateDev },
   { name: 'polkadot-assethub', description: 'Polkadot relay + Asset Hub Polkadot after the migration: no ImOnline, OpenGov, paged exposure; validators active+elected, elected only, disabled', build: polkadotAssetHub },
   { name: 'runtime-upgrade', description: 'A Polkadot node upgraded from spec 1002005 (V14) to 2000000 (V15) between two rounds', build: runtimeUpgrade },
+  { name: 'fault-syncing', description: 'A data source that is syncing: skipped; alone: 5019', build: faultSyncing },
+  { name: 'fault-missing-pallet', description: 'A data source whose runtime lacks Session, Staking, ImOnline, Grandpa and governance', build: faultMissingPallet },
+  { name: 'fault-malformed', description: 'Truncated SCALE values: 5033 (node), 5034 (network)', build: faultMalformed },
 ];
