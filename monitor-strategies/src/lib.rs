@@ -65,7 +65,10 @@ pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
 pub use prometheus::{
     parse as parse_prometheus, query as query_prometheus, MetricValue, Requirement,
 };
-pub use settings::{ClientBuildError, GithubToken, StrategySettings, Target};
+pub use settings::{
+    ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,
+    GithubToken, StrategySettings, Target,
+};
 pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};
 pub use system::planner::SystemsPlanner;
 

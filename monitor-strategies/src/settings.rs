@@ -1,5 +1,7 @@
-//! [`StrategySettings`]: what every strategy shares (HTTP clients, timeouts, body cap, URL
-//! templates). The binaries build it from env and flags; libraries read no env.
+//! [`StrategySettings`]: the HTTP part every strategy shares (clients, timeouts, body cap, TLS
+//! verification) and the settings of each monitor type ([`GithubSettings`], [`DockerHubSettings`],
+//! [`ChainlinkSettings`], [`EvmSettings`]). The binaries build it from env and flags; libraries
+//! read no env.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,9 +80,81 @@ impl fmt::Debug for GithubToken {
 #[error("could not build the http client: {0}")]
 pub struct ClientBuildError(pub String);
 
-/// Settings shared by every strategy.
+/// Settings of the GitHub monitors.
+#[derive(Debug, Clone)]
+pub struct GithubSettings {
+    /// Releases URL template (`{}` ← `owner/repo/`).
+    pub releases_template: String,
+    /// API token (PANIC has none; the binary reads `GITHUB_TOKEN`), sent as
+    /// `Authorization: Bearer`. Its `Debug` is redacted.
+    pub token: Option<GithubToken>,
+    /// The request budget shared by every GitHub monitor (and every clone of these settings).
+    pub rate_budget: Arc<RateBudget>,
+}
+
+impl Default for GithubSettings {
+    fn default() -> Self {
+        GithubSettings {
+            releases_template: DEFAULT_GITHUB_RELEASES_TEMPLATE.to_owned(),
+            token: None,
+            rate_budget: Arc::default(),
+        }
+    }
+}
+
+/// Settings of the DockerHub monitors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerHubSettings {
+    /// Tags URL template (`{}` ← namespace, `{}` ← name).
+    pub tags_template: String,
+    /// Most tag pages one round follows (at least 1).
+    pub max_pages: usize,
+}
+
+impl Default for DockerHubSettings {
+    fn default() -> Self {
+        DockerHubSettings {
+            tags_template: DEFAULT_DOCKERHUB_TAGS_TEMPLATE.to_owned(),
+            max_pages: DEFAULT_DOCKERHUB_MAX_PAGES,
+        }
+    }
+}
+
+/// Settings of the Chainlink monitors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainlinkSettings {
+    /// The chain list (`chains_mini.json`) the Chainlink node monitor reads native currency
+    /// symbols from.
+    pub chain_list_url: String,
+}
+
+impl Default for ChainlinkSettings {
+    fn default() -> Self {
+        ChainlinkSettings {
+            chain_list_url: DEFAULT_CHAIN_LIST_URL.to_owned(),
+        }
+    }
+}
+
+/// Settings of JSON-RPC calls to EVM nodes (EVM node and Chainlink contracts monitors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvmSettings {
+    /// Timeout of one JSON-RPC exchange (PANIC: 2 s); a smaller group timeout wins.
+    pub request_timeout: Duration,
+}
+
+impl Default for EvmSettings {
+    fn default() -> Self {
+        EvmSettings {
+            request_timeout: DEFAULT_EVM_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Settings of every strategy: the HTTP part all share (timeouts, body cap, TLS verification, the
+/// client pool), then one struct per monitor type that has knobs of its own.
 ///
-/// Cloning is cheap, and clones share the HTTP connection pools.
+/// Cloning is cheap, and clones share the HTTP connection pools and the GitHub budget.
 #[derive(Debug, Clone)]
 pub struct StrategySettings {
     /// Timeout of one HTTP exchange (connect, headers and body), unless a group override applies.
@@ -93,26 +167,14 @@ pub struct StrategySettings {
     pub verify_tls_monitored: bool,
     /// Verify TLS certificates of [`Target::Public`] services (PANIC: on).
     pub verify_tls_public: bool,
-    /// GitHub releases URL template (`{}` ← `owner/repo/`).
-    pub github_releases_template: String,
-    /// DockerHub tags URL template (`{}` ← namespace, `{}` ← name).
-    pub dockerhub_tags_template: String,
-    /// GitHub API token (PANIC has none; the binary reads `GITHUB_TOKEN`), sent as
-    /// `Authorization: Bearer`. Its `Debug` is redacted.
-    pub github_token: Option<GithubToken>,
-    /// The request budget shared by every GitHub monitor (and every clone of these settings).
-    pub github_rate_limit: Arc<RateBudget>,
-    /// Most DockerHub tag pages one round follows (at least 1).
-    pub dockerhub_max_pages: usize,
-    /// Extra string settings for strategies added later (`weiwatchers_url`, `substrate_api_url`,
-    /// …), so that adding one does not change this struct's shape.
-    pub extra: BTreeMap<String, String>,
-    /// The chain list (`chains_mini.json`) the Chainlink node monitor reads native currency
-    /// symbols from.
-    pub chain_list_url: String,
-    /// Timeout of one JSON-RPC exchange with an EVM node (PANIC: 2 s); a smaller group timeout
-    /// wins.
-    pub evm_request_timeout: Duration,
+    /// The GitHub monitors' settings.
+    pub github: GithubSettings,
+    /// The DockerHub monitors' settings.
+    pub dockerhub: DockerHubSettings,
+    /// The Chainlink monitors' settings.
+    pub chainlink: ChainlinkSettings,
+    /// JSON-RPC to EVM nodes.
+    pub evm: EvmSettings,
     clients: Arc<ClientPool>,
 }
 
@@ -124,14 +186,10 @@ impl Default for StrategySettings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             verify_tls_monitored: false,
             verify_tls_public: true,
-            github_releases_template: DEFAULT_GITHUB_RELEASES_TEMPLATE.to_owned(),
-            dockerhub_tags_template: DEFAULT_DOCKERHUB_TAGS_TEMPLATE.to_owned(),
-            github_token: None,
-            github_rate_limit: Arc::default(),
-            dockerhub_max_pages: DEFAULT_DOCKERHUB_MAX_PAGES,
-            extra: BTreeMap::new(),
-            chain_list_url: DEFAULT_CHAIN_LIST_URL.to_owned(),
-            evm_request_timeout: DEFAULT_EVM_REQUEST_TIMEOUT,
+            github: GithubSettings::default(),
+            dockerhub: DockerHubSettings::default(),
+            chainlink: ChainlinkSettings::default(),
+            evm: EvmSettings::default(),
             clients: Arc::default(),
         }
     }
@@ -152,13 +210,13 @@ impl StrategySettings {
 
     /// Sets the GitHub token (`None`, or a blank token: unauthenticated).
     pub fn with_github_token(mut self, token: Option<&str>) -> Self {
-        self.github_token = token.and_then(GithubToken::new);
+        self.github.token = token.and_then(GithubToken::new);
         self
     }
 
     /// Sets the DockerHub page cap.
     pub fn with_dockerhub_max_pages(mut self, max_pages: usize) -> Self {
-        self.dockerhub_max_pages = max_pages;
+        self.dockerhub.max_pages = max_pages;
         self
     }
 
@@ -195,7 +253,8 @@ impl StrategySettings {
     pub fn evm_http(&self, group: PeriodGroup) -> Result<Http, ClientBuildError> {
         let client = self.clients.get(self.verify_tls(Target::Monitored))?;
         let timeout = self
-            .evm_request_timeout
+            .evm
+            .request_timeout
             .min(self.request_timeout_for(group));
         Ok(Http::new(client, timeout, self.max_body_bytes))
     }
@@ -264,7 +323,7 @@ mod tests {
         assert!(!s.verify_tls(Target::Monitored));
         assert!(s.verify_tls(Target::Public));
         assert_eq!(
-            s.github_releases_template,
+            s.github.releases_template,
             "https://api.github.com/repos/{}releases"
         );
         assert_eq!(

@@ -31,7 +31,7 @@ const EXPECTED_DATA: &str = r#"{"0":{"tag_name":"latest","last_updated":16697200
 
 fn settings_for(server: &TestServer) -> StrategySettings {
     let mut s = StrategySettings::default().with_request_timeout(Duration::from_millis(500));
-    s.dockerhub_tags_template = server.url("/v2/repositories/{}/{}/tags");
+    s.dockerhub.tags_template = server.url("/v2/repositories/{}/{}/tags");
     s
 }
 
@@ -47,12 +47,12 @@ fn monitor_for(url: &str, settings: &StrategySettings) -> DockerHubMonitor {
         settings
             .http(Target::Public, PeriodGroup::Dockerhub)
             .unwrap(),
-        settings.dockerhub_max_pages,
+        settings.dockerhub.max_pages,
     )
 }
 
 fn hub_monitor(settings: &StrategySettings) -> DockerHubMonitor {
-    let url = tags_url(&settings.dockerhub_tags_template, "prom", "node-exporter");
+    let url = tags_url(&settings.dockerhub.tags_template, "prom", "node-exporter");
     monitor_for(&url, settings)
 }
 

@@ -42,7 +42,7 @@ async fn node(syncing_fixture: &'static str) -> TestServer {
 
 fn settings() -> StrategySettings {
     let mut s = StrategySettings::default();
-    s.evm_request_timeout = Duration::from_millis(300);
+    s.evm.request_timeout = Duration::from_millis(300);
     s
 }
 
@@ -266,7 +266,7 @@ fn planner_starts_monitored_evm_nodes() {
 async fn planned_monitor_uses_the_evm_timeout() {
     // The registry's EVM planner builds monitors with the 2 s default (capped by the group).
     let s = StrategySettings::default();
-    assert_eq!(s.evm_request_timeout, Duration::from_secs(2));
+    assert_eq!(s.evm.request_timeout, Duration::from_secs(2));
     assert_eq!(
         s.evm_http(PeriodGroup::Node).unwrap().timeout(),
         Duration::from_secs(2)

@@ -30,7 +30,7 @@ const EXPECTED_DATA: &str = r#"{"0":{"release_name":"3.1.3","tag_name":"3.1.3"},
 /// Settings whose releases template points at `server` (fresh settings: a budget of their own).
 fn settings_for(server: &TestServer) -> StrategySettings {
     let mut s = StrategySettings::default().with_request_timeout(Duration::from_millis(500));
-    s.github_releases_template = server.url("/repos/{}releases");
+    s.github.releases_template = server.url("/repos/{}releases");
     s
 }
 
@@ -43,13 +43,13 @@ fn monitor_for(repo: &str, url: &str, settings: &StrategySettings) -> GithubMoni
             releases_url: url.to_owned(),
         },
         settings.http(Target::Public, PeriodGroup::Github).unwrap(),
-        settings.github_token.clone(),
-        Arc::clone(&settings.github_rate_limit),
+        settings.github.token.clone(),
+        Arc::clone(&settings.github.rate_budget),
     )
 }
 
 fn monitor(settings: &StrategySettings) -> GithubMonitor {
-    let url = releases_url(&settings.github_releases_template, "docker/docker-py/");
+    let url = releases_url(&settings.github.releases_template, "docker/docker-py/");
     monitor_for("docker/docker-py/", &url, settings)
 }
 
@@ -139,7 +139,7 @@ async fn releases_fixture_gives_panics_data() {
     );
     assert_eq!(request.header("authorization"), None);
     // The budget learnt the window (and counts down from it).
-    assert_eq!(settings.github_rate_limit.snapshot().remaining, Some(59));
+    assert_eq!(settings.github.rate_budget.snapshot().remaining, Some(59));
 }
 
 #[tokio::test]
@@ -180,7 +180,7 @@ async fn token_is_sent_as_bearer_and_never_shown() {
     assert!(format!("{settings:?}").contains("<redacted>"));
     // A blank token is no token.
     let settings = settings_for(&server).with_github_token(Some("  "));
-    assert!(settings.github_token.is_none());
+    assert!(settings.github.token.is_none());
 }
 
 #[tokio::test]
@@ -491,7 +491,7 @@ fn fingerprints_follow_the_used_fields() {
     assert_ne!(base, print("a/b", "chain_x", "1"));
     // The releases template is used too.
     let mut settings = StrategySettings::default();
-    settings.github_releases_template = "http://mirror.example/{}releases".to_owned();
+    settings.github.releases_template = "http://mirror.example/{}releases".to_owned();
     let r = json!({"r": repo("r", "GENERAL", "a/b", "true")});
     assert_ne!(
         base,

@@ -46,8 +46,8 @@ impl Running {
         let mut strategies = StrategySettings::default()
             .with_group_timeout(PeriodGroup::Github, Duration::from_millis(800))
             .with_group_timeout(PeriodGroup::Dockerhub, Duration::from_millis(800));
-        strategies.github_releases_template = server.url("/repos/{}releases");
-        strategies.dockerhub_tags_template = server.url("/v2/repositories/{}/{}/tags");
+        strategies.github.releases_template = server.url("/repos/{}releases");
+        strategies.dockerhub.tags_template = server.url("/v2/repositories/{}/{}/tags");
         let settings = ManagerSettings {
             periods: [
                 (PeriodGroup::Github, Duration::from_secs(1)),

@@ -120,10 +120,10 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
         strategies = strategies.with_group_timeout(group, t);
     }
     if let Ok(t) = std::env::var("GITHUB_RELEASES_TEMPLATE") {
-        strategies.github_releases_template = t;
+        strategies.github.releases_template = t;
     }
     if let Ok(t) = std::env::var("DOCKERHUB_TAGS_TEMPLATE") {
-        strategies.dockerhub_tags_template = t;
+        strategies.dockerhub.tags_template = t;
     }
     // Sent as a bearer token to GitHub, never logged; lifts the 60 requests/hour limit.
     let token = std::env::var("GITHUB_TOKEN")

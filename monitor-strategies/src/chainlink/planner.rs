@@ -106,7 +106,12 @@ impl ChainlinkNodesPlanner {
             move |component| {
                 let http = build_http(&settings, Target::Monitored, PeriodGroup::Node, component)?;
                 let public = build_http(&settings, Target::Public, PeriodGroup::Node, component)?;
-                ChainlinkNodeMonitor::new(config.clone(), http, public, &settings.chain_list_url)
+                ChainlinkNodeMonitor::new(
+                    config.clone(),
+                    http,
+                    public,
+                    &settings.chainlink.chain_list_url,
+                )
             },
         )))
     }

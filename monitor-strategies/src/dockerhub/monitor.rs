@@ -10,7 +10,7 @@
 //! * Docker Hub unreachable or too slow → 5021 (tags URL); a body unreadable → 5005 (source = the
 //!   tags URL); a body that is not JSON → 5012 (decoder's message); an unusable tags URL → 5009;
 //! * a `next` that is not a URL of the same scheme, host and port as the tags URL (relative URLs
-//!   are resolved first), or more pages than [`StrategySettings::dockerhub_max_pages`] → 5005 with
+//!   are resolved first), or more pages than [`DockerHubSettings::max_pages`](crate::DockerHubSettings::max_pages) → 5005 with
 //!   the tags URL as source (the reason is logged): following such a `next` would send requests
 //!   elsewhere or forever, and publishing a truncated tag list would look like deleted tags
 //!   downstream.

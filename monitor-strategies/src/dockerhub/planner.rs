@@ -51,13 +51,13 @@ impl DockerHubPlanner {
             repo_namespace: repo_namespace.to_owned(),
             repo_name: repo_name.to_owned(),
             tags_url: tags_url(
-                &self.settings.dockerhub_tags_template,
+                &self.settings.dockerhub.tags_template,
                 repo_namespace,
                 repo_name,
             ),
         };
         let component = component_name(repo_namespace, repo_name);
-        let max_pages = self.settings.dockerhub_max_pages;
+        let max_pages = self.settings.dockerhub.max_pages;
         let print = fingerprint(&("dockerhub", &section.id, &config, max_pages));
         let settings = Arc::clone(&self.settings);
         Ok(Some(monitor_spec(

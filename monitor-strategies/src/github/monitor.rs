@@ -19,7 +19,7 @@
 //!
 //! Requests carry the client's `User-Agent` (GitHub refuses requests without one),
 //! `Accept: application/vnd.github+json` and, when a token is configured
-//! ([`crate::StrategySettings::github_token`]), `Authorization: Bearer <token>`. The token is
+//! ([`GithubSettings::token`](crate::GithubSettings::token)), `Authorization: Bearer <token>`. The token is
 //! never logged: [`GithubToken`]'s `Debug` is redacted and the HTTP layer logs no headers.
 
 use std::sync::Arc;

@@ -50,7 +50,7 @@ impl GithubPlanner {
         let config = GithubRepoConfig {
             repo_id: repo_id.to_owned(),
             parent_id: parent_id.to_owned(),
-            releases_url: releases_url(&self.settings.github_releases_template, &normalised),
+            releases_url: releases_url(&self.settings.github.releases_template, &normalised),
             repo_name: normalised.clone(),
         };
         let component = component_name(&normalised);
@@ -77,8 +77,8 @@ impl GithubPlanner {
                 Ok(GithubMonitor::new(
                     config.clone(),
                     http,
-                    settings.github_token.clone(),
-                    Arc::clone(&settings.github_rate_limit),
+                    settings.github.token.clone(),
+                    Arc::clone(&settings.github.rate_budget),
                 ))
             },
         )))
