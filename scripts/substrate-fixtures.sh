@@ -32,6 +32,7 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 node "$gen/generate.mjs" "$tmp/substrate"
+node "$gen/verify.mjs" "$tmp/substrate"
 
 if [ "$check" = 1 ]; then
   if diff -rq "$out" "$tmp/substrate" >"$tmp/diff.txt" 2>&1; then

@@ -289,7 +289,8 @@ export function makeChain(rt, seed, keep) {
       extrinsicsRoot: blake2AsHex(`${seed} extrinsics ${n}`, 256),
       digest: { logs: [] },
     });
-    blocks[n] = { number: n, hash: header.hash.toHex(), header: header.toJSON() };
+    // as chain_getHeader answers: the number as a hex string
+    blocks[n] = { number: n, hash: header.hash.toHex(), header: { ...header.toJSON(), number: `0x${n.toString(16)}` } };
   }
   return blocks;
 }
