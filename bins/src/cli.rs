@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use monitor_bus::{AmqpBus, AmqpSettings};
 use monitor_core::PeriodGroup;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Install the tracing subscriber on stderr. `RUST_LOG` wins; else PANIC's `LOGGING_LEVEL`
@@ -31,34 +32,74 @@ pub fn init_logging() {
         .init();
 }
 
-/// A token cancelled on the first SIGINT or SIGTERM.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    tokio::select! {
-                        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-                        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops");
-                    let _ = ctrl_c.await;
-                }
+/// The binaries' shutdown signal: a token cancelled on the first SIGINT or SIGTERM, and the task
+/// that listens for them, owned here. [`Signals::stop`] ends the listener (if no signal came) and
+/// waits for it; a binary calls it once its work has stopped.
+#[derive(Debug)]
+pub struct Signals {
+    token: CancellationToken,
+    listener: JoinHandle<()>,
+}
+
+impl Signals {
+    /// Start listening for SIGINT and SIGTERM (on a task of the current runtime).
+    pub fn listen() -> Self {
+        let token = CancellationToken::new();
+        let listener = tokio::spawn(cancel_on_signal(token.clone()));
+        Signals { token, listener }
+    }
+
+    /// The token cancelled on the first signal (give it, or a child of it, to the services).
+    pub fn token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Stop listening and wait for the listener to end.
+    pub async fn stop(self) {
+        self.listener.abort();
+        if let Err(e) = self.listener.await {
+            if e.is_panic() {
+                tracing::error!(error = %e, "the signal listener panicked");
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
+    }
+}
+
+/// Run `work` with a token cancelled on the first SIGINT or SIGTERM; when `work` ends, stop
+/// listening (see [`Signals`]) and return what it returned.
+pub async fn with_signals<T, Fut>(work: impl FnOnce(CancellationToken) -> Fut) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let signals = Signals::listen();
+    let out = work(signals.token()).await;
+    signals.stop().await;
+    out
+}
+
+/// Wait for the first SIGINT or SIGTERM, then cancel `token`.
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+                    _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops");
+                let _ = ctrl_c.await;
+            }
         }
-        t.cancel();
-    });
-    token
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    token.cancel();
 }
 
 /// Parse a duration: `30`, `30s`, `500ms`, `2m`, `1h`.
@@ -146,9 +187,12 @@ pub async fn connect_amqp(
                 tracing::warn!(error = %e, url = %redact_url(url), retry_in = ?delay, "cannot connect to RabbitMQ");
             }
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
-            () = tokio::time::sleep(delay) => {}
+        if shutdown
+            .run_until_cancelled(tokio::time::sleep(delay))
+            .await
+            .is_none()
+        {
+            return Ok(None);
         }
         delay = (delay * 2).min(Duration::from_secs(30));
     }

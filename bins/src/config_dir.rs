@@ -255,9 +255,8 @@ pub async fn watch(
         .collect();
     let root_canon = root.canonicalize().unwrap_or_else(|_| root.clone());
     loop {
-        let first = tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            p = ev_rx.recv() => match p { Some(p) => p, None => return Ok(()) },
+        let Some(Some(first)) = shutdown.run_until_cancelled(ev_rx.recv()).await else {
+            return Ok(());
         };
         let mut changed = std::collections::BTreeSet::from([first]);
         let deadline = tokio::time::sleep(debounce);

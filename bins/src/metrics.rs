@@ -13,6 +13,7 @@ use std::time::Duration;
 use monitors_manager::{ManagerStatus, StatusHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 /// Extra gauges from the binary (e.g. the RabbitMQ outbox), and whether the bus is connected.
@@ -147,32 +148,74 @@ pub fn render(status: &ManagerStatus, bus: BusHealth) -> String {
     out
 }
 
-/// Serve `/metrics` and `/health` on `listener` until `shutdown`.
+/// Serve `/metrics` and `/health` on `listener` until `shutdown`. Each connection is answered on
+/// a task of its own, owned here: finished ones are reaped as new ones arrive, and those still open
+/// at shutdown are aborted and awaited before this returns.
 pub async fn serve(
     listener: TcpListener,
     status: StatusHandle,
     probe: Probe,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+    let mut connections = JoinSet::new();
+    while let Some(accepted) = shutdown.run_until_cancelled(listener.accept()).await {
+        while let Some(done) = connections.try_join_next() {
+            report_connection_end(done);
+        }
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let status = status.clone();
         let probe = probe.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = answer(stream, &status, &probe).await {
                 tracing::debug!(%peer, error = %e, "metrics endpoint: request failed");
             }
         });
+    }
+    connections.shutdown().await;
+}
+
+fn report_connection_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!(error = %e, "metrics endpoint: a connection task panicked");
+        }
+    }
+}
+
+/// The endpoint running on a task of its own, owned by this handle: [`MetricsServer::stop`] stops
+/// it (open connections are aborted) and waits for it.
+#[derive(Debug)]
+pub struct MetricsServer {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Start serving on `listener` (see [`serve`]) until [`MetricsServer::stop`] or `shutdown`.
+    pub fn start(
+        listener: TcpListener,
+        status: StatusHandle,
+        probe: Probe,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(serve(listener, status, probe, stop.clone()));
+        MetricsServer { stop, task }
+    }
+
+    /// Stop serving and wait until the endpoint and its connections are gone.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "metrics endpoint task failed");
+        }
     }
 }
 
@@ -264,6 +307,40 @@ async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stop_ends_the_server_and_its_open_connections() {
+        let bus: Arc<dyn monitor_bus::Bus> = Arc::new(monitor_bus::MemoryBus::new());
+        let manager = monitors_manager::MonitorsManager::new(bus, Vec::new(), Default::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let probe: Probe = Arc::new(BusHealth::default);
+        let shutdown = CancellationToken::new();
+        let server = MetricsServer::start(listener, manager.status_handle(), probe, &shutdown);
+        // A client that never sends its request: its connection would be held for READ_TIMEOUT.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        // Connections are accepted in order: once this one is answered, the idle one is accepted.
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{response}"
+        );
+        server.stop().await;
+        // The idle connection was closed by the stop, unanswered (not with the 400 of a timeout).
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), idle.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+        assert!(!shutdown.is_cancelled());
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 /// The queue the sink reads; bound to every raw-data key.
 pub const RAW_DATA_SINK_QUEUE: &str = "panic_monitors_raw_data_sink";
 
+/// At shutdown, how long the sink waits for one more message before it stops.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Why the sink stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -53,16 +56,14 @@ pub async fn run<W: AsyncWrite + Unpin>(
     declare(bus.as_ref()).await?;
     let mut consumer = bus.consume(RAW_DATA_SINK_QUEUE, 256).await?;
     loop {
-        let delivery = tokio::select! {
-            biased;
-            d = consumer.next() => match d { Some(d) => d, None => break },
-            () = shutdown.cancelled() => {
-                // Drain what is ready without waiting for more.
-                match tokio::time::timeout(std::time::Duration::from_millis(50), consumer.next()).await {
-                    Ok(Some(d)) => d,
-                    _ => break,
-                }
-            }
+        let delivery = match shutdown.run_until_cancelled(consumer.next()).await {
+            Some(Some(d)) => d,
+            Some(None) => break,
+            // Shutting down: drain what is ready without waiting for more.
+            None => match tokio::time::timeout(DRAIN_WAIT, consumer.next()).await {
+                Ok(Some(d)) => d,
+                _ => break,
+            },
         };
         out.write_all(line(&delivery.routing_key, &delivery.body).as_bytes())
             .await?;

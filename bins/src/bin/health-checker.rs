@@ -8,6 +8,7 @@ use std::time::Duration;
 use bins::cli;
 use clap::Parser;
 use heartbeat::health_checker::{run_health_checker, HealthCheckerSettings, RedisHeartbeatSink};
+use tokio_util::sync::CancellationToken;
 
 /// Ping publisher and heartbeat handler.
 #[derive(Debug, Parser)]
@@ -59,7 +60,15 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let sink =
         RedisHeartbeatSink::open(&args.redis_url, &args.namespace).map_err(|e| e.to_string())?;
-    let shutdown = cli::shutdown_on_signals();
+    cli::with_signals(|shutdown| check_health(args, sink, shutdown)).await
+}
+
+/// Connect, run the health checker until `shutdown`, close the connection.
+async fn check_health(
+    args: Args,
+    sink: RedisHeartbeatSink,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let Some(bus) =
         cli::connect_amqp(&args.amqp_url, "panic-monitors health checker", &shutdown).await?
     else {

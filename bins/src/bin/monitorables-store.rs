@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use monitorables_store::{
     run_store_service, show, MonitorablesStore, RedisStore, StoreServiceSettings, DEFAULT_NAMESPACE,
 };
+use tokio_util::sync::CancellationToken;
 
 /// PANIC's monitorable store on Redis.
 #[derive(Debug, Parser)]
@@ -75,22 +76,25 @@ async fn run(args: Args) -> Result<(), String> {
             let url = args
                 .amqp_url
                 .ok_or("give --amqp-url URL (or AMQP_URL) to run the store")?;
-            let shutdown = cli::shutdown_on_signals();
-            let Some(bus) = cli::connect_amqp(&url, "panic-monitors store", &shutdown).await?
-            else {
-                return Ok(());
-            };
-            let store: Arc<dyn MonitorablesStore> = Arc::new(store);
-            let r = run_store_service(
-                bus.clone(),
-                store,
-                StoreServiceSettings::default(),
-                shutdown,
-            )
-            .await
-            .map_err(|e| e.to_string());
-            bus.close().await;
-            r
+            cli::with_signals(|shutdown| serve(url, store, shutdown)).await
         }
     }
+}
+
+/// Connect, run the store service until `shutdown`, close the connection.
+async fn serve(url: String, store: RedisStore, shutdown: CancellationToken) -> Result<(), String> {
+    let Some(bus) = cli::connect_amqp(&url, "panic-monitors store", &shutdown).await? else {
+        return Ok(());
+    };
+    let store: Arc<dyn MonitorablesStore> = Arc::new(store);
+    let r = run_store_service(
+        bus.clone(),
+        store,
+        StoreServiceSettings::default(),
+        shutdown,
+    )
+    .await
+    .map_err(|e| e.to_string());
+    bus.close().await;
+    r
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bins::metrics::{self, BusHealth, Probe};
+use bins::metrics::{self, BusHealth, MetricsServer, Probe};
 use bins::{cli, config_dir, sink};
 use clap::Parser;
 use monitor_bus::declare_bound_queue;
@@ -135,7 +135,17 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
 
 async fn run(args: Args) -> Result<(), String> {
     let (manager_settings, strategy_settings) = settings(&args)?;
-    let shutdown = cli::shutdown_on_signals();
+    cli::with_signals(|shutdown| run_until(args, manager_settings, strategy_settings, shutdown))
+        .await
+}
+
+/// Run the manager (embedded or on RabbitMQ) until `shutdown` or a fatal error.
+async fn run_until(
+    args: Args,
+    manager_settings: ManagerSettings,
+    strategy_settings: StrategySettings,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let planners = monitor_strategies::registry(strategy_settings);
     let metrics_listener = match args.metrics_addr {
         Some(addr) => Some(metrics::bind(addr).await?),
@@ -167,7 +177,7 @@ async fn run(args: Args) -> Result<(), String> {
         ..manager_settings
     };
     let manager = MonitorsManager::new(bus.clone(), planners, manager_settings);
-    if let Some(listener) = metrics_listener {
+    let metrics_server = metrics_listener.map(|listener| {
         let b = bus.clone();
         let probe: Probe = Arc::new(move || BusHealth {
             connected: b.is_connected(),
@@ -175,15 +185,13 @@ async fn run(args: Args) -> Result<(), String> {
             dropped: b.dropped(),
             reconnections: b.reconnections(),
         });
-        tokio::spawn(metrics::serve(
-            listener,
-            manager.status_handle(),
-            probe,
-            shutdown.clone(),
-        ));
-    }
+        MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
+    });
     let result = manager.run(shutdown).await.map_err(|e| e.to_string());
     bus.close().await;
+    if let Some(server) = metrics_server {
+        server.stop().await;
+    }
     result
 }
 
@@ -239,29 +247,26 @@ async fn run_embedded(
         }
     });
     let manager = MonitorsManager::new(bus.clone(), planners, settings);
-    if let Some(listener) = metrics_listener {
+    let metrics_server = metrics_listener.map(|listener| {
         let probe: Probe = Arc::new(|| BusHealth {
             connected: true,
             ..BusHealth::default()
         });
-        tokio::spawn(metrics::serve(
-            listener,
-            manager.status_handle(),
-            probe,
-            shutdown.clone(),
-        ));
-    }
+        MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
+    });
     let manager_task = tokio::spawn(manager.run(shutdown.clone()));
     tracing::info!(dir = %dir.display(), files = initial.len(), "embedded monitors manager running");
     for msg in initial {
         publish_config(bus.as_ref(), &msg).await;
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    // The watcher stops with the process, or when the manager has stopped for another reason.
+    let watch_stop = shutdown.child_token();
     let watcher = tokio::spawn(config_dir::watch(
         dir.clone(),
         Duration::from_millis(300),
         tx,
-        shutdown.clone(),
+        watch_stop.clone(),
     ));
     let forward = {
         let bus = bus.clone();
@@ -273,6 +278,7 @@ async fn run_embedded(
         })
     };
     let manager_result = manager_task.await;
+    watch_stop.cancel();
     // The manager has flushed its last rounds: let the sink drain, then stop.
     sink_stop.cancel();
     let sink_result = match sink_task.await {
@@ -286,6 +292,14 @@ async fn run_embedded(
         Err(e) => tracing::error!(error = %e, "config folder watch task failed"),
     }
     forward.abort();
+    if let Err(e) = forward.await {
+        if e.is_panic() {
+            tracing::error!(error = %e, "config forwarding task panicked");
+        }
+    }
+    if let Some(server) = metrics_server {
+        server.stop().await;
+    }
     match manager_result {
         Ok(r) => r.map_err(|e| e.to_string())?,
         Err(e) => return Err(format!("manager task failed: {e}")),

@@ -11,6 +11,7 @@ use monitor_bus::Bus;
 use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
 use monitors_manager::{configs_queue_name, Shard};
+use tokio_util::sync::CancellationToken;
 
 /// Publish PANIC's config folder to RabbitMQ's `config` exchange (persistent, confirmed).
 #[derive(Debug, Parser)]
@@ -55,7 +56,16 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), String> {
     let initial = config_dir::read_dir(&args.config_dir).map_err(|e| e.to_string())?;
-    let shutdown = cli::shutdown_on_signals();
+    cli::with_signals(|shutdown| publish_folder(args, initial, shutdown)).await
+}
+
+/// Connect, declare, publish the folder (and with `--watch` every change until `shutdown`), close
+/// the connection.
+async fn publish_folder(
+    args: Args,
+    initial: Vec<config_dir::ConfigFileMessage>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
     let Some(bus) = cli::connect_amqp(&args.amqp_url, "panic-config", &shutdown).await? else {
         return Ok(());
     };
