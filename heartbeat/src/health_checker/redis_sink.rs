@@ -62,4 +62,3 @@ impl HeartbeatSink for RedisHeartbeatSink {
             .map_err(|e| SinkError::Unavailable(e.to_string()))
     }
 }
-

@@ -59,4 +59,3 @@ impl HeartbeatSink for MemoryHeartbeatSink {
         Ok(())
     }
 }
-
