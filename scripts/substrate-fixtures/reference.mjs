@@ -253,26 +253,30 @@ function proposalHash(bounded) {
 }
 
 // A governance address's votes on referendum i, PANIC's shape: Democracy.VotingOf (Direct /
-// Delegating) or ConvictionVoting.VotingFor (Casting / Delegating). A delegating account counts
-// for every referendum (its vote is its delegate's); split votes keep their decoded form.
-function votesOf(voting, i, who) {
+// Delegating) or ConvictionVoting.VotingFor (Casting / Delegating). A delegating account votes as
+// its target voted on i (standard votes), with its own conviction and balance (polkadot.js's
+// derive.democracy.referendumVotes); nothing when the target did not vote on i. Split votes keep
+// their decoded form with balance null.
+function directVotes(voting, i) {
+  if (!voting || voting.isDelegating) return [];
+  const casting = voting.isDirect ? voting.asDirect : voting.asCasting;
+  return [...casting.votes].filter(([ri]) => ri.toNumber() === i).map(([, av]) => av);
+}
+
+function votesOf(voting, i, who, votingOf) {
   if (!voting) return [];
   if (voting.isDelegating) {
     const d = voting.asDelegating;
-    return [{ accountId: who, isDelegating: true, vote: { aye: null, conviction: d.conviction.type }, balance: big(d.balance) }];
+    return directVotes(votingOf(d.target.toString()), i).filter((av) => av.isStandard).map((av) => (
+      { accountId: who, isDelegating: true, vote: { aye: av.asStandard.vote.isAye, conviction: d.conviction.type }, balance: big(d.balance) }));
   }
-  const casting = voting.isDirect ? voting.asDirect : voting.asCasting;
-  const out = [];
-  for (const [ri, av] of casting.votes) {
-    if (ri.toNumber() !== i) continue;
+  return directVotes(voting, i).map((av) => {
     if (av.isStandard) {
       const s = av.asStandard;
-      out.push({ accountId: who, isDelegating: false, vote: { aye: s.vote.isAye, conviction: s.vote.conviction.type }, balance: big(s.balance) });
-    } else {
-      out.push({ accountId: who, isDelegating: false, vote: exact(av.toPrimitive()), balance: null });
+      return { accountId: who, isDelegating: false, vote: { aye: s.vote.isAye, conviction: s.vote.conviction.type }, balance: big(s.balance) };
     }
-  }
-  return out;
+    return { accountId: who, isDelegating: false, vote: exact(av.toPrimitive()), balance: null };
+  });
 }
 
 // The network monitor's data keys (Democracy where the runtime has it, else Referenda).
@@ -301,7 +305,8 @@ export function networkData({ sources, governance }) {
         const v = { ...exact(o.toPrimitive()), proposalHash: proposalHash(o.proposal) };
         all[i] = { ongoing: v };
         const votes = [];
-        for (const who of governance) votes.push(...votesOf(dSrc.get(dH, 'Democracy', 'VotingOf', [who]), i, who));
+        const votingOf = (x) => dSrc.get(dH, 'Democracy', 'VotingOf', [x]);
+        for (const who of governance) votes.push(...votesOf(votingOf(who), i, who, votingOf));
         activeRefs.push({ index: i, imageHash: v.proposalHash, status: v, votes });
       } else {
         const f = info.asFinished;
@@ -326,7 +331,8 @@ export function networkData({ sources, governance }) {
         all[i] = { ongoing: v };
         const votes = [];
         for (const who of governance) {
-          votes.push(...votesOf(rSrc.get(rH, 'ConvictionVoting', 'VotingFor', [who, o.track.toNumber()]), i, who));
+          const votingOf = (x) => rSrc.get(rH, 'ConvictionVoting', 'VotingFor', [x, o.track.toNumber()]);
+          votes.push(...votesOf(votingOf(who), i, who, votingOf));
         }
         activeRefs.push({ index: i, imageHash: v.proposalHash, status: v, votes });
       } else if (kind === 'Killed') {

@@ -65,7 +65,7 @@ const DEV_PROPS = { ss58Format: 42, tokenDecimals: 12, tokenSymbol: 'Unit' }; //
 
 function devAccounts() {
   return accounts(['validator-stash', 'validator-controller', 'validator-2', 'validator-disabled',
-    'nominator-1', 'nominator-2', 'nominator-3', 'non-validator-stash', 'governance-1'], 42);
+    'nominator-1', 'nominator-2', 'nominator-3', 'non-validator-stash', 'governance-1', 'governance-2'], 42);
 }
 
 // The dev node's state (without System.Number/Events); `session`/`activeEra` vary for stale copies.
@@ -124,6 +124,7 @@ function devBase(rt, a, { session = 60, activeEra = 10 } = {}) {
   base.set('Democracy', 'ReferendumCount', [], 2);
   base.set('Democracy', 'ReferendumInfoOf', [0], { Finished: { approved: true, end: 90 } });
   base.set('Democracy', 'ReferendumInfoOf', [1], { Ongoing: { end: 200, proposal: { Lookup: { hash_: refPreimage, len: 37 } }, threshold: 'SuperMajorityApprove', delay: 10, tally: { ayes: 1200n * UNIT12, nays: 300n * UNIT12, turnout: 1500n * UNIT12 } } });
+  base.set('Democracy', 'VotingOf', [a['governance-2'].addr], { Delegating: { balance: 77n * UNIT12, target: G1, conviction: 'Locked2x', delegations: { votes: 0, capital: 0 }, prior: [0, 0] } });
   base.set('Democracy', 'VotingOf', [G1], { Direct: { votes: [[1, { Standard: { vote: { aye: true, conviction: 'Locked1x' }, balance: 100n * UNIT12 } }]], delegations: { votes: 0, capital: 0 }, prior: [0, 0] } });
 
   return base;
@@ -167,7 +168,7 @@ async function substrateDev() {
     description: 'What a correct monitor publishes from validator.json (scripts/substrate-fixtures/README.md)',
     accounts: accountLegend(a),
     cases: [expectCase({ name: 'validator', description: 'the validator node, its own data source and archive',
-      monitored: built, sources: [built], archive: 'validator', stashes, rounds: ['first', 'second'], governance: [G1] })],
+      monitored: built, sources: [built], archive: 'validator', stashes, rounds: ['first', 'second'], governance: [G1, a['governance-2'].addr] })],
   };
   return { files: [{ name: 'validator', json: built.out }, { name: 'expected', json: expected }], runtimes: [rt] };
 }
