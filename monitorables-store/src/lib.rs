@@ -14,7 +14,7 @@
 //! * [`MonitorablesStore`]: where documents live, with [`RedisStore`] (key
 //!   `<namespace>:monitorables:<base_chain>`, JSON, atomic optimistic compare-and-set, survives Redis
 //!   restarts through a reconnecting [`redis::aio::ConnectionManager`]) and [`MemoryStore`]; both
-//!   pass one conformance suite (`tests/conformance.rs`);
+//!   pass one conformance suite (`tests/it/conformance.rs`);
 //! * [`run_store_service`]: the service consuming `monitorable_store_input_queue`, acking a message
 //!   only once it is written and sending a worker heartbeat after each success;
 //! * [`show()`]: a text rendering of what is monitored.

@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The helpers of the main test binary (`tests/it`), shared rather than copied.
+#[path = "it/common.rs"]
 mod common;
 
 use std::process::Command;
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::{drained, msg, normalize, src, RedisNs};
+use common::{drained, eventually, msg, normalize, src, RedisNs};
 use monitor_bus::publish_json;
 use monitor_bus::{Bus, MemoryBus};
 use monitor_core::envelope::MonitorableMessage;
@@ -213,9 +215,7 @@ async fn redis_restart_loses_no_monitorable() {
         let shutdown = shutdown.clone();
         async move { run_store_service(bus, store, settings, shutdown).await }
     });
-    while bus.queue_len(QUEUE).is_none() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("the service's queue", || bus.queue_len(QUEUE).is_some()).await;
 
     // Warm up: rounds 0..5 written.
     for r in 0..5 {

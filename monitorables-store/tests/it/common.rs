@@ -1,4 +1,4 @@
-//! Helpers shared by the test binaries.
+//! Helpers shared by the test binaries (`tests/it` and `tests/redis_restart.rs`).
 #![allow(
     dead_code,
     unreachable_pub,
@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use monitor_bus::MemoryBus;
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
 use monitor_core::MonitorableType;
 use monitorables_store::{Document, RedisStore};
+use tokio::time::Instant;
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 
@@ -122,7 +123,18 @@ pub fn normalize(doc: &Document) -> Normal {
         .collect()
 }
 
-/// Wait until `queue` has no ready and no unacked message (panics after 60 s: a hang is a failure).
+/// Wait until `cond` holds, polling (panics after 60 s of tokio's clock, virtual on paused time: a
+/// hang is a failure).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Wait until `queue` has no ready and no unacked message (panics after 60 s of tokio's clock: a
+/// hang is a failure).
 pub async fn drained(bus: &MemoryBus, queue: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

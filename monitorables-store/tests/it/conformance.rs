@@ -2,13 +2,9 @@
 //! against `RedisStore` (real Redis, a unique namespace per test, deleted at the end). Each case gets
 //! two store values sharing one backend (for Redis: two separate connections).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::sync::Arc;
 
-use common::{msg, normalize, src, RedisNs};
+use crate::common::{msg, normalize, src, RedisNs};
 use monitor_core::{MonitorableKey, MonitorableType};
 use monitorables_store::{merge, Document, MemoryStore, MonitorablesStore};
 

@@ -6,14 +6,10 @@
 //! of the same key out of order (as two PANIC stores would), so only independent messages have a
 //! defined final document.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{msg, normalize, src, RedisNs};
+use crate::common::{msg, normalize, src, RedisNs};
 use monitor_bus::Bus;
 use monitor_bus::{declare_bound_queue, publish_json, AmqpBus, AmqpSettings};
 use monitor_core::keys::{
@@ -44,7 +40,7 @@ struct Vhost(String);
 
 impl Vhost {
     fn create() -> Self {
-        let name = common::unique_namespace("vhost").replace('_', "-");
+        let name = crate::common::unique_namespace("vhost").replace('_', "-");
         rabbitmqctl(&["add_vhost", &name]);
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
         Vhost(name)

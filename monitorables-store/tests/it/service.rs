@@ -1,16 +1,13 @@
-//! The store service on the in-memory bus, with `MemoryStore` and with `RedisStore`.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+//! The store service on the in-memory bus, with `MemoryStore` (paused time: these tests only wait
+//! for time to pass) and with `RedisStore` (real time, waiting for conditions with a deadline).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{drained, eventually, msg, src, RedisNs};
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{drained, msg, src, RedisNs};
 use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_bus::{Bus, Consumer, MemoryBus};
 use monitor_bus::{StuckBus, StuckPublishes};
@@ -66,16 +63,10 @@ async fn start(store: Arc<dyn MonitorablesStore>) -> Running {
         }
     });
     // The service declares its queue; wait for it so publishes are routable.
-    for _ in 0..500 {
-        if bus.queue_len(QUEUE).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(
-        bus.queue_len(QUEUE).is_some(),
-        "service never declared its queue"
-    );
+    eventually("the service to declare its queue", || {
+        bus.queue_len(QUEUE).is_some()
+    })
+    .await;
     Running {
         bus,
         heartbeats,
@@ -98,12 +89,19 @@ impl Running {
             .unwrap();
     }
 
-    /// Heartbeats received so far (acks them).
-    async fn heartbeat_count(&mut self) -> usize {
+    /// Heartbeats received (acks them): waits up to 30 s for each of the `expected` ones, then
+    /// counts any more that come within 50 ms.
+    async fn heartbeat_count(&mut self, expected: usize) -> usize {
         let mut n = 0;
-        while let Ok(Some(d)) =
-            tokio::time::timeout(Duration::from_millis(50), self.heartbeats.next()).await
-        {
+        loop {
+            let wait = if n < expected {
+                Duration::from_secs(30)
+            } else {
+                Duration::from_millis(50)
+            };
+            let Ok(Some(d)) = tokio::time::timeout(wait, self.heartbeats.next()).await else {
+                break;
+            };
             let hb: WorkerHeartbeat = serde_json::from_slice(&d.body).unwrap();
             assert_eq!(hb.component_name, "Monitorable Store");
             assert!(hb.is_alive);
@@ -156,7 +154,7 @@ async fn applies_valid_and_drops_invalid(store: Arc<dyn MonitorablesStore>) {
     .await;
     drained(&svc.bus, QUEUE).await;
 
-    assert_eq!(svc.heartbeat_count().await, 2);
+    assert_eq!(svc.heartbeat_count(2).await, 2);
     assert_eq!(
         store.base_chains().await.unwrap(),
         vec!["cosmos".to_owned(), "general".to_owned()]
@@ -177,11 +175,11 @@ async fn applies_valid_and_drops_invalid(store: Arc<dyn MonitorablesStore>) {
         .await;
     drained(&svc.bus, QUEUE).await;
     assert!(store.load("cosmos").await.unwrap().is_empty());
-    assert_eq!(svc.heartbeat_count().await, 1);
+    assert_eq!(svc.heartbeat_count(1).await, 1);
     svc.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn memory_store_applies_valid_and_drops_invalid() {
     applies_valid_and_drops_invalid(Arc::new(MemoryStore::new())).await;
 }
@@ -215,7 +213,7 @@ impl MonitorablesStore for Flaky {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn unavailable_store_is_retried_without_losing_the_message() {
     let flaky = Arc::new(Flaky {
         inner: MemoryStore::new(),
@@ -233,7 +231,7 @@ async fn unavailable_store_is_retried_without_losing_the_message() {
     .await;
     drained(&svc.bus, QUEUE).await;
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 6);
-    assert_eq!(svc.heartbeat_count().await, 1);
+    assert_eq!(svc.heartbeat_count(1).await, 1);
     assert_eq!(
         flaky
             .load("cosmos")
@@ -248,7 +246,7 @@ async fn unavailable_store_is_retried_without_losing_the_message() {
     svc.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn shutdown_while_unavailable_requeues_the_message() {
     let flaky = Arc::new(Flaky {
         inner: MemoryStore::new(),
@@ -265,11 +263,9 @@ async fn shutdown_while_unavailable_requeues_the_message() {
     )
     .await;
     // Wait until it has been tried a few times, and check it is held unacked meanwhile.
-    while flaky.calls.load(Ordering::SeqCst) < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("three tries", || flaky.calls.load(Ordering::SeqCst) >= 3).await;
     assert_eq!(svc.bus.unacked_len(QUEUE), Some(1));
-    assert_eq!(svc.heartbeat_count().await, 0);
+    assert_eq!(svc.heartbeat_count(0).await, 0);
     let bus = svc.bus.clone();
     svc.stop().await;
     assert_eq!(
@@ -285,7 +281,7 @@ async fn shutdown_while_unavailable_requeues_the_message() {
 async fn corrupt_redis_document_is_acked_without_heartbeat() {
     let ns = RedisNs::new("corrupt");
     let store = ns.store();
-    let client = redis::Client::open(common::REDIS_URL).unwrap();
+    let client = redis::Client::open(crate::common::REDIS_URL).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("SET")
         .arg(store.key("cosmos"))
@@ -316,7 +312,7 @@ async fn corrupt_redis_document_is_acked_without_heartbeat() {
     .await;
     drained(&svc.bus, QUEUE).await;
     assert_eq!(
-        svc.heartbeat_count().await,
+        svc.heartbeat_count(1).await,
         1,
         "only the good write heartbeats"
     );
@@ -331,7 +327,7 @@ async fn corrupt_redis_document_is_acked_without_heartbeat() {
 
 /// Shutdown while the service waits for an absent broker (declaring at start, or publishing its
 /// heartbeat after a message): it still returns.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_does_not_wait_for_an_absent_broker() {
     for stuck_declare in [true, false] {
         let inner = MemoryBus::new();
