@@ -572,7 +572,10 @@ impl Run {
         self.supervisor_ids.clear();
         let hung = &self.shared.hung;
         hung.close();
-        if tokio::time::timeout_at(deadline, hung.wait()).await.is_err() {
+        if tokio::time::timeout_at(deadline, hung.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 still_hung = hung.len(),
                 "hung incarnations aborted earlier have not ended (stuck in blocking code?); \

@@ -8,8 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use crate::liveness::{StateCounts, TaskKey, TaskState, TaskStatus};
 use crate::liveness::{Liveness, Report};
+pub use crate::liveness::{StateCounts, TaskKey, TaskState, TaskStatus};
 
 /// Manager-wide counters that no monitor's entry keeps, bumped by the manager and the monitor
 /// tasks.
