@@ -3,7 +3,7 @@
 //! Every count is kept once: what monitors did (rounds, deaths, build failures) by the
 //! supervisor's bookkeeping (`liveness`), per monitor and in total; what the manager and the
 //! publishing did (rounds in flight, publishes, worker heartbeats, config messages, pings) by
-//! [`Counters`].
+//! the manager-wide `Counters`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
