@@ -34,6 +34,7 @@ mod http;
 mod plan_util;
 mod prometheus;
 mod settings;
+mod substrate;
 mod system;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -52,7 +53,7 @@ pub use cosmos::planner::{
     network_data_sources, node_data_sources, parse_nodes, CosmosNetworkPlanner, CosmosNodesPlanner,
 };
 pub use cosmos::rest::{RestCall, SdkGeneration};
-pub use cosmos::CosmosNodeConfig;
+pub use cosmos::{CosmosDataSource, CosmosNodeConfig, CosmosRestSource};
 pub use dockerhub::monitor::{tags_url, DockerHubMonitor, DockerHubRepoConfig};
 pub use dockerhub::planner::DockerHubPlanner;
 pub use evm::monitor::{EvmNodeConfig, EvmNodeMonitor};
@@ -69,6 +70,10 @@ pub use settings::{
     ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,
     GithubToken, StrategySettings, Target,
 };
+pub use substrate::chain::{BlockView, ChainError, NodeClient};
+pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};
+pub use substrate::rpc::{WsConfig, WsError, WsPool, WsRpc};
+pub use substrate::{SubstrateDataSource, SubstrateNodeConfig};
 pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};
 pub use system::planner::SystemsPlanner;
 

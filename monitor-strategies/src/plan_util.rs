@@ -1,12 +1,14 @@
 //! What the planners share: the loop over a message's sections, the monitorable entry of a
-//! monitor, the spec itself, and the HTTP clients its build asks for (a client that cannot be built
-//! is PANIC's 5014-style constructor failure, [`ErrorCode::ConnectionNotInitialised`]).
+//! monitor, the spec itself ([`monitor_spec`], whose fingerprint is derived from the typed config
+//! its build reads), and the HTTP clients its build asks for (a client that cannot be built is
+//! PANIC's 5014-style constructor failure, [`ErrorCode::ConnectionNotInitialised`]).
 
+use std::hash::Hash;
 use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
 use monitor_core::envelope::MonitorableSource;
-use monitor_core::plan::{BuildFn, Monitorable};
+use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
 use monitor_core::{
     ConfigKey, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError, PeriodGroup, Plan,
     Planner, Section,
@@ -84,23 +86,31 @@ pub(crate) fn monitorable(
     }
 }
 
-/// The spec of monitor `id` named `component`; `build` is given the component name (for its
-/// error messages) and its monitor is boxed.
-pub(crate) fn monitor_spec<M, F>(
+/// The spec of monitor `id` of `planner`, named `component`, built from `config`.
+///
+/// The fingerprint is derived here from (`planner`, `id`, `config`), and `build` is given only
+/// `config` (and the component name, for its error messages): a build cannot read anything the
+/// fingerprint does not cover, so the monitor restarts exactly when what it is built from changes.
+/// What is the same for every message (the planner's [`StrategySettings`], the GitHub budget) is
+/// captured by `build`, not fingerprinted. The built monitor is boxed.
+pub(crate) fn monitor_spec<C, M, F>(
+    planner: &'static str,
     id: String,
     component: String,
     group: PeriodGroup,
     monitorables: Vec<Monitorable>,
-    fingerprint: u64,
+    config: C,
     build: F,
 ) -> MonitorSpec
 where
+    C: Hash + Send + Sync + 'static,
     M: Monitor + 'static,
-    F: Fn(&str) -> Result<M, PanicError> + Send + Sync + 'static,
+    F: Fn(&C, &str) -> Result<M, PanicError> + Send + Sync + 'static,
 {
+    let fingerprint = fingerprint(&(planner, &id, &config));
     let build_component = component.clone();
     let build: BuildFn =
-        Arc::new(move || Ok(Box::new(build(&build_component)?) as Box<dyn Monitor>));
+        Arc::new(move || Ok(Box::new(build(&config, &build_component)?) as Box<dyn Monitor>));
     MonitorSpec {
         id,
         component_name: component,

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
-use monitor_core::plan::{fingerprint, Monitorable};
+use monitor_core::plan::Monitorable;
 use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
@@ -90,9 +90,9 @@ impl ChainlinkNodesPlanner {
             return Ok(None);
         }
         let component = node_component_name(&config.node_name);
-        let print = fingerprint(&("chainlink_node", &section.id, &config));
         let settings = Arc::clone(&self.settings);
         Ok(Some(monitor_spec(
+            self.name(),
             section.id.clone(),
             component,
             PeriodGroup::Node,
@@ -102,8 +102,8 @@ impl ChainlinkNodesPlanner {
                 &section.id,
                 &config.node_name,
             )],
-            print,
-            move |component| {
+            config,
+            move |config, component| {
                 let http = build_http(&settings, Target::Monitored, PeriodGroup::Node, component)?;
                 let public = build_http(&settings, Target::Public, PeriodGroup::Node, component)?;
                 ChainlinkNodeMonitor::new(
@@ -223,15 +223,15 @@ impl ChainlinkContractsPlanner {
             &config.parent_id,
             key.chain_name(),
         ));
-        let print = fingerprint(&("chainlink_contracts", &config));
         let settings = Arc::clone(&self.settings);
         monitor_spec(
+            self.name(),
             key.chain_name(),
             component,
             PeriodGroup::ChainlinkContracts,
             monitorables,
-            print,
-            move |component| {
+            config,
+            move |config, component| {
                 let group = PeriodGroup::ChainlinkContracts;
                 let prometheus = build_http(&settings, Target::Monitored, group, component)?;
                 let public = build_http(&settings, Target::Public, group, component)?;

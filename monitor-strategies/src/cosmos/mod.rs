@@ -69,6 +69,94 @@ pub struct CosmosNodeConfig {
     pub operator_address: String,
 }
 
+/// What the Cosmos node monitor reads of a data source: a change elsewhere in the source's section
+/// (its Prometheus URL, its own `monitor_node` …) does not restart the monitors it serves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CosmosDataSource {
+    /// `id`
+    pub node_id: String,
+    /// `name`
+    pub node_name: String,
+    /// `cosmos_rest_url`
+    pub cosmos_rest_url: String,
+    /// `tendermint_rpc_url`
+    pub tendermint_rpc_url: String,
+    /// `is_archive_node`
+    pub is_archive_node: bool,
+    /// `is_validator`
+    pub is_validator: bool,
+}
+
+impl From<&CosmosNodeConfig> for CosmosDataSource {
+    fn from(n: &CosmosNodeConfig) -> Self {
+        CosmosDataSource {
+            node_id: n.node_id.clone(),
+            node_name: n.node_name.clone(),
+            cosmos_rest_url: n.cosmos_rest_url.clone(),
+            tendermint_rpc_url: n.tendermint_rpc_url.clone(),
+            is_archive_node: n.is_archive_node,
+            is_validator: n.is_validator,
+        }
+    }
+}
+
+impl From<CosmosNodeConfig> for CosmosDataSource {
+    fn from(n: CosmosNodeConfig) -> Self {
+        CosmosDataSource::from(&n)
+    }
+}
+
+/// What the Cosmos network monitor reads of a data source: it asks only REST, and names the
+/// source in its messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CosmosRestSource {
+    /// `name`
+    pub node_name: String,
+    /// `cosmos_rest_url`
+    pub cosmos_rest_url: String,
+}
+
+impl From<&CosmosNodeConfig> for CosmosRestSource {
+    fn from(n: &CosmosNodeConfig) -> Self {
+        CosmosRestSource {
+            node_name: n.node_name.clone(),
+            cosmos_rest_url: n.cosmos_rest_url.clone(),
+        }
+    }
+}
+
+impl From<CosmosNodeConfig> for CosmosRestSource {
+    fn from(n: CosmosNodeConfig) -> Self {
+        CosmosRestSource::from(&n)
+    }
+}
+
+/// A data source the REST source selection can try: its name (for messages) and REST URL.
+pub(crate) trait RestEndpoint {
+    /// `name`
+    fn source_name(&self) -> &str;
+    /// `cosmos_rest_url`
+    fn rest_url(&self) -> &str;
+}
+
+impl RestEndpoint for CosmosDataSource {
+    fn source_name(&self) -> &str {
+        &self.node_name
+    }
+    fn rest_url(&self) -> &str {
+        &self.cosmos_rest_url
+    }
+}
+
+impl RestEndpoint for CosmosRestSource {
+    fn source_name(&self) -> &str {
+        &self.node_name
+    }
+    fn rest_url(&self) -> &str {
+        &self.cosmos_rest_url
+    }
+}
+
 /// A failed call to a REST server or a Tendermint RPC endpoint, before the caller maps it to a
 /// PANIC code (which depends on whether the monitored node or a data source was asked).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

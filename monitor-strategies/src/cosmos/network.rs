@@ -21,7 +21,7 @@ use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
 use super::node::select_rest_source;
 use super::rest::{self, ProbeError, RestCall, SdkGeneration, SdkMemory};
-use super::{encode_query_value, join_url, CallError, CosmosNodeConfig};
+use super::{encode_query_value, join_url, CallError, CosmosRestSource};
 use crate::http::{Http, HttpErrorKind};
 
 /// Pages of proposals read at most in one round (a loop guard: 100 per page by default).
@@ -38,7 +38,7 @@ pub struct CosmosNetworkMonitor {
     name: String,
     parent_id: String,
     chain_name: String,
-    data_sources: Vec<CosmosNodeConfig>,
+    data_sources: Vec<CosmosRestSource>,
     http: Http,
     rest: SdkMemory,
 }
@@ -46,13 +46,15 @@ pub struct CosmosNetworkMonitor {
 impl CosmosNetworkMonitor {
     /// A monitor for the chain `chain_name` (the sub chain, e.g. `cosmoshub`) with id
     /// `parent_id`. No data source is PANIC's 5017.
-    pub fn new(
+    pub fn new<S: Into<CosmosRestSource>>(
         parent_id: &str,
         chain_name: &str,
-        data_sources: Vec<CosmosNodeConfig>,
+        data_sources: impl IntoIterator<Item = S>,
         http: Http,
     ) -> Result<Self, PanicError> {
         let name = component_name(chain_name);
+        let data_sources: Vec<CosmosRestSource> =
+            data_sources.into_iter().map(Into::into).collect();
         if data_sources.is_empty() {
             return Err(PanicError::not_enough_data_sources(&name, "data_sources"));
         }

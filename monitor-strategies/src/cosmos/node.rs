@@ -22,7 +22,7 @@ use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
 use super::rest::{self, ProbeError, RestCall, SdkMemory};
 use super::tendermint;
-use super::{CallError, CosmosNodeConfig};
+use super::{CallError, CosmosDataSource, CosmosNodeConfig, RestEndpoint};
 use crate::http::{Http, HttpError, HttpErrorKind};
 use crate::prometheus::{self, MetricValue, Requirement};
 
@@ -57,7 +57,7 @@ pub struct TendermintState {
 pub struct CosmosNodeMonitor {
     name: String,
     config: CosmosNodeConfig,
-    data_sources: Vec<CosmosNodeConfig>,
+    data_sources: Vec<CosmosDataSource>,
     http: Http,
     rest: SdkMemory,
     tendermint: TendermintState,
@@ -66,12 +66,14 @@ pub struct CosmosNodeMonitor {
 impl CosmosNodeMonitor {
     /// A monitor for `config` reading chain data from `data_sources` (in preference order; the
     /// planner appends the node itself last). No data source is PANIC's 5017.
-    pub fn new(
+    pub fn new<S: Into<CosmosDataSource>>(
         config: CosmosNodeConfig,
-        data_sources: Vec<CosmosNodeConfig>,
+        data_sources: impl IntoIterator<Item = S>,
         http: Http,
     ) -> Result<Self, PanicError> {
         let name = component_name(&config.node_name);
+        let data_sources: Vec<CosmosDataSource> =
+            data_sources.into_iter().map(Into::into).collect();
         if data_sources.is_empty() {
             return Err(PanicError::not_enough_data_sources(&name, "data_sources"));
         }
@@ -91,7 +93,7 @@ impl CosmosNodeMonitor {
     }
 
     /// The data sources, in preference order.
-    pub fn data_sources(&self) -> &[CosmosNodeConfig] {
+    pub fn data_sources(&self) -> &[CosmosDataSource] {
         &self.data_sources
     }
 
@@ -110,7 +112,7 @@ impl CosmosNodeMonitor {
 struct Ctx<'a> {
     name: &'a str,
     config: &'a CosmosNodeConfig,
-    data_sources: &'a [CosmosNodeConfig],
+    data_sources: &'a [CosmosDataSource],
     http: &'a Http,
 }
 
@@ -135,7 +137,7 @@ impl Ctx<'_> {
     }
 
     /// A transport failure talking to a data source.
-    fn source_http_error(&self, source: &CosmosNodeConfig, e: &HttpError) -> PanicError {
+    fn source_http_error(&self, source: &CosmosDataSource, e: &HttpError) -> PanicError {
         match e.kind {
             HttpErrorKind::Down => PanicError::cannot_connect_with_data_source(
                 self.name,
@@ -318,13 +320,13 @@ async fn cosmos_rest_data(ctx: &Ctx<'_>, memory: &mut SdkMemory) -> Result<Value
 
 /// PANIC's `_select_cosmos_rest_node`: the first data source with a REST URL whose syncing call
 /// says it is not syncing; any failure skips the source.
-pub(crate) async fn select_rest_source<'a>(
-    sources: &'a [CosmosNodeConfig],
+pub(crate) async fn select_rest_source<'a, S: RestEndpoint>(
+    sources: &'a [S],
     memory: &mut SdkMemory,
     http: &Http,
-) -> Option<&'a CosmosNodeConfig> {
+) -> Option<&'a S> {
     for source in sources {
-        let url = &source.cosmos_rest_url;
+        let url = source.rest_url();
         if url.trim().is_empty() {
             continue;
         }
@@ -334,8 +336,10 @@ pub(crate) async fn select_rest_source<'a>(
         .await
         {
             Ok((false, _)) => return Some(source),
-            Ok((true, _)) => debug!(source = %source.node_name, "REST data source is syncing"),
-            Err(e) => debug!(source = %source.node_name, error = ?e, "REST data source unusable"),
+            Ok((true, _)) => debug!(source = %source.source_name(), "REST data source is syncing"),
+            Err(e) => {
+                debug!(source = %source.source_name(), error = ?e, "REST data source unusable")
+            }
         }
     }
     None
@@ -368,7 +372,7 @@ async fn tendermint_rpc_data(
         data.insert("is_peered_with_sentinel".to_owned(), Value::Bool(peered));
     }
     // 2. An archive data source if one is synced, else any synced data source.
-    let archives: Vec<&CosmosNodeConfig> = ctx
+    let archives: Vec<&CosmosDataSource> = ctx
         .data_sources
         .iter()
         .filter(|s| s.is_archive_node)
@@ -406,9 +410,9 @@ async fn tendermint_rpc_data(
 /// PANIC's `_select_cosmos_tendermint_node`: the first source with an RPC URL that is not
 /// catching up; any failure skips the source.
 async fn select_tendermint_source<'a>(
-    sources: Vec<&'a CosmosNodeConfig>,
+    sources: Vec<&'a CosmosDataSource>,
     http: &Http,
-) -> Option<&'a CosmosNodeConfig> {
+) -> Option<&'a CosmosDataSource> {
     for source in sources {
         if source.tendermint_rpc_url.trim().is_empty() {
             continue;
@@ -449,7 +453,7 @@ pub(crate) const HISTORY_CONCURRENCY: usize = 8;
 /// the rest follow in the next rounds.
 async fn history(
     http: &Http,
-    source: &CosmosNodeConfig,
+    source: &CosmosDataSource,
     consensus: &str,
     state: &mut TendermintState,
 ) -> Result<Value, HistoryError> {

@@ -3,21 +3,21 @@
 //! ([`CosmosNetworkPlanner`]). The node's system monitor comes from
 //! [`crate::SystemsPlanner`].
 //!
-//! Data sources are computed from every valid section of the message and are part of each
-//! spec's fingerprint, so toggling `use_as_data_source` on node A restarts the monitors whose
-//! data-source list changed, and only those.
+//! Data sources are computed from every valid section of the message; what a monitor reads of
+//! them is part of the typed config it is built from (`NodeBuild`, `NetworkBuild`), and so of its
+//! fingerprint: toggling `use_as_data_source` on node A restarts the monitors whose data-source
+//! list changed, and only those.
 
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::plan::fingerprint;
 use monitor_core::{
     ConfigError, ConfigKey, ConfigType, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
 
 use super::network::{self, CosmosNetworkMonitor};
 use super::node::{self, CosmosNodeMonitor};
-use super::CosmosNodeConfig;
+use super::{CosmosDataSource, CosmosNodeConfig, CosmosRestSource};
 use crate::plan_util::{build_http, monitor_spec, monitorable};
 use crate::settings::{StrategySettings, Target};
 
@@ -96,23 +96,22 @@ pub fn network_data_sources(nodes: &[(String, CosmosNodeConfig)]) -> Vec<CosmosN
         .collect()
 }
 
-/// What a monitor uses of a data source: a change elsewhere in a source's section (its
-/// Prometheus URL, its own `monitor_node` …) does not restart the monitors it serves.
-fn source_key(n: &CosmosNodeConfig) -> (&str, &str, &str, &str, bool, bool) {
-    (
-        &n.node_id,
-        &n.node_name,
-        &n.cosmos_rest_url,
-        &n.tendermint_rpc_url,
-        n.is_archive_node,
-        n.is_validator,
-    )
+/// What a Cosmos node monitor is built from (and so fingerprinted by): the node's whole config
+/// and what it reads of each data source, in preference order (the node itself last).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct NodeBuild {
+    node: CosmosNodeConfig,
+    data_sources: Vec<CosmosDataSource>,
 }
 
-/// What the network monitor uses of a data source (it reads only REST, and names the source in
-/// its messages); the order of the list carries the validator grouping.
-fn network_source_key(n: &CosmosNodeConfig) -> (&str, &str) {
-    (&n.node_name, &n.cosmos_rest_url)
+/// What the Cosmos network monitor is built from (and so fingerprinted by): the chain and what
+/// it reads of each data source (name and REST URL), in order; the order of the list carries the
+/// validator grouping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct NetworkBuild {
+    parent_id: String,
+    sub_chain: String,
+    data_sources: Vec<CosmosRestSource>,
 }
 
 fn accepts_key(key: &ConfigKey) -> bool {
@@ -161,14 +160,17 @@ impl Planner for CosmosNodesPlanner {
             if !config.monitor_node || !any_source {
                 continue;
             }
-            let data_sources = node_data_sources(&nodes, id, config);
+            let build = NodeBuild {
+                node: config.clone(),
+                data_sources: node_data_sources(&nodes, id, config)
+                    .iter()
+                    .map(CosmosDataSource::from)
+                    .collect(),
+            };
             let component = node::component_name(&config.node_name);
-            // The node's own config (last in `data_sources`) is hashed whole.
-            let source_keys: Vec<_> = data_sources.iter().map(source_key).collect();
-            let print = fingerprint(&("cosmos_node", id, config, &source_keys));
             let settings = Arc::clone(&self.settings);
-            let build_config = config.clone();
             plan.specs.push(monitor_spec(
+                self.name(),
                 id.clone(),
                 component,
                 PeriodGroup::Node,
@@ -179,11 +181,11 @@ impl Planner for CosmosNodesPlanner {
                     id,
                     config.node_name.clone(),
                 )],
-                print,
-                move |component| {
+                build,
+                move |build, component| {
                     let http =
                         build_http(&settings, Target::Monitored, PeriodGroup::Node, component)?;
-                    CosmosNodeMonitor::new(build_config.clone(), data_sources.clone(), http)
+                    CosmosNodeMonitor::new(build.node.clone(), build.data_sources.clone(), http)
                 },
             ));
         }
@@ -253,33 +255,43 @@ impl Planner for CosmosNetworkPlanner {
         }
         let sub_chain = message.key.sub_chain.clone();
         let chain = message.key.chain_name();
-        let data_sources = network_data_sources(&nodes);
         let component = network::component_name(&sub_chain);
-        let source_keys: Vec<_> = data_sources.iter().map(network_source_key).collect();
-        let print = fingerprint(&("cosmos_network", &parent_id, &sub_chain, &source_keys));
-        let settings = Arc::clone(&self.settings);
-        let build_parent = parent_id.clone();
-        let build_chain = sub_chain.clone();
-        plan.specs.push(monitor_spec(
+        let monitorables = vec![monitorable(
+            &message.key,
+            MonitorableType::Chains,
+            &parent_id,
+            &parent_id,
             chain.clone(),
+        )];
+        let build = NetworkBuild {
+            parent_id,
+            sub_chain,
+            data_sources: network_data_sources(&nodes)
+                .iter()
+                .map(CosmosRestSource::from)
+                .collect(),
+        };
+        let settings = Arc::clone(&self.settings);
+        plan.specs.push(monitor_spec(
+            self.name(),
+            chain,
             component,
             PeriodGroup::Network,
-            vec![monitorable(
-                &message.key,
-                MonitorableType::Chains,
-                &parent_id,
-                &parent_id,
-                chain,
-            )],
-            print,
-            move |component| {
+            monitorables,
+            build,
+            move |build, component| {
                 let http = build_http(
                     &settings,
                     Target::Monitored,
                     PeriodGroup::Network,
                     component,
                 )?;
-                CosmosNetworkMonitor::new(&build_parent, &build_chain, data_sources.clone(), http)
+                CosmosNetworkMonitor::new(
+                    &build.parent_id,
+                    &build.sub_chain,
+                    build.data_sources.clone(),
+                    http,
+                )
             },
         ));
         plan

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::plan::fingerprint;
 use monitor_core::{
     ConfigError, ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner,
     Section,
@@ -14,6 +13,14 @@ use monitor_core::{
 use super::monitor::{component_name, tags_url, DockerHubMonitor, DockerHubRepoConfig};
 use crate::plan_util::{build_http, monitor_spec, monitorable, plan_sections};
 use crate::settings::{StrategySettings, Target};
+
+/// What a DockerHub monitor is built from (and so fingerprinted by): the repository and the page
+/// cap (the cap is a setting, fingerprinted as well since it changes what a round publishes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RepoBuild {
+    repo: DockerHubRepoConfig,
+    max_pages: usize,
+}
 
 /// DockerHub monitors from `general.dockerhub_repos_config` and
 /// `chains.*.*.dockerhub_repos_config` (fields `id`, `parent_id`, `repo_namespace`, `repo_name`,
@@ -57,10 +64,9 @@ impl DockerHubPlanner {
             ),
         };
         let component = component_name(repo_namespace, repo_name);
-        let max_pages = self.settings.dockerhub.max_pages;
-        let print = fingerprint(&("dockerhub", &section.id, &config, max_pages));
         let settings = Arc::clone(&self.settings);
         Ok(Some(monitor_spec(
+            self.name(),
             section.id.clone(),
             component,
             PeriodGroup::Dockerhub,
@@ -71,11 +77,18 @@ impl DockerHubPlanner {
                 &section.id,
                 format!("{repo_namespace}/{repo_name}"),
             )],
-            print,
-            move |component| {
+            RepoBuild {
+                repo: config,
+                max_pages: self.settings.dockerhub.max_pages,
+            },
+            move |build, component| {
                 let http =
                     build_http(&settings, Target::Public, PeriodGroup::Dockerhub, component)?;
-                Ok(DockerHubMonitor::new(config.clone(), http, max_pages))
+                Ok(DockerHubMonitor::new(
+                    build.repo.clone(),
+                    http,
+                    build.max_pages,
+                ))
             },
         )))
     }

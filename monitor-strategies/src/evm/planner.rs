@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
-use monitor_core::plan::fingerprint;
 use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
@@ -40,9 +39,9 @@ impl EvmNodesPlanner {
             return Ok(None);
         }
         let component = node_component_name(&config.node_name);
-        let print = fingerprint(&("evm_node", &section.id, &config));
         let settings = Arc::clone(&self.settings);
         Ok(Some(monitor_spec(
+            self.name(),
             section.id.clone(),
             component,
             PeriodGroup::Node,
@@ -53,8 +52,8 @@ impl EvmNodesPlanner {
                 &section.id,
                 &config.node_name,
             )],
-            print,
-            move |component| {
+            config,
+            move |config, component| {
                 let http = settings
                     .evm_http(PeriodGroup::Node)
                     .map_err(connection_error(component))?;

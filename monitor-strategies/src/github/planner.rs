@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::plan::fingerprint;
 use monitor_core::{
     ConfigError, ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner,
     Section,
@@ -58,9 +57,9 @@ impl GithubPlanner {
             .strip_suffix('/')
             .unwrap_or(&normalised)
             .to_owned();
-        let print = fingerprint(&("github", &section.id, &config));
         let settings = Arc::clone(&self.settings);
         Ok(Some(monitor_spec(
+            self.name(),
             section.id.clone(),
             component,
             PeriodGroup::Github,
@@ -71,8 +70,8 @@ impl GithubPlanner {
                 &section.id,
                 source_name,
             )],
-            print,
-            move |component| {
+            config,
+            move |config, component| {
                 let http = build_http(&settings, Target::Public, PeriodGroup::Github, component)?;
                 Ok(GithubMonitor::new(
                     config.clone(),

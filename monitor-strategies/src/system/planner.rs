@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::plan::fingerprint;
 use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
@@ -50,9 +49,9 @@ impl SystemsPlanner {
             exporter_url: exporter_url.to_owned(),
         };
         let component = component_name(name);
-        let print = fingerprint(&("system", &section.id, &config));
         let settings = Arc::clone(&self.settings);
         Ok(Some(monitor_spec(
+            self.name(),
             section.id.clone(),
             component,
             PeriodGroup::System,
@@ -63,8 +62,8 @@ impl SystemsPlanner {
                 &section.id,
                 name,
             )],
-            print,
-            move |component| {
+            config,
+            move |config, component| {
                 let http =
                     build_http(&settings, Target::Monitored, PeriodGroup::System, component)?;
                 Ok(SystemMonitor::new(config.clone(), http))

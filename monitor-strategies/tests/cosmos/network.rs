@@ -235,7 +235,8 @@ async fn network_errors() {
 
 #[test]
 fn empty_data_sources_is_5017() {
-    let err = CosmosNetworkMonitor::new("c", "cosmoshub", Vec::new(), http()).unwrap_err();
+    let err = CosmosNetworkMonitor::new("c", "cosmoshub", Vec::<CosmosNodeConfig>::new(), http())
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::ComponentNotGivenEnoughDataSources);
     assert_eq!(
         err.message,

@@ -364,7 +364,7 @@ async fn mev_tendermint_peering() {
 #[tokio::test]
 async fn empty_data_sources_is_5017() {
     let config = validator_config("http://127.0.0.1:1");
-    let err = CosmosNodeMonitor::new(config, Vec::new(), http()).unwrap_err();
+    let err = CosmosNodeMonitor::new(config, Vec::<CosmosNodeConfig>::new(), http()).unwrap_err();
     assert_eq!(err.code, ErrorCode::ComponentNotGivenEnoughDataSources);
     assert_eq!(
         err.message,

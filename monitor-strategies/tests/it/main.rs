@@ -12,6 +12,8 @@ mod node_exporter;
 mod planner;
 // The Prometheus parser on random and truncated input.
 mod prometheus_props;
+// The Substrate node and network monitors against replayed nodes (fixtures/substrate).
+mod substrate;
 
 use std::time::Duration;
 

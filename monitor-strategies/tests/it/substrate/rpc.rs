@@ -1,0 +1,123 @@
+//! The websocket JSON-RPC client: answers by id, one shared connection per URL, timeouts, the
+//! body cap, node down and back, the connection closed with its last handle.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use monitor_strategies::{WsConfig, WsError, WsPool};
+
+use super::Replay;
+
+const T: Duration = Duration::from_secs(5);
+
+async fn eventually(mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn substrate_rpc_answers_by_id_over_one_shared_connection() {
+    let replay = Replay::start("substrate-dev", "validator").await;
+    let pool = WsPool::default();
+    let a = pool.client(&replay.url(), T).unwrap();
+    let b = pool.client(&replay.url(), T).unwrap();
+    // Concurrent calls on the shared connection each get their own answer.
+    let (h, s, p) = tokio::join!(
+        a.call("system_health", json!([])),
+        b.call("system_syncState", json!([])),
+        a.call("system_properties", json!([])),
+    );
+    assert_eq!(h.unwrap()["isSyncing"], false);
+    assert_eq!(s.unwrap()["currentBlock"], 102);
+    assert_eq!(p.unwrap()["ss58Format"], 42);
+    assert_eq!(replay.open_connections(), 1);
+    assert_eq!(pool.live_connections(), 1);
+    // A JSON-RPC error is an error, not a result.
+    let e = a.call("no_such_method", json!([])).await.unwrap_err();
+    assert!(matches!(e, WsError::Rpc { .. }), "{e:?}");
+    // The last handle closes the connection.
+    drop(a);
+    drop(b);
+    eventually(|| replay.open_connections() == 0).await;
+    assert_eq!(pool.live_connections(), 0);
+}
+
+#[tokio::test]
+async fn substrate_rpc_switches_rounds() {
+    let replay = Replay::start("substrate-dev", "validator").await;
+    let pool = WsPool::default();
+    let c = pool.client(&replay.url(), T).unwrap();
+    assert_eq!(
+        c.call("system_syncState", json!([])).await.unwrap()["currentBlock"],
+        102
+    );
+    replay.set_round("second");
+    assert_eq!(
+        c.call("system_syncState", json!([])).await.unwrap()["currentBlock"],
+        107
+    );
+    assert!(replay.calls().iter().all(|m| m == "system_syncState"));
+}
+
+#[tokio::test]
+async fn substrate_rpc_down_then_back_reconnects_after_backoff() {
+    let mut replay = Replay::start("substrate-dev", "validator").await;
+    let pool = WsPool::new(WsConfig {
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(200),
+        ..WsConfig::default()
+    });
+    let c = pool.client(&replay.url(), T).unwrap();
+    c.call("system_health", json!([])).await.unwrap();
+    replay.down().await;
+    let e = c.call("system_health", json!([])).await.unwrap_err();
+    assert!(e.is_down(), "{e:?}");
+    // Refused: a backoff starts, during which calls fail at once without connecting.
+    let e = c.call("system_health", json!([])).await.unwrap_err();
+    assert!(e.is_down(), "{e:?}");
+    replay.up().await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let mut ok = false;
+    for _ in 0..20 {
+        if c.call("system_health", json!([])).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the client reconnected");
+}
+
+#[tokio::test]
+async fn substrate_rpc_times_out_and_caps_answers() {
+    // A listener that accepts the TCP connection and never answers the handshake.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", silent.local_addr().unwrap());
+    let pool = WsPool::default();
+    let c = pool.client(&url, Duration::from_millis(200)).unwrap();
+    let started = std::time::Instant::now();
+    let e = c.call("system_health", json!([])).await.unwrap_err();
+    assert!(e.is_down(), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Metadata (~2.7 MB of hex) above a 1 MB cap: the call fails, nothing panics.
+    let replay = Replay::start("substrate-dev", "validator").await;
+    let small = WsPool::new(WsConfig {
+        max_message_bytes: 1024 * 1024,
+        ..WsConfig::default()
+    });
+    let c = small.client(&replay.url(), T).unwrap();
+    let e = c.call("state_getMetadata", json!([])).await.unwrap_err();
+    assert!(e.is_down(), "{e:?}");
+    assert!(matches!(
+        pool.client("http://x", T),
+        Err(WsError::InvalidUrl(_))
+    ));
+}
