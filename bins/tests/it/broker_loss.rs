@@ -3,25 +3,11 @@
 //! and, on SIGTERM, still exits cleanly within its grace period (the deadline below only avoids a
 //! hang, it is not a timing assertion).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{unique, write_systems, TempDir, Vhost};
-
-const REDIS_URL: &str = "redis://127.0.0.1:6379/";
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("/usr/sbin/rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::common::{rabbitmqctl_ok as rabbitmqctl, sigterm, unique, write_systems};
+use crate::common::{TempDir, Vhost, REDIS_URL};
 
 /// Wait until the vhost has `n` connections.
 fn wait_connections(vhost: &str, n: usize) {
@@ -124,11 +110,7 @@ fn sigterm_while_the_broker_is_unreachable_exits_cleanly() {
             child.try_wait().unwrap().is_none(),
             "{name} exited on broker loss"
         );
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        sigterm(child.id());
     }
     for (name, mut child) in children {
         let give_up = Instant::now() + Duration::from_secs(60);

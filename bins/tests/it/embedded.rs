@@ -1,15 +1,11 @@
 //! The embedded default end to end: the `monitors-manager` binary with `--config-dir`, a local
 //! HTTP server replaying node_exporter, raw data read from `--output`, hot reload of the folder.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{node_exporter_fixture, write_systems, TempDir, PATIENCE};
+use crate::common::{node_exporter_fixture, sigterm, write_systems, TempDir, PATIENCE};
 use monitor_strategies::testing::{Reply, TestServer};
 use serde_json::Value;
 
@@ -119,9 +115,7 @@ async fn embedded_manager_monitors_and_hot_reloads_the_config_folder() {
 
     // 6. SIGTERM: clean exit 0, and the log named the bad file and line.
     let pid = child.id().unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
+    sigterm(pid);
     let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
         .await
         .unwrap()

@@ -1,15 +1,11 @@
 //! The embedded binary under local faults: an output that cannot be written (`/dev/full`), a config
 //! folder deleted while running, symbolic link loops in it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{write_systems, TempDir};
+use crate::common::{sigterm, write_systems, TempDir};
 
 fn spawn(dir: &Path, output: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_monitors-manager"))
@@ -39,14 +35,6 @@ fn wait(mut child: Child, what: &str) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }
 
 /// A system on a closed port: an error envelope every second.
@@ -125,7 +113,7 @@ fn deleted_folder_and_symlink_loops_are_survived() {
         stable = if now == last { stable + 1 } else { 0 };
         last = now;
     }
-    sigterm(&child);
+    sigterm(child.id());
     let status = {
         let give_up = Instant::now() + Duration::from_secs(60);
         loop {

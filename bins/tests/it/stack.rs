@@ -2,24 +2,18 @@
 //! publishes a config folder, `monitors-manager` runs it, `monitorables-store` and `health-checker`
 //! write Redis. One vhost and one Redis namespace per test, removed at the end.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
-
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{node_exporter_fixture, write_systems, TempDir, Vhost, PATIENCE};
+use crate::common::{node_exporter_fixture, write_systems, TempDir, Vhost, PATIENCE, REDIS_URL};
 use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings};
 use monitor_bus::{Bus, Consumer};
 use monitor_core::keys::{HEALTH_CHECK_EXCHANGE, RAW_DATA_EXCHANGE};
 use monitor_strategies::testing::{Reply, TestServer};
 use redis::AsyncCommands;
 use serde_json::Value;
-
-const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 
 fn spawn(bin: &str, args: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(bin)
@@ -91,7 +85,7 @@ async fn config_to_raw_data_heartbeats_and_redis() {
     let url = server.url("/metrics");
     let vhost = Vhost::create();
     let amqp = vhost.url();
-    let ns = format!("panic_test_{}", common::unique());
+    let ns = format!("panic_test_{}", crate::common::unique());
     let dir = TempDir::new("panic-stack");
     let cfg = dir.0.join("config");
     write_systems(

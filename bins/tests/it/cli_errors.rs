@@ -2,10 +2,10 @@
 //! the flag or variable, never a panic or an endless retry. A well-formed URL of an unreachable
 //! broker is retried (with logs) until SIGTERM, which the binary obeys.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::common::sigterm;
 
 /// Run a binary with a deadline (killed past it, which fails the test: it hung).
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -142,11 +142,7 @@ fn unreachable_broker_is_retried_until_sigterm() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(child.id());
         let give_up = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {

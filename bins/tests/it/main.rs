@@ -1,0 +1,20 @@
+//! The binaries' end-to-end tests, one test binary (`cargo test -p bins --test it`): each module
+//! runs the real binaries (`CARGO_BIN_EXE_*`) against local servers, the machine's RabbitMQ (a
+//! vhost per test, deleted after) and Redis (a key namespace per test, deleted after), so the
+//! tests can run in parallel with each other; none stops or restarts a shared service.
+//!
+//! * [`embedded`]: the embedded default (`--config-dir`), hot reload, `/metrics` and `/health`;
+//! * [`embedded_faults`]: an unwritable output, a deleted config folder, symlink loops;
+//! * [`stack`]: every binary together on RabbitMQ and Redis, and two shards;
+//! * [`cli_errors`]: bad flags and env values, an unreachable broker until SIGTERM;
+//! * [`broker_loss`]: SIGTERM while the broker refuses the services (in the test's own vhost);
+//! * [`common`]: the helpers they share.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+mod broker_loss;
+mod cli_errors;
+mod common;
+mod embedded;
+mod embedded_faults;
+mod stack;
