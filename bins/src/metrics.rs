@@ -89,7 +89,36 @@ pub fn render(status: &ManagerStatus, bus: BusHealth) -> String {
         &[
             ("outcome=\"ok\"", status.publishes_ok),
             ("outcome=\"failed\"", status.publishes_failed),
+            ("outcome=\"unroutable\"", status.publishes_unroutable),
         ],
+    );
+    metric(
+        &mut out,
+        "panic_manager_outbox_messages",
+        "gauge",
+        "Messages in the manager's outbox (waiting for or being published).",
+        &[("", status.outbox_messages)],
+    );
+    metric(
+        &mut out,
+        "panic_manager_outbox_bytes",
+        "gauge",
+        "Bytes in the manager's outbox.",
+        &[("", status.outbox_bytes)],
+    );
+    metric(
+        &mut out,
+        "panic_manager_outbox_dropped_total",
+        "counter",
+        "Messages dropped from the manager's outbox, oldest first, because it was full.",
+        &[("", status.outbox_dropped)],
+    );
+    metric(
+        &mut out,
+        "panic_manager_outbox_dropped_bytes_total",
+        "counter",
+        "Bytes dropped from the manager's outbox because it was full.",
+        &[("", status.outbox_dropped_bytes)],
     );
     for (name, help, v) in [
         (
@@ -356,7 +385,14 @@ mod tests {
             rounds_in_flight: 1,
             publishes_ok: 9,
             publishes_failed: 1,
+            publishes_unroutable: 0,
             worker_heartbeats: 9,
+            heartbeats_failed: 0,
+            outbox_messages: 0,
+            outbox_bytes: 0,
+            outbox_dropped: 6,
+            outbox_dropped_bytes: 0,
+            outbox_lost_at_shutdown: 0,
             build_failures: 4,
             deaths: 0,
             config_messages: 2,
@@ -378,6 +414,10 @@ mod tests {
         );
         assert!(text.contains("panic_monitor_rounds_total{outcome=\"error\"} 2\n"));
         assert!(text.contains("panic_bus_outbox 7\n"));
+        assert!(
+            text.contains("panic_manager_outbox_dropped_total 6\n"),
+            "{text}"
+        );
         assert!(text.contains("panic_bus_connected 1\n"));
         assert!(text.contains("# TYPE panic_pings_total counter\n"));
     }

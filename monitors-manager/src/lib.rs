@@ -29,16 +29,27 @@
 //!   [`ManagerSettings::max_in_flight`] polls in flight across all monitors (publishing holds no
 //!   permit), each round under a
 //!   timeout equal to its period. **Strategies must keep their own request timeouts below the
-//!   period**, so that a slow target gives an error envelope rather than a cut-off round. After a
-//!   round: its publications to `raw_data` in order, then the worker heartbeat; a failed publish
-//!   skips the rest of the round. A panicking round is a death: the monitor is rebuilt after a
-//!   backoff. A monitor with no finished round for `hung_periods × period + timeout` is hung: it is
-//!   aborted and restarted at once.
+//!   period**, so that a slow target gives an error envelope rather than a cut-off round. A
+//!   panicking round is a death: the monitor is rebuilt after a backoff. A monitor with no
+//!   finished round for `hung_periods × period + timeout` is hung: it is aborted and restarted at
+//!   once.
+//! * **Publishing: the outbox.** A round never waits for the broker. It hands its publications
+//!   (to `raw_data`, in order, then the worker heartbeat) to the manager's outbox, a FIFO bounded
+//!   in bytes ([`ManagerSettings::outbox_bytes`]), and goes on; one publisher task owned by the
+//!   manager drains it into the bus in order (several rounds at once, never two of one monitor).
+//!   So a broker outage costs no monitor (waiting for the broker is not hung, rounds keep
+//!   polling), and what they produce is delivered when the broker returns. When the outbox is full
+//!   the oldest rounds are dropped, counted ([`ManagerStatus::outbox_dropped`]) and logged
+//!   (rate-limited). An unroutable message (nothing bound) is counted
+//!   ([`ManagerStatus::publishes_unroutable`]) and is not an error: the rest of the round and its
+//!   heartbeat are still published; any other failed publish (a nack, a broker error) skips the
+//!   rest of that round and its heartbeat.
 //! * **Pings.** Each ping is acked and answered on `heartbeat.manager` with the running monitors and
 //!   the dead ones (each death once, failing builds while they fail).
 //! * **Shutdown.** When the token is cancelled: consumption stops, no new round starts, rounds in
-//!   flight finish (and publish) within [`ManagerSettings::shutdown_grace`], the rest is aborted,
-//!   and `run` returns `Ok`.
+//!   flight finish within [`ManagerSettings::shutdown_grace`] (the rest is aborted), the outbox is
+//!   flushed within what is left of it (what is still there is counted in
+//!   [`ManagerStatus::outbox_lost_at_shutdown`] and logged), and `run` returns `Ok`.
 //! * **Sharding.** With [`ManagerSettings::shard`] `i/N`, only specs whose stable hash of (routing
 //!   key, spec id) is `i` modulo `N` run; the manager name gets ` (shard i/N)`, and its config and
 //!   ping queues get `_shard_i_of_N` so that every shard sees every config message and every ping.
@@ -47,7 +58,10 @@
 //!
 //! * `manager`: [`MonitorsManager`] and its main loop (one `select!` over an event enum), config
 //!   diffing and monitorables;
-//! * `supervisor`: the per-monitor supervisor and incarnation (build, schedule, round, publish);
+//! * `supervisor`: the per-monitor supervisor and incarnation (build, schedule, round, hand to the
+//!   outbox);
+//! * `publisher`: the byte-bounded outbox and the publisher task draining it;
+//! * `ratelimit`: the rate limiter of repeated warnings (a count of what it suppressed);
 //!   a hung incarnation is aborted and awaited by a tracker the manager owns, never detached;
 //! * `liveness`: the supervisor's bookkeeping, beside it: per-monitor state, hang clock, the
 //!   manager heartbeat's running/dead lists, and every round/death/build-failure count (kept once
@@ -59,6 +73,8 @@
 
 mod liveness;
 mod manager;
+mod publisher;
+mod ratelimit;
 mod schedule;
 pub mod settings;
 pub mod status;
@@ -68,6 +84,6 @@ pub use manager::{ManagerError, MonitorsManager};
 pub use schedule::phase;
 pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
-    DEFAULT_MAX_CONFIG_BYTES,
+    DEFAULT_MAX_CONFIG_BYTES, DEFAULT_OUTBOX_BYTES,
 };
 pub use status::{ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus};

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::liveness::{Liveness, TaskKey};
+use crate::publisher::{self, Outbox};
 use crate::schedule::phase;
 use crate::settings::ManagerSettings;
 use crate::status::{Counters, StatusHandle};
@@ -49,6 +50,7 @@ pub struct MonitorsManager {
     settings: ManagerSettings,
     liveness: Arc<Liveness>,
     counters: Arc<Counters>,
+    outbox: Arc<Outbox>,
 }
 
 impl std::fmt::Debug for MonitorsManager {
@@ -90,6 +92,12 @@ struct Run {
     supervisor_ids: HashMap<tokio::task::Id, TaskKey>,
     /// Graceful stop of every monitor (a child of the caller's token).
     tasks_shutdown: CancellationToken,
+    /// The publisher task (one; owned here, awaited at shutdown).
+    publisher: JoinSet<()>,
+    /// Asks the publisher to flush the outbox and return.
+    publisher_finish: CancellationToken,
+    /// Stops the publisher at once.
+    publisher_stop: CancellationToken,
 }
 
 impl MonitorsManager {
@@ -99,12 +107,14 @@ impl MonitorsManager {
         planners: Vec<Arc<dyn Planner>>,
         settings: ManagerSettings,
     ) -> Self {
+        let outbox = Arc::new(Outbox::new(settings.outbox_bytes));
         MonitorsManager {
             bus,
             planners,
             settings,
             liveness: Arc::new(Liveness::new()),
             counters: Arc::new(Counters::default()),
+            outbox,
         }
     }
 
@@ -113,6 +123,7 @@ impl MonitorsManager {
         StatusHandle {
             counters: Arc::clone(&self.counters),
             liveness: Arc::clone(&self.liveness),
+            outbox: Arc::clone(&self.outbox),
         }
     }
 
@@ -176,14 +187,26 @@ impl MonitorsManager {
             heartbeat_queue,
             planners = ?names,
             max_in_flight = self.settings.max_in_flight,
+            outbox_bytes = self.settings.outbox_bytes,
             "monitors manager started"
         );
+        let publisher_finish = CancellationToken::new();
+        let publisher_stop = CancellationToken::new();
+        let mut publisher = JoinSet::new();
+        publisher.spawn(publisher::run(
+            Arc::clone(&self.bus),
+            Arc::clone(&self.outbox),
+            Arc::clone(&self.counters),
+            publisher_finish.clone(),
+            publisher_stop.clone(),
+        ));
         let mut run = Run {
             shared: Arc::new(Shared {
                 bus: Arc::clone(&self.bus),
                 permits: Arc::new(Semaphore::new(self.settings.max_in_flight)),
                 liveness: Arc::clone(&self.liveness),
                 counters: Arc::clone(&self.counters),
+                outbox: Arc::clone(&self.outbox),
                 hung: TaskTracker::new(),
             }),
             manager_name,
@@ -193,6 +216,9 @@ impl MonitorsManager {
             supervisors: JoinSet::new(),
             supervisor_ids: HashMap::new(),
             tasks_shutdown: shutdown.child_token(),
+            publisher,
+            publisher_finish,
+            publisher_stop,
         };
 
         let result = loop {
@@ -430,6 +456,7 @@ impl Run {
         let ctx = Arc::new(MonitorCtx {
             key,
             component_name: spec.component_name.clone(),
+            component_name_shared: Arc::from(spec.component_name.as_str()),
             label,
             build: Arc::clone(&spec.build),
             period,
@@ -542,9 +569,9 @@ impl Run {
         }
     }
 
-    /// Graceful stop of every monitor within the grace period, then abort the rest; then wait
-    /// (within what is left of the grace period) for hung incarnations aborted earlier, and report
-    /// those that have not ended.
+    /// Graceful stop of every monitor within the grace period, then abort the rest; then flush the
+    /// outbox and wait (within what is left of the grace period) for hung incarnations aborted
+    /// earlier, and report those that have not ended.
     async fn shutdown(&mut self) {
         self.tasks_shutdown.cancel();
         let grace = self.settings.shutdown_grace;
@@ -570,6 +597,18 @@ impl Run {
         }
         self.running.clear();
         self.supervisor_ids.clear();
+        // Rounds are over: flush what they left in the outbox within the grace period, then stop
+        // the publisher (it counts and reports what it could not publish).
+        self.publisher_finish.cancel();
+        let publisher = &mut self.publisher;
+        let flushed = tokio::time::timeout_at(deadline, async {
+            while publisher.join_next().await.is_some() {}
+        })
+        .await;
+        if flushed.is_err() {
+            self.publisher_stop.cancel();
+            while self.publisher.join_next().await.is_some() {}
+        }
         let hung = &self.shared.hung;
         hung.close();
         if tokio::time::timeout_at(deadline, hung.wait())

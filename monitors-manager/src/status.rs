@@ -3,13 +3,14 @@
 //! Every count is kept once: what monitors did (rounds, deaths, build failures) by the
 //! supervisor's bookkeeping (`liveness`), per monitor and in total; what the manager and the
 //! publishing did (rounds in flight, publishes, worker heartbeats, config messages, pings) by
-//! the manager-wide `Counters`.
+//! the manager-wide `Counters`; what the outbox holds and dropped by the outbox.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::liveness::{Liveness, Report};
 pub use crate::liveness::{StateCounts, TaskKey, TaskState, TaskStatus};
+use crate::publisher::Outbox;
 
 /// Manager-wide counters that no monitor's entry keeps, bumped by the manager and the monitor
 /// tasks.
@@ -18,6 +19,8 @@ pub(crate) struct Counters {
     pub(crate) rounds_in_flight: AtomicU64,
     pub(crate) publishes_ok: AtomicU64,
     pub(crate) publishes_failed: AtomicU64,
+    pub(crate) publishes_unroutable: AtomicU64,
+    pub(crate) heartbeats_failed: AtomicU64,
     pub(crate) worker_heartbeats: AtomicU64,
     pub(crate) config_messages: AtomicU64,
     pub(crate) config_errors: AtomicU64,
@@ -45,10 +48,27 @@ pub struct ManagerStatus {
     pub rounds_in_flight: u64,
     /// Raw-data messages published.
     pub publishes_ok: u64,
-    /// Raw-data publishes that failed (the rest of that round was skipped).
+    /// Raw-data publishes that failed (the rest of that round and its heartbeat were skipped).
     pub publishes_failed: u64,
+    /// Raw-data messages no queue was bound for (dropped by the broker; not an error: the rest
+    /// of the round and its heartbeat are still published).
+    pub publishes_unroutable: u64,
     /// Worker heartbeats published (delivered or unroutable).
     pub worker_heartbeats: u64,
+    /// Worker heartbeats whose publish failed.
+    pub heartbeats_failed: u64,
+    /// Messages (data and heartbeats) in the manager's outbox now: queued or being published.
+    pub outbox_messages: u64,
+    /// Bytes the outbox holds now (bodies, routing keys and a fixed overhead per message), at most
+    /// [`ManagerSettings::outbox_bytes`](crate::ManagerSettings::outbox_bytes).
+    pub outbox_bytes: u64,
+    /// Messages dropped, oldest first, because the outbox was full (whole rounds at a time).
+    pub outbox_dropped: u64,
+    /// Bytes of those messages.
+    pub outbox_dropped_bytes: u64,
+    /// Messages still in the outbox when the grace period of a shutdown ended (not published, or
+    /// not known to be).
+    pub outbox_lost_at_shutdown: u64,
     /// Failed strategy builds.
     pub build_failures: u64,
     /// Monitor deaths (panics, hangs, unexpected ends).
@@ -78,6 +98,7 @@ impl ManagerStatus {
 pub struct StatusHandle {
     pub(crate) counters: Arc<Counters>,
     pub(crate) liveness: Arc<Liveness>,
+    pub(crate) outbox: Arc<Outbox>,
 }
 
 impl StatusHandle {
@@ -90,6 +111,7 @@ impl StatusHandle {
             totals,
             monitors,
         } = self.liveness.report();
+        let outbox = self.outbox.counts();
         ManagerStatus {
             states,
             rounds_ok: totals.rounds_ok,
@@ -98,7 +120,14 @@ impl StatusHandle {
             rounds_in_flight: get(&c.rounds_in_flight),
             publishes_ok: get(&c.publishes_ok),
             publishes_failed: get(&c.publishes_failed),
+            publishes_unroutable: get(&c.publishes_unroutable),
             worker_heartbeats: get(&c.worker_heartbeats),
+            heartbeats_failed: get(&c.heartbeats_failed),
+            outbox_messages: outbox.messages,
+            outbox_bytes: outbox.bytes,
+            outbox_dropped: outbox.dropped,
+            outbox_dropped_bytes: outbox.dropped_bytes,
+            outbox_lost_at_shutdown: outbox.lost_at_shutdown,
             build_failures: totals.build_failures,
             deaths: totals.deaths,
             config_messages: get(&c.config_messages),

@@ -20,16 +20,16 @@
 //! An *incarnation* builds the strategy (a failing build is logged and retried with backoff, the
 //! monitor reported dead meanwhile), then ticks at a fixed rate on its phase (missed ticks skipped:
 //! a round never overlaps itself), takes a permit of the global in-flight semaphore, runs the round
-//! under a timeout equal to the period, publishes each publication to `raw_data` in order, and, if
-//! all were published, the worker heartbeat.
+//! under a timeout equal to the period, and hands its publications (data in order, then the worker
+//! heartbeat) to the manager's outbox (`publisher`): a round never waits for the broker, so time
+//! the broker is away is never counted as hung.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitor_bus::publish_json;
+use bytes::Bytes;
 use monitor_bus::Bus;
-use monitor_core::keys::RAW_DATA_EXCHANGE;
 use monitor_core::plan::BuildFn;
 use monitor_core::Monitor;
 use tokio::sync::Semaphore;
@@ -40,6 +40,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::liveness::{Liveness, TaskKey};
+use crate::publisher::{Batch, Outbox};
 use crate::schedule::first_tick;
 use crate::settings::Backoff;
 use crate::status::Counters;
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) liveness: Arc<Liveness>,
     pub(crate) counters: Arc<Counters>,
+    /// Where rounds leave what they publish (see `publisher`).
+    pub(crate) outbox: Arc<Outbox>,
     /// Hung incarnations, aborted and awaited here (see the module documentation).
     pub(crate) hung: TaskTracker,
 }
@@ -58,6 +61,8 @@ pub(crate) struct Shared {
 pub(crate) struct MonitorCtx {
     pub(crate) key: TaskKey,
     pub(crate) component_name: String,
+    /// The same, shared by the batches of its rounds.
+    pub(crate) component_name_shared: Arc<str>,
     pub(crate) label: String,
     pub(crate) build: BuildFn,
     pub(crate) period: Duration,
@@ -302,8 +307,8 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
             () = ctx.kill.cancelled() => return,
             outcome = tokio::time::timeout(ctx.round_timeout, monitor.round()) => outcome,
         };
-        // The bound is on polls in flight: publishing (waiting for the broker's confirms) does not
-        // hold a permit, so slow confirms cannot starve other monitors' polls.
+        // The bound is on polls in flight: publishing is the publisher's (the round only queues
+        // its publications), so a slow or absent broker holds no permit and hangs no round.
         drop(permit);
         match outcome {
             Err(_elapsed) => {
@@ -319,33 +324,33 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
                 if ctx.kill.is_cancelled() {
                     return;
                 }
-                publish_round(&ctx, publications).await;
+                publish_round(&ctx, publications);
             }
         }
         drop(in_flight);
     }
 }
 
-/// Publish a round's data in order, then the worker heartbeat; a failed publish skips the rest.
-async fn publish_round(ctx: &MonitorCtx, publications: Vec<monitor_core::Publication>) {
-    let shared = &ctx.shared;
-    let bus = &*shared.bus;
+/// Hand a round's data and its worker heartbeat to the outbox (never waits for the broker).
+fn publish_round(ctx: &MonitorCtx, publications: Vec<monitor_core::Publication>) {
+    let mut data = Vec::with_capacity(publications.len());
     for publication in publications {
-        let routing_key = publication.routing_key.as_str();
-        if let Err(e) = publish_json(bus, RAW_DATA_EXCHANGE, routing_key, &publication.body).await {
-            Counters::bump(&shared.counters.publishes_failed);
-            tracing::warn!(
-                routing_key,
-                error = %e,
-                code = e.to_panic_error().code.code(),
-                "publishing raw data failed: rest of the round and heartbeat skipped"
-            );
-            return;
+        match serde_json::to_vec(&publication.body) {
+            Ok(body) => data.push((publication.routing_key.as_str(), Bytes::from(body))),
+            Err(e) => {
+                Counters::bump(&ctx.shared.counters.publishes_failed);
+                tracing::warn!(
+                    routing_key = publication.routing_key.as_str(),
+                    error = %e,
+                    "encoding raw data failed: round and heartbeat skipped"
+                );
+                return;
+            }
         }
-        Counters::bump(&shared.counters.publishes_ok);
     }
-    match heartbeat::publish_worker_heartbeat(bus, &ctx.component_name).await {
-        Ok(_) => Counters::bump(&shared.counters.worker_heartbeats),
-        Err(e) => tracing::warn!(error = %e, "publishing the worker heartbeat failed"),
-    }
+    ctx.shared.outbox.push(Batch::new(
+        ctx.key,
+        Arc::clone(&ctx.component_name_shared),
+        data,
+    ));
 }

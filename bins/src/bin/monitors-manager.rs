@@ -69,6 +69,13 @@ struct Args {
     /// How long in-flight rounds may take to finish at shutdown.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::parse_duration)]
     shutdown_grace: Duration,
+
+    /// Bound, in bytes, of the outbox holding what monitors publish while the broker is slow or
+    /// away; when it is full the oldest rounds are dropped and counted on /metrics. Env:
+    /// OUTBOX_BYTES.
+    #[arg(long, value_name = "BYTES", env = "OUTBOX_BYTES",
+        default_value_t = monitors_manager::DEFAULT_OUTBOX_BYTES)]
+    outbox_bytes: usize,
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -107,6 +114,7 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
         max_in_flight: args.max_in_flight,
         shard: args.shard,
         shutdown_grace: args.shutdown_grace,
+        outbox_bytes: args.outbox_bytes,
         ..ManagerSettings::default()
     };
     manager.periods = cli::periods_from_env()?;

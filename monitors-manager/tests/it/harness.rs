@@ -339,7 +339,9 @@ impl Capture {
     /// Everything delivered so far (acked).
     pub(crate) async fn drain(&mut self) -> Vec<Captured> {
         let mut out = Vec::new();
-        while let Some(Some(d)) = self.consumer.next().now_or_never() {
+        // Unconstrained: tokio's cooperative budget would make `next` pending after ~128
+        // deliveries in one go, and the drain would stop early.
+        while let Some(Some(d)) = tokio::task::unconstrained(self.consumer.next()).now_or_never() {
             let body = serde_json::from_slice(&d.body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.body).into_owned()));
             out.push(Captured {
@@ -373,10 +375,22 @@ impl Harness {
         planners: Vec<Arc<dyn Planner>>,
         settings: ManagerSettings,
     ) -> Self {
+        let manager_bus: Arc<dyn Bus> = Arc::new(bus.clone());
+        Self::start_through(bus, manager_bus, planners, settings).await
+    }
+
+    /// A manager talking through `manager_bus` (a wrapper of `bus`: faults, gates), the test
+    /// reading and publishing on `bus` directly.
+    pub(crate) async fn start_through(
+        bus: MemoryBus,
+        manager_bus: Arc<dyn Bus>,
+        planners: Vec<Arc<dyn Planner>>,
+        settings: ManagerSettings,
+    ) -> Self {
         for exchange in MONITORS_EXCHANGES {
             bus.declare_exchange(exchange).await.unwrap();
         }
-        let manager = MonitorsManager::new(Arc::new(bus.clone()), planners, settings.clone());
+        let manager = MonitorsManager::new(manager_bus, planners, settings.clone());
         let status = manager.status_handle();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(manager.run(shutdown.clone()));

@@ -136,10 +136,11 @@ async fn rounds_publish_data_in_order_then_the_worker_heartbeat() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failed_publish_skips_the_rest_of_the_round_and_the_heartbeat() {
+async fn unroutable_data_is_not_a_failure_the_round_and_its_heartbeat_go_on() {
     let probe = Probe::default();
     let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
-    // Only `github` is bound on raw_data: the first publication (`system`) is unroutable.
+    // Only `github` is bound on raw_data: the first publication (`system`) is unroutable. Issue
+    // #13 changed this: unroutable data no longer skips the rest of the round and its heartbeat.
     let mut cap = Capture::new(
         &h.bus,
         "partial",
@@ -149,12 +150,49 @@ async fn a_failed_publish_skips_the_rest_of_the_round_and_the_heartbeat() {
     let body = json!({"two": {"id": "two", "name": "two", "monitor": "true", "behaviour": "two"}});
     h.config(GENERAL, &body.to_string()).await;
     h.advance(Duration::from_secs(35)).await;
-    assert!(cap.drain().await.is_empty());
+    let got = cap.drain().await;
     let status = h.status();
     assert!(status.rounds_ok >= 3);
+    let keys: Vec<_> = got.iter().map(|c| c.routing_key.as_str()).collect();
+    assert_eq!(keys.len() as u64, 2 * status.rounds_ok, "{keys:?}");
+    for pair in keys.chunks(2) {
+        assert_eq!(pair, ["github", "heartbeat.worker"]);
+    }
+    assert_eq!(status.publishes_unroutable, status.rounds_ok);
+    assert_eq!(status.publishes_ok, status.rounds_ok);
+    assert_eq!(status.publishes_failed, 0);
+    assert_eq!(status.worker_heartbeats, status.rounds_ok);
+    assert_eq!(status.deaths, 0);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_publish_skips_the_rest_of_the_round_and_the_heartbeat() {
+    let probe = Probe::default();
+    // Queues hold one ready message: `full` (no consumer) fills at the first `system` message, so every later publish to it fails (a real failure, like a nack).
+    let bus = monitor_bus::MemoryBus::with_queue_limit(1);
+    let mut h = Harness::start_on(bus, vec![FakePlanner::systems(&probe)], test_settings()).await;
+    {
+        use monitor_bus::Bus;
+        h.bus.declare_queue("full").await.unwrap();
+        h.bus.bind_queue("full", "raw_data", "#").await.unwrap();
+    }
+    let mut hb = Capture::new(&h.bus, "hb", &[("health_check", "heartbeat.worker")]).await;
+    let body = json!({"two": {"id": "two", "name": "two", "monitor": "true", "behaviour": "two"}});
+    h.config(GENERAL, &body.to_string()).await;
+    let mut heartbeats = 0;
+    for _ in 0..7 {
+        h.advance(Duration::from_secs(5)).await;
+        heartbeats += hb.drain().await.len();
+    }
+    let status = h.status();
+    assert!(status.rounds_ok >= 3);
+    // Round 1: `system` is queued (the queue is now full), `github` fails: no heartbeat. Every
+    // later round fails at `system`.
+    assert_eq!(status.publishes_ok, 1);
     assert_eq!(status.publishes_failed, status.rounds_ok);
-    assert_eq!(status.publishes_ok, 0);
     assert_eq!(status.worker_heartbeats, 0);
+    assert_eq!(heartbeats, 0);
     assert_eq!(status.deaths, 0, "a failed publish is not a death");
     h.stop().await.unwrap();
 }
