@@ -72,6 +72,8 @@ pub use settings::{
 };
 pub use substrate::chain::{BlockView, ChainError, NodeClient};
 pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};
+pub use substrate::network::SubstrateNetworkMonitor;
+pub use substrate::node::SubstrateNodeMonitor;
 pub use substrate::rpc::{WsConfig, WsError, WsPool, WsRpc};
 pub use substrate::{SubstrateDataSource, SubstrateNodeConfig};
 pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};

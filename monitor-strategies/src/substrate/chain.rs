@@ -38,8 +38,8 @@ pub enum ChainError {
 pub struct NodeClient {
     name: String,
     rpc: WsRpc,
-    runtimes: HashMap<(String, u64), Arc<Metadata>>,
-    properties: Option<(Instant, Value)>,
+    runtimes: Mutex<HashMap<(String, u64), Arc<Metadata>>>,
+    properties: Mutex<Option<(Instant, Value)>>,
 }
 
 impl NodeClient {
@@ -48,8 +48,8 @@ impl NodeClient {
         NodeClient {
             name: name.to_owned(),
             rpc,
-            runtimes: HashMap::new(),
-            properties: None,
+            runtimes: Mutex::default(),
+            properties: Mutex::default(),
         }
     }
 
@@ -128,8 +128,8 @@ impl NodeClient {
     }
 
     /// `system_properties` with `tokenDecimals`/`tokenSymbol` as lists, cached 24 h.
-    pub async fn properties(&mut self) -> Result<Value, ChainError> {
-        if let Some((at, p)) = &self.properties {
+    pub async fn properties(&self) -> Result<Value, ChainError> {
+        if let Some((at, p)) = lock(&self.properties).as_ref() {
             if at.elapsed() < PROPERTIES_TTL {
                 return Ok(p.clone());
             }
@@ -145,13 +145,13 @@ impl NodeClient {
             "tokenDecimals": list(p.get("tokenDecimals")),
             "tokenSymbol": list(p.get("tokenSymbol")),
         });
-        self.properties = Some((Instant::now(), out.clone()));
+        *lock(&self.properties) = Some((Instant::now(), out.clone()));
         Ok(out)
     }
 
     /// The metadata of the runtime at block `hash`: re-fetched when that block's runtime version
     /// is one this client has not seen.
-    pub async fn metadata_at(&mut self, hash: &str) -> Result<Arc<Metadata>, ChainError> {
+    pub async fn metadata_at(&self, hash: &str) -> Result<Arc<Metadata>, ChainError> {
         let version = self.call("state_getRuntimeVersion", json!([hash])).await?;
         let spec_name = version
             .get("specName")
@@ -163,7 +163,7 @@ impl NodeClient {
             .and_then(number)
             .ok_or_else(|| self.malformed("runtime version without specVersion"))?;
         let key = (spec_name, spec_version);
-        if let Some(m) = self.runtimes.get(&key) {
+        if let Some(m) = lock(&self.runtimes).get(&key) {
             return Ok(Arc::clone(m));
         }
         let raw = self.call("state_getMetadata", json!([hash])).await?;
@@ -175,13 +175,13 @@ impl NodeClient {
         info!(node = %self.name, spec_name = %key.0, spec_version = key.1,
             metadata_version = metadata.version(), "substrate runtime metadata read");
         let metadata = Arc::new(metadata);
-        self.runtimes.insert(key, Arc::clone(&metadata));
+        lock(&self.runtimes).insert(key, Arc::clone(&metadata));
         Ok(metadata)
     }
 
     /// How many runtimes this client has read metadata of.
     pub fn runtimes_seen(&self) -> usize {
-        self.runtimes.len()
+        lock(&self.runtimes).len()
     }
 
     /// The raw value at `key` in block `hash`.
@@ -210,6 +210,11 @@ impl NodeClient {
             other => Err(self.malformed(format!("keys are not a list: {other}"))),
         }
     }
+}
+
+/// A poisoned lock only means a thread panicked while holding it: the cache is still valid.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A JSON number or a hex string (as headers carry block numbers) as `u64`.
@@ -277,6 +282,20 @@ impl<'a> BlockView<'a> {
 
     fn malformed(&self, e: &DecodeError) -> ChainError {
         self.node.malformed(e.to_string())
+    }
+
+    /// Whether the block holds a value at `pallet.item(args)` (not just a default).
+    pub async fn exists(
+        &self,
+        pallet: &str,
+        item: &str,
+        args: &[KeyArg],
+    ) -> Result<bool, ChainError> {
+        let key = self
+            .meta
+            .key(pallet, item, args)
+            .map_err(|e| self.malformed(&e))?;
+        Ok(self.node.storage(&key, &self.hash).await?.is_some())
     }
 
     /// The decoded value of `pallet.item(args)`: unset ValueQuery items read as their default,

@@ -6,10 +6,14 @@
 //! * [`metadata`]: runtime metadata V14/V15 (`frame-metadata`), storage keys from pallet and
 //!   item names, SCALE decoding by type id to polkadot.js-shaped JSON, SS58;
 //! * [`chain`]: a node's runtime as the monitors see it: metadata fetched at run time and again
-//!   when `specVersion` changes, storage reads at a block.
+//!   when `specVersion` changes, storage reads at a block;
+//! * [`node`]: [`SubstrateNodeMonitor`](node::SubstrateNodeMonitor) (`node.substrate`);
+//! * [`network`]: [`SubstrateNetworkMonitor`](network::SubstrateNetworkMonitor) (`network.substrate`).
 
 pub(crate) mod chain;
 pub(crate) mod metadata;
+pub(crate) mod network;
+pub(crate) mod node;
 pub(crate) mod rpc;
 
 /// One Substrate node section of a `nodes_config` message (the fields PANIC's Node manager

@@ -3,11 +3,12 @@
 //!
 //! # Ownership of the connection task
 //!
-//! Each URL has one connection, driven by one background task that the connection handle owns:
-//! the task holds the receiving end of the handle's command channel, so when the last [`WsRpc`]
+//! Each URL has one connection, driven by one background task in the pool's `JoinSet`. The task
+//! holds the receiving end of the connection handle's command channel, so when the last [`WsRpc`]
 //! of a URL is dropped the channel closes, the task sends a websocket Close frame, drops the
 //! socket and ends (it selects on the channel in every state, connecting included, so this is
-//! immediate). The pool keeps only weak references: it never keeps a connection alive.
+//! immediate); the pool reaps it at its next use, and aborts what is left when it is dropped.
+//! The pool keeps only weak references to connections: it never keeps one alive.
 //!
 //! # Reconnection
 //!
@@ -31,6 +32,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -108,10 +110,20 @@ impl Default for WsConfig {
 }
 
 /// One connection per node URL, shared by every [`WsRpc`] the pool hands out for that URL.
+///
+/// The pool owns the connection tasks (a `JoinSet`): a task ends by itself when the last client
+/// of its URL is dropped (and is reaped at the next [`WsPool::client`]); dropping the pool aborts
+/// the tasks still running.
 #[derive(Debug, Default)]
 pub struct WsPool {
     config: WsConfig,
-    conns: Mutex<HashMap<String, Weak<Conn>>>,
+    conns: Mutex<Conns>,
+}
+
+#[derive(Debug, Default)]
+struct Conns {
+    by_url: HashMap<String, Weak<Conn>>,
+    tasks: JoinSet<()>,
 }
 
 impl WsPool {
@@ -119,7 +131,7 @@ impl WsPool {
     pub fn new(config: WsConfig) -> Self {
         WsPool {
             config,
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::default(),
         }
     }
 
@@ -133,19 +145,30 @@ impl WsPool {
         }
         // A poisoned lock only means a thread panicked while holding it: the map is still valid.
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|_, w| w.strong_count() > 0);
-        if let Some(conn) = conns.get(&url).and_then(Weak::upgrade) {
+        conns.by_url.retain(|_, w| w.strong_count() > 0);
+        // Reap the tasks of connections whose clients are all gone.
+        while conns.tasks.try_join_next().is_some() {}
+        if let Some(conn) = conns.by_url.get(&url).and_then(Weak::upgrade) {
             return Ok(WsRpc { conn, timeout });
         }
-        let conn = Arc::new(Conn::start(url.clone(), self.config.clone()));
-        conns.insert(url, Arc::downgrade(&conn));
+        let (commands, rx) = mpsc::unbounded_channel();
+        conns.tasks.spawn(run(url.clone(), self.config.clone(), rx));
+        let conn = Arc::new(Conn {
+            url: url.clone(),
+            commands,
+        });
+        conns.by_url.insert(url, Arc::downgrade(&conn));
         Ok(WsRpc { conn, timeout })
     }
 
     /// How many connections are alive (held by at least one client).
     pub fn live_connections(&self) -> usize {
         let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.values().filter(|w| w.strong_count() > 0).count()
+        conns
+            .by_url
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 }
 
@@ -212,15 +235,6 @@ struct Request {
 struct Conn {
     url: String,
     commands: mpsc::UnboundedSender<Request>,
-}
-
-impl Conn {
-    fn start(url: String, config: WsConfig) -> Conn {
-        let (commands, rx) = mpsc::unbounded_channel();
-        // The task ends when `commands` (owned by this Conn) is dropped: see the module docs.
-        tokio::spawn(run(url.clone(), config, rx));
-        Conn { url, commands }
-    }
 }
 
 /// Requests sent and not answered yet: id → (method, reply).

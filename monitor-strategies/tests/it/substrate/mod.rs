@@ -2,6 +2,7 @@
 //! `fixtures/substrate/` (format: `scripts/substrate-fixtures/README.md`).
 
 mod metadata;
+mod node;
 mod rpc;
 
 use std::collections::BTreeMap;
@@ -83,7 +84,9 @@ impl Replay {
         let round = Arc::clone(&self.round);
         let calls = Arc::clone(&self.calls);
         let connections = Arc::clone(&self.connections);
-        self.server = Some(tokio::spawn(async move {
+        // Owned by `self.server`: aborted and awaited by `down`, aborted on drop.
+        #[allow(clippy::disallowed_methods)]
+        let server = tokio::spawn(async move {
             // Dropping (aborting) this task drops the set and so every open connection.
             let mut conns = JoinSet::new();
             loop {
@@ -123,7 +126,8 @@ impl Replay {
                     connections.fetch_sub(1, Ordering::SeqCst);
                 });
             }
-        }));
+        });
+        self.server = Some(server);
     }
 
     /// `ws://127.0.0.1:<port>`
