@@ -2,6 +2,7 @@
 //! `fixtures/substrate/` (format: `scripts/substrate-fixtures/README.md`).
 
 mod metadata;
+mod network;
 mod node;
 mod rpc;
 
