@@ -46,6 +46,14 @@
 //! deliveries go back to the queue. A consumer ends (its `next` returns `None`) when its queue is
 //! deleted or the bus is closed.
 //!
+//! **Nothing waits forever.** Every operation that waits for the broker (connecting, re-declaring,
+//! opening a channel, subscribing, acking, closing) is bounded by `operation_timeout`; an ack that
+//! does not complete in time is [`BusError::AckFailed`] (the delivery comes back when its channel
+//! goes). A consumer task also checks that its link is alive (lapin's stream may not end when the
+//! connection dies under it), and probes its queue when nothing came for `consumer_stall_after`:
+//! messages ready, prefetch room, nothing delivered means the subscription is stuck, and it is
+//! resubscribed (a warning, [`AmqpBus::consumer_restarts`]).
+//!
 //! **Shutdown.** [`AmqpBus::close`] (or dropping the bus) stops the supervisor, which closes the
 //! connection; pending operations return [`BusError::Closed`].
 
@@ -67,6 +75,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::stall::Progress;
 use crate::{Bus, BusError, Consumer};
 use connection::{lock, supervise, Link, Shared};
 use consume::ConsumerTask;
@@ -85,6 +94,15 @@ pub struct AmqpSettings {
     pub max_backoff: Duration,
     /// Connection name shown by the broker (management UI, `rabbitmqctl list_connections`).
     pub connection_name: String,
+    /// Bound of every broker operation that waits for the broker's answer or for a frame to be
+    /// written (connecting, re-declaring, opening or closing a channel, subscribing, acking). An
+    /// operation that takes longer is treated as failed, so nothing waits on a silent broker
+    /// forever.
+    pub operation_timeout: Duration,
+    /// A subscription that delivered nothing for this long while its queue has messages ready and
+    /// its prefetch window is not full is stuck: it is resubscribed (logged, counted in
+    /// [`AmqpBus::consumer_restarts`]).
+    pub consumer_stall_after: Duration,
 }
 
 impl Default for AmqpSettings {
@@ -95,6 +113,8 @@ impl Default for AmqpSettings {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
             connection_name: "panic-monitors".to_owned(),
+            operation_timeout: Duration::from_secs(15),
+            consumer_stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -140,6 +160,12 @@ impl AmqpBus {
     /// Connect to the broker (one attempt: an unreachable broker at start-up is an error) and start
     /// the supervisor that keeps the connection. Must be called inside a tokio runtime.
     pub async fn connect(settings: AmqpSettings) -> Result<Self, BusError> {
+        if settings.operation_timeout.is_zero() || settings.consumer_stall_after.is_zero() {
+            return Err(BusError::Broker(
+                "invalid settings: operation_timeout and consumer_stall_after must be positive"
+                    .to_owned(),
+            ));
+        }
         if settings.min_backoff.is_zero() || settings.min_backoff > settings.max_backoff {
             return Err(BusError::Broker(format!(
                 "invalid backoff: min_backoff ({:?}) must be positive and at most max_backoff ({:?})",
@@ -148,9 +174,13 @@ impl AmqpBus {
         }
         let props = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.as_str().into());
-        let conn = Connection::connect(&settings.url, props)
-            .await
-            .map_err(|e| BusError::Broker(format!("connecting to RabbitMQ: {e}")))?;
+        let conn = tokio::time::timeout(
+            settings.operation_timeout,
+            Connection::connect(&settings.url, props),
+        )
+        .await
+        .map_err(|_| BusError::Broker("connecting to RabbitMQ: timed out".to_owned()))?
+        .map_err(|e| BusError::Broker(format!("connecting to RabbitMQ: {e}")))?;
         let link = Arc::new(Link {
             generation: 1,
             conn,
@@ -164,6 +194,7 @@ impl AmqpBus {
             outbox: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             reconnections: AtomicU64::new(0),
+            consumer_restarts: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             consumers: tokio_util::task::TaskTracker::new(),
@@ -189,6 +220,12 @@ impl AmqpBus {
     /// How many times the connection was re-established.
     pub fn reconnections(&self) -> u64 {
         self.shared.reconnections.load(Ordering::SeqCst)
+    }
+
+    /// How many times a consumer's subscription was found stuck (its queue had messages ready,
+    /// its prefetch window room, and nothing came for `consumer_stall_after`) and was resubscribed.
+    pub fn consumer_restarts(&self) -> u64 {
+        self.shared.consumer_restarts.load(Ordering::SeqCst)
     }
 
     /// Whether the connection is up right now.
@@ -325,6 +362,7 @@ impl Bus for AmqpBus {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cancel = self.shared.shutdown.child_token();
         let (tx, rx) = mpsc::unbounded_channel();
+        let progress = Arc::new(Progress::default());
         let task = ConsumerTask {
             shared: self.shared.clone(),
             id,
@@ -332,6 +370,7 @@ impl Bus for AmqpBus {
             prefetch,
             tx,
             cancel: cancel.clone(),
+            progress: progress.clone(),
         };
         self.record(|t| {
             t.consumers.insert(id, (queue.to_owned(), cancel.clone()));
@@ -339,7 +378,11 @@ impl Bus for AmqpBus {
         match task.subscribe(0).await {
             Ok(first) => {
                 self.shared.consumers.spawn(task.run(first));
-                Ok(Consumer::new(rx, Some(Box::new(cancel.drop_guard()))))
+                Ok(Consumer::with_progress(
+                    rx,
+                    Some(Box::new(cancel.drop_guard())),
+                    progress,
+                ))
             }
             Err(e) => {
                 self.record(|t| {

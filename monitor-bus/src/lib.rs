@@ -23,11 +23,15 @@
 //! * `memory`: [`MemoryBus`];
 //! * `amqp` (feature `amqp`): [`AmqpBus`] and [`AmqpSettings`], split by concern into connection
 //!   supervision, topology, publishing (outbox and confirms) and consumers;
+//! * `stall`: [`StallWatch`], the stall detection every consume loop shares (a consumer with
+//!   deliveries pending and no progress for a bounded time is logged, counted and restarted);
 //! * [`backoff`]: the capped, jittered exponential [`Backoff`] of every retry loop (the bus
 //!   reconnecting, the manager restarting monitors, the store and the health checker);
 //! * `stuck` (feature `testing`): [`StuckBus`], a bus whose calls never complete, for shutdown tests.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -37,8 +41,10 @@ use monitor_core::PanicError;
 
 pub mod backoff;
 mod memory;
+mod stall;
 pub use backoff::{Backoff, Retry};
 pub use memory::MemoryBus;
+pub use stall::{StallWatch, Watched};
 
 #[cfg(feature = "testing")]
 mod stuck;
@@ -164,26 +170,62 @@ impl Delivery {
 
 /// A stream of deliveries from one queue. Dropping it cancels the consumer: its unacked messages
 /// are delivered again to other (or later) consumers.
+///
+/// It keeps track of its progress (deliveries handed out and not yet settled, when it last moved)
+/// for [`StallWatch`].
 pub struct Consumer {
     rx: mpsc::UnboundedReceiver<Delivery>,
+    progress: Arc<stall::Progress>,
     _guard: Option<Box<dyn Send + Sync>>,
 }
 
 impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Consumer").finish_non_exhaustive()
+        f.debug_struct("Consumer")
+            .field("pending", &self.pending())
+            .finish_non_exhaustive()
     }
 }
 
 impl Consumer {
     /// A consumer reading `rx`; `guard` is dropped with it (cancels the subscription).
     pub fn new(rx: mpsc::UnboundedReceiver<Delivery>, guard: Option<Box<dyn Send + Sync>>) -> Self {
-        Consumer { rx, _guard: guard }
+        Self::with_progress(rx, guard, Arc::default())
     }
 
-    /// The next delivery; `None` once the queue is deleted or the bus closed.
+    pub(crate) fn with_progress(
+        rx: mpsc::UnboundedReceiver<Delivery>,
+        guard: Option<Box<dyn Send + Sync>>,
+        progress: Arc<stall::Progress>,
+    ) -> Self {
+        Consumer {
+            rx,
+            progress,
+            _guard: guard,
+        }
+    }
+
+    /// The next delivery; `None` once the queue is deleted or the bus closed. Cancel-safe.
     pub async fn next(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
+        let mut d = self.rx.recv().await?;
+        self.progress.handed_out();
+        d.acker = Box::new(stall::TrackedAcker {
+            inner: d.acker,
+            progress: Arc::clone(&self.progress),
+        });
+        Some(d)
+    }
+
+    /// Deliveries pending: handed out by [`Consumer::next`] and not settled (acked or nacked), plus
+    /// those waiting in this consumer.
+    pub fn pending(&self) -> usize {
+        self.progress.outstanding() + self.rx.len()
+    }
+
+    /// Whether deliveries are pending and nothing moved (no delivery handed out or settled) for
+    /// `after`.
+    pub fn stalled(&self, after: Duration) -> bool {
+        self.pending() > 0 && self.progress.idle_for() >= after
     }
 }
 

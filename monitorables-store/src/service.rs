@@ -10,14 +10,19 @@
 //! * after a successful write the message is acked and a worker heartbeat
 //!   `{component_name: "Monitorable Store", is_alive: true, timestamp}` is published on
 //!   `health_check` / `heartbeat.worker` by [`heartbeat::publish_worker_heartbeat`], as the
-//!   manager's monitors do (unroutable is logged at debug level).
+//!   manager's monitors do (unroutable is logged at debug level);
+//! * a consumer with deliveries pending and no progress for `stall_after` is dropped (its unacked
+//!   messages go back to the queue) and consumed again, with a warning and a count
+//!   ([`monitor_bus::StallWatch`]); acks never wait for the broker longer than the bus's
+//!   operation timeout.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use monitor_bus::backoff::Backoff;
 use monitor_bus::declare_bound_queue;
-use monitor_bus::{Bus, BusError, Delivery};
+use monitor_bus::{Bus, BusError, Delivery, StallWatch, Watched};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, MONITORABLE_BINDING, MONITORABLE_EXCHANGE, MONITORABLE_STORE_INPUT_QUEUE,
@@ -44,6 +49,11 @@ pub struct StoreServiceSettings {
     pub retry_min: Duration,
     /// Retry delay cap.
     pub retry_max: Duration,
+    /// The consumer is restarted (logged, counted in [`StoreServiceSettings::stalls`]) when it has
+    /// deliveries pending and no progress for this long ([`monitor_bus::StallWatch`]).
+    pub stall_after: Duration,
+    /// Counts the consumer's stalls (share it to expose it).
+    pub stalls: Arc<AtomicU64>,
 }
 
 impl Default for StoreServiceSettings {
@@ -54,6 +64,8 @@ impl Default for StoreServiceSettings {
             component_name: COMPONENT_NAME.to_owned(),
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
+            stall_after: Duration::from_secs(60),
+            stalls: Arc::default(),
         }
     }
 }
@@ -86,6 +98,8 @@ pub async fn run_store_service(
     shutdown: CancellationToken,
 ) -> Result<(), ServiceError> {
     let mut backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
+    let watch = StallWatch::new(settings.queue.clone(), settings.stall_after)
+        .with_counter(settings.stalls.clone());
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -113,18 +127,28 @@ pub async fn run_store_service(
         };
         info!(queue = %settings.queue, "monitorable store consuming");
         loop {
-            let Some(delivery) = shutdown.run_until_cancelled(consumer.next()).await else {
+            let Some(delivery) = shutdown
+                .run_until_cancelled(watch.next(&mut consumer))
+                .await
+            else {
                 return Ok(());
             };
-            let Some(delivery) = delivery else {
-                warn!(queue = %settings.queue, "monitorable consumer ended; consuming again");
-                break;
+            let delivery = match delivery {
+                Watched::Delivery(d) => d,
+                Watched::Ended => {
+                    warn!(queue = %settings.queue, "monitorable consumer ended; consuming again");
+                    break;
+                }
+                // Logged and counted by the watch; dropping the consumer hands its unacked
+                // deliveries back to the queue.
+                Watched::Stalled => break,
             };
             match handle(bus.as_ref(), store.as_ref(), &settings, delivery, &shutdown).await {
                 Outcome::Next => {}
                 Outcome::Stopped => return Ok(()),
             }
         }
+        drop(consumer);
         if !backoff.sleep(&shutdown).await {
             return Ok(());
         }

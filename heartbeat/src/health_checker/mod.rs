@@ -16,12 +16,13 @@
 //! `panic_alerter`), and [`MemoryHeartbeatSink`] keeps them in a map. [`run_health_checker`] runs
 //! both halves until its [`CancellationToken`] is cancelled.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use monitor_bus::backoff::Backoff;
 use monitor_bus::declare_bound_queue;
-use monitor_bus::{Bus, BusError, Consumer, Delivery};
+use monitor_bus::{Bus, BusError, Consumer, Delivery, StallWatch, Watched};
 use monitor_core::envelope::now_unix;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_BINDING, HEARTBEAT_HANDLER_QUEUE,
@@ -78,6 +79,12 @@ pub struct HealthCheckerSettings {
     pub retry_min: Duration,
     /// Retry delay cap.
     pub retry_max: Duration,
+    /// The heartbeat handler's consumer is restarted (logged, counted in
+    /// [`HealthCheckerSettings::stalls`]) when it has deliveries pending and no progress for this
+    /// long, or when handling one message (ack and Redis writes) takes longer.
+    pub stall_after: Duration,
+    /// Counts the heartbeat handler's stalls (share it to expose it).
+    pub stalls: Arc<AtomicU64>,
 }
 
 impl Default for HealthCheckerSettings {
@@ -88,6 +95,8 @@ impl Default for HealthCheckerSettings {
             prefetch: HEARTBEAT_HANDLER_PREFETCH,
             retry_min: Duration::from_millis(200),
             retry_max: Duration::from_secs(10),
+            stall_after: Duration::from_secs(60),
+            stalls: Arc::default(),
         }
     }
 }
@@ -236,6 +245,8 @@ pub async fn run_heartbeat_handler(
     let mut store_backoff = Backoff::new(settings.retry_min, settings.retry_max).retry();
     let mut pending = Pending::default();
     let mut retry_at: Option<Instant> = None;
+    let watch = StallWatch::new(settings.queue.clone(), settings.stall_after)
+        .with_counter(settings.stalls.clone());
     loop {
         let Some(set_up) = shutdown
             .run_until_cancelled(setup(bus.as_ref(), &settings))
@@ -258,7 +269,7 @@ pub async fn run_heartbeat_handler(
             }
         };
         info!(queue = %settings.queue, "heartbeat handler consuming");
-        loop {
+        let ended = loop {
             let retry = async move {
                 match retry_at {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -267,31 +278,50 @@ pub async fn run_heartbeat_handler(
             };
             let delivery = tokio::select! {
                 () = shutdown.cancelled() => {
-                    if !pending.is_empty() && !pending.flush(sink.as_ref()).await {
+                    // Bounded: a store that does not answer must not hold the shutdown.
+                    let flushed = pending.is_empty()
+                        || tokio::time::timeout(settings.retry_max, pending.flush(sink.as_ref()))
+                            .await
+                            .unwrap_or(false);
+                    if !flushed {
                         error!(lost = pending.items.len(),
                             "shutting down with heartbeats that could not be stored");
                     }
                     return Ok(());
                 }
                 () = retry => None,
-                d = consumer.next() => match d {
-                    Some(d) => Some(d),
-                    None => break,
+                d = watch.next(&mut consumer) => match d {
+                    Watched::Delivery(d) => Some(d),
+                    Watched::Ended => break "ended",
+                    Watched::Stalled => break "stalled",
                 },
             };
-            if let Some(delivery) = delivery {
-                handle(delivery, &mut pending).await;
+            // Ack and store what is pending (the message's heartbeat, our own, earlier failures),
+            // within the stall bound and cut short by shutdown (an unacked message comes back).
+            let work = async {
+                if let Some(delivery) = delivery {
+                    handle(delivery, &mut pending).await;
+                }
+                pending.flush(sink.as_ref()).await
+            };
+            let Some(done) = shutdown.run_until_cancelled(watch.bound(work)).await else {
+                return Ok(());
+            };
+            match done {
+                Some(true) => {
+                    store_backoff.reset();
+                    retry_at = None;
+                }
+                Some(false) => {
+                    let delay = store_backoff.next_delay();
+                    retry_at = Some(Instant::now() + delay);
+                }
+                None => break "stalled",
             }
-            // Store what is pending (the message's heartbeat, our own, earlier failures).
-            if pending.flush(sink.as_ref()).await {
-                store_backoff.reset();
-                retry_at = None;
-            } else {
-                let delay = store_backoff.next_delay();
-                retry_at = Some(Instant::now() + delay);
-            }
-        }
-        warn!(queue = %settings.queue, "heartbeat consumer ended; consuming again");
+        };
+        // Dropping the consumer hands its unacked deliveries back to the queue.
+        drop(consumer);
+        warn!(queue = %settings.queue, why = ended, "heartbeat consumer ended; consuming again");
         if !setup_backoff.sleep(&shutdown).await {
             return Ok(());
         }

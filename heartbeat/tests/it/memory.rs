@@ -160,3 +160,70 @@ async fn shutdown_does_not_wait_for_an_absent_broker() {
             .unwrap();
     }
 }
+
+/// A sink whose writes do not return while `hang` is set.
+#[derive(Default)]
+struct Hanging {
+    inner: MemoryHeartbeatSink,
+    hang: AtomicBool,
+}
+
+#[async_trait]
+impl HeartbeatSink for Hanging {
+    async fn store(&self, component: &str, json: &str) -> Result<(), SinkError> {
+        while self.hang.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.inner.store(component, json).await
+    }
+}
+
+/// A write that never returns stalls the handler: it is detected (counted), the consumer is
+/// restarted, and once the store answers again heartbeats are stored; shutdown returns while a
+/// write hangs.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_store_is_a_stall_detected_and_restarted() {
+    let sink = Arc::new(Hanging::default());
+    sink.hang.store(true, Ordering::SeqCst);
+    let bus = MemoryBus::new();
+    let shutdown = CancellationToken::new();
+    let mut s = settings(Duration::from_secs(3600));
+    s.stall_after = Duration::from_secs(2);
+    let stalls = s.stalls.clone();
+    let task = tokio::spawn(run_heartbeat_handler(
+        Arc::new(bus.clone()),
+        sink.clone(),
+        s,
+        shutdown.clone(),
+    ));
+    wait_queue(&bus, QUEUE).await;
+    let first = r#"{"component_name": "Worker A", "is_alive": true, "timestamp": 1.5}"#;
+    publish(&bus, "heartbeat.worker", first).await;
+    eventually("the stall to be detected", || {
+        stalls.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    // The consumer was restarted: a new one consumes the queue.
+    sink.hang.store(false, Ordering::SeqCst);
+    let second = r#"{"component_name": "Worker B", "is_alive": true, "timestamp": 2.5}"#;
+    publish(&bus, "heartbeat.worker", second).await;
+    eventually("both heartbeats stored", || {
+        sink.inner.get("Worker A").as_deref() == Some(first)
+            && sink.inner.get("Worker B").as_deref() == Some(second)
+    })
+    .await;
+
+    // Shutdown while a write hangs returns.
+    sink.hang.store(true, Ordering::SeqCst);
+    publish(&bus, "heartbeat.worker", first).await;
+    eventually("the message to be taken", || {
+        bus.queue_len(QUEUE) == Some(0)
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("shutdown must not wait for a hanging store")
+        .unwrap()
+        .unwrap();
+}

@@ -17,13 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{drained, eventually, publish, settings, wait_queue, QUEUE};
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+pub(crate) const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 
 /// A unique Redis namespace, its keys deleted on drop (even when the test fails).
-struct Ns(String);
+pub(crate) struct Ns(pub(crate) String);
 
 impl Ns {
-    fn new(tag: &str) -> Self {
+    pub(crate) fn new(tag: &str) -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -52,7 +52,7 @@ impl Ns {
         keys
     }
 
-    fn get(&self, component: &str) -> Option<String> {
+    pub(crate) fn get(&self, component: &str) -> Option<String> {
         redis::cmd("GET")
             .arg(format!("{}:c1_{component}", self.0))
             .query(&mut self.conn())

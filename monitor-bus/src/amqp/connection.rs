@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub(super) outbox: AtomicUsize,
     pub(super) dropped: AtomicU64,
     pub(super) reconnections: AtomicU64,
+    /// Subscriptions found stuck and resubscribed.
+    pub(super) consumer_restarts: AtomicU64,
     pub(super) next_id: AtomicU64,
     pub(super) shutdown: CancellationToken,
     /// Owns the consumer tasks, so that [`super::AmqpBus::close`] waits for them to end.
@@ -81,15 +83,24 @@ impl Shared {
         let mut min_gen = 0;
         loop {
             let link = self.wait_link(min_gen).await?;
-            let result = match link.conn.create_channel().await {
-                Ok(ch) => {
-                    let r = op.run(&ch).await;
-                    if ch.status().connected() {
-                        let _ = ch.close(200, "OK".into()).await;
+            let attempt = async {
+                match link.conn.create_channel().await {
+                    Ok(ch) => {
+                        let r = op.run(&ch).await;
+                        if ch.status().connected() {
+                            let _ = ch.close(200, "OK".into()).await;
+                        }
+                        r
                     }
-                    r
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
+            };
+            let Some(result) = self.bounded(attempt).await else {
+                if !link.alive() {
+                    min_gen = link.generation + 1;
+                    continue;
+                }
+                return Err(BusError::Broker(format!("{op:?}: timed out")));
             };
             match result {
                 Ok(()) => return Ok(()),
@@ -100,6 +111,38 @@ impl Shared {
                 Err(e) => return Err(op.error(&e)),
             }
         }
+    }
+
+    /// `fut` within `operation_timeout`, or `None` (timed out or the bus shut down).
+    pub(super) async fn bounded<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        let timed = tokio::time::timeout(self.settings.operation_timeout, fut);
+        match self.shutdown.run_until_cancelled(timed).await {
+            Some(Ok(out)) => Some(out),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// How many messages are ready in `queue` (passive declare on a side channel of `link`);
+    /// `None` when that cannot be known now.
+    pub(super) async fn ready_count(&self, link: &Link, queue: &str) -> Option<u32> {
+        let probe = async {
+            let ch = link.conn.create_channel().await.ok()?;
+            let declared = ch
+                .queue_declare(
+                    queue.into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..lapin::options::QueueDeclareOptions::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await;
+            if ch.status().connected() {
+                let _ = ch.close(200, "OK".into()).await;
+            }
+            declared.ok().map(|q| q.message_count())
+        };
+        self.bounded(probe).await.flatten()
     }
 
     /// Make sure `exchange` exists before publishing to it (passive declare on a side channel).
@@ -126,8 +169,11 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
                 _ = shared.shutdown.cancelled() => {
                     shared.link.send_replace(None);
                     if link.alive() {
-                        if let Err(e) = link.conn.close(200, "OK".into()).await {
-                            debug!(error = %e, "closing the connection");
+                        let close = link.conn.close(200, "OK".into());
+                        match tokio::time::timeout(shared.settings.operation_timeout, close).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => debug!(error = %e, "closing the connection"),
+                            Err(_) => debug!("closing the connection timed out"),
                         }
                     }
                     info!("RabbitMQ bus closed");
@@ -163,18 +209,35 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
             {
                 return;
             }
-            let conn = match Connection::connect(&shared.settings.url, shared.properties()).await {
-                Ok(conn) => conn,
-                Err(e) => {
+            // Bounded, and cut short by shutdown: a broker that accepts TCP and never answers
+            // (or a blackholed connect) must not keep the bus from closing.
+            let connect = Connection::connect(&shared.settings.url, shared.properties());
+            let conn = match shared.bounded(connect).await {
+                Some(Ok(conn)) => conn,
+                Some(Err(e)) => {
                     warn!(attempt, error = %e, next_delay_max = ?shared.settings.max_backoff, "reconnection failed");
+                    continue;
+                }
+                None if shared.shutdown.is_cancelled() => return,
+                None => {
+                    warn!(attempt, "reconnection timed out");
                     continue;
                 }
             };
             let ops = lock(&shared.topology).replay();
-            match redeclare(&conn, &ops).await {
-                Ok(()) => break conn,
-                Err(e) => {
+            match shared.bounded(redeclare(&conn, &ops)).await {
+                Some(Ok(())) => break conn,
+                Some(Err(e)) => {
                     warn!(attempt, error = %e, "connection lost while re-declaring; retrying");
+                }
+                None if shared.shutdown.is_cancelled() => return,
+                None => {
+                    warn!(attempt, "re-declaring timed out; reconnecting");
+                    let _ = tokio::time::timeout(
+                        shared.settings.operation_timeout,
+                        conn.close(200, "OK".into()),
+                    )
+                    .await;
                 }
             }
         };

@@ -13,12 +13,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::connection::{lock, Link, Shared};
+use std::sync::atomic::Ordering;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::connection::{lock, Link, Shared, STATUS_POLL};
 use super::topology::is_not_found;
+use crate::stall::Progress;
 use crate::{Acker, BusError, Delivery};
 
 pub(super) struct AmqpAcker {
     pub(super) acker: lapin::Acker,
+    /// Bound of the ack (an ack whose frame is never written must not hold its caller forever).
+    pub(super) timeout: std::time::Duration,
 }
 
 impl AmqpAcker {
@@ -31,22 +38,37 @@ impl AmqpAcker {
             Err(e) => Err(BusError::AckFailed(e.to_string())),
         }
     }
+
+    async fn bounded(
+        &self,
+        settle: impl std::future::Future<Output = lapin::Result<bool>>,
+    ) -> Result<(), BusError> {
+        if self.acker.poisoned() {
+            return Err(BusError::AckFailed(
+                "the delivery's channel is closed (it will be redelivered)".to_owned(),
+            ));
+        }
+        match tokio::time::timeout(self.timeout, settle).await {
+            Ok(r) => Self::settled(r),
+            Err(_) => Err(BusError::AckFailed(
+                "timed out (the delivery comes back when its channel goes)".to_owned(),
+            )),
+        }
+    }
 }
 
 #[async_trait]
 impl Acker for AmqpAcker {
     async fn ack(self: Box<Self>) -> Result<(), BusError> {
-        Self::settled(self.acker.ack(BasicAckOptions::default()).await)
+        self.bounded(self.acker.ack(BasicAckOptions::default()))
+            .await
     }
     async fn nack(self: Box<Self>, requeue: bool) -> Result<(), BusError> {
-        Self::settled(
-            self.acker
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue,
-                })
-                .await,
-        )
+        self.bounded(self.acker.nack(BasicNackOptions {
+            multiple: false,
+            requeue,
+        }))
+        .await
     }
 }
 
@@ -57,6 +79,18 @@ pub(super) struct ConsumerTask {
     pub(super) prefetch: u16,
     pub(super) tx: mpsc::UnboundedSender<Delivery>,
     pub(super) cancel: CancellationToken,
+    /// The progress of the [`crate::Consumer`] this task feeds (settled deliveries).
+    pub(super) progress: Arc<Progress>,
+}
+
+/// Why a subscription's loop ended.
+enum End {
+    /// Cancelled, or the [`crate::Consumer`] was dropped.
+    ByUs,
+    /// The stream ended or its link died: resubscribe.
+    Lost,
+    /// Found stuck by the probe: close the channel and resubscribe on the same link.
+    Stuck,
 }
 
 pub(super) type Subscription = (Arc<Link>, Channel, lapin::Consumer);
@@ -94,7 +128,33 @@ impl ConsumerTask {
                 return Err(BusError::Closed);
             };
             let link = link?;
-            match self.open(&link).await {
+            // Bounded and cut short by shutdown: a subscription the broker never answers must
+            // neither hold this consumer nor keep the bus from closing.
+            let Some(opened) = self
+                .cancel
+                .run_until_cancelled(tokio::time::timeout(
+                    self.shared.settings.operation_timeout,
+                    self.open(&link),
+                ))
+                .await
+            else {
+                return Err(BusError::Closed);
+            };
+            let Ok(opened) = opened else {
+                warn!(queue = %self.queue, "subscribing timed out; retrying");
+                if link.alive() {
+                    // Do not spin on a live link that does not answer.
+                    let pause = tokio::time::sleep(self.shared.settings.min_backoff);
+                    if self.cancel.run_until_cancelled(pause).await.is_none() {
+                        return Err(BusError::Closed);
+                    }
+                    min_gen = link.generation;
+                } else {
+                    min_gen = link.generation + 1;
+                }
+                continue;
+            };
+            match opened {
                 Ok((ch, consumer)) => return Ok((link, ch, consumer)),
                 Err(e) if !link.alive() => {
                     debug!(queue = %self.queue, error = %e, "connection lost while subscribing");
@@ -108,49 +168,94 @@ impl ConsumerTask {
         }
     }
 
+    /// Whether the subscription on `link` is stuck: its queue has messages ready and its prefetch
+    /// window room, yet nothing came for `consumer_stall_after` (`sent` deliveries so far).
+    async fn stuck(&self, link: &Link, sent: u64) -> bool {
+        let in_flight = sent.saturating_sub(self.progress.settled_total());
+        if self.prefetch > 0 && in_flight >= u64::from(self.prefetch) {
+            // The window is full of deliveries the application holds: its stall, not ours.
+            return false;
+        }
+        matches!(self.shared.ready_count(link, &self.queue).await, Some(n) if n > 0)
+    }
+
     pub(super) async fn run(self, first: Subscription) {
+        let stall_after = self.shared.settings.consumer_stall_after;
         let mut sub = first;
+        // Deliveries sent to the Consumer (compared with those settled for the probe).
+        let mut sent: u64 = 0;
         loop {
             let (link, ch, mut stream) = sub;
-            let ended_by_us = loop {
+            let mut alive_check = tokio::time::interval(STATUS_POLL);
+            alive_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut last_delivery = Instant::now();
+            let end = loop {
                 tokio::select! {
-                    _ = self.cancel.cancelled() => break true,
-                    () = self.tx.closed() => break true,
+                    _ = self.cancel.cancelled() => break End::ByUs,
+                    () = self.tx.closed() => break End::ByUs,
+                    _ = alive_check.tick() => {
+                        // lapin's stream may not end when the connection dies under it.
+                        if !link.alive() || !ch.status().connected() {
+                            break End::Lost;
+                        }
+                        if last_delivery.elapsed() >= stall_after {
+                            last_delivery = Instant::now();
+                            let probe = self.stuck(&link, sent);
+                            match self.cancel.run_until_cancelled(probe).await {
+                                None => break End::ByUs,
+                                Some(true) => break End::Stuck,
+                                Some(false) => {}
+                            }
+                        }
+                    }
                     item = stream.next() => match item {
                         Some(Ok(d)) => {
+                            last_delivery = Instant::now();
                             let delivery = Delivery::new(
                                 d.exchange.to_string(),
                                 d.routing_key.to_string(),
                                 Bytes::from(d.data),
                                 d.redelivered,
-                                Box::new(AmqpAcker { acker: d.acker }),
+                                Box::new(AmqpAcker {
+                                    acker: d.acker,
+                                    timeout: self.shared.settings.operation_timeout,
+                                }),
                             );
                             if self.tx.send(delivery).is_err() {
-                                break true;
+                                break End::ByUs;
                             }
+                            sent += 1;
                         }
                         Some(Err(e)) => debug!(queue = %self.queue, error = %e, "consumer error"),
-                        None => break false,
+                        None => break End::Lost,
                     },
                 }
             };
-            if ended_by_us {
-                if ch.status().connected() {
-                    let _ = ch.close(200, "OK".into()).await;
-                }
-                break;
+            if !matches!(end, End::Lost) && ch.status().connected() {
+                // Closing hands the channel's unacked deliveries back to the queue.
+                let close = ch.close(200, "OK".into());
+                let _ = tokio::time::timeout(self.shared.settings.operation_timeout, close).await;
             }
-            // The subscription ended: connection lost, or cancelled by the broker (queue deleted).
-            let min_gen = if link.alive() {
-                // Give the broker a moment (and avoid spinning), then try again on this connection;
-                // a deleted queue ends the consumer with NOT_FOUND.
-                let pause = tokio::time::sleep(self.shared.settings.min_backoff);
-                if self.cancel.run_until_cancelled(pause).await.is_none() {
-                    break;
+            let min_gen = match end {
+                End::ByUs => break,
+                End::Stuck => {
+                    let total = self.shared.consumer_restarts.fetch_add(1, Ordering::SeqCst) + 1;
+                    warn!(queue = %self.queue, ?stall_after, restarts_total = total,
+                        "consumer stalled: messages ready, none delivered; resubscribing");
+                    link.generation
                 }
-                link.generation
-            } else {
-                link.generation + 1
+                // The subscription ended: connection lost, or cancelled by the broker (queue
+                // deleted).
+                End::Lost if link.alive() => {
+                    // Give the broker a moment (and avoid spinning), then try again on this
+                    // connection; a deleted queue ends the consumer with NOT_FOUND.
+                    let pause = tokio::time::sleep(self.shared.settings.min_backoff);
+                    if self.cancel.run_until_cancelled(pause).await.is_none() {
+                        break;
+                    }
+                    link.generation
+                }
+                End::Lost => link.generation + 1,
             };
             match self.subscribe(min_gen).await {
                 Ok(next) => {

@@ -149,6 +149,7 @@ async fn outbox_is_bounded_and_drops_are_counted() {
             min_backoff: Duration::from_secs(6),
             max_backoff: Duration::from_secs(6),
             connection_name: "fault-outbox".to_owned(),
+            ..AmqpSettings::default()
         })
         .await
         .unwrap(),

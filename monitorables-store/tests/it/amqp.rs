@@ -280,3 +280,153 @@ async fn service_survives_forced_disconnections() {
     service_bus.close().await;
     listener.close().await;
 }
+
+/// Under a load of monitorable messages the broker force-closes the service's connection again and
+/// again, then refuses its vhost for a while (permissions withdrawn, as a broker that is down): the
+/// service keeps consuming afterwards (a message published after the outages is applied), and
+/// shutdown returns in the middle of an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_keeps_consuming_across_outages_under_load() {
+    let vhost = tokio::task::spawn_blocking(Vhost::create).await.unwrap();
+    let ns = RedisNs::new("amqp-outage");
+    let queue = "monitorable_store_input_queue";
+    let service_bus = Arc::new(vhost.bus("test-store").await);
+    let load_bus = Arc::new(vhost.bus("test-load").await);
+    load_bus
+        .declare_exchange(MONITORABLE_EXCHANGE)
+        .await
+        .unwrap();
+    declare_bound_queue(load_bus.as_ref(), queue, MONITORABLE_EXCHANGE, &["*.*"])
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(run_store_service(
+        service_bus.clone(),
+        Arc::new(ns.store()),
+        StoreServiceSettings {
+            queue: queue.to_owned(),
+            prefetch: 50,
+            ..StoreServiceSettings::default()
+        },
+        shutdown.clone(),
+    ));
+    let stop_load = CancellationToken::new();
+    let loader = {
+        let bus = load_bus.clone();
+        let stop = stop_load.clone();
+        tokio::spawn(async move {
+            let key = MonitorableKey::new("cosmos", MonitorableType::Systems).routing_key();
+            let mut i = 0u64;
+            while !stop.is_cancelled() {
+                i += 1;
+                let message = msg(
+                    &format!("Manager {}", i % 200),
+                    vec![src("c", "chain c", &format!("load{}", i % 200), "source")],
+                );
+                let publish = publish_json(bus.as_ref(), MONITORABLE_EXCHANGE, &key, &message);
+                // Errors (outbox full while the broker is away) are the load's loss.
+                if stop.run_until_cancelled(publish).await.is_none() {
+                    return;
+                }
+            }
+        })
+    };
+    let ctl = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            rabbitmqctl(&args);
+        })
+        .await
+        .unwrap();
+    };
+    let close = vec![
+        "close_all_connections".to_owned(),
+        "-p".to_owned(),
+        vhost.0.clone(),
+        "fault test".to_owned(),
+    ];
+    let deny = vec![
+        "clear_permissions".to_owned(),
+        "-p".to_owned(),
+        vhost.0.clone(),
+        "guest".to_owned(),
+    ];
+    let allow: Vec<String> = ["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let wait = |what: &'static str, bus: Arc<AmqpBus>, cond: fn(&AmqpBus, u64) -> bool, n: u64| async move {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !cond(&bus, n) {
+            assert!(Instant::now() < give_up, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let reconnected: fn(&AmqpBus, u64) -> bool = |b, n| b.reconnections() > n && b.is_connected();
+    let disconnected: fn(&AmqpBus, u64) -> bool = |b, _| !b.is_connected();
+    for _ in 0..5 {
+        let before = service_bus.reconnections();
+        ctl(close.clone()).await;
+        wait("a reconnection", service_bus.clone(), reconnected, before).await;
+    }
+    let before = service_bus.reconnections();
+    ctl(deny.clone()).await;
+    ctl(close.clone()).await;
+    wait("the outage", service_bus.clone(), disconnected, 0).await;
+    let outage_end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < outage_end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ctl(allow.clone()).await;
+    wait("a reconnection", service_bus.clone(), reconnected, before).await;
+
+    // A message published after the outages is applied.
+    let marker = msg("Marker", vec![src("c", "chain c", "marker", "source")]);
+    let key = MonitorableKey::new("cosmos", MonitorableType::Systems);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while publish_json(
+        load_bus.as_ref(),
+        MONITORABLE_EXCHANGE,
+        &key.routing_key(),
+        &marker,
+    )
+    .await
+    .is_err()
+    {
+        assert!(Instant::now() < give_up, "cannot publish the marker");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = ns.store();
+    loop {
+        let doc = store.load("cosmos").await.unwrap();
+        let stored = doc
+            .chain("c")
+            .map(|c| format!("{:?}", c.sources(MonitorableType::Systems)))
+            .unwrap_or_default();
+        if stored.contains("\"marker\"") {
+            break;
+        }
+        assert!(Instant::now() < give_up, "the marker was never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Shutdown in the middle of an outage returns.
+    ctl(deny).await;
+    ctl(close).await;
+    wait("the outage", service_bus.clone(), disconnected, 0).await;
+    shutdown.cancel();
+    stop_load.cancel();
+    tokio::time::timeout(Duration::from_secs(60), service)
+        .await
+        .expect("the service stops mid-outage")
+        .unwrap()
+        .unwrap();
+    loader.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), service_bus.close())
+        .await
+        .expect("the bus closes mid-outage");
+    tokio::time::timeout(Duration::from_secs(60), load_bus.close())
+        .await
+        .expect("the bus closes mid-outage");
+    ctl(allow).await;
+}
