@@ -5,6 +5,7 @@
 //!
 //! * [`embedded`]: the embedded default (`--config-dir`), hot reload, `/metrics` and `/health`;
 //! * [`embedded_faults`]: an unwritable output, a deleted config folder, symlink loops;
+//! * [`example`]: the embedding example (`examples/embedded.rs`) run briefly;
 //! * [`stack`]: every binary together on RabbitMQ and Redis, and two shards;
 //! * [`cli_errors`]: bad flags and env values, an unreachable broker until SIGTERM;
 //! * [`broker_loss`]: SIGTERM while the broker refuses the services (in the test's own vhost);
@@ -17,4 +18,5 @@ mod cli_errors;
 mod common;
 mod embedded;
 mod embedded_faults;
+mod example;
 mod stack;
