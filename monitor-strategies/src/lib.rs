@@ -16,7 +16,11 @@
 //! * `chainlink/`: the Chainlink node (spec §4.5) and contracts (spec §4.8) monitors, the ABI of
 //!   the contracts, [`ChainlinkNodesPlanner`] and [`ChainlinkContractsPlanner`];
 //! * `cosmos/`: the Cosmos node (spec §4.6) and network (spec §4.9) monitors, their REST and
-//!   Tendermint clients, [`CosmosNodesPlanner`] and [`CosmosNetworkPlanner`].
+//!   Tendermint clients, [`CosmosNodesPlanner`] and [`CosmosNetworkPlanner`];
+//! * `substrate/`: the Substrate node (spec §4.7) and network (spec §4.10) monitors straight from
+//!   the node over websocket JSON-RPC ([`WsPool`], one shared connection per node URL), runtime
+//!   metadata read at run time ([`Metadata`]), [`SubstrateNodesPlanner`] and
+//!   [`SubstrateNetworkPlanner`].
 //!
 //! Shared layers: `settings` ([`StrategySettings`], built by the binaries; the library reads no
 //! env), `http` ([`Http`]: timeout, size-capped body, PANIC's transport error classes),
@@ -68,12 +72,16 @@ pub use prometheus::{
 };
 pub use settings::{
     ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,
-    GithubToken, StrategySettings, Target,
+    GithubToken, StrategySettings, SubstrateSettings, Target,
 };
 pub use substrate::chain::{BlockView, ChainError, NodeClient};
 pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};
 pub use substrate::network::SubstrateNetworkMonitor;
 pub use substrate::node::SubstrateNodeMonitor;
+pub use substrate::planner::{
+    parse_substrate_nodes, substrate_network_data_sources, substrate_node_data_sources,
+    SubstrateNetworkPlanner, SubstrateNodesPlanner,
+};
 pub use substrate::rpc::{WsConfig, WsError, WsPool, WsRpc};
 pub use substrate::{SubstrateDataSource, SubstrateNodeConfig};
 pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};
@@ -93,5 +101,7 @@ pub fn registry(settings: StrategySettings) -> Vec<Arc<dyn Planner>> {
         Arc::new(ChainlinkContractsPlanner::new(Arc::clone(&settings))),
         Arc::new(CosmosNodesPlanner::new(Arc::clone(&settings))),
         Arc::new(CosmosNetworkPlanner::new(Arc::clone(&settings))),
+        Arc::new(SubstrateNodesPlanner::new(Arc::clone(&settings))),
+        Arc::new(SubstrateNetworkPlanner::new(Arc::clone(&settings))),
     ]
 }

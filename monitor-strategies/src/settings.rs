@@ -12,6 +12,7 @@ use monitor_core::PeriodGroup;
 
 use crate::github::rate_limit::RateBudget;
 use crate::http::{error_chain, Http};
+use crate::substrate::rpc::{WsConfig, WsPool};
 
 /// PANIC's request timeout for REST calls (10 s).
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,6 +152,33 @@ impl Default for EvmSettings {
     }
 }
 
+/// Settings of the Substrate monitors: the websocket connections they share.
+#[derive(Debug, Clone)]
+pub struct SubstrateSettings {
+    /// Connection settings (message cap, reconnect backoff, TLS verification) used when the
+    /// pool is built; see [`SubstrateSettings::with_ws_config`].
+    pub ws: WsConfig,
+    /// One websocket per node URL, shared by every Substrate monitor (and every clone of these
+    /// settings).
+    pub pool: Arc<WsPool>,
+}
+
+impl Default for SubstrateSettings {
+    fn default() -> Self {
+        SubstrateSettings::with_ws_config(WsConfig::default())
+    }
+}
+
+impl SubstrateSettings {
+    /// Settings whose pool uses `ws`.
+    pub fn with_ws_config(ws: WsConfig) -> Self {
+        SubstrateSettings {
+            pool: Arc::new(WsPool::new(ws.clone())),
+            ws,
+        }
+    }
+}
+
 /// Settings of every strategy: the HTTP part all share (timeouts, body cap, TLS verification, the
 /// client pool), then one struct per monitor type that has knobs of its own.
 ///
@@ -175,6 +203,8 @@ pub struct StrategySettings {
     pub chainlink: ChainlinkSettings,
     /// JSON-RPC to EVM nodes.
     pub evm: EvmSettings,
+    /// The Substrate monitors' shared websocket connections.
+    pub substrate: SubstrateSettings,
     clients: Arc<ClientPool>,
 }
 
@@ -190,6 +220,7 @@ impl Default for StrategySettings {
             dockerhub: DockerHubSettings::default(),
             chainlink: ChainlinkSettings::default(),
             evm: EvmSettings::default(),
+            substrate: SubstrateSettings::default(),
             clients: Arc::default(),
         }
     }

@@ -186,6 +186,8 @@ impl TestServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let scheme = if tls.is_some() { "https" } else { "http" };
+        // Owned by the `TestServer`: its handle is kept and the task aborted on drop.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(accept_loop(listener, tls, Arc::clone(&state)));
         Ok(TestServer {
             addr,

@@ -3,6 +3,8 @@
 // Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// What the modules share: fixtures, envelope checks.
+mod common;
 // The system strategy against the local test server replaying the node_exporter fixture, and
 // every error path.
 mod system_http;
@@ -12,6 +14,22 @@ mod node_exporter;
 mod planner;
 // The Prometheus parser on random and truncated input.
 mod prometheus_props;
+// The GitHub strategy, its budget, token and planner.
+mod github;
+// GitHub and DockerHub configs through the real manager on the in-memory bus.
+mod github_manager;
+// The DockerHub strategy and planner.
+mod dockerhub;
+// The EVM node strategy and planner.
+mod evm_node;
+// The Chainlink node strategy and the Chainlink planners.
+mod chainlink_node;
+// The Chainlink contracts strategy against ganache and PANIC's mainnet fixtures.
+mod chainlink_contracts;
+// The Cosmos node and network strategies and planners.
+mod cosmos;
+// A Cosmos chain through the real manager on the in-memory bus.
+mod cosmos_manager;
 // The Substrate node and network monitors against replayed nodes (fixtures/substrate).
 mod substrate;
 
@@ -20,12 +38,9 @@ use std::time::Duration;
 use monitor_core::PeriodGroup;
 use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, Target};
 
-/// The shared fixture directory.
-pub(crate) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
-
 /// The node_exporter 1.0.1 scrape.
 pub(crate) fn node_exporter_fixture() -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/node_exporter/metrics.txt")).unwrap()
+    common::fixture("node_exporter/metrics.txt")
 }
 
 /// A system monitor for `url` with `settings`.

@@ -78,8 +78,7 @@ fn the_fixture_parses_completely() {
 /// counters under the names PANIC asks for.
 #[test]
 fn chainlink_counters_get_total_suffix() {
-    let text =
-        std::fs::read_to_string(format!("{}/chainlink/metrics.txt", crate::FIXTURES)).unwrap();
+    let text = crate::common::fixture("chainlink/metrics.txt");
     let samples = parse(&text).unwrap();
     let data = query(
         &samples,
@@ -118,7 +117,7 @@ fn chainlink_counters_get_total_suffix() {
         "tendermint/metrics.txt",
         "tendermint/metrics_evmos_devnet.txt",
     ] {
-        let text = std::fs::read_to_string(format!("{}/{other}", crate::FIXTURES)).unwrap();
+        let text = crate::common::fixture(other);
         assert!(!parse(&text).unwrap().is_empty(), "{other}");
     }
 }

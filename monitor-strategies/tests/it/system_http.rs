@@ -1,10 +1,11 @@
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use monitor_core::{Monitor, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::StrategySettings;
 
+use crate::common;
 use crate::{node_exporter_fixture, short_timeout, system_monitor};
 
 /// PANIC's numbers for the fixture (SOURCES.md), in PANIC's field order, floats as Python prints
@@ -27,45 +28,22 @@ async fn serve(reply: Reply) -> (TestServer, String) {
 /// One round, which must publish exactly one `system` message; returns its body.
 async fn one_round(url: &str, settings: &StrategySettings) -> Value {
     let mut monitor = system_monitor(url, settings);
-    let publications = monitor.round().await.unwrap();
-    assert_eq!(publications.len(), 1);
-    assert_eq!(publications[0].routing_key, RawDataKey::System);
-    publications[0].body.clone()
+    common::one_body(&mut monitor, RawDataKey::System).await
 }
 
-fn check_meta_data(meta: &Value) {
-    let keys: Vec<&str> = meta
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "monitor_name",
-            "system_name",
-            "system_id",
-            "system_parent_id",
-            "time"
-        ]
-    );
-    assert_eq!(meta["monitor_name"], "System monitor (validator_host)");
-    assert_eq!(meta["system_name"], "validator_host");
-    assert_eq!(meta["system_id"], "system_1");
-    assert_eq!(meta["system_parent_id"], "GENERAL");
-    assert!(meta["time"].as_f64().unwrap() > 1.6e9);
+/// The monitor's meta_data (`time` near now).
+fn meta() -> Value {
+    json!({"monitor_name": "System monitor (validator_host)", "system_name": "validator_host",
+           "system_id": "system_1", "system_parent_id": "GENERAL", "time": null})
+}
+
+fn check_meta_data(meta_data: &Value) {
+    common::check_meta(meta_data, &meta());
 }
 
 /// The error envelope's `(code, message)`.
 fn error_of(body: &Value) -> (u64, String) {
-    let error = &body["error"];
-    assert!(body.get("result").is_none(), "{body}");
-    check_meta_data(&error["meta_data"]);
-    (
-        error["code"].as_u64().unwrap(),
-        error["message"].as_str().unwrap().to_owned(),
-    )
+    common::error_of(body, &meta())
 }
 
 #[tokio::test]

@@ -1,29 +1,26 @@
 //! The DockerHub strategy against the local test server replaying `shared/fixtures/dockerhub`
 //! (two pages), every error path, the page cap, and the DockerHub planner.
 
-// Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::envelope::now_unix;
 use monitor_core::{ConfigError, Monitor, MonitorableType, PeriodGroup, Plan, Planner, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{tags_url, DockerHubMonitor, DockerHubRepoConfig};
 use monitor_strategies::{DockerHubPlanner, StrategySettings, Target};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+use crate::common::{self, check_meta};
+
 const PATH: &str = "/v2/repositories/prom/node-exporter/tags";
 const PAGE2: &str = "/v2/repositories/prom/node-exporter/tags?page=2";
 const NAME: &str = "DockerHub monitor (prom node-exporter)";
 const REAL_NEXT: &str = "https://hub.docker.com/v2/repositories/prom/node-exporter/tags?page=2";
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/dockerhub/{name}")).unwrap()
+    common::fixture(&format!("dockerhub/{name}"))
 }
 
 /// What PANIC gives for the two pages (computed with Python from the fixtures).
@@ -67,42 +64,18 @@ fn serve_fixture(server: &TestServer) {
     server.route(PAGE2, Reply::json(fixture("tags_page2.json")));
 }
 
+/// The monitor's meta_data (`time` near now).
+fn meta() -> Value {
+    json!({"monitor_name": NAME, "repo_namespace": "prom", "repo_name": "node-exporter",
+           "repo_id": "docker_1", "repo_parent_id": "GENERAL", "time": null})
+}
+
 async fn one_body(monitor: &mut DockerHubMonitor) -> Value {
-    let publications = monitor.round().await.unwrap();
-    assert_eq!(publications.len(), 1, "{publications:?}");
-    assert_eq!(publications[0].routing_key, RawDataKey::Dockerhub);
-    publications[0].body.clone()
+    common::one_body(monitor, RawDataKey::Dockerhub).await
 }
 
-fn check_meta(meta: &mut Value) {
-    let time = meta["time"].as_f64().unwrap();
-    assert!((time - now_unix()).abs() < 60.0, "{time}");
-    let keys: Vec<&String> = meta.as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys,
-        [
-            "monitor_name",
-            "repo_namespace",
-            "repo_name",
-            "repo_id",
-            "repo_parent_id",
-            "time"
-        ]
-    );
-    meta.as_object_mut().unwrap().remove("time");
-    assert_eq!(
-        *meta,
-        json!({"monitor_name": NAME, "repo_namespace": "prom", "repo_name": "node-exporter",
-               "repo_id": "docker_1", "repo_parent_id": "GENERAL"})
-    );
-}
-
-fn assert_error(mut body: Value, code: u16, message: &str) {
-    assert!(body.get("error").is_some(), "not an error: {body}");
-    let error = body.get_mut("error").unwrap();
-    check_meta(&mut error["meta_data"]);
-    assert_eq!(error["code"], code, "{error}");
-    assert_eq!(error["message"], message, "{error}");
+fn assert_error(body: Value, code: u64, message: &str) {
+    common::assert_error(&meta(), body, code, message);
 }
 
 const EMPTY_5020: &str = "API call came back empty, repo probably does not exist.";
@@ -117,7 +90,7 @@ async fn two_pages_give_panics_data() {
     let mut body = one_body(&mut monitor).await;
     assert!(body.get("result").is_some(), "not a result: {body}");
     let result = body.get_mut("result").unwrap();
-    check_meta(&mut result["meta_data"]);
+    check_meta(&result["meta_data"], &meta());
     assert_eq!(result["data"].to_string(), EXPECTED_DATA);
     let targets: Vec<String> = server.requests().into_iter().map(|r| r.target).collect();
     assert_eq!(targets, [PATH, PAGE2]);
@@ -471,7 +444,7 @@ async fn a_planned_monitor_reads_the_fixture() {
     );
     let mut monitor = (plan.specs[0].build)().unwrap();
     let publications = monitor.round().await.unwrap();
-    let mut body = publications[0].body.clone();
-    check_meta(&mut body["result"]["meta_data"]);
+    let body = publications[0].body.clone();
+    check_meta(&body["result"]["meta_data"], &meta());
     assert_eq!(body["result"]["data"].to_string(), EXPECTED_DATA);
 }

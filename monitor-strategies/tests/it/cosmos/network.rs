@@ -2,44 +2,30 @@
 
 use serde_json::{json, Value};
 
-use monitor_core::{ErrorCode, Monitor, RawDataKey};
+use monitor_core::{ErrorCode, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{CosmosNetworkMonitor, CosmosNodeConfig};
 use monitor_strategies::{RestCall, SdkGeneration};
 
-use crate::common::*;
+use super::common::*;
 
 fn monitor(sources: Vec<CosmosNodeConfig>) -> CosmosNetworkMonitor {
     CosmosNetworkMonitor::new("chain_cosmoshub", "cosmoshub", sources, http()).unwrap()
 }
 
 async fn round(m: &mut CosmosNetworkMonitor) -> Value {
-    let publications = m.round().await.unwrap();
-    assert_eq!(publications.len(), 1);
-    assert_eq!(publications[0].routing_key, RawDataKey::CosmosNetwork);
-    let body = publications[0].body.clone();
-    let keys: Vec<&str> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let body = crate::common::one_body(m, RawDataKey::CosmosNetwork).await;
+    let keys = crate::common::keys(&body);
     assert_eq!(keys, ["cosmos_rest"]);
     let inner = body["cosmos_rest"]
         .get("result")
         .or_else(|| body["cosmos_rest"].get("error"))
         .unwrap();
-    let meta = &inner["meta_data"];
-    let keys: Vec<&str> = meta
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(keys, ["monitor_name", "parent_id", "chain_name", "time"]);
-    assert_eq!(meta["monitor_name"], "Cosmos Network Monitor (cosmoshub)");
-    assert_eq!(meta["parent_id"], "chain_cosmoshub");
-    assert_eq!(meta["chain_name"], "cosmoshub");
+    crate::common::check_meta(
+        &inner["meta_data"],
+        &json!({"monitor_name": "Cosmos Network Monitor (cosmoshub)",
+                "parent_id": "chain_cosmoshub", "chain_name": "cosmoshub", "time": null}),
+    );
     body
 }
 

@@ -1,4 +1,4 @@
-//! Integration tests of the Cosmos node and network monitors and their planners (one test binary).
+//! The Cosmos node and network monitors and their planners.
 //!
 //! Local HTTP servers play Cosmos nodes ([`common::FakeNode`]) from the shared fixtures
 //! (`shared/fixtures/{tendermint,cosmos_rest}`, one consistent scenario at height H = 12840052),
@@ -6,14 +6,7 @@
 //! base64 `begin_block_events`, 0.37 plain, 0.38 `finalize_block_events`); bodies the fixtures
 //! lack are derived from them following the documented schemas.
 
-// Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "cosmos/common.rs"]
-mod common;
-#[path = "cosmos/network.rs"]
+pub(crate) mod common;
 mod network;
-#[path = "cosmos/node.rs"]
 mod node;
-#[path = "cosmos/planner.rs"]
 mod planner;

@@ -6,8 +6,6 @@
 //! re-read later), a v4 round the node did not observe, a node that stops being a transmitter. The
 //! weiwatchers list and the nodes' Prometheus endpoints come from the local test server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::str::FromStr;
@@ -28,13 +26,13 @@ use monitor_strategies::{
 };
 use monitor_strategies::{StrategySettings, Target};
 
+use crate::common;
+
 sol! {
     function submit(uint256 _roundId, int256 _submission) external;
     function transmit(int192[] observations, bytes observers) external;
     function setTransmitters(address[] _transmitters) external;
 }
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 
 fn contracts_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contracts"))
@@ -163,13 +161,11 @@ impl Ganache {
 
 /// The Chainlink metrics fixture with `account` set to `address`.
 fn metrics_for(address: &Address) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/chainlink/metrics.txt"))
-        .unwrap()
-        .replace(
-            "0x0E4B07e9175686DaE5014743503E5D8ADa8E55A3",
-            // Lower case on purpose: the monitor compares addresses, not spellings.
-            &format!("{address:#x}"),
-        )
+    common::fixture("chainlink/metrics.txt").replace(
+        "0x0E4B07e9175686DaE5014743503E5D8ADa8E55A3",
+        // Lower case on purpose: the monitor compares addresses, not spellings.
+        &format!("{address:#x}"),
+    )
 }
 
 fn node_config(id: &str, name: &str, urls: Vec<String>) -> ChainlinkNodeConfig {
@@ -222,29 +218,11 @@ fn result_of(bodies: &[Value], node_id: &str, node_name: &str) -> Option<Value> 
     let body = bodies
         .iter()
         .find(|b| b["result"]["meta_data"]["node_id"] == node_id)?;
-    let meta = &body["result"]["meta_data"];
-    let keys: Vec<&str> = meta
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "monitor_name",
-            "node_name",
-            "node_id",
-            "node_parent_id",
-            "time"
-        ]
+    common::check_meta(
+        &body["result"]["meta_data"],
+        &json!({"monitor_name": "Chainlink Contracts Monitor (ganache)", "node_name": node_name,
+                "node_id": node_id, "node_parent_id": "chain_ganache", "time": null}),
     );
-    assert_eq!(
-        meta["monitor_name"],
-        "Chainlink Contracts Monitor (ganache)"
-    );
-    assert_eq!(meta["node_name"], node_name);
-    assert_eq!(meta["node_parent_id"], "chain_ganache");
     let mut data = body["result"]["data"].clone();
     mask_timestamps(&mut data);
     Some(data)
@@ -273,23 +251,10 @@ fn mask_timestamps(v: &mut Value) {
 
 fn error_of(bodies: &[Value]) -> (u64, String) {
     assert_eq!(bodies.len(), 1, "{bodies:?}");
-    let error = &bodies[0]["error"];
-    let meta = &error["meta_data"];
-    let keys: Vec<&str> = meta
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(keys, ["monitor_name", "node_parent_id", "time"]);
-    assert_eq!(
-        meta["monitor_name"],
-        "Chainlink Contracts Monitor (ganache)"
-    );
-    assert_eq!(meta["node_parent_id"], "chain_ganache");
-    (
-        error["code"].as_u64().unwrap(),
-        error["message"].as_str().unwrap().to_owned(),
+    common::error_of(
+        &bodies[0],
+        &json!({"monitor_name": "Chainlink Contracts Monitor (ganache)",
+                "node_parent_id": "chain_ganache", "time": null}),
     )
 }
 
@@ -381,9 +346,7 @@ async fn rounds_on_a_real_evm_node() {
     let syncing = TestServer::start().await.unwrap();
     syncing.route(
         "/",
-        Reply::json(
-            std::fs::read_to_string(format!("{FIXTURES}/evm/eth_syncing_true.json")).unwrap(),
-        ),
+        Reply::json(common::fixture("evm/eth_syncing_true.json")),
     );
     let evm = vec![
         refused_url("/").await.unwrap(),
@@ -558,9 +521,7 @@ async fn no_usable_evm_node_is_5019() {
     let syncing = TestServer::start().await.unwrap();
     syncing.route(
         "/",
-        Reply::json(
-            std::fs::read_to_string(format!("{FIXTURES}/evm/eth_syncing_true.json")).unwrap(),
-        ),
+        Reply::json(common::fixture("evm/eth_syncing_true.json")),
     );
     let broken = TestServer::start().await.unwrap();
     broken.route(
@@ -666,8 +627,7 @@ fn fixture_node(server: &TestServer) -> std::sync::Arc<std::sync::atomic::Atomic
     let head = std::sync::Arc::new(AtomicU64::new(B - 12));
     let current = std::sync::Arc::clone(&head);
     let read = |name: &str| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/evm/{name}")).unwrap())
-            .unwrap()
+        serde_json::from_str(&common::fixture(&format!("evm/{name}"))).unwrap()
     };
     let calls: Vec<(&str, &str, Option<u64>, Value)> = vec![
         (
@@ -852,11 +812,11 @@ async fn panics_mainnet_fixtures() {
     let server = TestServer::start().await.unwrap();
     server.route(
         "/feeds.json",
-        Reply::json(std::fs::read_to_string(format!("{FIXTURES}/weiwatchers/feeds.json")).unwrap()),
+        Reply::json(common::fixture("weiwatchers/feeds.json")),
     );
     server.route(
         "/metrics",
-        Reply::ok(std::fs::read_to_string(format!("{FIXTURES}/chainlink/metrics.txt")).unwrap()),
+        Reply::ok(common::fixture("chainlink/metrics.txt")),
     );
     let evm = TestServer::start().await.unwrap();
     let head = fixture_node(&evm);

@@ -2,115 +2,39 @@
 //! messages in on `config`, envelopes out on `raw_data`, worker heartbeats, monitorables. Real
 //! time (the strategies talk to a local HTTP server), short periods.
 
-// Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use futures::FutureExt;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-use monitor_bus::{Bus, Consumer, MemoryBus};
-use monitor_core::keys::{
-    CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
-    RAW_DATA_EXCHANGE,
-};
+use crate::common::{fixture, next_json, Running};
+use monitor_core::keys::{HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, RAW_DATA_EXCHANGE};
 use monitor_core::PeriodGroup;
 use monitor_strategies::testing::{Reply, TestServer};
-use monitor_strategies::{registry, StrategySettings};
-use monitors_manager::{ManagerError, ManagerSettings, MonitorsManager};
+use monitor_strategies::StrategySettings;
+use monitors_manager::ManagerSettings;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
 const RELEASES: &str = "/repos/docker/docker-py/releases";
 const TAGS: &str = "/v2/repositories/prom/node-exporter/tags";
 const TAGS_PAGE2: &str = "/v2/repositories/prom/node-exporter/tags?page=2";
-/// Generous bound on waiting for a message; never a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(30);
 
-fn fixture(path: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap()
-}
-
-/// A manager running the strategies' registry on a memory bus.
-struct Running {
-    bus: MemoryBus,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ManagerError>>,
-}
-
-impl Running {
-    async fn start(server: &TestServer) -> Running {
-        let mut strategies = StrategySettings::default()
-            .with_group_timeout(PeriodGroup::Github, Duration::from_millis(800))
-            .with_group_timeout(PeriodGroup::Dockerhub, Duration::from_millis(800));
-        strategies.github.releases_template = server.url("/repos/{}releases");
-        strategies.dockerhub.tags_template = server.url("/v2/repositories/{}/{}/tags");
-        let settings = ManagerSettings {
-            periods: [
-                (PeriodGroup::Github, Duration::from_secs(1)),
-                (PeriodGroup::Dockerhub, Duration::from_secs(1)),
-            ]
-            .into_iter()
-            .collect(),
-            ..ManagerSettings::default()
-        };
-        let bus = MemoryBus::new();
-        for exchange in MONITORS_EXCHANGES {
-            bus.declare_exchange(exchange).await.unwrap();
-        }
-        let manager = MonitorsManager::new(Arc::new(bus.clone()), registry(strategies), settings);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(manager.run(shutdown.clone()));
-        Running {
-            bus,
-            shutdown,
-            task,
-        }
-    }
-
-    async fn capture(&self, queue: &str, exchange: &str, key: &str) -> Consumer {
-        self.bus.declare_queue(queue).await.unwrap();
-        self.bus.bind_queue(queue, exchange, key).await.unwrap();
-        self.bus.consume(queue, 0).await.unwrap()
-    }
-
-    /// Publishes a config message once the manager's queue is bound (retrying unroutable).
-    async fn config(&self, routing_key: &str, body: &Value) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            match self
-                .bus
-                .publish(CONFIG_EXCHANGE, routing_key, Bytes::from(body.to_string()))
-                .await
-            {
-                Ok(()) => return,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("the manager never bound its config queue: {e}"),
-            }
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-/// The next message's JSON body (acked).
-async fn next_json(consumer: &mut Consumer) -> (String, Value) {
-    let delivery = tokio::time::timeout(PATIENCE, consumer.next())
-        .await
-        .expect("no message in time")
-        .expect("consumer closed");
-    let key = delivery.routing_key.clone();
-    let body = serde_json::from_slice(&delivery.body).unwrap();
-    delivery.ack().await.unwrap();
-    (key, body)
+/// The manager with GitHub and DockerHub pointed at `server`, periods of 1 s.
+async fn start(server: &TestServer) -> Running {
+    let mut strategies = StrategySettings::default()
+        .with_group_timeout(PeriodGroup::Github, Duration::from_millis(800))
+        .with_group_timeout(PeriodGroup::Dockerhub, Duration::from_millis(800));
+    strategies.github.releases_template = server.url("/repos/{}releases");
+    strategies.dockerhub.tags_template = server.url("/v2/repositories/{}/{}/tags");
+    let settings = ManagerSettings {
+        periods: [
+            (PeriodGroup::Github, Duration::from_secs(1)),
+            (PeriodGroup::Dockerhub, Duration::from_secs(1)),
+        ]
+        .into_iter()
+        .collect(),
+        ..ManagerSettings::default()
+    };
+    Running::start(strategies, settings).await
 }
 
 fn repo(id: &str, ns: &str, name: &str) -> Value {
@@ -132,7 +56,7 @@ async fn github_and_dockerhub_configs_run_through_the_manager() {
         Reply::json(fixture("dockerhub/tags_page2.json")),
     );
 
-    let running = Running::start(&server).await;
+    let running = start(&server).await;
     let mut github = running
         .capture("test_github", RAW_DATA_EXCHANGE, "github")
         .await;
@@ -240,7 +164,7 @@ async fn a_rate_limited_monitor_sends_heartbeats_but_no_data_until_the_reset() {
             .header("x-ratelimit-remaining", "0")
             .header("x-ratelimit-reset", &reset.to_string()),
     );
-    let running = Running::start(&server).await;
+    let running = start(&server).await;
     let mut github = running
         .capture("test_github", RAW_DATA_EXCHANGE, "github")
         .await;

@@ -3,34 +3,19 @@
 //! `network.cosmos` body, worker heartbeats and the `cosmos.nodes` / `cosmos.chains` monitorables
 //! out; then `{}` removes everything. Real time (fake nodes on local HTTP servers), short periods.
 
-// Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "cosmos/common.rs"]
-#[allow(dead_code)]
-mod common;
-
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-use monitor_bus::{Bus, Consumer, MemoryBus};
-use monitor_core::keys::{
-    CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
-    RAW_DATA_EXCHANGE,
-};
+use crate::common::{next_json, Running};
+use monitor_core::keys::{HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, RAW_DATA_EXCHANGE};
 use monitor_core::PeriodGroup;
-use monitor_strategies::{registry, StrategySettings};
-use monitors_manager::{ManagerSettings, MonitorsManager};
+use monitor_strategies::StrategySettings;
+use monitors_manager::ManagerSettings;
 
-use common::{FakeNode, Sdk, Tm, H, VALOPER};
+use crate::cosmos::common::{FakeNode, Sdk, Tm, H, VALOPER};
 
-/// Generous bound on waiting for a message; never a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(30);
 const KEY: &str = "chains.cosmos.cosmoshub.nodes_config";
 
 /// A v1 `nodes_config` section (the union of every node field).
@@ -46,37 +31,6 @@ fn section(id: &str, name: &str, url: &str, validator: bool) -> Value {
         "prometheus_url": format!("{url}/metrics"), "node_prometheus_urls": "", "evm_nodes_urls": "",
         "weiwatchers_url": "", "monitor_contracts": "false"
     })
-}
-
-async fn capture(bus: &MemoryBus, queue: &str, exchange: &str, key: &str) -> Consumer {
-    bus.declare_queue(queue).await.unwrap();
-    bus.bind_queue(queue, exchange, key).await.unwrap();
-    bus.consume(queue, 0).await.unwrap()
-}
-
-async fn next_json(consumer: &mut Consumer) -> (String, Value) {
-    let delivery = tokio::time::timeout(PATIENCE, consumer.next())
-        .await
-        .expect("no message in time")
-        .expect("consumer closed");
-    let key = delivery.routing_key.clone();
-    let body = serde_json::from_slice(&delivery.body).unwrap();
-    delivery.ack().await.unwrap();
-    (key, body)
-}
-
-async fn publish_config(bus: &MemoryBus, body: &Value) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while let Err(e) = bus
-        .publish(CONFIG_EXCHANGE, KEY, Bytes::from(body.to_string()))
-        .await
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the manager never bound its config queue: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,35 +51,22 @@ async fn cosmos_chain_runs_through_the_manager() {
         max_phase_spread: Duration::from_millis(200),
         ..ManagerSettings::default()
     };
-    let bus = MemoryBus::new();
-    for exchange in MONITORS_EXCHANGES {
-        bus.declare_exchange(exchange).await.unwrap();
-    }
-    let manager = MonitorsManager::new(Arc::new(bus.clone()), registry(strategies), settings);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(manager.run(shutdown.clone()));
+    let running = Running::start(strategies, settings).await;
 
-    let mut nodes = capture(&bus, "test_node_cosmos", RAW_DATA_EXCHANGE, "node.cosmos").await;
-    let mut network = capture(
-        &bus,
-        "test_network_cosmos",
-        RAW_DATA_EXCHANGE,
-        "network.cosmos",
-    )
-    .await;
-    let mut monitorables =
-        capture(&bus, "test_monitorables", MONITORABLE_EXCHANGE, "cosmos.*").await;
-    let mut heartbeats = capture(
-        &bus,
-        "test_heartbeats",
-        HEALTH_CHECK_EXCHANGE,
-        "heartbeat.worker",
-    )
-    .await;
+    let mut nodes = running
+        .capture("test_node_cosmos", RAW_DATA_EXCHANGE, "node.cosmos")
+        .await;
+    let mut network = running
+        .capture("test_network_cosmos", RAW_DATA_EXCHANGE, "network.cosmos")
+        .await;
+    let mut monitorables = running
+        .capture("test_monitorables", MONITORABLE_EXCHANGE, "cosmos.*")
+        .await;
+    let mut heartbeats = running
+        .capture("test_heartbeats", HEALTH_CHECK_EXCHANGE, "heartbeat.worker")
+        .await;
 
-    publish_config(
-        &bus,
-        &json!({
+    running.config(KEY, &json!({
             "node_validator": section("node_validator", "kestrel-validator-01", &validator.url(), true),
             "node_sentry": section("node_sentry", "kestrel-sentry-01", &sentry.url(), false),
         }),
@@ -214,7 +155,7 @@ async fn cosmos_chain_runs_through_the_manager() {
     );
 
     // `{}`: everything under the key goes, and the lists are emptied.
-    publish_config(&bus, &json!({})).await;
+    running.config(KEY, &json!({})).await;
     let mut emptied = BTreeMap::new();
     while !(emptied.contains_key("cosmos.nodes") && emptied.contains_key("cosmos.chains")) {
         let (key, body) = next_json(&mut monitorables).await;
@@ -224,6 +165,5 @@ async fn cosmos_chain_runs_through_the_manager() {
         }
     }
 
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    running.stop().await;
 }

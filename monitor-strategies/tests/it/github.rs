@@ -1,27 +1,24 @@
 //! The GitHub strategy against the local test server replaying `shared/fixtures/github`, every
 //! error path, the shared rate budget, the token, and the GitHub planner.
 
-// Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
 use monitor_core::config::ConfigMessage;
-use monitor_core::envelope::now_unix;
 use monitor_core::{ConfigError, Monitor, MonitorableType, PeriodGroup, Plan, Planner, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{registry, GithubPlanner, StrategySettings, Target};
 use monitor_strategies::{releases_url, GithubMonitor, GithubRepoConfig};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+use crate::common::{self, check_meta};
+
 const PATH: &str = "/repos/docker/docker-py/releases";
 const NAME: &str = "GitHub monitor (docker docker-py)";
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/github/{name}")).unwrap()
+    common::fixture(&format!("github/{name}"))
 }
 
 /// What PANIC gives for `releases.json` (computed with Python from the fixture).
@@ -53,46 +50,20 @@ fn monitor(settings: &StrategySettings) -> GithubMonitor {
     monitor_for("docker/docker-py/", &url, settings)
 }
 
-/// One round that publishes exactly one `github` body.
-async fn one_body(monitor: &mut GithubMonitor) -> Value {
-    let publications = monitor.round().await.unwrap();
-    assert_eq!(publications.len(), 1, "{publications:?}");
-    assert_eq!(publications[0].routing_key, RawDataKey::Github);
-    publications[0].body.clone()
+/// The monitor's meta_data (`time` near now).
+fn meta() -> Value {
+    json!({"monitor_name": NAME, "repo_name": "docker/docker-py/", "repo_id": "repo_1",
+           "repo_parent_id": "GENERAL", "time": null})
 }
 
-/// Checks meta_data (exact keys and order, `time` a float near now) and removes `time`.
-fn check_meta(meta: &mut Value) {
-    let time = meta["time"].as_f64().unwrap();
-    assert!((time - now_unix()).abs() < 60.0, "{time}");
-    let keys: Vec<&String> = meta.as_object().unwrap().keys().collect();
-    assert_eq!(
-        keys,
-        [
-            "monitor_name",
-            "repo_name",
-            "repo_id",
-            "repo_parent_id",
-            "time"
-        ]
-    );
-    meta.as_object_mut().unwrap().remove("time");
-    assert_eq!(
-        *meta,
-        json!({"monitor_name": NAME, "repo_name": "docker/docker-py/", "repo_id": "repo_1",
-               "repo_parent_id": "GENERAL"})
-    );
+/// One round that publishes exactly one `github` body.
+async fn one_body(monitor: &mut GithubMonitor) -> Value {
+    common::one_body(monitor, RawDataKey::Github).await
 }
 
 /// Asserts an error envelope with `code` and `message`.
-fn assert_error(mut body: Value, code: u16, message: &str) {
-    assert!(body.get("error").is_some(), "not an error: {body}");
-    let error = body.get_mut("error").unwrap();
-    check_meta(&mut error["meta_data"]);
-    assert_eq!(error["code"], code, "{error}");
-    assert_eq!(error["message"], message, "{error}");
-    let keys: Vec<&String> = error.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["meta_data", "message", "code"]);
+fn assert_error(body: Value, code: u64, message: &str) {
+    common::assert_error(&meta(), body, code, message);
 }
 
 fn in_secs(secs: u64) -> String {
@@ -119,7 +90,7 @@ async fn releases_fixture_gives_panics_data() {
     let mut body = one_body(&mut monitor).await;
     assert!(body.get("result").is_some(), "not a result: {body}");
     let result = body.get_mut("result").unwrap();
-    check_meta(&mut result["meta_data"]);
+    check_meta(&result["meta_data"], &meta());
     assert_eq!(result["data"].to_string(), EXPECTED_DATA);
     let keys: Vec<&String> = result.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["meta_data", "data"]);

@@ -10,8 +10,7 @@ use monitor_core::PeriodGroup;
 use monitor_strategies::testing::{RecordedRequest, Reply, TestServer};
 use monitor_strategies::{CosmosNodeConfig, Http, StrategySettings, Target};
 
-/// The shared fixture directory.
-pub(crate) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+pub(crate) use crate::common::{fixture, fixture_json};
 
 /// The scenario's latest height.
 pub(crate) const H: u64 = 12_840_052;
@@ -19,14 +18,6 @@ pub(crate) const H: u64 = 12_840_052;
 pub(crate) const VALOPER: &str = "cosmosvaloper15gryzfac2yexucuxf643drqv4lfx5jdck2d0s5";
 /// The monitored validator's consensus address.
 pub(crate) const CONSENSUS: &str = "9ABD746F43E8DD0C161CFBB04D87695B823A094E";
-
-pub(crate) fn fixture(path: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/{path}")).unwrap()
-}
-
-pub(crate) fn fixture_json(path: &str) -> Value {
-    serde_json::from_str(&fixture(path)).unwrap()
-}
 
 /// A Cosmos SDK generation a fake node plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,6 @@
 //! The EVM node monitor against the local test server replaying the `evm/` JSON-RPC fixtures,
 //! every error path, and the EVM nodes planner.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,10 +12,10 @@ use monitor_core::{Monitor, MonitorableType, PeriodGroup, Planner, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, RecordedRequest, Reply, TestServer};
 use monitor_strategies::{EvmNodeConfig, EvmNodeMonitor, EvmNodesPlanner, StrategySettings};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+use crate::common::{self, check_meta};
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/evm/{name}")).unwrap()
+    common::fixture(&format!("evm/{name}"))
 }
 
 fn method_of(request: &RecordedRequest) -> String {
@@ -62,51 +60,24 @@ fn monitor(url: &str) -> EvmNodeMonitor {
 async fn one_round(url: &str) -> Value {
     let mut m = monitor(url);
     assert_eq!(m.name(), "Node monitor (geth_1)");
-    let mut publications = m.round().await.unwrap();
-    assert_eq!(publications.len(), 1);
-    let p = publications.remove(0);
-    assert_eq!(p.routing_key, RawDataKey::EvmNode);
-    p.body
+    common::one_body(&mut m, RawDataKey::EvmNode).await
 }
 
-fn check_meta(meta: &Value) {
-    let keys: Vec<&str> = meta
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "monitor_name",
-            "node_name",
-            "node_id",
-            "node_parent_id",
-            "time"
-        ]
-    );
-    assert_eq!(meta["monitor_name"], "Node monitor (geth_1)");
-    assert_eq!(meta["node_name"], "geth_1");
-    assert_eq!(meta["node_id"], "evm_1");
-    assert_eq!(meta["node_parent_id"], "chain_eth");
-    assert!(meta["time"].as_f64().unwrap() > 1.6e9);
+/// The monitor's meta_data (`time` near now).
+fn meta() -> Value {
+    json!({"monitor_name": "Node monitor (geth_1)", "node_name": "geth_1", "node_id": "evm_1",
+           "node_parent_id": "chain_eth", "time": null})
 }
 
 fn error_of(body: &Value) -> (u64, String) {
-    let error = &body["error"];
-    check_meta(&error["meta_data"]);
-    (
-        error["code"].as_u64().unwrap(),
-        error["message"].as_str().unwrap().to_owned(),
-    )
+    common::error_of(body, &meta())
 }
 
 #[tokio::test]
 async fn synced_node_from_fixtures() {
     let server = node("eth_syncing_false.json").await;
     let body = one_round(&server.url("/")).await;
-    check_meta(&body["result"]["meta_data"]);
+    check_meta(&body["result"]["meta_data"], &meta());
     assert_eq!(
         body["result"]["data"],
         json!({"current_height": 15_985_432, "syncing": false})

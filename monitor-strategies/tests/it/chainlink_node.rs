@@ -2,8 +2,6 @@
 //! fail-over across Prometheus URLs, one of them down) and serving `chainid/chains_mini.json`, every
 //! error path, and the Chainlink node and contracts planners.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +15,14 @@ use monitor_strategies::{
 };
 use monitor_strategies::{ChainlinkContractsPlanner, ChainlinkNodeConfig};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures");
+use crate::common;
 
 fn metrics_fixture() -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/chainlink/metrics.txt")).unwrap()
+    common::fixture("chainlink/metrics.txt")
 }
 
 fn chains_fixture() -> String {
-    std::fs::read_to_string(format!("{FIXTURES}/chainid/chains_mini.json")).unwrap()
+    common::fixture("chainid/chains_mini.json")
 }
 
 /// A server with `/metrics` (the fixture) and `/chains_mini.json`.
@@ -66,39 +64,19 @@ async fn round(m: &mut ChainlinkNodeMonitor) -> Value {
     body["prometheus"].clone()
 }
 
-fn check_meta(meta: &Value, last_source: &str) {
-    let keys: Vec<&str> = meta
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "monitor_name",
-            "node_name",
-            "last_source_used",
-            "node_id",
-            "node_parent_id",
-            "time"
-        ]
-    );
-    assert_eq!(meta["monitor_name"], "Node monitor (chainlink_1)");
-    assert_eq!(meta["node_name"], "chainlink_1");
-    assert_eq!(meta["last_source_used"], last_source);
-    assert_eq!(meta["node_id"], "node_cl_1");
-    assert_eq!(meta["node_parent_id"], "chain_eth");
-    assert!(meta["time"].as_f64().unwrap() > 1.6e9);
+/// The monitor's meta_data after a round that last used `last_source` (`time` near now).
+fn meta(last_source: &str) -> Value {
+    json!({"monitor_name": "Node monitor (chainlink_1)", "node_name": "chainlink_1",
+           "last_source_used": last_source, "node_id": "node_cl_1", "node_parent_id": "chain_eth",
+           "time": null})
+}
+
+fn check_meta(meta_data: &Value, last_source: &str) {
+    common::check_meta(meta_data, &meta(last_source));
 }
 
 fn error_of(envelope: &Value, last_source: &str) -> (u64, String) {
-    let error = &envelope["error"];
-    check_meta(&error["meta_data"], last_source);
-    (
-        error["code"].as_u64().unwrap(),
-        error["message"].as_str().unwrap().to_owned(),
-    )
+    common::error_of(envelope, &meta(last_source))
 }
 
 #[tokio::test]
