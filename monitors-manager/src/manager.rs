@@ -21,10 +21,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::liveness::{Liveness, TaskKey};
 use crate::publisher::{self, Outbox};
+use crate::ratelimit::{warn_limited, LogLimiter};
 use crate::schedule::phase;
 use crate::settings::ManagerSettings;
 use crate::status::{Counters, StatusHandle};
 use crate::supervisor::{supervise, MonitorCtx, Shared};
+
+/// Lines per kind (or per config routing key) and minute of the manager's repeated warnings.
+const WARN_BURST: u32 = 5;
 
 /// Why [`MonitorsManager::run`] stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +211,7 @@ impl MonitorsManager {
                 liveness: Arc::clone(&self.liveness),
                 counters: Arc::clone(&self.counters),
                 outbox: Arc::clone(&self.outbox),
+                limiter: LogLimiter::per_minute(WARN_BURST),
                 hung: TaskTracker::new(),
             }),
             manager_name,
@@ -290,7 +295,9 @@ impl Run {
         let max = self.settings.max_config_bytes;
         if size > max {
             Counters::bump(&self.shared.counters.config_errors);
-            tracing::warn!(
+            warn_limited!(
+                self.shared.limiter,
+                &format!("config {routing_key}"),
                 routing_key,
                 size,
                 max,
@@ -301,7 +308,8 @@ impl Run {
         }
         // Always acked, whatever happened (PANIC's rule: a bad config is never requeued).
         if let Err(e) = delivery.ack().await {
-            tracing::warn!(routing_key, error = %e, "acking a config message failed");
+            warn_limited!(self.shared.limiter, "config ack", routing_key, error = %e,
+                "acking a config message failed");
         }
     }
 
@@ -310,14 +318,17 @@ impl Run {
             Ok(message) => self.apply(&message).await,
             Err(e) => {
                 Counters::bump(&self.shared.counters.config_errors);
-                tracing::warn!(routing_key, error = %e, "config message ignored");
+                warn_limited!(self.shared.limiter, &format!("config {routing_key}"),
+                    routing_key, error = %e, "config message ignored");
             }
         }
     }
 
     fn log_config_error(&self, routing_key: &str, planner: Option<&str>, error: &ConfigError) {
         Counters::bump(&self.shared.counters.config_errors);
-        tracing::warn!(
+        warn_limited!(
+            self.shared.limiter,
+            &format!("config {routing_key}"),
             routing_key,
             section = section_of(error).unwrap_or(""),
             planner = planner.unwrap_or(""),
@@ -389,7 +400,9 @@ impl Run {
                 continue;
             }
             if wanted.contains_key(&spec.id) {
-                tracing::warn!(
+                warn_limited!(
+                    self.shared.limiter,
+                    &format!("config {routing_key}"),
                     routing_key,
                     planner,
                     id = spec.id,
@@ -543,7 +556,9 @@ impl Run {
                     count,
                     "monitorables unroutable (no store bound), dropped"
                 ),
-                Err(e) => tracing::warn!(
+                Err(e) => warn_limited!(
+                    self.shared.limiter,
+                    "monitorables publish failed",
                     routing_key = key,
                     error = %e,
                     "publishing monitorables failed"
@@ -555,7 +570,7 @@ impl Run {
     async fn handle_ping(&mut self, delivery: Delivery) {
         Counters::bump(&self.shared.counters.pings);
         if let Err(e) = delivery.ack().await {
-            tracing::warn!(error = %e, "acking a ping failed");
+            warn_limited!(self.shared.limiter, "ping ack", error = %e, "acking a ping failed");
         }
         let heartbeat = self.shared.liveness.heartbeat(&self.manager_name);
         match heartbeat::publish_manager_heartbeat(&*self.shared.bus, &heartbeat).await {
@@ -565,7 +580,12 @@ impl Run {
                 ?published,
                 "manager heartbeat sent"
             ),
-            Err(e) => tracing::warn!(error = %e, "publishing the manager heartbeat failed"),
+            Err(e) => warn_limited!(
+                self.shared.limiter,
+                "manager heartbeat failed",
+                error = %e,
+                "publishing the manager heartbeat failed"
+            ),
         }
     }
 

@@ -41,6 +41,7 @@ use tracing::Instrument;
 
 use crate::liveness::{Liveness, TaskKey};
 use crate::publisher::{Batch, Outbox};
+use crate::ratelimit::{warn_limited, LogLimiter};
 use crate::schedule::first_tick;
 use crate::settings::Backoff;
 use crate::status::Counters;
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     /// Where rounds leave what they publish (see `publisher`).
     pub(crate) outbox: Arc<Outbox>,
+    /// Rate limit of the monitors' and the manager's repeated warnings (see `ratelimit`).
+    pub(crate) limiter: LogLimiter,
     /// Hung incarnations, aborted and awaited here (see the module documentation).
     pub(crate) hung: TaskTracker,
 }
@@ -256,7 +259,9 @@ async fn build(ctx: &MonitorCtx) -> Option<Box<dyn Monitor>> {
                 ctx.shared.liveness.build_failed(ctx.key);
                 let delay = ctx.backoff.delay(attempt);
                 attempt = attempt.saturating_add(1);
-                tracing::warn!(
+                warn_limited!(
+                    ctx.shared.limiter,
+                    "build failed",
                     error = %e,
                     code = e.code.code(),
                     attempt,
@@ -313,11 +318,13 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
         match outcome {
             Err(_elapsed) => {
                 shared.liveness.round_timed_out(ctx.key);
-                tracing::warn!(timeout = ?ctx.round_timeout, "round timed out");
+                warn_limited!(ctx.shared.limiter, "round timed out",
+                    timeout = ?ctx.round_timeout, "round timed out");
             }
             Ok(Err(e)) => {
                 shared.liveness.round_finished(ctx.key, false);
-                tracing::warn!(error = %e, "round failed: nothing published, no heartbeat");
+                warn_limited!(ctx.shared.limiter, "round failed", error = %e,
+                    "round failed: nothing published, no heartbeat");
             }
             Ok(Ok(publications)) => {
                 shared.liveness.round_finished(ctx.key, true);
@@ -339,7 +346,9 @@ fn publish_round(ctx: &MonitorCtx, publications: Vec<monitor_core::Publication>)
             Ok(body) => data.push((publication.routing_key.as_str(), Bytes::from(body))),
             Err(e) => {
                 Counters::bump(&ctx.shared.counters.publishes_failed);
-                tracing::warn!(
+                warn_limited!(
+                    ctx.shared.limiter,
+                    "encoding failed",
                     routing_key = publication.routing_key.as_str(),
                     error = %e,
                     "encoding raw data failed: round and heartbeat skipped"

@@ -13,6 +13,8 @@ mod heartbeats;
 #[cfg(test)]
 mod lifecycle;
 #[cfg(test)]
+mod logs;
+#[cfg(test)]
 mod outage;
 #[cfg(test)]
 mod scheduling;
