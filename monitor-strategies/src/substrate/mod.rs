@@ -8,12 +8,14 @@
 //! * [`chain`]: a node's runtime as the monitors see it: metadata fetched at run time and again
 //!   when `specVersion` changes, storage reads at a block;
 //! * [`node`]: [`SubstrateNodeMonitor`](node::SubstrateNodeMonitor) (`node.substrate`);
-//! * [`network`]: [`SubstrateNetworkMonitor`](network::SubstrateNetworkMonitor) (`network.substrate`).
+//! * [`network`]: [`SubstrateNetworkMonitor`](network::SubstrateNetworkMonitor) (`network.substrate`);
+//! * [`planner`]: the node and network planners of `chains.substrate.*.nodes_config`.
 
 pub(crate) mod chain;
 pub(crate) mod metadata;
 pub(crate) mod network;
 pub(crate) mod node;
+pub(crate) mod planner;
 pub(crate) mod rpc;
 
 /// One Substrate node section of a `nodes_config` message (the fields PANIC's Node manager

@@ -4,6 +4,7 @@
 mod metadata;
 mod network;
 mod node;
+mod planner;
 mod rpc;
 
 use std::collections::BTreeMap;
