@@ -140,3 +140,37 @@ async fn substrate_planned_monitors_run_a_round() {
         2
     );
 }
+
+/// `examples/config/chains/substrate/polkadot/nodes_config.ini` read as PANIC's config manager
+/// sends it (sections of `key = value` strings).
+#[test]
+fn substrate_example_config_plans_a_node_and_a_network_monitor() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/config/chains/substrate/polkadot/nodes_config.ini"
+    ))
+    .unwrap();
+    let mut body = serde_json::Map::new();
+    let mut current = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            body.insert(name.to_owned(), json!({}));
+            current = Some(name.to_owned());
+        } else if let (Some(c), Some((k, v))) = (&current, line.split_once('=')) {
+            body[c.as_str()][k.trim()] = json!(v.trim());
+        }
+    }
+    let (n, w) = planners();
+    let nodes = plan(&n, &Value::Object(body.clone()));
+    assert!(nodes.errors.is_empty(), "{:?}", nodes.errors);
+    assert_eq!(nodes.specs.len(), 1);
+    assert_eq!(
+        nodes.specs[0].component_name,
+        "Node monitor (polkadot_validator)"
+    );
+    let network = plan(&w, &Value::Object(body));
+    assert_eq!(network.specs.len(), 1);
+}
