@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 use super::BenchError;
 
@@ -54,13 +55,17 @@ pub(crate) async fn serve(addr: SocketAddr, body: Vec<u8>) -> Result<(), BenchEr
     println!("LISTENING {local}");
     let r = responses(&body);
     let served = Arc::new(AtomicU64::new(0));
+    // Connection tasks are owned by this set: finished ones are reaped as new ones arrive, and
+    // those still open when the server stops are aborted and awaited.
+    let mut connections = JoinSet::new();
     let accept = async {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    while connections.try_join_next().is_some() {}
                     let r = r.clone();
                     let served = Arc::clone(&served);
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         if let Err(e) = connection(stream, r, served).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -88,6 +93,7 @@ pub(crate) async fn serve(addr: SocketAddr, body: Vec<u8>) -> Result<(), BenchEr
         () = accept => {}
         () = stdin_closed => {}
     }
+    connections.shutdown().await;
     tracing::info!(served = served.load(Ordering::Relaxed), "server stops");
     Ok(())
 }
