@@ -28,6 +28,53 @@
 //! share: the section loop, monitorables, and the spec builder that derives each fingerprint from
 //! the planner's typed config), and [`testing`] (feature `testing`: a local HTTP server for
 //! strategy tests). Every module is private: the names below are the whole public surface.
+//!
+//! # A strategy tested alone
+//!
+//! A strategy needs neither a bus nor the manager: give it a config and an [`Http`] handle, run
+//! one [`round`](monitor_core::Monitor::round) and look at what it would publish. Here a
+//! [`testing::TestServer`] replays the shared node_exporter fixture to a [`SystemMonitor`]:
+//!
+//! ```
+//! # #[cfg(feature = "testing")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use monitor_core::{Monitor, PeriodGroup, RawDataKey};
+//! use monitor_strategies::testing::{Reply, TestServer};
+//! use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, Target};
+//!
+//! let scrape = std::fs::read_to_string(concat!(
+//!     env!("CARGO_MANIFEST_DIR"),
+//!     "/../../shared/fixtures/node_exporter/metrics.txt"
+//! ))
+//! .unwrap();
+//! let server = TestServer::start().await.unwrap();
+//! server.route("/metrics", Reply::ok(scrape));
+//!
+//! let settings = StrategySettings::default();
+//! let http = settings.http(Target::Monitored, PeriodGroup::System).unwrap();
+//! let config = SystemConfig {
+//!     system_id: "system_1".to_owned(),
+//!     parent_id: "GENERAL".to_owned(),
+//!     system_name: "validator_host".to_owned(),
+//!     exporter_url: server.url("/metrics"),
+//! };
+//! let mut monitor = SystemMonitor::new(config, http);
+//!
+//! let publications = monitor.round().await.unwrap();
+//! assert_eq!(publications.len(), 1);
+//! assert_eq!(publications[0].routing_key, RawDataKey::System);
+//! let result = &publications[0].body["result"];
+//! let meta = &result["meta_data"];
+//! assert_eq!(meta["monitor_name"], "System monitor (validator_host)");
+//! assert_eq!(meta["system_id"], "system_1");
+//! assert_eq!(meta["system_parent_id"], "GENERAL");
+//! assert_eq!(result["data"]["process_cpu_seconds_total"].as_f64(), Some(2.67));
+//! assert_eq!(result["data"]["process_memory_usage"].as_f64(), Some(8.4));
+//! # }
+//! # #[cfg(not(feature = "testing"))]
+//! # fn main() {}
+//! ```
 
 mod chainlink;
 mod cosmos;
