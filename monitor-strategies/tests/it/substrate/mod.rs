@@ -50,6 +50,7 @@ pub(crate) struct Replay {
     calls: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
     server: Option<tokio::task::JoinHandle<()>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Replay {
@@ -76,8 +77,35 @@ impl Replay {
             calls: Arc::default(),
             connections: Arc::default(),
             server: None,
+            tls: None,
         };
         replay.serve(listener);
+        replay
+    }
+
+    /// The same over TLS (`wss://`, the test server's self-signed certificate).
+    pub(crate) async fn start_tls(scenario: &str, node: &str) -> Replay {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut replay = Replay::start(scenario, node).await;
+        replay.down().await;
+        let certs =
+            CertificateDer::pem_slice_iter(monitor_strategies::testing::TEST_CERT_PEM.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+        let key_pem =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/testing/key.pem")).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        replay.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        replay.up().await;
         replay
     }
 
@@ -86,6 +114,7 @@ impl Replay {
         let round = Arc::clone(&self.round);
         let calls = Arc::clone(&self.calls);
         let connections = Arc::clone(&self.connections);
+        let tls = self.tls.clone();
         // Owned by `self.server`: aborted and awaited by `down`, aborted on drop.
         #[allow(clippy::disallowed_methods)]
         let server = tokio::spawn(async move {
@@ -99,33 +128,16 @@ impl Replay {
                 let round = Arc::clone(&round);
                 let calls = Arc::clone(&calls);
                 let connections = Arc::clone(&connections);
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                        return;
-                    };
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    while let Some(Ok(msg)) = ws.next().await {
-                        let text = match msg {
-                            Message::Text(t) => t.to_string(),
-                            Message::Close(_) => break,
-                            _ => continue,
-                        };
-                        let req: Value = serde_json::from_str(&text).unwrap();
-                        let method = req["method"].as_str().unwrap_or("").to_owned();
-                        calls.lock().unwrap().push(method.clone());
-                        let r = round.load(Ordering::SeqCst);
-                        let answer = match answer(&data, r, &method, &req["params"]) {
-                            Ok(result) => {
-                                json!({"jsonrpc": "2.0", "id": req["id"], "result": result})
+                    match tls {
+                        None => serve_ws(stream, &data, &round, &calls, &connections).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve_ws(stream, &data, &round, &calls, &connections).await;
                             }
-                            Err(message) => json!({"jsonrpc": "2.0", "id": req["id"],
-                                "error": {"code": 4003, "message": message}}),
-                        };
-                        if ws.send(Message::text(answer.to_string())).await.is_err() {
-                            break;
                         }
                     }
-                    connections.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -134,7 +146,8 @@ impl Replay {
 
     /// `ws://127.0.0.1:<port>`
     pub(crate) fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Switches to the round named `name`.
@@ -175,6 +188,42 @@ impl Drop for Replay {
             server.abort();
         }
     }
+}
+
+/// One websocket connection: answers requests until the client closes.
+async fn serve_ws<S>(
+    stream: S,
+    data: &NodeData,
+    round: &AtomicUsize,
+    calls: &Mutex<Vec<String>>,
+    connections: &AtomicUsize,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    connections.fetch_add(1, Ordering::SeqCst);
+    while let Some(Ok(msg)) = ws.next().await {
+        let text = match msg {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let req: Value = serde_json::from_str(&text).unwrap();
+        let method = req["method"].as_str().unwrap_or("").to_owned();
+        calls.lock().unwrap().push(method.clone());
+        let r = round.load(Ordering::SeqCst);
+        let answer = match answer(data, r, &method, &req["params"]) {
+            Ok(result) => json!({"jsonrpc": "2.0", "id": req["id"], "result": result}),
+            Err(message) => json!({"jsonrpc": "2.0", "id": req["id"],
+                "error": {"code": 4003, "message": message}}),
+        };
+        if ws.send(Message::text(answer.to_string())).await.is_err() {
+            break;
+        }
+    }
+    connections.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn answer(data: &NodeData, round: usize, method: &str, params: &Value) -> Result<Value, String> {

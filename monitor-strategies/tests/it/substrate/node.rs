@@ -156,3 +156,50 @@ async fn substrate_node_down_is_5015() {
     assert_eq!(e["meta_data"]["node_name"], "validator");
     let _: &Value = e;
 }
+
+#[tokio::test]
+async fn substrate_node_reads_each_runtime_metadata_once() {
+    let replay = Replay::start("runtime-upgrade", "validator").await;
+    let pool = WsPool::default();
+    let source = SubstrateDataSource {
+        node_name: "validator".to_owned(),
+        node_ws_url: replay.url(),
+        is_archive_node: true,
+    };
+    let mut m = SubstrateNodeMonitor::new(
+        config(
+            "validator",
+            &replay.url(),
+            "5C5sJnAedLpnBCnvjAV3Fg31FpvUvEvvWzcsooYwBW8dNsTt",
+            true,
+        ),
+        vec![source],
+        &pool,
+        T,
+    )
+    .unwrap();
+    let metadata_reads = || {
+        replay
+            .calls()
+            .iter()
+            .filter(|c| *c == "state_getMetadata")
+            .count()
+    };
+    replay.set_round("before");
+    m.round().await.unwrap();
+    assert_eq!(metadata_reads(), 1);
+    m.round().await.unwrap();
+    assert_eq!(metadata_reads(), 1, "same runtime: not read again");
+    replay.set_round("after");
+    let p = m.round().await.unwrap();
+    assert!(
+        p[0].body["websocket"]["result"].is_object(),
+        "{}",
+        p[0].body
+    );
+    assert_eq!(
+        metadata_reads(),
+        2,
+        "the upgrade is noticed and the new metadata read once"
+    );
+}

@@ -121,3 +121,23 @@ async fn substrate_rpc_times_out_and_caps_answers() {
         Err(WsError::InvalidUrl(_))
     ));
 }
+
+#[tokio::test]
+async fn substrate_rpc_speaks_wss_unverified_by_default_and_verifies_when_asked() {
+    let replay = Replay::start_tls("substrate-dev", "validator").await;
+    assert!(replay.url().starts_with("wss://"));
+    let pool = WsPool::default();
+    let c = pool.client(&replay.url(), T).unwrap();
+    assert_eq!(
+        c.call("system_health", json!([])).await.unwrap()["isSyncing"],
+        false
+    );
+    // With verification on, the self-signed certificate is refused: the node reads as down.
+    let verifying = WsPool::new(WsConfig {
+        verify_tls: true,
+        ..WsConfig::default()
+    });
+    let c = verifying.client(&replay.url(), T).unwrap();
+    let e = c.call("system_health", json!([])).await.unwrap_err();
+    assert!(e.is_down(), "{e:?}");
+}
