@@ -94,6 +94,20 @@ pub fn render(status: &ManagerStatus, bus: BusHealth) -> String {
     );
     metric(
         &mut out,
+        "panic_monitors_slow_lane",
+        "gauge",
+        "Monitors in the slow lane (last round slow or timed out).",
+        &[("", status.slow_monitors)],
+    );
+    metric(
+        &mut out,
+        "panic_monitor_rounds_cut_off_total",
+        "counter",
+        "Rounds cut off at their slow threshold because the slow lane was full.",
+        &[("", status.rounds_cut_off)],
+    );
+    metric(
+        &mut out,
         "panic_manager_outbox_messages",
         "gauge",
         "Messages in the manager's outbox (waiting for or being published).",
@@ -383,6 +397,8 @@ mod tests {
             rounds_err: 2,
             rounds_timed_out: 0,
             rounds_in_flight: 1,
+            slow_monitors: 2,
+            rounds_cut_off: 0,
             publishes_ok: 9,
             publishes_failed: 1,
             publishes_unroutable: 0,
@@ -414,6 +430,7 @@ mod tests {
         );
         assert!(text.contains("panic_monitor_rounds_total{outcome=\"error\"} 2\n"));
         assert!(text.contains("panic_bus_outbox 7\n"));
+        assert!(text.contains("panic_monitors_slow_lane 2\n"), "{text}");
         assert!(
             text.contains("panic_manager_outbox_dropped_total 6\n"),
             "{text}"

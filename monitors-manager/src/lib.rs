@@ -26,13 +26,28 @@
 //!   capped jittered backoff, reported dead meanwhile), fixed-rate rounds on a per-monitor phase
 //!   (hash of component name and id modulo `min(period, max_phase_spread)`, so monitors started
 //!   together spread out), missed ticks skipped (a round never overlaps itself), at most
-//!   [`ManagerSettings::max_in_flight`] polls in flight across all monitors (publishing holds no
-//!   permit), each round under a
+//!   [`ManagerSettings::max_in_flight`] polls in flight across all healthy monitors (publishing
+//!   holds no permit; slow monitors use the slow lane, below), each round under a
 //!   timeout equal to its period. **Strategies must keep their own request timeouts below the
 //!   period**, so that a slow target gives an error envelope rather than a cut-off round. A
 //!   panicking round is a death: the monitor is rebuilt after a backoff. A monitor with no
 //!   finished round for `hung_periods × period + timeout` is hung: it is aborted and restarted at
 //!   once.
+//! * **The slow lane.** Targets that do not answer must not hold the permits healthy monitors
+//!   need. A round is *slow* when it runs longer than [`ManagerSettings::slow_round_percent`] of
+//!   its timeout (default 10 %: 1 s at a 10 s period). A monitor whose last round was slow or
+//!   timed out is in the slow lane: its rounds take a permit of a separate, smaller pool
+//!   ([`ManagerSettings::slow_in_flight`], default 64) and keep their full timeout, until a round
+//!   finishes within the threshold again (then it is back in the main pool). A main-pool round
+//!   still running at the threshold leaves the main pool at once: it moves to a free slow-lane
+//!   permit, or, if the slow lane is full, is cut off (counted in
+//!   [`ManagerStatus::rounds_cut_off`] and as timed out); the monitor's next rounds wait for the
+//!   slow lane. So a main permit is never held longer than the threshold, healthy rounds start
+//!   on their tick even beside 1,000 unanswered targets, and at most `max_in_flight +
+//!   slow_in_flight` rounds are in flight. The cost: a monitor whose rounds are legitimately slow
+//!   (over 10 % of its period) shares the slow lane with the unanswered ones. Waiting for a
+//!   permit does not count towards being hung. [`ManagerStatus::slow_monitors`] counts the slow
+//!   lane.
 //! * **Publishing: the outbox.** A round never waits for the broker. It hands its publications
 //!   (to `raw_data`, in order, then the worker heartbeat) to the manager's outbox, a FIFO bounded
 //!   in bytes ([`ManagerSettings::outbox_bytes`]), and goes on; one publisher task owned by the

@@ -191,6 +191,7 @@ impl MonitorsManager {
             heartbeat_queue,
             planners = ?names,
             max_in_flight = self.settings.max_in_flight,
+            slow_in_flight = self.settings.slow_in_flight,
             outbox_bytes = self.settings.outbox_bytes,
             "monitors manager started"
         );
@@ -208,6 +209,7 @@ impl MonitorsManager {
             shared: Arc::new(Shared {
                 bus: Arc::clone(&self.bus),
                 permits: Arc::new(Semaphore::new(self.settings.max_in_flight)),
+                slow_permits: Arc::new(Semaphore::new(self.settings.slow_in_flight)),
                 liveness: Arc::clone(&self.liveness),
                 counters: Arc::clone(&self.counters),
                 outbox: Arc::clone(&self.outbox),
@@ -480,6 +482,8 @@ impl Run {
                 self.settings.phase_window(spec.group),
             ),
             round_timeout: self.settings.round_timeout(spec.group),
+            slow_after: self.settings.slow_after(spec.group),
+            slow: std::sync::atomic::AtomicBool::new(false),
             hung_after: self.settings.hung_after(spec.group),
             backoff: self.settings.restart_backoff,
             shared: Arc::clone(&self.shared),

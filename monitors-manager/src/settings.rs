@@ -47,6 +47,17 @@ pub struct ManagerSettings {
     /// Bound on polls in flight across all monitors (at least 1): a permit is held while a strategy
     /// runs its round, not while its results are published.
     pub max_in_flight: usize,
+    /// Permits of the slow lane (default 64, at least 1): monitors whose last round was slow (ran
+    /// longer than [`ManagerSettings::slow_round_percent`] of its timeout, or timed out) run
+    /// their rounds under these instead of the main pool, until a round is fast again. At most
+    /// `max_in_flight + slow_in_flight` rounds are in flight.
+    pub slow_in_flight: usize,
+    /// A round is slow when it runs longer than this percentage of its timeout (default 10: 1 s at
+    /// a 10 s period). A main-pool round still running then leaves the main pool for the slow
+    /// lane, or, when the slow lane is full, is cut off (counted in
+    /// [`ManagerStatus::rounds_cut_off`](crate::ManagerStatus::rounds_cut_off)). 100 disables the
+    /// mid-round move: only rounds that time out make a monitor slow.
+    pub slow_round_percent: u32,
     /// How long rounds in flight may take to finish after shutdown is requested.
     pub shutdown_grace: Duration,
     /// Appended to the config and heartbeat queue names (tests, shards).
@@ -113,6 +124,8 @@ impl Default for ManagerSettings {
             manager_name: DEFAULT_MANAGER_NAME.to_owned(),
             periods: BTreeMap::new(),
             max_in_flight: 256,
+            slow_in_flight: 64,
+            slow_round_percent: 10,
             shutdown_grace: Duration::from_secs(10),
             queue_suffix: String::new(),
             config_prefetch: 16,
@@ -145,6 +158,12 @@ impl ManagerSettings {
     /// Strategies must keep their own request timeouts below it.
     pub fn round_timeout(&self, group: PeriodGroup) -> Duration {
         self.period(group)
+    }
+
+    /// When a round of `group` counts as slow: [`ManagerSettings::slow_round_percent`] of its
+    /// timeout.
+    pub fn slow_after(&self, group: PeriodGroup) -> Duration {
+        self.round_timeout(group) * self.slow_round_percent.min(100) / 100
     }
 
     /// How long a monitor of `group` may go without a finished round before it counts as hung.
@@ -189,6 +208,15 @@ impl ManagerSettings {
         }
         if self.max_config_bytes == 0 {
             return Err("max_config_bytes must be at least 1".to_owned());
+        }
+        if self.slow_in_flight == 0 || self.slow_in_flight > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(
+                "slow_in_flight must be at least 1 (and at most the semaphore's maximum)"
+                    .to_owned(),
+            );
+        }
+        if !(1..=100).contains(&self.slow_round_percent) {
+            return Err("slow_round_percent must be between 1 and 100".to_owned());
         }
         if self.outbox_bytes == 0 {
             return Err("outbox_bytes must be at least 1".to_owned());

@@ -17,6 +17,8 @@ use crate::publisher::Outbox;
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) rounds_in_flight: AtomicU64,
+    pub(crate) slow_monitors: AtomicU64,
+    pub(crate) rounds_cut_off: AtomicU64,
     pub(crate) publishes_ok: AtomicU64,
     pub(crate) publishes_failed: AtomicU64,
     pub(crate) publishes_unroutable: AtomicU64,
@@ -44,8 +46,13 @@ pub struct ManagerStatus {
     pub rounds_err: u64,
     /// Rounds cut off by their timeout.
     pub rounds_timed_out: u64,
-    /// Rounds running now.
+    /// Rounds running now (main pool and slow lane).
     pub rounds_in_flight: u64,
+    /// Monitors in the slow lane now (their last round was slow or timed out).
+    pub slow_monitors: u64,
+    /// Rounds cut off at their slow threshold because the slow lane was full (also counted in
+    /// `rounds_timed_out`).
+    pub rounds_cut_off: u64,
     /// Raw-data messages published.
     pub publishes_ok: u64,
     /// Raw-data publishes that failed (the rest of that round and its heartbeat were skipped).
@@ -118,6 +125,8 @@ impl StatusHandle {
             rounds_err: totals.rounds_err,
             rounds_timed_out: totals.rounds_timed_out,
             rounds_in_flight: get(&c.rounds_in_flight),
+            slow_monitors: get(&c.slow_monitors),
+            rounds_cut_off: get(&c.rounds_cut_off),
             publishes_ok: get(&c.publishes_ok),
             publishes_failed: get(&c.publishes_failed),
             publishes_unroutable: get(&c.publishes_unroutable),

@@ -24,7 +24,7 @@
 //! heartbeat) to the manager's outbox (`publisher`): a round never waits for the broker, so time
 //! the broker is away is never counted as hung.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +49,10 @@ use crate::status::Counters;
 /// What every monitor task shares with the manager.
 pub(crate) struct Shared {
     pub(crate) bus: Arc<dyn Bus>,
+    /// The main pool of round permits ([`ManagerSettings::max_in_flight`](crate::ManagerSettings)).
     pub(crate) permits: Arc<Semaphore>,
+    /// The slow lane's permits (`slow_in_flight`), for monitors whose rounds are slow.
+    pub(crate) slow_permits: Arc<Semaphore>,
     pub(crate) liveness: Arc<Liveness>,
     pub(crate) counters: Arc<Counters>,
     /// Where rounds leave what they publish (see `publisher`).
@@ -73,6 +76,10 @@ pub(crate) struct MonitorCtx {
     pub(crate) epoch: Instant,
     pub(crate) phase: Duration,
     pub(crate) round_timeout: Duration,
+    /// A round running longer than this is slow (see the crate documentation, slow lane).
+    pub(crate) slow_after: Duration,
+    /// In the slow lane now (survives restarts of the monitor).
+    pub(crate) slow: AtomicBool,
     pub(crate) hung_after: Duration,
     pub(crate) backoff: Backoff,
     pub(crate) shared: Arc<Shared>,
@@ -86,11 +93,57 @@ impl MonitorCtx {
     fn stopping(&self) -> bool {
         self.kill.is_cancelled() || self.shutdown.is_cancelled()
     }
+
+    fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    /// Move the monitor to (or out of) the slow lane, keeping the manager's gauge.
+    fn set_slow(&self, slow: bool) {
+        if self.slow.swap(slow, Ordering::Relaxed) != slow {
+            if slow {
+                self.shared
+                    .counters
+                    .slow_monitors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(slow_after = ?self.slow_after, "monitor moves to the slow lane");
+            } else {
+                self.shared
+                    .counters
+                    .slow_monitors
+                    .fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!("monitor is fast again: back to the main pool");
+            }
+        }
+    }
+}
+
+/// Takes a stopped monitor out of the slow-lane gauge.
+struct LeaveSlowLane<'a>(&'a MonitorCtx);
+
+impl Drop for LeaveSlowLane<'_> {
+    fn drop(&mut self) {
+        self.0.set_slow(false);
+    }
 }
 
 enum Outcome {
     Joined(Option<Result<(), JoinError>>),
     Hung,
+}
+
+/// How a round ended without a result.
+enum RoundEnd {
+    /// Cut off by its timeout.
+    TimedOut,
+    /// Cut off at its slow threshold: it had to leave the main pool and the slow lane was full.
+    CutOff,
+}
+
+impl From<tokio::time::error::Elapsed> for RoundEnd {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        RoundEnd::TimedOut
+    }
 }
 
 /// Supervise one monitor until it is killed or the manager shuts down; returns its key.
@@ -104,6 +157,7 @@ pub(crate) async fn supervise(ctx: Arc<MonitorCtx>) -> TaskKey {
 }
 
 async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
+    let _leave = LeaveSlowLane(&ctx);
     let liveness = &ctx.shared.liveness;
     let mut failures: u32 = 0;
     while !ctx.stopping() {
@@ -295,28 +349,77 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
             () = ctx.shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
+        // Slow monitors take a permit of the slow lane, the others of the main pool.
+        let slow = ctx.is_slow();
+        let pool = if slow {
+            &shared.slow_permits
+        } else {
+            &shared.permits
+        };
         shared.liveness.waiting_for_permit(ctx.key);
-        let permit = tokio::select! {
+        let mut permit = tokio::select! {
             biased;
             () = ctx.kill.cancelled() => return,
             () = ctx.shutdown.cancelled() => return,
-            permit = Arc::clone(&shared.permits).acquire_owned() => match permit {
+            permit = Arc::clone(pool).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return, // closed: the manager is gone
             },
         };
         shared.liveness.permit_acquired(ctx.key);
         let in_flight = InFlight::new(&shared.counters);
-        let outcome = tokio::select! {
-            biased;
-            () = ctx.kill.cancelled() => return,
-            outcome = tokio::time::timeout(ctx.round_timeout, monitor.round()) => outcome,
+        let started = Instant::now();
+        let outcome = {
+            let round = tokio::time::timeout(ctx.round_timeout, monitor.round());
+            tokio::pin!(round);
+            let early = if slow || ctx.slow_after >= ctx.round_timeout {
+                None
+            } else {
+                // A main-pool round still running at `slow_after` leaves the main pool.
+                tokio::select! {
+                    biased;
+                    () = ctx.kill.cancelled() => return,
+                    outcome = &mut round => Some(outcome.map_err(RoundEnd::from)),
+                    () = tokio::time::sleep(ctx.slow_after) => {
+                        ctx.set_slow(true);
+                        match Arc::clone(&shared.slow_permits).try_acquire_owned() {
+                            Ok(slow_permit) => {
+                                permit = slow_permit; // the main permit is released
+                                None
+                            }
+                            Err(_) => Some(Err(RoundEnd::CutOff)),
+                        }
+                    }
+                }
+            };
+            match early {
+                Some(outcome) => outcome,
+                None => tokio::select! {
+                    biased;
+                    () = ctx.kill.cancelled() => return,
+                    outcome = &mut round => outcome.map_err(RoundEnd::from),
+                },
+            }
         };
         // The bound is on polls in flight: publishing is the publisher's (the round only queues
         // its publications), so a slow or absent broker holds no permit and hangs no round.
         drop(permit);
+        if outcome.is_ok() {
+            // Fast again (or still fast) when it finished within `slow_after`.
+            ctx.set_slow(started.elapsed() > ctx.slow_after);
+        } else {
+            ctx.set_slow(true);
+        }
         match outcome {
-            Err(_elapsed) => {
+            Err(RoundEnd::CutOff) => {
+                shared.liveness.round_timed_out(ctx.key);
+                Counters::bump(&shared.counters.rounds_cut_off);
+                warn_limited!(ctx.shared.limiter, "round cut off",
+                    slow_after = ?ctx.slow_after,
+                    "round still running after its slow threshold and the slow lane is full: \
+                     cut off; the monitor waits for the slow lane");
+            }
+            Err(RoundEnd::TimedOut) => {
                 shared.liveness.round_timed_out(ctx.key);
                 warn_limited!(ctx.shared.limiter, "round timed out",
                     timeout = ?ctx.round_timeout, "round timed out");

@@ -19,4 +19,6 @@ mod outage;
 #[cfg(test)]
 mod scheduling;
 #[cfg(test)]
+mod slow_lane;
+#[cfg(test)]
 mod supervision;
