@@ -26,14 +26,14 @@
 //! env), `http` ([`Http`]: timeout, size-capped body, PANIC's transport error classes),
 //! `prometheus` (Prometheus text parsing and PANIC's metric query), `plan_util` (what the planners
 //! share: the section loop, monitorables, and the spec builder that derives each fingerprint from
-//! the planner's typed config), and [`testing`] (feature `testing`: a local HTTP server for
+//! the planner's typed config), and `testing` (feature `testing`: a local HTTP server for
 //! strategy tests). Every module is private: the names below are the whole public surface.
 //!
 //! # A strategy tested alone
 //!
 //! A strategy needs neither a bus nor the manager: give it a config and an [`Http`] handle, run
 //! one [`round`](monitor_core::Monitor::round) and look at what it would publish. Here a
-//! [`testing::TestServer`] replays the shared node_exporter fixture to a [`SystemMonitor`]:
+//! `testing::TestServer` replays the shared node_exporter fixture to a [`SystemMonitor`]:
 //!
 //! ```
 //! # #[cfg(feature = "testing")]

@@ -326,7 +326,7 @@ pub(crate) fn push_python_json_string(out: &mut String, s: &str) {
 /// Whether a requested metric must be present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
-    /// Absent → [`QueryError::MetricNotFound`] (PANIC's 5003).
+    /// Absent → `QueryError::MetricNotFound` (PANIC's 5003).
     Strict,
     /// Absent → `None` (null).
     Optional,
@@ -419,7 +419,7 @@ impl MetricsData {
 }
 
 /// PANIC's `get_prometheus_metrics_data` over parsed samples: samples are matched by
-/// [`Sample::python_name`]; the first sample of a metric decides whether it is labelled; a strict
+/// `Sample::python_name`; the first sample of a metric decides whether it is labelled; a strict
 /// metric that is absent fails (the first one in request order is reported).
 pub fn query(
     samples: &[Sample],
