@@ -17,7 +17,8 @@
 //! Errors (PANIC's codes): 5015 the monitored node is unreachable, 5019 no synced data source,
 //! 5031 a call failed, 5033 an answer or a value could not be read.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,6 +52,23 @@ pub struct SubstrateNodeMonitor {
     node: NodeClient,
     sources: Vec<(SubstrateDataSource, NodeClient)>,
     last_height: Option<u64>,
+    past_eras: Mutex<BTreeMap<u128, PastEra>>,
+}
+
+/// What is kept of an era before the active one: its exposure (total, page count; `None` when
+/// the stash had none) and whether its rewards were seen claimed. Exposures of past eras are
+/// final and claims are never undone, so these are read once (a claimed era is not read again,
+/// an unclaimed one only re-reads its `ClaimedRewards`).
+#[derive(Debug, Clone, Copy)]
+struct PastEra {
+    total: Option<u128>,
+    pages: u128,
+    claimed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic while holding it: the cache is still valid.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SubstrateNodeMonitor {
@@ -93,6 +111,7 @@ impl SubstrateNodeMonitor {
             node,
             sources,
             last_height: None,
+            past_eras: Mutex::default(),
         })
     }
 
@@ -393,21 +412,50 @@ impl SubstrateNodeMonitor {
         let mut unclaimed = Vec::new();
         if let (Some(era), Some(depth)) = (current_era, history_depth) {
             let cr_src = s.pick("Staking", "ClaimedRewards").await?;
-            for e in (era + 1).saturating_sub(depth)..era {
-                let exp = exposure(s, e, stash, ss58).await?;
-                if let (Some(cr), Some(x)) = (cr_src, &exp) {
-                    let pages = cr
+            let start = (era + 1).saturating_sub(depth);
+            // Past eras' exposures never change and a claimed era stays claimed: both are kept
+            // across rounds, so a round reads only what can still change (see `PastEra`).
+            let mut cache = {
+                let mut past = lock(&self.past_eras);
+                past.retain(|e, _| *e >= start);
+                std::mem::take(&mut *past)
+            };
+            for e in start..era {
+                let known = cache.get(&e).copied();
+                if known.is_some_and(|k| k.claimed) {
+                    claimed.insert(e);
+                    continue;
+                }
+                let (total, pages) = match known {
+                    Some(k) => (k.total, k.pages),
+                    None => match exposure(s, e, stash, ss58).await? {
+                        Some(x) => (Some(x.total), x.pages),
+                        None => (None, 0),
+                    },
+                };
+                if let (Some(cr), Some(_)) = (cr_src, total) {
+                    let got = cr
                         .get("Staking", "ClaimedRewards", &[KeyArg::Int(e), account])
                         .await?;
-                    let n = pages.as_ref().and_then(DValue::items).map_or(0, <[_]>::len);
-                    if x.pages > 0 && n as u128 >= x.pages {
+                    let n = got.as_ref().and_then(DValue::items).map_or(0, <[_]>::len);
+                    if pages > 0 && n as u128 >= pages {
                         claimed.insert(e);
                     }
                 }
-                if !claimed.contains(&e) && exp.is_some_and(|x| x.total > 0) {
+                let is_claimed = claimed.contains(&e);
+                cache.insert(
+                    e,
+                    PastEra {
+                        total,
+                        pages,
+                        claimed: is_claimed,
+                    },
+                );
+                if !is_claimed && total.is_some_and(|t| t > 0) {
                     unclaimed.push(uint_json(e));
                 }
             }
+            *lock(&self.past_eras) = cache;
         }
         let mut previous_era_rewards = 0u128;
         if let Some(era) = current_era.filter(|e| *e > 0) {

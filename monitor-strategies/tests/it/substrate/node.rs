@@ -203,3 +203,47 @@ async fn substrate_node_reads_each_runtime_metadata_once() {
         "the upgrade is noticed and the new metadata read once"
     );
 }
+
+#[tokio::test]
+async fn substrate_node_past_eras_are_not_read_again() {
+    let replay = Replay::start("polkadot-assethub", "assethub").await;
+    let pool = WsPool::default();
+    let source = SubstrateDataSource {
+        node_name: "assethub".to_owned(),
+        node_ws_url: replay.url(),
+        is_archive_node: true,
+    };
+    let expected = fixture("polkadot-assethub/expected.json");
+    let stash = expected["accounts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, n)| *n == "validator-active")
+        .map(|(a, _)| a.clone())
+        .unwrap();
+    let mut m = SubstrateNodeMonitor::new(
+        config("assethub", &replay.url(), &stash, true),
+        vec![source],
+        &pool,
+        T,
+    )
+    .unwrap();
+    let reads = || {
+        replay
+            .calls()
+            .iter()
+            .filter(|c| *c == "state_getStorage")
+            .count()
+    };
+    let a = m.round().await.unwrap();
+    let first = reads();
+    let b = m.round().await.unwrap();
+    let second = reads() - first;
+    // The same body, from far fewer reads: the 83 past eras' exposures are kept.
+    let data = |p: &[monitor_core::Publication]| p[0].body["websocket"]["result"]["data"].clone();
+    let (mut da, mut db) = (data(&a), data(&b));
+    da["historical"] = Value::Null;
+    db["historical"] = Value::Null;
+    assert_eq!(da, db);
+    assert!(second * 2 < first, "first {first}, second {second}");
+}
