@@ -136,8 +136,8 @@ impl WsPool {
     }
 
     /// The client of `url` (its connection shared with every other client of the same URL),
-    /// whose calls time out after `timeout`. Must be called inside a tokio runtime (the connection
-    /// task is spawned on first use of a URL).
+    /// whose calls time out after `timeout`. The connection task of a new URL runs in the current
+    /// tokio runtime; outside one this is an error (never a panic).
     pub fn client(&self, url: &str, timeout: Duration) -> Result<WsRpc, WsError> {
         let url = url.trim().to_owned();
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
@@ -150,6 +150,12 @@ impl WsPool {
         while conns.tasks.try_join_next().is_some() {}
         if let Some(conn) = conns.by_url.get(&url).and_then(Weak::upgrade) {
             return Ok(WsRpc { conn, timeout });
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(WsError::Down {
+                url,
+                reason: "no tokio runtime to run the connection in".to_owned(),
+            });
         }
         let (commands, rx) = mpsc::unbounded_channel();
         conns.tasks.spawn(run(url.clone(), self.config.clone(), rx));

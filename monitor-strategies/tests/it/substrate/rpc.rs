@@ -141,3 +141,9 @@ async fn substrate_rpc_speaks_wss_unverified_by_default_and_verifies_when_asked(
     let e = c.call("system_health", json!([])).await.unwrap_err();
     assert!(e.is_down(), "{e:?}");
 }
+
+#[test]
+fn substrate_rpc_outside_a_runtime_is_an_error_not_a_panic() {
+    let pool = WsPool::default();
+    assert!(pool.client("ws://127.0.0.1:1", T).is_err());
+}
