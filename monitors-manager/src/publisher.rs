@@ -9,7 +9,7 @@
 //!   counted ([`ManagerStatus::outbox_dropped`](crate::ManagerStatus::outbox_dropped)) and logged,
 //!   rate-limited. Batches being published still weigh in the bound.
 //! * **Publisher.** One task owned by the manager drains the outbox in order into
-//!   [`Bus::publish`], up to [`MAX_BATCHES_IN_FLIGHT`] batches at once (the AMQP bus pipelines
+//!   [`Bus::publish`], up to `MAX_BATCHES_IN_FLIGHT` (1,024) batches at once (the AMQP bus pipelines
 //!   them) but never two batches of one monitor at once, so each monitor's messages keep their
 //!   order. Within a batch: data in order, then the heartbeat; an unroutable message is not an
 //!   error; any other failure skips the rest of the batch, heartbeat included.
@@ -34,8 +34,11 @@ use crate::liveness::TaskKey;
 use crate::ratelimit::{warn_limited, LogLimiter};
 use crate::status::Counters;
 
-/// Batches published at once (each batch's messages one after another).
-pub(crate) const MAX_BATCHES_IN_FLIGHT: usize = 64;
+/// Batches published at once (each batch's messages one after another; at most one batch per
+/// monitor). A confirm of a persistent message takes milliseconds (the broker syncs to disk in
+/// batches), so throughput needs many publishes in flight: at 64, 500 monitors at a 1 s period
+/// already outran the publisher.
+pub(crate) const MAX_BATCHES_IN_FLIGHT: usize = 1024;
 /// What one queued message weighs beyond its body and routing key (bookkeeping, buffers).
 pub(crate) const MESSAGE_OVERHEAD_BYTES: usize = 64;
 /// What a worker heartbeat weighs beyond its component name (its JSON and bookkeeping).

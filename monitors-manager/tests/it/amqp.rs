@@ -30,10 +30,10 @@ fn rabbitmqctl(args: &[&str]) -> std::process::Output {
 }
 
 /// A vhost for one test, deleted when dropped (also when the test fails).
-struct Vhost(String);
+pub(crate) struct Vhost(String);
 
 impl Vhost {
-    fn create() -> Self {
+    pub(crate) fn create() -> Self {
         let name = format!(
             "manager-it-{}-{:08x}",
             std::process::id(),
@@ -46,7 +46,7 @@ impl Vhost {
         Vhost(name)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
     }
 }

@@ -7,6 +7,8 @@ mod harness;
 #[cfg(test)]
 mod amqp;
 #[cfg(test)]
+mod broker_outage;
+#[cfg(test)]
 mod configs;
 #[cfg(test)]
 mod heartbeats;
