@@ -325,6 +325,7 @@ impl Bus for AmqpBus {
         let cancelled: Vec<CancellationToken> = {
             let mut t = lock(&self.shared.topology);
             t.queues.retain(|q| q != queue);
+            t.streams.retain(|(q, _)| q != queue);
             t.bindings.retain(|(q, _, _)| q != queue);
             t.consumers
                 .values()
@@ -359,6 +360,39 @@ impl Bus for AmqpBus {
     }
 
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        self.start_consumer(queue, prefetch, false).await
+    }
+
+    async fn declare_log_queue(
+        &self,
+        queue: &str,
+        retention: crate::LogRetention,
+    ) -> Result<(), BusError> {
+        let entry = (queue.to_owned(), retention);
+        self.record(|t| push_unique(&mut t.streams, entry.clone()));
+        let r = self
+            .shared
+            .admin(&Op::DeclareStream(queue.to_owned(), retention))
+            .await;
+        if r.is_err() {
+            self.record(|t| t.streams.retain(|s| *s != entry));
+        }
+        r
+    }
+
+    async fn consume_log(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        // A stream consumer needs a prefetch (basic.qos) of at least 1.
+        self.start_consumer(queue, prefetch.max(1), true).await
+    }
+}
+
+impl AmqpBus {
+    async fn start_consumer(
+        &self,
+        queue: &str,
+        prefetch: u16,
+        from_start: bool,
+    ) -> Result<Consumer, BusError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cancel = self.shared.shutdown.child_token();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -368,6 +402,7 @@ impl Bus for AmqpBus {
             id,
             queue: queue.to_owned(),
             prefetch,
+            from_start,
             tx,
             cancel: cancel.clone(),
             progress: progress.clone(),

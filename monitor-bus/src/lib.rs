@@ -10,6 +10,10 @@
 //! * [`Bus::publish`] is persistent and mandatory and returns only once the message is in every
 //!   matching queue (RabbitMQ: publisher confirm); a message no queue is bound for is
 //!   [`BusError::Unroutable`] (PANIC's 5001);
+//! * publishing to the exchange `""` with a queue's name as routing key puts the message in that
+//!   queue only (RabbitMQ's default exchange);
+//! * log queues ([`Bus::declare_log_queue`], [`Bus::consume_log`]) keep what they are sent and are
+//!   read from their start by every reader;
 //! * consumption is manual-ack with a prefetch limit; a message left unacked when its consumer goes
 //!   away is delivered again, marked `redelivered`; order within a queue is kept.
 //!
@@ -229,6 +233,17 @@ impl Consumer {
     }
 }
 
+/// How a log queue ([`Bus::declare_log_queue`]) is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRetention {
+    /// The log keeps at least its newest `max_bytes` (RabbitMQ: `x-max-length-bytes`; older
+    /// segments are deleted whole). There is no age limit: a message is only ever removed because
+    /// newer ones filled the log.
+    pub max_bytes: u64,
+    /// Size of one segment (RabbitMQ: `x-stream-max-segment-size-bytes`), the unit retention deletes.
+    pub segment_bytes: u64,
+}
+
 /// A topic message bus with RabbitMQ's semantics.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
@@ -256,6 +271,32 @@ pub trait Bus: Send + Sync + 'static {
         -> Result<(), BusError>;
     /// Consume `queue` with manual ack and at most `prefetch` unacked deliveries (0 = unlimited).
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError>;
+
+    /// Declare a durable **log queue** (idempotent): it keeps the messages routed to it (bounded by
+    /// `retention`), and every consumer of [`Bus::consume_log`] reads it from its start. RabbitMQ:
+    /// a stream queue (`x-queue-type: stream`, `x-max-length-bytes`); the in-memory bus keeps the
+    /// last message per routing key, so a reader that applies only the last message per key sees
+    /// the same. The default reports the bus cannot ([`BusError::Broker`]).
+    async fn declare_log_queue(
+        &self,
+        queue: &str,
+        retention: LogRetention,
+    ) -> Result<(), BusError> {
+        let _ = retention;
+        Err(BusError::Broker(format!(
+            "log queue `{queue}`: this bus has no log queues"
+        )))
+    }
+
+    /// Read the log queue `queue` from its start, then what is routed to it later (RabbitMQ:
+    /// `x-stream-offset: first`, at most `prefetch` unacked, at least 1). Acking only paces the
+    /// reading: nothing is removed from the log.
+    async fn consume_log(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        let _ = prefetch;
+        Err(BusError::Broker(format!(
+            "log queue `{queue}`: this bus has no log queues"
+        )))
+    }
 }
 
 /// Declare a queue and bind it to `exchange` with each of `binding_keys`.

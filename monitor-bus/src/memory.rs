@@ -4,6 +4,8 @@
 //! they can, so there are no background tasks and behaviour is deterministic (tests run it with
 //! paused time). Queues are unbounded unless [`MemoryBus::with_queue_limit`] sets a length limit,
 //! past which publishes are rejected ([`BusError::QueueFull`], like RabbitMQ's `reject-publish`).
+//! Log queues keep the last message per routing key (what a compacting reader of a RabbitMQ
+//! stream ends up with) and hand every reader those, oldest first, then what comes later.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -12,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Acker, Bus, BusError, Consumer, Delivery};
+use super::{Acker, Bus, BusError, Consumer, Delivery, LogRetention};
 use monitor_core::keys::topic_matches;
 
 #[derive(Clone)]
@@ -37,11 +39,59 @@ struct Queue {
     next_rr: usize,
 }
 
+/// A log queue: the last message per routing key (in the order they came) and its readers.
+/// Messages sent to it by name (default exchange) are kept per distinct body instead, since their
+/// routing key is the log's own name.
+#[derive(Default)]
+struct Log {
+    last: HashMap<(String, Option<Bytes>), (u64, Stored)>,
+    seq: u64,
+    readers: Vec<mpsc::UnboundedSender<Delivery>>,
+}
+
+impl Log {
+    fn push(&mut self, stored: &Stored) {
+        self.seq += 1;
+        let by_body = stored.exchange.is_empty().then(|| stored.body.clone());
+        self.last.insert(
+            (stored.routing_key.clone(), by_body),
+            (self.seq, stored.clone()),
+        );
+        self.readers
+            .retain(|tx| tx.send(log_delivery(stored)).is_ok());
+    }
+}
+
+fn log_delivery(m: &Stored) -> Delivery {
+    Delivery::new(
+        m.exchange.clone(),
+        m.routing_key.clone(),
+        m.body.clone(),
+        false,
+        Box::new(LogAcker),
+    )
+}
+
+/// Acks of log deliveries remove nothing.
+struct LogAcker;
+
+#[async_trait]
+impl Acker for LogAcker {
+    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn nack(self: Box<Self>, _requeue: bool) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     /// exchange → [(binding key, queue)]
     exchanges: HashMap<String, Vec<(String, String)>>,
     queues: HashMap<String, Queue>,
+    /// Log queues (see [`Bus::declare_log_queue`]): the last message per routing key.
+    logs: HashMap<String, Log>,
     next_id: u64,
 }
 
@@ -255,7 +305,7 @@ impl Bus for MemoryBus {
         binding_key: &str,
     ) -> Result<(), BusError> {
         let mut inner = lock(&self.inner);
-        if !inner.queues.contains_key(queue) {
+        if !inner.queues.contains_key(queue) && !inner.logs.contains_key(queue) {
             return Err(BusError::NoSuchQueue(queue.to_owned()));
         }
         let bindings = inner
@@ -272,6 +322,7 @@ impl Bus for MemoryBus {
     async fn delete_queue(&self, queue: &str) -> Result<(), BusError> {
         let mut inner = lock(&self.inner);
         inner.queues.remove(queue);
+        inner.logs.remove(queue);
         for bindings in inner.exchanges.values_mut() {
             bindings.retain(|(_, q)| q != queue);
         }
@@ -290,15 +341,26 @@ impl Bus for MemoryBus {
         body: Bytes,
     ) -> Result<(), BusError> {
         let mut inner = lock(&self.inner);
-        let bindings = inner
-            .exchanges
-            .get(exchange)
-            .ok_or_else(|| BusError::NoSuchExchange(exchange.to_owned()))?;
-        let mut targets: Vec<String> = bindings
-            .iter()
-            .filter(|(key, _)| topic_matches(key, routing_key))
-            .map(|(_, q)| q.clone())
-            .collect();
+        let mut targets: Vec<String> = if exchange.is_empty() {
+            // The default exchange: the queue named by the routing key.
+            let exists =
+                inner.queues.contains_key(routing_key) || inner.logs.contains_key(routing_key);
+            if exists {
+                vec![routing_key.to_owned()]
+            } else {
+                Vec::new()
+            }
+        } else {
+            let bindings = inner
+                .exchanges
+                .get(exchange)
+                .ok_or_else(|| BusError::NoSuchExchange(exchange.to_owned()))?;
+            bindings
+                .iter()
+                .filter(|(key, _)| topic_matches(key, routing_key))
+                .map(|(_, q)| q.clone())
+                .collect()
+        };
         targets.sort();
         targets.dedup();
         if targets.is_empty() {
@@ -324,12 +386,50 @@ impl Bus for MemoryBus {
             redelivered: false,
         };
         for q in &targets {
+            if let Some(log) = inner.logs.get_mut(q) {
+                log.push(&stored);
+                continue;
+            }
             if let Some(queue) = inner.queues.get_mut(q) {
                 queue.messages.push_back(stored.clone());
             }
             dispatch(&self.inner, &mut inner, q);
         }
         Ok(())
+    }
+
+    async fn declare_log_queue(
+        &self,
+        queue: &str,
+        retention: LogRetention,
+    ) -> Result<(), BusError> {
+        let _ = retention;
+        let mut inner = lock(&self.inner);
+        if inner.queues.contains_key(queue) {
+            return Err(BusError::Broker(format!(
+                "queue `{queue}` exists and is not a log queue"
+            )));
+        }
+        inner.logs.entry(queue.to_owned()).or_default();
+        Ok(())
+    }
+
+    async fn consume_log(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        let _ = prefetch;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = lock(&self.inner);
+        let log = inner
+            .logs
+            .get_mut(queue)
+            .ok_or_else(|| BusError::NoSuchQueue(queue.to_owned()))?;
+        let mut retained: Vec<&(u64, Stored)> = log.last.values().collect();
+        retained.sort_by_key(|(seq, _)| *seq);
+        for (_, m) in retained {
+            // The receiver is ours, alive: sending cannot fail.
+            let _ = tx.send(log_delivery(m));
+        }
+        log.readers.push(tx);
+        Ok(Consumer::new(rx, None))
     }
 
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {

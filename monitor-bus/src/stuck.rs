@@ -98,4 +98,17 @@ impl Bus for StuckBus {
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
         self.inner.consume(queue, prefetch).await
     }
+
+    async fn declare_log_queue(
+        &self,
+        queue: &str,
+        retention: crate::LogRetention,
+    ) -> Result<(), BusError> {
+        self.maybe_hang_declaration().await;
+        self.inner.declare_log_queue(queue, retention).await
+    }
+
+    async fn consume_log(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        self.inner.consume_log(queue, prefetch).await
+    }
 }

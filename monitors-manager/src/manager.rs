@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use monitor_bus::{declare_bound_queue, publish_json, Delivery};
-use monitor_bus::{Bus, BusError};
+use monitor_bus::{Bus, BusError, StallWatch, Watched};
 use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, MANAGER_CONFIG_BINDINGS, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
@@ -55,6 +55,8 @@ pub struct MonitorsManager {
     liveness: Arc<Liveness>,
     counters: Arc<Counters>,
     outbox: Arc<Outbox>,
+    /// Stalls of the config and ping consumers (each restarted).
+    consumer_stalls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for MonitorsManager {
@@ -82,11 +84,22 @@ enum Event {
     Shutdown,
     Config(Option<Delivery>),
     Ping(Option<Delivery>),
+    /// A consumer stalled (logged and counted by its watch): consume its queue again.
+    Stalled(&'static str),
     Reaped(Result<(tokio::task::Id, TaskKey), JoinError>),
 }
 
 /// The state of a running manager.
 struct Run {
+    /// Whether the config stream is declared (config state kept in RabbitMQ).
+    config_stream: bool,
+    /// The last config body per routing key (what a snapshot writes).
+    latest_configs: BTreeMap<String, bytes::Bytes>,
+    /// Config traffic since the last snapshot (bytes, with a per-message allowance).
+    since_snapshot: u64,
+    /// Configs applied from the stream at boot: the first live copy of each (same key, same body,
+    /// also in the live queue) is not applied a second time.
+    restored: BTreeMap<String, bytes::Bytes>,
     shared: Arc<Shared>,
     settings: ManagerSettings,
     manager_name: String,
@@ -119,7 +132,14 @@ impl MonitorsManager {
             liveness: Arc::new(Liveness::new()),
             counters: Arc::new(Counters::default()),
             outbox,
+            consumer_stalls: Arc::default(),
         }
+    }
+
+    /// A counter of the config and ping consumers' stalls (each logged and restarted), usable
+    /// while the manager runs.
+    pub fn consumer_stalls(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        Arc::clone(&self.consumer_stalls)
     }
 
     /// A handle reading this manager's status, usable while it runs.
@@ -183,6 +203,13 @@ impl MonitorsManager {
             return Ok(());
         };
         let (mut configs, mut pings) = set_up.map_err(ManagerError::Setup)?;
+        let Some(config_stream) = shutdown
+            .run_until_cancelled(declare_config_stream(bus))
+            .await
+        else {
+            tracing::info!("monitors manager stopped before it was set up");
+            return Ok(());
+        };
 
         let manager_name = self.settings.effective_manager_name();
         tracing::info!(
@@ -206,6 +233,10 @@ impl MonitorsManager {
             publisher_stop.clone(),
         ));
         let mut run = Run {
+            config_stream,
+            latest_configs: BTreeMap::new(),
+            since_snapshot: 0,
+            restored: BTreeMap::new(),
             shared: Arc::new(Shared {
                 bus: Arc::clone(&self.bus),
                 permits: Arc::new(Semaphore::new(self.settings.max_in_flight)),
@@ -228,12 +259,32 @@ impl MonitorsManager {
             publisher_stop,
         };
 
+        // Restore the config state from the stream before consuming live configs.
+        if run.config_stream && shutdown.run_until_cancelled(run.restore()).await.is_none() {
+            drop(configs);
+            drop(pings);
+            run.shutdown().await;
+            tracing::info!("monitors manager stopped");
+            return Ok(());
+        }
+        let config_watch = StallWatch::new(configs_queue.clone(), CONSUMER_STALL_AFTER)
+            .with_counter(Arc::clone(&self.consumer_stalls));
+        let ping_watch = StallWatch::new(heartbeat_queue.clone(), CONSUMER_STALL_AFTER)
+            .with_counter(Arc::clone(&self.consumer_stalls));
         let result = loop {
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
-                delivery = pings.next() => Event::Ping(delivery),
-                delivery = configs.next() => Event::Config(delivery),
+                watched = ping_watch.next(&mut pings) => match watched {
+                    Watched::Delivery(d) => Event::Ping(Some(d)),
+                    Watched::Ended => Event::Ping(None),
+                    Watched::Stalled => Event::Stalled("pings"),
+                },
+                watched = config_watch.next(&mut configs) => match watched {
+                    Watched::Delivery(d) => Event::Config(Some(d)),
+                    Watched::Ended => Event::Config(None),
+                    Watched::Stalled => Event::Stalled("configs"),
+                },
                 Some(joined) = run.supervisors.join_next_with_id(), if !run.supervisors.is_empty() => {
                     Event::Reaped(joined)
                 }
@@ -264,6 +315,20 @@ impl MonitorsManager {
                 }
                 Event::Ping(None) => break Err(ManagerError::ConsumerClosed(heartbeat_queue)),
                 Event::Reaped(joined) => run.reaped(joined),
+                Event::Stalled(which) => {
+                    // Dropping the stalled consumer hands its unacked deliveries back.
+                    let (queue, prefetch, slot) = if which == "pings" {
+                        (&heartbeat_queue, 0, &mut pings)
+                    } else {
+                        (&configs_queue, run.settings.config_prefetch, &mut configs)
+                    };
+                    let again = bus.consume(queue, prefetch);
+                    match shutdown.run_until_cancelled(again).await {
+                        None => break Ok(()),
+                        Some(Ok(c)) => *slot = c,
+                        Some(Err(e)) => break Err(ManagerError::Setup(e)),
+                    }
+                }
             }
         };
         // Stop consuming: unacked config messages go back to the queue.
@@ -291,10 +356,27 @@ fn section_of(error: &ConfigError) -> Option<&str> {
 
 impl Run {
     async fn handle_config(&mut self, delivery: Delivery) {
-        Counters::bump(&self.shared.counters.config_messages);
         let routing_key = delivery.routing_key.clone();
+        if self
+            .restored
+            .remove(&routing_key)
+            .is_some_and(|restored| restored == delivery.body)
+        {
+            // Applied (and counted) from the config stream at boot: this is its copy in the live
+            // queue.
+            tracing::debug!(routing_key, "config already restored from the stream");
+            if let Err(e) = delivery.ack().await {
+                tracing::debug!(routing_key, error = %e, "acking a config message failed");
+            }
+            return;
+        }
+        Counters::bump(&self.shared.counters.config_messages);
         let size = delivery.body.len();
         let max = self.settings.max_config_bytes;
+        if size <= max {
+            let body = delivery.body.clone();
+            self.note_config(&routing_key, &body).await;
+        }
         if size > max {
             Counters::bump(&self.shared.counters.config_errors);
             warn_limited!(
@@ -645,5 +727,228 @@ impl Run {
                  they end when that code returns"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config state kept in RabbitMQ: the config stream.
+// ---------------------------------------------------------------------------------------------
+
+/// The log queue (RabbitMQ: a stream) bound to `config` with the manager's config keys, shared by
+/// every manager and shard: each reads it from its start at boot and applies the last config per
+/// routing key, so a restarted manager or a late shard runs the same monitors without anyone
+/// republishing. See `docs/RELIABILITY.md` (config persistence).
+pub(crate) const CONFIG_STREAM: &str = "monitors_manager_config_stream";
+
+/// The config stream's retention: it keeps at least its newest 256 MiB (minus a 16 MiB segment),
+/// with no age limit. A manager re-writes the compacted state (a snapshot, one entry per key) at
+/// boot and after every [`SNAPSHOT_EVERY_BYTES`] of config traffic, so the newest complete
+/// snapshot is always far inside the retained part: retention never removes the last config of
+/// a key while a manager runs.
+pub(crate) const CONFIG_STREAM_RETENTION: monitor_bus::LogRetention = monitor_bus::LogRetention {
+    max_bytes: 256 * 1024 * 1024,
+    segment_bytes: 16 * 1024 * 1024,
+};
+
+/// Config traffic (bodies, routing keys and a per-message allowance) after which the compacted
+/// state is written to the stream again: a quarter of the retention.
+pub(crate) const SNAPSHOT_EVERY_BYTES: u64 = CONFIG_STREAM_RETENTION.max_bytes / 4;
+
+/// Per-message allowance of stream overhead when counting config traffic.
+const STREAM_ENTRY_OVERHEAD: u64 = 256;
+
+/// Reading the stream at boot ends when nothing more came for this long.
+const RESTORE_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Bound of writing one snapshot entry.
+const SNAPSHOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Prefetch of the stream reader.
+const RESTORE_PREFETCH: u16 = 500;
+
+/// The manager's config and ping consumers are restarted when stalled for this long.
+const CONSUMER_STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One snapshot entry `{"snapshot_of": <routing key>, "body": <config body as text>}`: a copy of
+/// the last config of a key, written by a manager to the stream only (default exchange), never to
+/// `config`.
+fn snapshot_entry(routing_key: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({ "snapshot_of": routing_key, "body": body })
+}
+
+/// The (routing key, body) of a snapshot entry.
+fn parse_snapshot_entry(body: &[u8]) -> Result<(String, String), String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    match (v.get("snapshot_of"), v.get("body")) {
+        (Some(serde_json::Value::String(k)), Some(serde_json::Value::String(b))) => {
+            Ok((k.clone(), b.clone()))
+        }
+        _ => Err("not a snapshot entry".to_owned()),
+    }
+}
+
+/// What the stream says the last config of each key is: per key, the last original message (as
+/// published on `config`) if one is still retained, else the last snapshot entry. Originals win
+/// over snapshots because a snapshot may race with a newer publish (a snapshot written just after
+/// a publish the writer had not seen yet); retention removes the oldest first, so when no
+/// original of a key is left, the newest snapshot has the newest value.
+#[derive(Debug, Default)]
+struct Compacted {
+    originals: BTreeMap<String, (u64, bytes::Bytes)>,
+    snapshots: BTreeMap<String, (u64, bytes::Bytes)>,
+    seq: u64,
+    read: u64,
+}
+
+impl Compacted {
+    fn take(&mut self, delivery: &Delivery) {
+        self.seq += 1;
+        self.read += 1;
+        if delivery.routing_key == CONFIG_STREAM {
+            match parse_snapshot_entry(&delivery.body) {
+                Ok((key, body)) => {
+                    self.snapshots
+                        .insert(key, (self.seq, bytes::Bytes::from(body.into_bytes())));
+                }
+                Err(e) => tracing::warn!(error = %e, "config stream: snapshot entry ignored"),
+            }
+        } else {
+            self.originals.insert(
+                delivery.routing_key.clone(),
+                (self.seq, delivery.body.clone()),
+            );
+        }
+    }
+
+    /// The last config per key, in stream order.
+    fn into_latest(self) -> Vec<(String, bytes::Bytes)> {
+        let mut latest: BTreeMap<String, (u64, bytes::Bytes)> = self.snapshots;
+        latest.extend(self.originals);
+        let mut v: Vec<(u64, String, bytes::Bytes)> = latest
+            .into_iter()
+            .map(|(k, (seq, body))| (seq, k, body))
+            .collect();
+        v.sort_by_key(|(seq, _, _)| *seq);
+        v.into_iter().map(|(_, k, b)| (k, b)).collect()
+    }
+}
+
+/// Declare the config stream bound to `config` (`false`, logged, when the bus cannot: the manager
+/// then runs as before, with no state kept).
+async fn declare_config_stream(bus: &dyn Bus) -> bool {
+    let declared = async {
+        bus.declare_log_queue(CONFIG_STREAM, CONFIG_STREAM_RETENTION)
+            .await?;
+        for key in MANAGER_CONFIG_BINDINGS {
+            bus.bind_queue(CONFIG_STREAM, monitor_core::keys::CONFIG_EXCHANGE, key)
+                .await?;
+        }
+        Ok::<_, BusError>(())
+    };
+    match declared.await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(stream = CONFIG_STREAM, error = %e,
+                "config stream unavailable: configs are not kept across restarts");
+            false
+        }
+    }
+}
+
+impl Run {
+    /// Read the config stream from its start and apply the last config of each key; log how many
+    /// configs and monitors were restored; write the compacted state back (a snapshot).
+    async fn restore(&mut self) {
+        let bus = Arc::clone(&self.shared.bus);
+        let mut reader = match bus.consume_log(CONFIG_STREAM, RESTORE_PREFETCH).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(stream = CONFIG_STREAM, error = %e,
+                    "config stream cannot be read: nothing restored");
+                return;
+            }
+        };
+        let mut compacted = Compacted::default();
+        while let Ok(Some(d)) = tokio::time::timeout(RESTORE_IDLE, reader.next()).await {
+            compacted.take(&d);
+            if let Err(e) = d.ack().await {
+                tracing::debug!(error = %e, "config stream: ack failed");
+            }
+        }
+        drop(reader);
+        let read = compacted.read;
+        let latest = compacted.into_latest();
+        let configs = latest.len();
+        for (routing_key, body) in &latest {
+            if body.len() > self.settings.max_config_bytes {
+                tracing::warn!(
+                    routing_key,
+                    size = body.len(),
+                    "restored config ignored: too large"
+                );
+                continue;
+            }
+            // Counted as a config message (and its errors as errors) of this process.
+            Counters::bump(&self.shared.counters.config_messages);
+            self.parse_and_apply(routing_key, body).await;
+            self.latest_configs
+                .insert(routing_key.clone(), body.clone());
+            self.restored.insert(routing_key.clone(), body.clone());
+        }
+
+        let monitors: usize = self.running.values().map(BTreeMap::len).sum();
+        tracing::info!(
+            stream = CONFIG_STREAM,
+            messages_read = read,
+            configs,
+            monitors,
+            "config state restored: {configs} configs, {monitors} monitors"
+        );
+        self.write_snapshot().await;
+    }
+
+    /// Count one live config message towards the next snapshot; keep it as the last of its key.
+    async fn note_config(&mut self, routing_key: &str, body: &bytes::Bytes) {
+        if !self.config_stream {
+            return;
+        }
+        self.latest_configs
+            .insert(routing_key.to_owned(), body.clone());
+        self.since_snapshot += body.len() as u64 + routing_key.len() as u64 + STREAM_ENTRY_OVERHEAD;
+        if self.since_snapshot >= SNAPSHOT_EVERY_BYTES {
+            self.write_snapshot().await;
+        }
+    }
+
+    /// Write the last config of every key to the stream (default exchange: the stream only).
+    async fn write_snapshot(&mut self) {
+        if !self.config_stream || self.latest_configs.is_empty() {
+            self.since_snapshot = 0;
+            return;
+        }
+        let mut written = 0usize;
+        for (key, body) in &self.latest_configs {
+            let Ok(text) = std::str::from_utf8(body) else {
+                continue;
+            };
+            let entry = snapshot_entry(key, text);
+            // Bounded: while the broker is away the snapshot waits for the next config message.
+            let publish = publish_json(&*self.shared.bus, "", CONFIG_STREAM, &entry);
+            match tokio::time::timeout(SNAPSHOT_TIMEOUT, publish).await {
+                Ok(Ok(())) => written += 1,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "config stream: snapshot not written; retried later");
+                    self.since_snapshot = SNAPSHOT_EVERY_BYTES;
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("config stream: snapshot timed out; retried later");
+                    self.since_snapshot = SNAPSHOT_EVERY_BYTES;
+                    return;
+                }
+            }
+        }
+        self.since_snapshot = 0;
+        tracing::debug!(entries = written, "config stream: snapshot written");
     }
 }

@@ -9,6 +9,7 @@
 //! * [`stack`]: every binary together on RabbitMQ and Redis, and two shards;
 //! * [`cli_errors`]: bad flags and env values, an unreachable broker until SIGTERM;
 //! * [`broker_loss`]: SIGTERM while the broker refuses the services (in the test's own vhost);
+//! * [`config_restore`]: configs kept in the config stream across a SIGKILL and for late shards;
 //! * [`common`]: the helpers they share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
@@ -16,7 +17,9 @@
 mod broker_loss;
 mod cli_errors;
 mod common;
+mod config_restore;
 mod embedded;
 mod embedded_faults;
 mod example;
 mod stack;
+mod substrate;

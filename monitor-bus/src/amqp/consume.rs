@@ -77,6 +77,8 @@ pub(super) struct ConsumerTask {
     pub(super) id: u64,
     pub(super) queue: String,
     pub(super) prefetch: u16,
+    /// A stream (log queue) read from its first offset (on every subscription).
+    pub(super) from_start: bool,
     pub(super) tx: mpsc::UnboundedSender<Delivery>,
     pub(super) cancel: CancellationToken,
     /// The progress of the [`crate::Consumer`] this task feeds (settled deliveries).
@@ -106,12 +108,19 @@ impl ConsumerTask {
             "{}.{}.{}",
             self.shared.settings.connection_name, self.id, link.generation
         );
+        let mut args = FieldTable::default();
+        if self.from_start {
+            args.insert(
+                "x-stream-offset".into(),
+                lapin::types::AMQPValue::LongString("first".into()),
+            );
+        }
         let consumer = ch
             .basic_consume(
                 self.queue.as_str().into(),
                 tag.as_str().into(),
                 BasicConsumeOptions::default(),
-                FieldTable::default(),
+                args,
             )
             .await?;
         Ok((ch, consumer))
@@ -172,6 +181,10 @@ impl ConsumerTask {
     /// window room, yet nothing came for `consumer_stall_after` (`sent` deliveries so far).
     async fn stuck(&self, link: &Link, sent: u64) -> bool {
         let in_flight = sent.saturating_sub(self.progress.settled_total());
+        if self.from_start {
+            // A stream's ready count is its length: the probe means nothing there.
+            return false;
+        }
         if self.prefetch > 0 && in_flight >= u64::from(self.prefetch) {
             // The window is full of deliveries the application holds: its stall, not ours.
             return false;

@@ -8,7 +8,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -21,6 +21,8 @@ pub(super) enum Op {
     DeclareExchange(String),
     CheckExchange(String),
     DeclareQueue(String),
+    /// A stream queue (a log queue) with its retention.
+    DeclareStream(String, crate::LogRetention),
     Bind {
         queue: String,
         exchange: String,
@@ -68,6 +70,33 @@ impl Op {
                 )
                 .await
                 .map(|_| ()),
+            Op::DeclareStream(name, retention) => {
+                let mut args = FieldTable::default();
+                args.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString("stream".into()),
+                );
+                args.insert(
+                    "x-max-length-bytes".into(),
+                    AMQPValue::LongLongInt(i64::try_from(retention.max_bytes).unwrap_or(i64::MAX)),
+                );
+                args.insert(
+                    "x-stream-max-segment-size-bytes".into(),
+                    AMQPValue::LongLongInt(
+                        i64::try_from(retention.segment_bytes).unwrap_or(i64::MAX),
+                    ),
+                );
+                ch.queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    args,
+                )
+                .await
+                .map(|_| ())
+            }
             Op::Bind {
                 queue,
                 exchange,
@@ -100,7 +129,7 @@ impl Op {
                 Op::DeclareExchange(x) | Op::CheckExchange(x) | Op::DeleteExchange(x) => {
                     return BusError::NoSuchExchange(x.clone());
                 }
-                Op::DeclareQueue(q) | Op::DeleteQueue(q) => {
+                Op::DeclareQueue(q) | Op::DeclareStream(q, _) | Op::DeleteQueue(q) => {
                     return BusError::NoSuchQueue(q.clone())
                 }
                 Op::Bind {
@@ -135,6 +164,8 @@ pub(super) fn error_message(e: &lapin::Error) -> String {
 pub(super) struct Topology {
     pub(super) exchanges: Vec<String>,
     pub(super) queues: Vec<String>,
+    /// Stream (log) queues and their retention.
+    pub(super) streams: Vec<(String, crate::LogRetention)>,
     pub(super) bindings: Vec<(String, String, String)>,
     /// Exchanges known to exist (declared here or checked), so publishes need no check.
     pub(super) known_exchanges: HashSet<String>,
@@ -150,6 +181,11 @@ impl Topology {
             .map(|x| Op::DeclareExchange(x.clone()))
             .collect();
         ops.extend(self.queues.iter().map(|q| Op::DeclareQueue(q.clone())));
+        ops.extend(
+            self.streams
+                .iter()
+                .map(|(q, r)| Op::DeclareStream(q.clone(), *r)),
+        );
         ops.extend(self.bindings.iter().map(|(q, x, k)| Op::Bind {
             queue: q.clone(),
             exchange: x.clone(),

@@ -9,8 +9,9 @@ use crate::common;
 use bytes::Bytes;
 use common::{assert_quiet, next, text};
 use monitor_bus::declare_bound_queue;
-use monitor_bus::{Bus, BusError};
+use monitor_bus::{Bus, BusError, LogRetention};
 use monitor_core::ErrorCode;
+use std::collections::BTreeMap;
 
 /// Unique names for one test.
 struct Names {
@@ -293,6 +294,62 @@ async fn concurrent_publishes(bus: &dyn Bus, n: &Names) {
     cleanup(bus, n, &["concurrent"]).await;
 }
 
+/// A log queue is read from its start by every reader, and what they compact (the last message
+/// per routing key) is the same on both buses; the default exchange reaches it by name; a reader
+/// also gets what comes later.
+async fn log_queue_last_per_key(bus: &dyn Bus, n: &Names) {
+    let x = n.exchange();
+    let log = n.queue("log");
+    bus.declare_exchange(&x).await.unwrap();
+    let retention = LogRetention {
+        max_bytes: 1024 * 1024,
+        segment_bytes: 64 * 1024,
+    };
+    bus.declare_log_queue(&log, retention).await.unwrap();
+    bus.bind_queue(&log, &x, "cfg.#").await.unwrap();
+    publish(bus, &x, "cfg.a", "a1").await;
+    publish(bus, &x, "cfg.b", "b1").await;
+    publish(bus, &x, "cfg.a", "a2").await;
+    publish(bus, "", &log, "direct").await;
+    let mut first = bus.consume_log(&log, 10).await.unwrap();
+    let mut want: BTreeMap<String, String> = BTreeMap::new();
+    want.insert("cfg.a".to_owned(), "a2".to_owned());
+    want.insert("cfg.b".to_owned(), "b1".to_owned());
+    want.insert(log.clone(), "direct".to_owned());
+    assert_eq!(read_compacted(&mut first, &want, 4).await, want);
+    publish(bus, &x, "cfg.c", "c1").await;
+    let later = next(&mut first).await;
+    assert_eq!(later.routing_key, "cfg.c");
+    assert_eq!(text(&later), "c1");
+    later.ack().await.unwrap();
+    // A second reader reads it all from the start.
+    let mut second = bus.consume_log(&log, 10).await.unwrap();
+    want.insert("cfg.c".to_owned(), "c1".to_owned());
+    assert_eq!(read_compacted(&mut second, &want, 5).await, want);
+    drop(first);
+    drop(second);
+    bus.delete_queue(&log).await.unwrap();
+    bus.delete_exchange(&x).await.unwrap();
+}
+
+/// Read at most `max` deliveries, keeping the last body per routing key, until that is `want`.
+async fn read_compacted(
+    c: &mut monitor_bus::Consumer,
+    want: &BTreeMap<String, String>,
+    max: usize,
+) -> BTreeMap<String, String> {
+    let mut last = BTreeMap::new();
+    for _ in 0..max {
+        let d = next(c).await;
+        last.insert(d.routing_key.clone(), text(&d));
+        d.ack().await.unwrap();
+        if &last == want {
+            break;
+        }
+    }
+    last
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -332,4 +389,5 @@ conformance!(
     unroutable_is_reported,
     missing_things_and_deletion,
     concurrent_publishes,
+    log_queue_last_per_key,
 );
