@@ -22,4 +22,3 @@ mod embedded;
 mod embedded_faults;
 mod example;
 mod stack;
-mod substrate;
