@@ -10,6 +10,8 @@
 //! // … run a round …
 //! assert_eq!(server.hits("/metrics"), 1);
 //! ```
+//!
+//! [`substrate`] replays the Substrate fixtures over websocket JSON-RPC.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +27,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
+
+pub mod substrate;
 
 /// The self-signed certificate of [`TestServer::start_tls`] (`CN=localhost`, SAN `localhost`,
 /// `127.0.0.1`), for tests that trust it explicitly.
