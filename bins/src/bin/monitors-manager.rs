@@ -57,7 +57,8 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
 
-    /// Verify TLS certificates of monitored endpoints (node_exporter, Prometheus, Cosmos, …).
+    /// Verify TLS certificates of monitored endpoints (node_exporter, Prometheus, Cosmos, Substrate
+    /// websockets, …).
     /// PANIC does not; public services (GitHub, DockerHub) are always verified.
     #[arg(long)]
     verify_monitored_tls: bool,
@@ -123,6 +124,12 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
         .with_request_timeout(args.request_timeout)
         .with_max_body_bytes(args.max_body_bytes)
         .with_verify_tls_monitored(args.verify_monitored_tls);
+    // Substrate nodes are monitored endpoints too: the flag covers their `wss://` websockets.
+    strategies.substrate =
+        monitor_strategies::SubstrateSettings::with_ws_config(monitor_strategies::WsConfig {
+            verify_tls: args.verify_monitored_tls,
+            ..strategies.substrate.ws.clone()
+        });
     for group in PeriodGroup::ALL {
         let t = cli::timeout_below_period(args.request_timeout, manager.period(group));
         strategies = strategies.with_group_timeout(group, t);
