@@ -22,3 +22,4 @@ mod embedded;
 mod embedded_faults;
 mod example;
 mod stack;
+mod substrate;
