@@ -271,6 +271,31 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// The embedded binary on `cfg`, raw data to `out`, its log to `log`.
+fn spawn_manager(
+    cfg: &Path,
+    out: &Path,
+    log: &Path,
+    period_seconds: &str,
+    args: &[&str],
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_monitors-manager"))
+        .arg("--config-dir")
+        .arg(cfg)
+        .arg("--output")
+        .arg(out)
+        .args(args)
+        .env("NODE_MONITOR_PERIOD_SECONDS", period_seconds)
+        .env("NETWORK_MONITOR_PERIOD_SECONDS", period_seconds)
+        .env("RUST_LOG", "info")
+        .env_remove("AMQP_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("monitors-manager binary")
+}
+
 /// Runs the embedded binary on `cfg` until every expected monitor has published all its rounds,
 /// then checks each of them.
 async fn run_and_check(
@@ -283,20 +308,7 @@ async fn run_and_check(
     let out = dir.0.join("raw.jsonl");
     let log = dir.0.join("manager.log");
     let started = unix_now();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_monitors-manager"))
-        .arg("--config-dir")
-        .arg(cfg)
-        .arg("--output")
-        .arg(&out)
-        .env("NODE_MONITOR_PERIOD_SECONDS", period_seconds)
-        .env("NETWORK_MONITOR_PERIOD_SECONDS", period_seconds)
-        .env("RUST_LOG", "info")
-        .env_remove("AMQP_URL")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("monitors-manager binary");
+    let child = spawn_manager(cfg, &out, &log, period_seconds, &[]);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let is_error = |v: &Value| {
@@ -401,4 +413,75 @@ async fn polkadot_relay_and_asset_hub_bodies_from_the_embedded_binary() {
     // network each.
     assert_eq!(expected.len(), 8);
     run_and_check(&dir, &cfg, POLKADOT_PERIOD_SECONDS, &expected, &servers).await;
+}
+
+#[tokio::test]
+async fn verify_monitored_tls_covers_the_substrate_websockets() {
+    // A wss:// node with the test server's self-signed certificate: PANIC's default (unverified)
+    // reads it, `--verify-monitored-tls` refuses it.
+    let replay = Replay::start_tls("substrate-dev", "validator").await;
+    let expected = fixture("substrate-dev/expected.json");
+    let first = &expected["cases"][0]["node"]["first"];
+    let (stash, entry) = first.as_object().unwrap().iter().next().unwrap();
+    for verify in [false, true] {
+        let dir = TempDir::new("panic-substrate-tls");
+        let cfg = dir.0.join("config");
+        let governance = Vec::new();
+        write_nodes_config(
+            &cfg,
+            "dev_tls",
+            &[Section {
+                id: "node_tls".to_owned(),
+                parent_id: "chain_dev_tls",
+                name: "validator".to_owned(),
+                url: replay.url(),
+                monitor_node: true,
+                is_validator: entry["is_validator"].as_bool().unwrap(),
+                is_archive_node: true,
+                use_as_data_source: true,
+                stash_address: stash,
+                governance: &governance,
+                monitor_network: false,
+            }],
+        );
+        let out = dir.0.join("raw.jsonl");
+        let log = dir.0.join("manager.log");
+        let args: &[&str] = if verify {
+            &["--verify-monitored-tls"]
+        } else {
+            &[]
+        };
+        let child = spawn_manager(&cfg, &out, &log, DEV_PERIOD_SECONDS, args);
+        let start = Instant::now();
+        let line = loop {
+            if let Some(l) = lines(&out)
+                .into_iter()
+                .find(|v| v["routing_key"] == "node.substrate")
+            {
+                break l;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "verify {verify}: no node.substrate line\nlog:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let ws = &line["body"]["websocket"];
+        if verify {
+            assert!(ws.get("error").is_some(), "verified: {ws}");
+            // PANIC's "node is down", and the log says why: the certificate.
+            assert_eq!(ws["error"]["code"], 5015, "verified: {ws}");
+            let log = std::fs::read_to_string(&log).unwrap();
+            assert!(log.contains("invalid peer certificate"), "{log}");
+        } else {
+            assert_eq!(ws["result"]["data"], entry["data"], "unverified: {ws}");
+        }
+        sigterm(child.id().unwrap());
+        let status = tokio::time::timeout(PATIENCE, child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
+    }
 }
