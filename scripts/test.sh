@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/panic-monitors/target}"
 bash scripts/ensure-services.sh
 cargo fmt --all --check
+bash scripts/check-architecture.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

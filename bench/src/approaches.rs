@@ -551,6 +551,8 @@ pub(crate) fn systems_config(n: usize, url: &str) -> serde_json::Value {
     serde_json::Value::Object(sections)
 }
 
+// Owns the manager task: `run` is awaited after the window.
+#[allow(clippy::disallowed_methods)]
 async fn manager(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
     let period = ctx.grid.period;
     let settings = ManagerSettings {

@@ -3,6 +3,8 @@
 //! produce well-formed results. Numbers are never asserted: only that each run did the work it
 //! claims (rounds happened, results reached the bus) and that the files are complete.
 
+// Tests own what they spawn: each helper task or thread ends with its test.
+#![allow(clippy::disallowed_methods)]
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -58,6 +58,8 @@ impl Signals {
     /// Start listening for SIGINT and SIGTERM (on a task of the current runtime).
     pub fn listen() -> Self {
         let token = CancellationToken::new();
+        // Owned: `Signals::stop` aborts and awaits the handle.
+        #[allow(clippy::disallowed_methods)]
         let listener = tokio::spawn(cancel_on_signal(token.clone()));
         Signals { token, listener }
     }

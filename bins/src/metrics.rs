@@ -249,6 +249,8 @@ impl MetricsServer {
         shutdown: &CancellationToken,
     ) -> Self {
         let stop = shutdown.child_token();
+        // Owned: `MetricsServer::stop` cancels and awaits the handle.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(serve(listener, status, probe, stop.clone()));
         MetricsServer { stop, task }
     }

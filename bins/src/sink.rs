@@ -104,6 +104,7 @@ mod tests {
         }
         let shutdown = CancellationToken::new();
         let (w, mut r) = tokio::io::duplex(4096);
+        #[allow(clippy::disallowed_methods)] // awaited at the end of the test
         let task = tokio::spawn(run(bus.clone(), w, shutdown.clone()));
         let mut buf = vec![0u8; 4096];
         let mut got = String::new();

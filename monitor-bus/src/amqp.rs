@@ -199,6 +199,9 @@ impl AmqpBus {
             shutdown: CancellationToken::new(),
             consumers: tokio_util::task::TaskTracker::new(),
         });
+        // Owned: the handle is kept in `supervisor` and awaited by `close()`; dropping the bus
+        // cancels the token the supervisor ends on.
+        #[allow(clippy::disallowed_methods)]
         let supervisor = tokio::spawn(supervise(shared.clone(), link));
         info!(connection_name = %shared.settings.connection_name, "connected to RabbitMQ");
         Ok(AmqpBus {

@@ -209,6 +209,8 @@ async fn redis_restart_loses_no_monitorable() {
         retry_max: Duration::from_millis(500),
         ..StoreServiceSettings::default()
     };
+    // Owned by the test, which awaits `task` at the end.
+    #[allow(clippy::disallowed_methods)]
     let task = tokio::spawn({
         let bus: Arc<dyn Bus> = Arc::new(bus.clone());
         let store: Arc<dyn MonitorablesStore> = store.clone();

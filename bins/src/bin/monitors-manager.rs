@@ -210,6 +210,9 @@ async fn run_until(
     result
 }
 
+// Owns its tasks: the sink, the manager, the watcher and the forwarder are each awaited (the
+// forwarder after an abort) before this returns.
+#[allow(clippy::disallowed_methods)]
 async fn run_embedded(
     dir: PathBuf,
     output: Option<PathBuf>,

@@ -103,6 +103,8 @@ async fn publish_folder(
     );
     if args.watch {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        // Owned: awaited below once the channel closes.
+        #[allow(clippy::disallowed_methods)]
         let watcher = tokio::spawn(config_dir::watch(
             args.config_dir.clone(),
             Duration::from_millis(300),

@@ -12,7 +12,10 @@
 //! * [`config_restore`]: configs kept in the config stream across a SIGKILL and for late shards;
 //! * [`common`]: the helpers they share.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// test code: a failed unwrap is a failed test
+// Tests own what they spawn: each helper task or thread ends with its test.
+#![allow(clippy::disallowed_methods)]
 
 mod broker_loss;
 mod cli_errors;

@@ -8,6 +8,8 @@
 //!   keep moving, and shutdown returns mid-outage.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests own what they spawn: each helper task or thread ends with its test.
+#![allow(clippy::disallowed_methods)]
 
 #[cfg(feature = "redis")]
 mod amqp_outage;

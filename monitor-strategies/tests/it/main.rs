@@ -1,5 +1,7 @@
 //! Integration tests of `monitor-strategies` (one test binary).
 
+// Tests own what they spawn: each helper task or thread ends with its test.
+#![allow(clippy::disallowed_methods)]
 // Unwrap and expect are fine in tests (helpers included, which clippy's test exemption misses).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -9,6 +9,8 @@
 //! alone (cargo runs test binaries one after another).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Tests own what they spawn: each helper task or thread ends with its test.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Manager behaviour on the in-memory bus with paused time, driven by fake planners and strategies,
 //! and once end to end on the real RabbitMQ (`amqp`).
 
+// Tests own what they spawn: each helper task or thread ends with its test.
+#![allow(clippy::disallowed_methods)]
 #[cfg(test)]
 mod harness;
 
