@@ -31,7 +31,9 @@
 //!   deliveries pending and no progress for a bounded time is logged, counted and restarted);
 //! * [`backoff`]: the capped, jittered exponential [`Backoff`] of every retry loop (the bus
 //!   reconnecting, the manager restarting monitors, the store and the health checker);
-//! * `stuck` (feature `testing`): [`StuckBus`], a bus whose calls never complete, for shutdown tests.
+//! * `stuck` (feature `testing`): [`StuckBus`], a bus whose calls never complete, for shutdown tests;
+//! * [`testing`] (feature `testing`): a [`testing::Vhost`] per test on the local RabbitMQ and
+//!   `rabbitmqctl`, shared by every crate's broker tests.
 
 use std::fmt;
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub use stall::{StallWatch, Watched};
 
 #[cfg(feature = "testing")]
 mod stuck;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "testing")]
 pub use stuck::{StuckBus, StuckPublishes};
 

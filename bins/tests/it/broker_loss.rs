@@ -31,7 +31,7 @@ fn wait_connections(vhost: &str, n: usize) {
 
 #[test]
 fn sigterm_while_the_broker_is_unreachable_exits_cleanly() {
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("panic-bins");
     let amqp = vhost.url();
     let ns = format!("panic-broker-loss-{}:", unique());
     let cfg = TempDir::new("panic-broker-loss");
@@ -98,12 +98,17 @@ fn sigterm_while_the_broker_is_unreachable_exits_cleanly() {
         .status()
         .unwrap();
     assert!(status.success());
-    wait_connections(&vhost.0, 3);
+    wait_connections(vhost.name(), 3);
     std::thread::sleep(Duration::from_secs(2));
 
     // The broker goes away for these services: connections closed, reconnections refused.
-    rabbitmqctl(&["clear_permissions", "-p", &vhost.0, "guest"]);
-    rabbitmqctl(&["close_all_connections", "-p", &vhost.0, "broker-loss test"]);
+    rabbitmqctl(&["clear_permissions", "-p", vhost.name(), "guest"]);
+    rabbitmqctl(&[
+        "close_all_connections",
+        "-p",
+        vhost.name(),
+        "broker-loss test",
+    ]);
     std::thread::sleep(Duration::from_secs(3));
     for (name, child) in &mut children {
         assert!(

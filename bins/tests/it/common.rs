@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub(crate) use monitor_bus::testing::{rabbitmqctl as rabbitmqctl_ok, Vhost};
 use rand::Rng;
 
 /// How long a test waits for something that must happen before failing (never a hang).
@@ -65,45 +66,4 @@ pub(crate) fn sigterm(pid: u32) {
         .status()
         .unwrap();
     assert!(ok.success(), "kill -TERM {pid}: {ok:?}");
-}
-
-/// Run `rabbitmqctl` with `args`; the test fails unless it succeeds. Its stdout.
-pub(crate) fn rabbitmqctl_ok(args: &[&str]) -> String {
-    let out = rabbitmqctl(args);
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn rabbitmqctl(args: &[&str]) -> std::process::Output {
-    let bin = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
-    std::process::Command::new(bin)
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed (scripts/ensure-services.sh)")
-}
-
-/// A RabbitMQ vhost for one test, deleted when dropped (also when the test fails).
-pub(crate) struct Vhost(pub(crate) String);
-
-impl Vhost {
-    /// Create it and give guest every permission.
-    pub(crate) fn create() -> Self {
-        let name = format!("panic-bins-{}", unique());
-        let out = rabbitmqctl(&["add_vhost", &name]);
-        assert!(out.status.success(), "add_vhost: {out:?}");
-        let out = rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        assert!(out.status.success(), "set_permissions: {out:?}");
-        Vhost(name)
-    }
-
-    /// The AMQP URL of this vhost on the local broker.
-    pub(crate) fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_vhost", &self.0]);
-    }
 }

@@ -109,7 +109,7 @@ impl Manager {
 
 #[test]
 fn restarted_and_late_managers_find_their_monitors() {
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("panic-bins");
     let amqp = vhost.url();
     let cfg = TempDir::new("panic-config-restore");
     let names: Vec<(String, String)> = (0..SYSTEMS)

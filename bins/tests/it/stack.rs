@@ -83,7 +83,7 @@ async fn config_to_raw_data_heartbeats_and_redis() {
     let server = TestServer::start().await.unwrap();
     server.route("/metrics", Reply::ok(node_exporter_fixture()));
     let url = server.url("/metrics");
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("panic-bins");
     let amqp = vhost.url();
     let ns = format!("panic_test_{}", crate::common::unique());
     let dir = TempDir::new("panic-stack");
@@ -281,7 +281,7 @@ async fn two_shards_share_the_work_on_one_rabbitmq() {
     let server = TestServer::start().await.unwrap();
     server.route("/metrics", Reply::ok(node_exporter_fixture()));
     let url = server.url("/metrics");
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("panic-bins");
     let amqp = vhost.url();
     let dir = TempDir::new("panic-shards");
     let cfg = dir.0.join("config");

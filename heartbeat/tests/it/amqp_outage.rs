@@ -8,100 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use heartbeat::health_checker::{run_health_checker, HealthCheckerSettings, RedisHeartbeatSink};
-use monitor_bus::{AmqpBus, AmqpSettings, Bus};
+use monitor_bus::{AmqpBus, Bus};
 use monitor_core::keys::HEALTH_CHECK_EXCHANGE;
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::redis_sink::{Ns, REDIS_URL};
+use monitor_bus::testing::{rabbitmqctl, Vhost};
 
 /// How many components send heartbeats (the 500 monitors).
 const COMPONENTS: u64 = 500;
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("/usr/sbin/rabbitmqctl")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-async fn ctl(args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        rabbitmqctl(&args)
-    })
-    .await
-    .unwrap()
-}
-
-/// A vhost of our own, deleted on drop.
-struct Vhost(String);
-
-impl Vhost {
-    fn create(tag: &str) -> Self {
-        let name = format!("test-hc-{tag}-{}-{:x}", std::process::id(), rand_suffix());
-        rabbitmqctl(&["add_vhost", &name]);
-        Vhost(name).allow()
-    }
-
-    fn allow(self) -> Self {
-        rabbitmqctl(&["set_permissions", "-p", &self.0, "guest", ".*", ".*", ".*"]);
-        self
-    }
-
-    async fn bus(&self, name: &str) -> AmqpBus {
-        AmqpBus::connect(AmqpSettings {
-            url: format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(500),
-            connection_name: name.to_owned(),
-            ..AmqpSettings::default()
-        })
-        .await
-        .expect("RabbitMQ must run on 127.0.0.1:5672")
-    }
-
-    /// Force-close every connection of this vhost.
-    async fn close_connections(&self) {
-        ctl(&["close_all_connections", "-p", &self.0, "fault test"]).await;
-    }
-
-    /// The broker refuses this vhost (reconnections fail) until [`Vhost::up`].
-    async fn down(&self) {
-        ctl(&["clear_permissions", "-p", &self.0, "guest"]).await;
-        self.close_connections().await;
-    }
-
-    async fn up(&self) {
-        ctl(&["set_permissions", "-p", &self.0, "guest", ".*", ".*", ".*"]).await;
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("/usr/sbin/rabbitmqctl")
-            .args(["delete_vhost", &self.0])
-            .output();
-    }
-}
-
-fn rand_suffix() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()))
-        .unwrap_or(0);
-    nanos ^ (N.fetch_add(1, Ordering::Relaxed) << 32)
-}
 
 fn component(i: u64) -> String {
     format!("System monitor (m{i})")
@@ -152,10 +69,14 @@ async fn all_moved_past(ns: &Ns, after: u64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_handler_keeps_consuming_across_outages_under_load() {
-    let vhost = Vhost::create("outage");
+    let vhost = Vhost::create("test-hc-outage");
     let ns = Ns::new("outage");
-    let checker_bus = Arc::new(vhost.bus("health checker").await);
-    let load_bus = Arc::new(vhost.bus("load").await);
+    let checker_bus = Arc::new(
+        vhost
+            .bus_with("health checker", Duration::from_millis(500))
+            .await,
+    );
+    let load_bus = Arc::new(vhost.bus_with("load", Duration::from_millis(500)).await);
     let sink = Arc::new(RedisHeartbeatSink::open(REDIS_URL, &ns.0).unwrap());
     let settings = HealthCheckerSettings {
         ping_interval: Duration::from_millis(500),
@@ -173,7 +94,7 @@ async fn heartbeat_handler_keeps_consuming_across_outages_under_load() {
     ));
     // The queue exists once the handler consumes.
     eventually("the handler's queue", Duration::from_secs(30), || {
-        rabbitmqctl(&["list_queues", "-p", &vhost.0, "name"])
+        rabbitmqctl(&["list_queues", "-p", vhost.name(), "name"])
             .contains("test_heartbeat_handler_queue")
     })
     .await;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub use monitor_bus::testing::Vhost;
 use monitor_bus::{AmqpBus, AmqpSettings};
 use monitor_bus::{Consumer, Delivery};
 use rand::Rng;
@@ -62,60 +63,5 @@ pub fn text(d: &Delivery) -> String {
 pub async fn assert_quiet(consumer: &mut Consumer, what: &str) {
     if let Ok(got) = tokio::time::timeout(QUIET, consumer.next()).await {
         panic!("{what}: unexpected delivery {got:?}");
-    }
-}
-
-/// Runs `rabbitmqctl` with `args`, failing the test with its output if it fails.
-pub fn rabbitmqctl(args: &[&str]) -> String {
-    let bin = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
-    let out = std::process::Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {bin} {args:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{bin} {args:?} failed: {text}");
-    text
-}
-
-/// A RabbitMQ vhost for one test, deleted when dropped (also when the test fails).
-pub struct Vhost {
-    pub name: String,
-}
-
-impl Vhost {
-    pub fn create(prefix: &str) -> Vhost {
-        let name = format!("{prefix}-{}", unique());
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        Vhost { name }
-    }
-
-    /// AMQP URL of this vhost on the local broker (names are URL-safe).
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-
-    /// Force-close every client connection of this vhost (and only this vhost).
-    pub async fn close_connections(&self) -> String {
-        let name = self.name.clone();
-        tokio::task::spawn_blocking(move || {
-            rabbitmqctl(&["close_all_connections", "-p", &name, "fault test"])
-        })
-        .await
-        .expect("rabbitmqctl task")
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let bin =
-            std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
-        let _ = std::process::Command::new(bin)
-            .args(["delete_vhost", &self.name])
-            .output();
     }
 }

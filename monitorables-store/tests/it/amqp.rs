@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::{msg, normalize, src, RedisNs};
+use monitor_bus::testing::{rabbitmqctl, Vhost};
 use monitor_bus::Bus;
-use monitor_bus::{declare_bound_queue, publish_json, AmqpBus, AmqpSettings};
+use monitor_bus::{declare_bound_queue, publish_json, AmqpBus};
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, HEARTBEAT_WORKER_ROUTING_KEY, MONITORABLE_EXCHANGE,
 };
@@ -21,55 +22,11 @@ use monitorables_store::{
 };
 use tokio_util::sync::CancellationToken;
 
-const RABBITMQCTL: &str = "/usr/sbin/rabbitmqctl";
-
-fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new(RABBITMQCTL)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A vhost of our own, deleted on drop.
-struct Vhost(String);
-
-impl Vhost {
-    fn create() -> Self {
-        let name = crate::common::unique_namespace("vhost").replace('_', "-");
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        Vhost(name)
-    }
-
-    async fn bus(&self, name: &str) -> AmqpBus {
-        AmqpBus::connect(AmqpSettings {
-            url: format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0),
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            connection_name: name.to_owned(),
-            ..AmqpSettings::default()
-        })
-        .await
-        .expect("RabbitMQ must run on 127.0.0.1:5672")
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(RABBITMQCTL)
-            .args(["delete_vhost", &self.0])
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_on_rabbitmq_lose_nothing() {
-    let vhost = tokio::task::spawn_blocking(Vhost::create).await.unwrap();
+    let vhost = tokio::task::spawn_blocking(|| Vhost::create("store-it"))
+        .await
+        .unwrap();
     let ns = RedisNs::new("amqp");
     let queue = "monitorable_store_input_queue";
 
@@ -190,7 +147,9 @@ async fn two_services_on_rabbitmq_lose_nothing() {
 /// consumes, applies and heartbeats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_survives_forced_disconnections() {
-    let vhost = tokio::task::spawn_blocking(Vhost::create).await.unwrap();
+    let vhost = tokio::task::spawn_blocking(|| Vhost::create("store-it"))
+        .await
+        .unwrap();
     let ns = RedisNs::new("amqp-fault");
     let queue = "monitorable_store_input_queue";
     let listener = vhost.bus("test-listener").await;
@@ -218,7 +177,7 @@ async fn service_survives_forced_disconnections() {
 
     for round in 0..3u64 {
         if round > 0 {
-            let name = vhost.0.clone();
+            let name = vhost.name().to_owned();
             tokio::task::spawn_blocking(move || {
                 rabbitmqctl(&["close_all_connections", "-p", &name, "fault test"]);
             })
@@ -287,7 +246,9 @@ async fn service_survives_forced_disconnections() {
 /// shutdown returns in the middle of an outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_keeps_consuming_across_outages_under_load() {
-    let vhost = tokio::task::spawn_blocking(Vhost::create).await.unwrap();
+    let vhost = tokio::task::spawn_blocking(|| Vhost::create("store-it"))
+        .await
+        .unwrap();
     let ns = RedisNs::new("amqp-outage");
     let queue = "monitorable_store_input_queue";
     let service_bus = Arc::new(vhost.bus("test-store").await);
@@ -342,19 +303,27 @@ async fn service_keeps_consuming_across_outages_under_load() {
     let close = vec![
         "close_all_connections".to_owned(),
         "-p".to_owned(),
-        vhost.0.clone(),
+        vhost.name().to_owned(),
         "fault test".to_owned(),
     ];
     let deny = vec![
         "clear_permissions".to_owned(),
         "-p".to_owned(),
-        vhost.0.clone(),
+        vhost.name().to_owned(),
         "guest".to_owned(),
     ];
-    let allow: Vec<String> = ["set_permissions", "-p", &vhost.0, "guest", ".*", ".*", ".*"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    let allow: Vec<String> = [
+        "set_permissions",
+        "-p",
+        vhost.name(),
+        "guest",
+        ".*",
+        ".*",
+        ".*",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     let wait = |what: &'static str, bus: Arc<AmqpBus>, cond: fn(&AmqpBus, u64) -> bool, n: u64| async move {
         let give_up = Instant::now() + Duration::from_secs(60);
         while !cond(&bus, n) {

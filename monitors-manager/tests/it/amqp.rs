@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use monitor_bus::testing::rabbitmqctl_output as rabbitmqctl;
+pub(crate) use monitor_bus::testing::Vhost;
 use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings};
 use monitor_bus::{Bus, BusError, Consumer, Delivery};
 use monitor_core::envelope::{ManagerHeartbeat, MonitorableMessage};
@@ -13,49 +15,12 @@ use monitor_core::keys::{
 };
 use monitor_core::PeriodGroup;
 use monitors_manager::{ManagerSettings, MonitorsManager};
-use rand::Rng;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{test_settings, FakePlanner, Probe};
 
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn rabbitmqctl(args: &[&str]) -> std::process::Output {
-    let bin = std::env::var("RABBITMQCTL").unwrap_or_else(|_| "/usr/sbin/rabbitmqctl".to_owned());
-    std::process::Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {bin} {args:?}: {e}"))
-}
-
-/// A vhost for one test, deleted when dropped (also when the test fails).
-pub(crate) struct Vhost(String);
-
-impl Vhost {
-    pub(crate) fn create() -> Self {
-        let name = format!(
-            "manager-it-{}-{:08x}",
-            std::process::id(),
-            rand::rng().random::<u32>()
-        );
-        let out = rabbitmqctl(&["add_vhost", &name]);
-        assert!(out.status.success(), "add_vhost: {out:?}");
-        let out = rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        assert!(out.status.success(), "set_permissions: {out:?}");
-        Vhost(name)
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.0)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_vhost", &self.0]);
-    }
-}
 
 async fn next(consumer: &mut Consumer, what: &str) -> Delivery {
     tokio::time::timeout(PATIENCE, consumer.next())
@@ -79,7 +44,7 @@ async fn next_json(consumer: &mut Consumer, what: &str) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_on_rabbitmq_end_to_end() {
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("manager-it");
     let bus = Arc::new(
         AmqpBus::connect(AmqpSettings {
             connection_name: "monitors-manager-it".to_owned(),
@@ -226,7 +191,7 @@ async fn raw_from(raw: &mut Consumer, id: &str) {
 /// still consumes configs (a new monitor starts), answers pings, and raw data keeps flowing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_survives_a_forced_disconnection() {
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("manager-it");
     let bus = Arc::new(
         AmqpBus::connect(AmqpSettings {
             connection_name: "monitors-manager-fault".to_owned(),
@@ -271,7 +236,7 @@ async fn manager_survives_a_forced_disconnection() {
     raw_from(&mut raw, "a").await;
 
     for round in 1..=2u64 {
-        let out = rabbitmqctl(&["close_all_connections", "-p", &vhost.0, "fault test"]);
+        let out = rabbitmqctl(&["close_all_connections", "-p", vhost.name(), "fault test"]);
         assert!(out.status.success(), "close_all_connections: {out:?}");
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while bus.reconnections() < round {

@@ -144,7 +144,7 @@ async fn resumes(status: &StatusHandle, what: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackholed_then_dropped_broker_connection_kills_nothing_and_loses_nothing() {
-    let vhost = Vhost::create();
+    let vhost = Vhost::create("manager-outage");
     // The test's own connection goes straight to the broker.
     let direct = Arc::new(
         AmqpBus::connect(AmqpSettings::new(vhost.url()))
