@@ -6,5 +6,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/panic-monitors/target}
 bash scripts/ensure-services.sh
 cargo fmt --all --check
 bash scripts/check-architecture.sh
+# The committed Substrate fixtures are what the generator makes from the pinned metadata (~15 s).
+bash scripts/substrate-fixtures.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
