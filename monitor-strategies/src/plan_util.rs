@@ -17,6 +17,52 @@ use monitor_core::{
 use crate::http::Http;
 use crate::settings::{ClientBuildError, StrategySettings, Target};
 
+/// The sections of a message that `parse` accepts, as (section id, config) in message order, and
+/// the errors of the others (the node sections of a chain's `nodes_config`).
+pub(crate) fn parse_sections<C>(
+    message: &ConfigMessage,
+    parse: impl Fn(&Section) -> Result<C, ConfigError>,
+) -> (Vec<(String, C)>, Vec<ConfigError>) {
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    for section in &message.sections {
+        match parse(section) {
+            Ok(config) => parsed.push((section.id.clone(), config)),
+            Err(e) => errors.push(e),
+        }
+    }
+    (parsed, errors)
+}
+
+/// A node section's two fields that PANIC's data-source order reads (spec §1.6).
+pub(crate) trait DataSourceRole {
+    /// `use_as_data_source`.
+    fn use_as_data_source(&self) -> bool;
+    /// `is_validator`.
+    fn is_validator(&self) -> bool;
+}
+
+/// PANIC's data sources (spec §1.6), in preference order: the nodes with `use_as_data_source`
+/// other than `own`'s section, non-validators first then validators (each in message order), then
+/// `own` itself last when given (a node monitor; a network monitor has no "self").
+pub(crate) fn data_sources<'a, C: DataSourceRole>(
+    nodes: &'a [(String, C)],
+    own: Option<(&str, &'a C)>,
+) -> Vec<&'a C> {
+    let own_id = own.map(|(id, _)| id);
+    let others = || {
+        nodes
+            .iter()
+            .filter(move |(id, n)| Some(id.as_str()) != own_id && n.use_as_data_source())
+            .map(|(_, n)| n)
+    };
+    others()
+        .filter(|n| !n.is_validator())
+        .chain(others().filter(|n| n.is_validator()))
+        .chain(own.map(|(_, n)| n))
+        .collect()
+}
+
 /// The plan of a planner with one monitor (at most) per section: nothing if `planner` does not
 /// accept the message's key, else `plan_section` on every section in message order, its
 /// `Ok(Some(spec))` planned, its `Ok(None)` (section not monitored) skipped and its errors

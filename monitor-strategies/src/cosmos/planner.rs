@@ -18,11 +18,22 @@ use monitor_core::{
 use super::network::{self, CosmosNetworkMonitor};
 use super::node::{self, CosmosNodeMonitor};
 use super::{CosmosDataSource, CosmosNodeConfig, CosmosRestSource};
-use crate::plan_util::{build_http, monitor_spec, monitorable};
+use crate::plan_util::{
+    build_http, data_sources, monitor_spec, monitorable, parse_sections, DataSourceRole,
+};
 use crate::settings::{StrategySettings, Target};
 
 /// The base chain these planners handle.
 pub(crate) const COSMOS: &str = "cosmos";
+
+impl DataSourceRole for CosmosNodeConfig {
+    fn use_as_data_source(&self) -> bool {
+        self.use_as_data_source
+    }
+    fn is_validator(&self) -> bool {
+        self.is_validator
+    }
+}
 
 /// Reads a section's Cosmos node fields (all required, spec §3.3 "Node MM cosmos").
 pub(crate) fn node_config(section: &Section) -> Result<CosmosNodeConfig, ConfigError> {
@@ -47,15 +58,7 @@ pub(crate) fn node_config(section: &Section) -> Result<CosmosNodeConfig, ConfigE
 /// The valid node sections of a message (section id, config), in message order, and the errors
 /// of the others.
 pub fn parse_nodes(message: &ConfigMessage) -> (Vec<(String, CosmosNodeConfig)>, Vec<ConfigError>) {
-    let mut nodes = Vec::new();
-    let mut errors = Vec::new();
-    for section in &message.sections {
-        match node_config(section) {
-            Ok(config) => nodes.push((section.id.clone(), config)),
-            Err(e) => errors.push(e),
-        }
-    }
-    (nodes, errors)
+    parse_sections(message, node_config)
 }
 
 /// PANIC's data sources for the node of section `own_id`: every other section with
@@ -66,16 +69,8 @@ pub fn node_data_sources(
     own_id: &str,
     own: &CosmosNodeConfig,
 ) -> Vec<CosmosNodeConfig> {
-    let others = || {
-        nodes
-            .iter()
-            .filter(move |(id, n)| id != own_id && n.use_as_data_source)
-            .map(|(_, n)| n)
-    };
-    others()
-        .filter(|n| !n.is_validator)
-        .chain(others().filter(|n| n.is_validator))
-        .chain(std::iter::once(own))
+    data_sources(nodes, Some((own_id, own)))
+        .into_iter()
         .cloned()
         .collect()
 }
@@ -83,17 +78,7 @@ pub fn node_data_sources(
 /// PANIC's network data sources: sections with `use_as_data_source`, non-validators first then
 /// validators (no "self").
 pub fn network_data_sources(nodes: &[(String, CosmosNodeConfig)]) -> Vec<CosmosNodeConfig> {
-    let sources = || {
-        nodes
-            .iter()
-            .map(|(_, n)| n)
-            .filter(|n| n.use_as_data_source)
-    };
-    sources()
-        .filter(|n| !n.is_validator)
-        .chain(sources().filter(|n| n.is_validator))
-        .cloned()
-        .collect()
+    data_sources(nodes, None).into_iter().cloned().collect()
 }
 
 /// What a Cosmos node monitor is built from (and so fingerprinted by): the node's whole config

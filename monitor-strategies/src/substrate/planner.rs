@@ -18,11 +18,20 @@ use monitor_core::{
 use super::network::{self, SubstrateNetworkMonitor};
 use super::node::{self, SubstrateNodeMonitor};
 use super::{SubstrateDataSource, SubstrateNodeConfig};
-use crate::plan_util::{monitor_spec, monitorable};
+use crate::plan_util::{data_sources, monitor_spec, monitorable, parse_sections, DataSourceRole};
 use crate::settings::StrategySettings;
 
 /// The base chain these planners handle.
 pub(crate) const SUBSTRATE: &str = "substrate";
+
+impl DataSourceRole for SubstrateNodeConfig {
+    fn use_as_data_source(&self) -> bool {
+        self.use_as_data_source
+    }
+    fn is_validator(&self) -> bool {
+        self.is_validator
+    }
+}
 
 /// Reads a section's Substrate node fields (spec §3.3 "substrate").
 pub(crate) fn node_config(section: &Section) -> Result<SubstrateNodeConfig, ConfigError> {
@@ -44,15 +53,7 @@ pub(crate) fn node_config(section: &Section) -> Result<SubstrateNodeConfig, Conf
 pub fn parse_substrate_nodes(
     message: &ConfigMessage,
 ) -> (Vec<(String, SubstrateNodeConfig)>, Vec<ConfigError>) {
-    let mut nodes = Vec::new();
-    let mut errors = Vec::new();
-    for section in &message.sections {
-        match node_config(section) {
-            Ok(config) => nodes.push((section.id.clone(), config)),
-            Err(e) => errors.push(e),
-        }
-    }
-    (nodes, errors)
+    parse_sections(message, node_config)
 }
 
 /// PANIC's data sources of node `own_id`: every other section with `use_as_data_source`,
@@ -62,16 +63,8 @@ pub fn substrate_node_data_sources(
     own_id: &str,
     own: &SubstrateNodeConfig,
 ) -> Vec<SubstrateDataSource> {
-    let others = || {
-        nodes
-            .iter()
-            .filter(move |(id, n)| id != own_id && n.use_as_data_source)
-            .map(|(_, n)| n)
-    };
-    others()
-        .filter(|n| !n.is_validator)
-        .chain(others().filter(|n| n.is_validator))
-        .chain(std::iter::once(own))
+    data_sources(nodes, Some((own_id, own)))
+        .into_iter()
         .map(SubstrateDataSource::from)
         .collect()
 }
@@ -81,15 +74,8 @@ pub fn substrate_node_data_sources(
 pub fn substrate_network_data_sources(
     nodes: &[(String, SubstrateNodeConfig)],
 ) -> Vec<SubstrateDataSource> {
-    let sources = || {
-        nodes
-            .iter()
-            .map(|(_, n)| n)
-            .filter(|n| n.use_as_data_source)
-    };
-    sources()
-        .filter(|n| !n.is_validator)
-        .chain(sources().filter(|n| n.is_validator))
+    data_sources(nodes, None)
+        .into_iter()
         .map(SubstrateDataSource::from)
         .collect()
 }
