@@ -34,14 +34,15 @@ pub fn init_logging() {
 }
 
 /// lapin logs every message the broker returns (an unroutable mandatory publish) at WARN with its
-/// whole body as a byte array: one line per round, payload included. No payload goes to the logs:
-/// that target is raised to `error` unless the filter names `lapin` itself (the bus counts and
-/// logs unroutable publishes its own way).
+/// whole body as a byte array (one line per round, payload included), and three ERROR lines for
+/// every failed connection attempt during an outage. The bus logs both its own way (unroutable
+/// publishes counted and rate-limited, lost connections and reconnection attempts rate-limited),
+/// so lapin is silenced unless the filter names `lapin` itself.
 pub fn with_quiet_payloads(filter: String) -> String {
     if filter.contains("lapin") {
         filter
     } else {
-        format!("{filter},lapin::returned_messages=error")
+        format!("{filter},lapin=off")
     }
 }
 

@@ -30,6 +30,10 @@ pub struct BusHealth {
     pub dropped: u64,
     /// Reconnections so far.
     pub reconnections: u64,
+    /// Subscriptions the bus found stuck (messages ready, none delivered) and resubscribed.
+    pub consumer_restarts: u64,
+    /// Consumers the manager found stalled (deliveries pending, no progress) and restarted.
+    pub consumer_stalls: u64,
 }
 
 const MAX_HEAD: usize = 8 * 1024;
@@ -170,6 +174,16 @@ pub fn render(status: &ManagerStatus, bus: BusHealth) -> String {
             "panic_bus_outbox_dropped_total",
             "Publishes dropped, outbox full.",
             bus.dropped,
+        ),
+        (
+            "panic_bus_consumer_restarts_total",
+            "Subscriptions found stuck (messages ready, none delivered) and resubscribed.",
+            bus.consumer_restarts,
+        ),
+        (
+            "panic_manager_consumer_stalls_total",
+            "Config or ping consumers found stalled (deliveries pending, no progress) and restarted.",
+            bus.consumer_stalls,
         ),
     ] {
         metric(&mut out, name, "counter", help, &[("", v)]);

@@ -90,7 +90,9 @@ pub struct AmqpSettings {
     pub outbox_capacity: usize,
     /// First reconnection delay.
     pub min_backoff: Duration,
-    /// Cap of the reconnection delay.
+    /// Cap of the reconnection delay (default 2 s: a lost broker is retried at most every 2 s, so
+    /// every binary resumes within a few seconds of its return; an attempt against a broker that
+    /// is down costs one refused TCP connect).
     pub max_backoff: Duration,
     /// Connection name shown by the broker (management UI, `rabbitmqctl list_connections`).
     pub connection_name: String,
@@ -111,7 +113,7 @@ impl Default for AmqpSettings {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             outbox_capacity: 10_000,
             min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(2),
             connection_name: "panic-monitors".to_owned(),
             operation_timeout: Duration::from_secs(15),
             consumer_stall_after: Duration::from_secs(30),

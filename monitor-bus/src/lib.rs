@@ -31,6 +31,9 @@
 //!   deliveries pending and no progress for a bounded time is logged, counted and restarted);
 //! * [`backoff`]: the capped, jittered exponential [`Backoff`] of every retry loop (the bus
 //!   reconnecting, the manager restarting monitors, the store and the health checker);
+//! * [`ratelimit`]: [`ratelimit::LogLimiter`] and [`warn_limited!`], the rate limiter of
+//!   warnings that can repeat once per round or once per message, shared by every consume and
+//!   publish loop (a count of what it suppressed);
 //! * `stuck` (feature `testing`): [`StuckBus`], a bus whose calls never complete, for shutdown tests;
 //! * [`testing`] (feature `testing`): a [`testing::Vhost`] per test on the local RabbitMQ and
 //!   `rabbitmqctl`, shared by every crate's broker tests.
@@ -47,10 +50,15 @@ use monitor_core::PanicError;
 
 pub mod backoff;
 mod memory;
+pub mod ratelimit;
 mod stall;
 pub use backoff::{Backoff, Retry};
 pub use memory::MemoryBus;
 pub use stall::{StallWatch, Watched};
+
+/// For [`warn_limited!`]: the `tracing` it logs through.
+#[doc(hidden)]
+pub use tracing as __tracing;
 
 #[cfg(feature = "testing")]
 mod stuck;

@@ -1,7 +1,8 @@
 //! Test support for the tests of every crate that talks to the machine's RabbitMQ (feature
 //! `testing`): one [`Vhost`] per test, created with guest's permissions and deleted when dropped
 //! (also when the test fails), so that force-closing "all connections" or revoking permissions
-//! touches only that test; and [`rabbitmqctl`] to drive the broker. It panics on a broker that is
+//! touches only that test; [`rabbitmqctl`] to drive the broker; and a TCP [`Proxy`] to it that
+//! passes, blackholes or refuses connections, for outage tests. It panics on a broker that is
 //! not there: it is for tests only.
 
 #![allow(clippy::disallowed_methods)] // test support: reads RABBITMQCTL, runs rabbitmqctl off the runtime
@@ -11,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::{AmqpBus, AmqpSettings};
+
+mod proxy;
+pub use proxy::{Proxy, ProxyMode};
 
 /// The `rabbitmqctl` the tests use: `RABBITMQCTL`, else Debian's path.
 fn rabbitmqctl_bin() -> String {

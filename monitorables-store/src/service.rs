@@ -170,11 +170,17 @@ async fn setup(
     bus.consume(&settings.queue, settings.prefetch).await
 }
 
+/// The service's per-message warnings: at most 5 lines per kind per minute, each saying how many
+/// were suppressed since the last.
+static WARNINGS: std::sync::LazyLock<monitor_bus::ratelimit::LogLimiter> =
+    std::sync::LazyLock::new(|| monitor_bus::ratelimit::LogLimiter::per_minute(5));
+
 async fn ack(delivery: Delivery) {
     let key = delivery.routing_key.clone();
     if let Err(e) = delivery.ack().await {
         // It will be delivered again; applying a message twice gives the same document.
-        warn!(routing_key = %key, error = %e, "could not ack monitorable message");
+        monitor_bus::warn_limited!(WARNINGS, "ack", routing_key = %key, error = %e,
+            "could not ack monitorable message");
     }
 }
 
@@ -188,8 +194,8 @@ async fn handle(
     let key = match MonitorableKey::parse(&delivery.routing_key) {
         Ok(k) => k,
         Err(e) => {
-            error!(routing_key = %delivery.routing_key, error = %e,
-                "invalid monitorable routing key; message dropped");
+            monitor_bus::warn_limited!(WARNINGS, "bad key", routing_key = %delivery.routing_key,
+                error = %e, "invalid monitorable routing key; message dropped");
             ack(delivery).await;
             return Outcome::Next;
         }
@@ -197,8 +203,9 @@ async fn handle(
     let msg: MonitorableMessage = match serde_json::from_slice(&delivery.body) {
         Ok(m) => m,
         Err(e) => {
-            error!(routing_key = %delivery.routing_key, error = %e,
-                body = %String::from_utf8_lossy(&delivery.body),
+            // The body's size only: no payload bytes in logs.
+            monitor_bus::warn_limited!(WARNINGS, "bad message", routing_key = %delivery.routing_key,
+                error = %e, bytes = delivery.body.len(),
                 "invalid monitorable message; message dropped");
             ack(delivery).await;
             return Outcome::Next;

@@ -76,7 +76,6 @@
 //! * `supervisor`: the per-monitor supervisor and incarnation (build, schedule, round, hand to the
 //!   outbox);
 //! * `publisher`: the byte-bounded outbox and the publisher task draining it;
-//! * `ratelimit`: the rate limiter of repeated warnings (a count of what it suppressed);
 //!   a hung incarnation is aborted and awaited by a tracker the manager owns, never detached;
 //! * `liveness`: the supervisor's bookkeeping, beside it: per-monitor state, hang clock, the
 //!   manager heartbeat's running/dead lists, and every round/death/build-failure count (kept once
@@ -89,7 +88,6 @@
 mod liveness;
 mod manager;
 mod publisher;
-mod ratelimit;
 mod schedule;
 pub mod settings;
 pub mod status;

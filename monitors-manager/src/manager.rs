@@ -21,11 +21,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::liveness::{Liveness, TaskKey};
 use crate::publisher::{self, Outbox};
-use crate::ratelimit::{warn_limited, LogLimiter};
 use crate::schedule::phase;
 use crate::settings::ManagerSettings;
 use crate::status::{Counters, StatusHandle};
 use crate::supervisor::{supervise, MonitorCtx, Shared};
+use monitor_bus::ratelimit::LogLimiter;
+use monitor_bus::warn_limited;
 
 /// Lines per kind (or per config routing key) and minute of the manager's repeated warnings.
 const WARN_BURST: u32 = 5;
@@ -87,7 +88,12 @@ enum Event {
     /// A consumer stalled (logged and counted by its watch): consume its queue again.
     Stalled(&'static str),
     Reaped(Result<(tokio::task::Id, TaskKey), JoinError>),
+    /// The manager heartbeat in flight was published (or failed, logged).
+    HeartbeatDone,
 }
+
+/// A manager heartbeat being published.
+type HeartbeatPublish = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The state of a running manager.
 struct Run {
@@ -271,23 +277,39 @@ impl MonitorsManager {
             .with_counter(Arc::clone(&self.consumer_stalls));
         let ping_watch = StallWatch::new(heartbeat_queue.clone(), CONSUMER_STALL_AFTER)
             .with_counter(Arc::clone(&self.consumer_stalls));
+        // The manager heartbeat being published, if any. Pings never wait for it: one that arrives
+        // meanwhile is acked and answered by one more heartbeat when this one is done, so a slow
+        // broker (e.g. draining a backlog after an outage) neither queues a heartbeat per ping nor
+        // holds up config messages.
+        let mut heartbeat: Option<HeartbeatPublish> = None;
+        // A ping arrived while a heartbeat was in flight.
+        let mut heartbeat_wanted = false;
         let result = loop {
+            // Shutdown first; then configs, pings and reaped tasks in random order, so that a
+            // steady stream of one never starves the others.
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
-                watched = ping_watch.next(&mut pings) => match watched {
-                    Watched::Delivery(d) => Event::Ping(Some(d)),
-                    Watched::Ended => Event::Ping(None),
-                    Watched::Stalled => Event::Stalled("pings"),
-                },
-                watched = config_watch.next(&mut configs) => match watched {
-                    Watched::Delivery(d) => Event::Config(Some(d)),
-                    Watched::Ended => Event::Config(None),
-                    Watched::Stalled => Event::Stalled("configs"),
-                },
-                Some(joined) = run.supervisors.join_next_with_id(), if !run.supervisors.is_empty() => {
-                    Event::Reaped(joined)
-                }
+                event = async {
+                    tokio::select! {
+                        watched = ping_watch.next(&mut pings) => match watched {
+                            Watched::Delivery(d) => Event::Ping(Some(d)),
+                            Watched::Ended => Event::Ping(None),
+                            Watched::Stalled => Event::Stalled("pings"),
+                        },
+                        watched = config_watch.next(&mut configs) => match watched {
+                            Watched::Delivery(d) => Event::Config(Some(d)),
+                            Watched::Ended => Event::Config(None),
+                            Watched::Stalled => Event::Stalled("configs"),
+                        },
+                        Some(joined) = run.supervisors.join_next_with_id(), if !run.supervisors.is_empty() => {
+                            Event::Reaped(joined)
+                        }
+                        () = async { if let Some(h) = heartbeat.as_mut() { h.await } }, if heartbeat.is_some() => {
+                            Event::HeartbeatDone
+                        }
+                    }
+                } => event,
             };
             match event {
                 Event::Shutdown => break Ok(()),
@@ -306,11 +328,22 @@ impl MonitorsManager {
                 Event::Config(None) => break Err(ManagerError::ConsumerClosed(configs_queue)),
                 Event::Ping(Some(delivery)) => {
                     if shutdown
-                        .run_until_cancelled(run.handle_ping(delivery))
+                        .run_until_cancelled(run.ack_ping(delivery))
                         .await
                         .is_none()
                     {
                         break Ok(());
+                    }
+                    if heartbeat.is_some() {
+                        heartbeat_wanted = true;
+                    } else {
+                        heartbeat = Some(run.heartbeat_publish());
+                    }
+                }
+                Event::HeartbeatDone => {
+                    heartbeat = None;
+                    if std::mem::take(&mut heartbeat_wanted) {
+                        heartbeat = Some(run.heartbeat_publish());
                     }
                 }
                 Event::Ping(None) => break Err(ManagerError::ConsumerClosed(heartbeat_queue)),
@@ -653,26 +686,34 @@ impl Run {
         }
     }
 
-    async fn handle_ping(&mut self, delivery: Delivery) {
+    /// Count and ack a ping (the main loop answers it).
+    async fn ack_ping(&self, delivery: Delivery) {
         Counters::bump(&self.shared.counters.pings);
         if let Err(e) = delivery.ack().await {
             warn_limited!(self.shared.limiter, "ping ack", error = %e, "acking a ping failed");
         }
-        let heartbeat = self.shared.liveness.heartbeat(&self.manager_name);
-        match heartbeat::publish_manager_heartbeat(&*self.shared.bus, &heartbeat).await {
-            Ok(published) => tracing::debug!(
-                running = heartbeat.running_processes.len(),
-                dead = heartbeat.dead_processes.len(),
-                ?published,
-                "manager heartbeat sent"
-            ),
-            Err(e) => warn_limited!(
-                self.shared.limiter,
-                "manager heartbeat failed",
-                error = %e,
-                "publishing the manager heartbeat failed"
-            ),
-        }
+    }
+
+    /// Publishing the manager heartbeat (its content taken now), as a future the main loop polls.
+    fn heartbeat_publish(&self) -> HeartbeatPublish {
+        let shared = Arc::clone(&self.shared);
+        let heartbeat = shared.liveness.heartbeat(&self.manager_name);
+        Box::pin(async move {
+            match heartbeat::publish_manager_heartbeat(&*shared.bus, &heartbeat).await {
+                Ok(published) => tracing::debug!(
+                    running = heartbeat.running_processes.len(),
+                    dead = heartbeat.dead_processes.len(),
+                    ?published,
+                    "manager heartbeat sent"
+                ),
+                Err(e) => warn_limited!(
+                    shared.limiter,
+                    "manager heartbeat failed",
+                    error = %e,
+                    "publishing the manager heartbeat failed"
+                ),
+            }
+        })
     }
 
     /// Graceful stop of every monitor within the grace period, then abort the rest; then flush the

@@ -31,8 +31,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::liveness::TaskKey;
-use crate::ratelimit::{warn_limited, LogLimiter};
 use crate::status::Counters;
+use monitor_bus::ratelimit::LogLimiter;
+use monitor_bus::warn_limited;
 
 /// Batches published at once (each batch's messages one after another; at most one batch per
 /// monitor). A confirm of a persistent message takes milliseconds (the broker syncs to disk in

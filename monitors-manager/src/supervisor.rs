@@ -41,10 +41,11 @@ use tracing::Instrument;
 
 use crate::liveness::{Liveness, TaskKey};
 use crate::publisher::{Batch, Outbox};
-use crate::ratelimit::{warn_limited, LogLimiter};
 use crate::schedule::first_tick;
 use crate::settings::Backoff;
 use crate::status::Counters;
+use monitor_bus::ratelimit::LogLimiter;
+use monitor_bus::warn_limited;
 
 /// What every monitor task shares with the manager.
 pub(crate) struct Shared {

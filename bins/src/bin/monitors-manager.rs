@@ -194,11 +194,14 @@ async fn run_until(
     let manager = MonitorsManager::new(bus.clone(), planners, manager_settings);
     let metrics_server = metrics_listener.map(|listener| {
         let b = bus.clone();
+        let stalls = manager.consumer_stalls();
         let probe: Probe = Arc::new(move || BusHealth {
             connected: b.is_connected(),
             outbox: u64::try_from(b.outbox_len()).unwrap_or(u64::MAX),
             dropped: b.dropped(),
             reconnections: b.reconnections(),
+            consumer_restarts: b.consumer_restarts(),
+            consumer_stalls: stalls.load(std::sync::atomic::Ordering::Relaxed),
         });
         MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
     });

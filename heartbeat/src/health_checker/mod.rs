@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use monitor_bus::backoff::Backoff;
 use monitor_bus::declare_bound_queue;
+use monitor_bus::ratelimit::LogLimiter;
 use monitor_bus::{Bus, BusError, Consumer, Delivery, StallWatch, Watched};
 use monitor_core::envelope::now_unix;
 use monitor_core::keys::{
@@ -192,6 +193,11 @@ pub async fn run_ping_publisher(
     }
 }
 
+/// The heartbeat handler's per-message warnings: at most 5 lines per kind per minute, each saying
+/// how many were suppressed since the last (an outage can fail hundreds of acks at once).
+static WARNINGS: std::sync::LazyLock<LogLimiter> =
+    std::sync::LazyLock::new(|| LogLimiter::per_minute(5));
+
 /// Heartbeats whose write failed, newest per component, in arrival order.
 #[derive(Debug, Default)]
 struct Pending {
@@ -206,7 +212,8 @@ impl Pending {
         }
         if self.items.len() >= MAX_PENDING {
             let (dropped, _) = self.items.remove(0);
-            error!(component = %dropped, "too many heartbeats waiting for the store; oldest dropped");
+            monitor_bus::warn_limited!(WARNINGS, "pending full", component = %dropped,
+                "too many heartbeats waiting for the store; oldest dropped");
         }
         self.items.push((component, body));
     }
@@ -360,13 +367,14 @@ async fn handle(delivery: Delivery, pending: &mut Pending) {
             pending.put(component, body);
         }
         Err(reason) => {
-            warn!(routing_key = %delivery.routing_key, reason = %reason,
-                body = %String::from_utf8_lossy(&delivery.body), "heartbeat not stored");
+            // The body's size only: no payload bytes in logs.
+            monitor_bus::warn_limited!(WARNINGS, "not stored", routing_key = %delivery.routing_key,
+                reason = %reason, bytes = delivery.body.len(), "heartbeat not stored");
         }
     }
     // Stored or kept in memory: either way the message is done with (PANIC acks always).
     if let Err(e) = delivery.ack().await {
-        warn!(error = %e, "could not ack heartbeat");
+        monitor_bus::warn_limited!(WARNINGS, "ack", error = %e, "could not ack heartbeat");
     }
     pending.put(
         HEARTBEAT_HANDLER_NAME.to_owned(),

@@ -196,8 +196,12 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
         );
         shared.link.send_replace(None);
 
-        // Reconnect with backoff and re-declare the topology.
+        // Reconnect with backoff and re-declare the topology. Failed attempts are logged for the
+        // first three, then every 15th (about every 30 s at the default 2 s cap), with how long
+        // the broker has been away: a long outage is a few lines, not one per attempt.
         let mut attempt: u32 = 0;
+        let lost_at = tokio::time::Instant::now();
+        let loud = |attempt: u32| attempt <= 3 || attempt % 15 == 0;
         let conn = loop {
             let delay = shared.settings.reconnect_backoff().delay(attempt);
             attempt = attempt.saturating_add(1);
@@ -215,12 +219,17 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
             let conn = match shared.bounded(connect).await {
                 Some(Ok(conn)) => conn,
                 Some(Err(e)) => {
-                    warn!(attempt, error = %e, next_delay_max = ?shared.settings.max_backoff, "reconnection failed");
+                    if loud(attempt) {
+                        warn!(attempt, error = %e, down_for = ?lost_at.elapsed(),
+                            next_delay_max = ?shared.settings.max_backoff, "reconnection failed");
+                    }
                     continue;
                 }
                 None if shared.shutdown.is_cancelled() => return,
                 None => {
-                    warn!(attempt, "reconnection timed out");
+                    if loud(attempt) {
+                        warn!(attempt, down_for = ?lost_at.elapsed(), "reconnection timed out");
+                    }
                     continue;
                 }
             };

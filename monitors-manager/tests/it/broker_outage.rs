@@ -5,7 +5,6 @@
 //! delivered (the outbox holds them all).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,114 +14,16 @@ use monitor_core::keys::{CONFIG_EXCHANGE, RAW_DATA_EXCHANGE};
 use monitor_core::PeriodGroup;
 use monitors_manager::{ManagerSettings, MonitorsManager, StatusHandle};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::Vhost;
 use crate::harness::{test_settings, FakePlanner, Probe};
+use monitor_bus::testing::{Proxy, ProxyMode};
 
 const MONITORS: usize = 500;
-const RABBITMQ: &str = "127.0.0.1:5672";
 /// 250 rounds a second: 500 messages a second in steady state, a backlog of 15,000 after 30 s.
 const PERIOD: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Bytes flow.
-    Pass,
-    /// Bytes are held (nothing read, nothing sent), connections stay open.
-    Blackhole,
-    /// Open connections are closed, new ones closed at once.
-    Refuse,
-}
-
-/// A TCP proxy to RabbitMQ on 127.0.0.1; its tasks end when it is dropped.
-struct Proxy {
-    addr: SocketAddr,
-    mode: watch::Sender<Mode>,
-    _tasks: JoinSet<()>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mode = watch::Sender::new(Mode::Pass);
-        let mut tasks = JoinSet::new();
-        let modes = mode.clone();
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
-            // Bounded: the manager reconnects a few dozen times at most.
-            for _ in 0..10_000 {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                while connections.try_join_next().is_some() {}
-                if *modes.borrow() == Mode::Refuse {
-                    drop(client);
-                    continue;
-                }
-                connections.spawn(relay(client, modes.subscribe()));
-            }
-        });
-        Proxy {
-            addr,
-            mode,
-            _tasks: tasks,
-        }
-    }
-
-    fn set(&self, mode: Mode) {
-        self.mode.send_replace(mode);
-    }
-}
-
-async fn relay(client: TcpStream, mode: watch::Receiver<Mode>) {
-    let Ok(upstream) = TcpStream::connect(RABBITMQ).await else {
-        return;
-    };
-    let (cr, cw) = client.into_split();
-    let (ur, uw) = upstream.into_split();
-    // Either direction ending closes both.
-    tokio::select! {
-        () = pipe(cr, uw, mode.clone()) => {}
-        () = pipe(ur, cw, mode) => {}
-    }
-}
-
-async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let now = match mode.wait_for(|m| *m != Mode::Blackhole).await {
-            Ok(m) => *m,
-            Err(_) => return,
-        };
-        if now == Mode::Refuse {
-            return;
-        }
-        tokio::select! {
-            read = from.read(&mut buf) => {
-                let n = match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                if to.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-            changed = mode.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
 
 /// Wait until `cond` holds, at most `patience` (real time); returns how long it took.
 async fn within(what: &str, patience: Duration, mut cond: impl FnMut() -> bool) -> Duration {
@@ -156,16 +57,10 @@ async fn blackholed_then_dropped_broker_connection_kills_nothing_and_loses_nothi
         .unwrap();
 
     let proxy = Proxy::start().await;
-    let url = vhost
-        .url()
-        .replace("127.0.0.1:5672", &proxy.addr.to_string());
+    // The default reconnection backoff (capped at 2 s): resuming within 5 s needs no tuning.
     let through_proxy = AmqpBus::connect(AmqpSettings {
-        // Reconnection attempts at most 1 s apart, so that a reconnection follows the proxy's
-        // return within the 5 s the issue asks for (the default backoff caps at 30 s).
-        min_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_secs(1),
         connection_name: "monitors-manager-outage-it".to_owned(),
-        ..AmqpSettings::new(url)
+        ..AmqpSettings::new(proxy.url(&vhost.url()))
     })
     .await
     .unwrap();
@@ -209,15 +104,15 @@ async fn blackholed_then_dropped_broker_connection_kills_nothing_and_loses_nothi
     .await;
 
     // 5 s of blackhole.
-    proxy.set(Mode::Blackhole);
+    proxy.set(ProxyMode::Blackhole);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(status.status().deaths, 0, "hung kills during the blackhole");
-    proxy.set(Mode::Pass);
+    proxy.set(ProxyMode::Pass);
     let took = resumes(&status, "publishing to resume after the blackhole").await;
     assert!(took <= Duration::from_secs(5), "resumed after {took:?}");
 
     // 30 s of dropped and refused connections.
-    proxy.set(Mode::Refuse);
+    proxy.set(ProxyMode::Refuse);
     let rounds_before = status.status().rounds_ok;
     tokio::time::sleep(Duration::from_secs(30)).await;
     let during = status.status();
@@ -228,7 +123,7 @@ async fn blackholed_then_dropped_broker_connection_kills_nothing_and_loses_nothi
         during.rounds_ok
     );
     assert!(during.outbox_messages > 0);
-    proxy.set(Mode::Pass);
+    proxy.set(ProxyMode::Pass);
     let took = resumes(&status, "publishing to resume after the outage").await;
     assert!(took <= Duration::from_secs(5), "resumed after {took:?}");
     let mut last = Instant::now();

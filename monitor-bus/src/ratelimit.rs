@@ -1,6 +1,6 @@
-//! Rate-limited warnings: the manager's one helper for log lines that can repeat once per round or
-//! once per message (unroutable publishes, failed publishes, config errors, round timeouts, outbox
-//! drops).
+//! Rate-limited warnings: the one helper for log lines that can repeat once per round or once per
+//! message (the manager's unroutable and failed publishes, config errors, round timeouts and
+//! outbox drops; the health checker's and the store's per-message failures).
 //!
 //! A [`LogLimiter`] lets through at most `burst` lines per key in each window (a minute by
 //! default); the rest are suppressed and *counted*, and the next line let through for that key
@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Distinct keys a limiter tracks; beyond that new keys share [`OVERFLOW_KEY`].
-pub(crate) const MAX_KEYS: usize = 1024;
+pub const MAX_KEYS: usize = 1024;
 /// The key shared by keys beyond [`MAX_KEYS`].
-pub(crate) const OVERFLOW_KEY: &str = "(other keys)";
+pub const OVERFLOW_KEY: &str = "(other keys)";
 
 #[derive(Debug)]
 struct Window {
@@ -29,7 +29,7 @@ struct Window {
 
 /// Lets through at most `burst` lines per key per window, counting the rest.
 #[derive(Debug)]
-pub(crate) struct LogLimiter {
+pub struct LogLimiter {
     window: Duration,
     burst: u32,
     keys: Mutex<HashMap<String, Window>>,
@@ -37,7 +37,7 @@ pub(crate) struct LogLimiter {
 
 impl LogLimiter {
     /// At most `burst` lines per key per `window`.
-    pub(crate) fn new(window: Duration, burst: u32) -> Self {
+    pub fn new(window: Duration, burst: u32) -> Self {
         LogLimiter {
             window,
             burst: burst.max(1),
@@ -46,13 +46,13 @@ impl LogLimiter {
     }
 
     /// One line per key per minute.
-    pub(crate) fn per_minute(burst: u32) -> Self {
+    pub fn per_minute(burst: u32) -> Self {
         Self::new(Duration::from_secs(60), burst)
     }
 
     /// Whether a line for `key` may be logged now: `Some(suppressed)` (lines left out for this key
     /// since the last one let through) or `None` (suppress it; it is counted).
-    pub(crate) fn check(&self, key: &str) -> Option<u64> {
+    pub fn check(&self, key: &str) -> Option<u64> {
         let now = Instant::now();
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         let key = if keys.contains_key(key) || keys.len() < MAX_KEYS {
@@ -81,14 +81,14 @@ impl LogLimiter {
 
 /// `tracing::warn!` through a [`LogLimiter`]: `warn_limited!(limiter, key, fields…, "message")`
 /// logs with `suppressed` added, or counts the line as suppressed.
+#[macro_export]
 macro_rules! warn_limited {
     ($limiter:expr, $key:expr, $($rest:tt)+) => {
         if let Some(suppressed) = $limiter.check($key) {
-            tracing::warn!(suppressed, $($rest)+);
+            $crate::__tracing::warn!(suppressed, $($rest)+);
         }
     };
 }
-pub(crate) use warn_limited;
 
 #[cfg(test)]
 mod tests {
