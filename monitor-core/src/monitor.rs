@@ -45,4 +45,13 @@ pub trait Monitor: Send {
 
     /// Run one round and return what to publish, in order.
     async fn round(&mut self) -> Result<Vec<Publication>, RoundError>;
+
+    /// What to publish after a round that ended in `error`, before the worker heartbeat the
+    /// runner sends after every finished round. PANIC publishes nothing on a processing error, so
+    /// a target serving garbage looked dead from outside; a monitor whose data could not be read
+    /// returns its error envelope here (PANIC's 5005 or the type's own code). Default: nothing.
+    fn failed_round(&self, error: &RoundError) -> Vec<Publication> {
+        let _ = error;
+        Vec::new()
+    }
 }

@@ -428,7 +428,12 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
             Ok(Err(e)) => {
                 shared.liveness.round_finished(ctx.key, false);
                 warn_limited!(ctx.shared.limiter, "round failed", error = %e,
-                    "round failed: nothing published, no heartbeat");
+                    "round failed: the monitor's error envelope (if any) and heartbeat published");
+                if ctx.kill.is_cancelled() {
+                    return;
+                }
+                // Never silence: what the monitor says about the failure, then its heartbeat.
+                publish_round(&ctx, monitor.failed_round(&e));
             }
             Ok(Ok(publications)) => {
                 shared.liveness.round_finished(ctx.key, true);

@@ -9,8 +9,6 @@
 //! * [`stack`]: every binary together on RabbitMQ and Redis, and two shards;
 //! * [`cli_errors`]: bad flags and env values, an unreachable broker until SIGTERM;
 //! * [`broker_loss`]: SIGTERM while the broker refuses the services (in the test's own vhost);
-//! * [`outage`]: the manager, store and health checker behind a TCP proxy through 5, 30 and 90 s
-//!   broker outages with 500 monitors;
 //! * [`config_restore`]: configs kept in the config stream across a SIGKILL and for late shards;
 //! * [`common`]: the helpers they share.
 
@@ -26,6 +24,5 @@ mod config_restore;
 mod embedded;
 mod embedded_faults;
 mod example;
-mod outage;
 mod stack;
 mod substrate;

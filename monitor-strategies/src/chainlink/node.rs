@@ -359,6 +359,21 @@ impl Monitor for ChainlinkNodeMonitor {
             Value::Object(body),
         )])
     }
+
+    /// Prometheus data that could not be used (not Prometheus text, a metric of the wrong shape):
+    /// PANIC's 5005 (data reading) for the source last used, in the round's usual shape.
+    fn failed_round(&self, _error: &RoundError) -> Vec<Publication> {
+        let error = PanicError::data_reading(&self.name, &self.last_source_used);
+        let mut body = Map::new();
+        body.insert(
+            PROMETHEUS_SOURCE.to_owned(),
+            envelope(self.meta_data(), Err(error)),
+        );
+        vec![Publication::new(
+            RawDataKey::ChainlinkNode,
+            Value::Object(body),
+        )]
+    }
 }
 
 /// The label sets of a metric; an unlabelled metric is a processing error here (PANIC iterated

@@ -207,6 +207,14 @@ impl Monitor for GithubMonitor {
         let body = envelope(self.meta_data(), outcome);
         Ok(vec![Publication::new(RawDataKey::Github, body)])
     }
+
+    /// A releases page that is not what GitHub serves: PANIC's 5006 (cannot access the page), as
+    /// for an API error message.
+    fn failed_round(&self, _error: &RoundError) -> Vec<Publication> {
+        let error = PanicError::cannot_access_github_page(&self.config.releases_url);
+        let body = envelope(self.meta_data(), Err(error));
+        vec![Publication::new(RawDataKey::Github, body)]
+    }
 }
 
 /// PANIC's `_process_data_retrieval_successful`: the releases list → index-keyed `data`.

@@ -6,7 +6,9 @@
 //! * exporter unreachable or too slow → 5004, body unreadable → 5005, bad URL → 5009, a metric
 //!   missing → 5003: `error` envelopes on `system`;
 //! * a body that is not Prometheus text (or not UTF-8), a metric of the wrong shape, a division by
-//!   zero → [`RoundError`]: nothing published, as PANIC's processing errors.
+//!   zero → [`RoundError`], for which [`Monitor::failed_round`] publishes a 5005 (data reading)
+//!   `error` envelope on `system`. PANIC published nothing here, so a garbage-serving exporter
+//!   looked like a dead monitor (docs/DECISIONS.md).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -140,6 +142,12 @@ impl Monitor for SystemMonitor {
         }
         let body = envelope(self.meta_data(), outcome);
         Ok(vec![Publication::new(RawDataKey::System, body)])
+    }
+
+    fn failed_round(&self, _error: &RoundError) -> Vec<Publication> {
+        let error = PanicError::data_reading(&self.name, &self.config.system_name);
+        let body = envelope(self.meta_data(), Err(error));
+        vec![Publication::new(RawDataKey::System, body)]
     }
 }
 

@@ -228,6 +228,29 @@ async fn bodies_that_are_not_scrapes_are_round_errors() {
 }
 
 #[tokio::test]
+async fn a_round_error_still_says_something_a_5005_envelope() {
+    // Issue #16: a body that is not Prometheus text (gzip bytes, invalid UTF-8, HTML) must not
+    // leave the monitor silent; the runner publishes `failed_round`'s envelope and a heartbeat.
+    for body in [
+        Bytes::from_static(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"),
+        Bytes::from_static(b"\xff\xfe not utf-8"),
+        Bytes::from_static(b"<html>404 page not found</html>\n"),
+    ] {
+        let (_server, url) = serve(Reply::ok(body)).await;
+        let mut monitor = system_monitor(&url, &StrategySettings::default());
+        let err = monitor.round().await.unwrap_err();
+        let publications = monitor.failed_round(&err);
+        assert_eq!(publications.len(), 1);
+        assert_eq!(publications[0].routing_key, RawDataKey::System);
+        let error = &publications[0].body["error"];
+        assert_eq!(error["code"], 5005, "{error}");
+        assert_eq!(error["meta_data"]["system_id"], "system_1", "{error}");
+        assert!(error["meta_data"]["time"].is_number(), "{error}");
+        assert!(publications[0].body.get("result").is_none());
+    }
+}
+
+#[tokio::test]
 async fn https_exporter_with_self_signed_certificate() {
     let server = TestServer::start_tls().await.unwrap();
     server.route("/metrics", Reply::ok(node_exporter_fixture()));

@@ -187,7 +187,7 @@ async fn always_hanging_monitor_keeps_being_restarted() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn round_errors_are_counted_without_publish_or_heartbeat() {
+async fn round_errors_are_counted_and_still_send_the_worker_heartbeat() {
     let probe = Probe::default();
     let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
     let mut cap = Capture::new(
@@ -207,8 +207,15 @@ async fn round_errors_are_counted_without_publish_or_heartbeat() {
     assert!(e.rounds_err >= 3, "{e:?}");
     assert_eq!(e.deaths, 0);
     assert_eq!(probe.stats("e").builds, 1, "an Err round does not restart");
-    assert!(cap.drain().await.is_empty());
-    assert_eq!(status.worker_heartbeats, 0);
+    // Never silence: the fake monitor has nothing to say about its failure (the default
+    // `failed_round`), so each failed round is one worker heartbeat and no raw data.
+    let got = cap.drain().await;
+    assert!(
+        got.iter().all(|c| c.routing_key == "heartbeat.worker"),
+        "{got:?}"
+    );
+    assert_eq!(got.len() as u64, e.rounds_err, "{got:?}");
+    assert_eq!(status.worker_heartbeats, e.rounds_err);
     h.stop().await.unwrap();
 }
 

@@ -5,13 +5,24 @@
 //! nothing was killed as hung, each binary is working again within 5 s of the proxy passing
 //! traffic (raw data flows, the health checker's `c1_` keys move, the store applies a new
 //! monitorables list), and at the end every round the manager published is in the test's queue.
+//!
+//! A test binary of its own: 500 monitors in a debug build keep a core busy for four minutes,
+//! which would starve the timing of the other end-to-end tests running beside it in `tests/it`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// test code: a failed unwrap is a failed test; the test owns what it spawns.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "it/common.rs"]
+#[allow(dead_code, unused_imports)] // the helpers this test does not use
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{node_exporter_fixture, write_systems, TempDir, Vhost, REDIS_URL};
+use common::{node_exporter_fixture, write_systems, TempDir, Vhost, REDIS_URL};
 use monitor_bus::testing::{Proxy, ProxyMode};
 use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings, Bus};
 use monitor_core::keys::RAW_DATA_EXCHANGE;
@@ -116,7 +127,7 @@ async fn every_binary_survives_5_30_and_90_second_broker_outages() {
     let direct_url = vhost.url();
     let proxy = Proxy::start().await;
     let proxied = proxy.url(&direct_url);
-    let ns = format!("panic_test_{}", crate::common::unique());
+    let ns = format!("panic_test_{}", common::unique());
     let dir = TempDir::new("panic-outage");
     let cfg = dir.0.join("config");
     let mut systems: Vec<(String, String)> = (0..MONITORS)
