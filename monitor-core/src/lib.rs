@@ -9,7 +9,8 @@
 //! * [`errors`]: PANIC's error codes 5000–5034 with their message templates;
 //! * [`envelope`]: result/error envelopes, heartbeat and monitorable messages;
 //! * [`monitor`]: the [`Monitor`] strategy trait (one round, state in `&mut self`);
-//! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs.
+//! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs;
+//! * [`redact`]: [`redact_url`], which keeps passwords out of logs and errors.
 //!
 //! It knows no transport: the bus is `monitor-bus`, which strategies never depend on.
 
@@ -19,6 +20,7 @@ pub mod errors;
 pub mod keys;
 pub mod monitor;
 pub mod plan;
+pub mod redact;
 
 pub use config::{ConfigError, ConfigMessage, Section};
 pub use envelope::{MetaData, WorkerHeartbeat};
@@ -26,3 +28,4 @@ pub use errors::{ErrorCode, PanicError};
 pub use keys::{ConfigKey, ConfigType, MonitorableKey, MonitorableType, RawDataKey};
 pub use monitor::{Monitor, Publication, RoundError};
 pub use plan::{MonitorSpec, PeriodGroup, Plan, Planner};
+pub use redact::redact_url;

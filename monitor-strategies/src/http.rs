@@ -45,7 +45,7 @@ impl std::fmt::Display for HttpErrorKind {
 
 /// A failed request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind} `{url}`: {reason}")]
+#[error("{kind} `{}`: {reason}", monitor_core::redact_url(url))]
 pub struct HttpError {
     /// The class of failure.
     pub kind: HttpErrorKind,

@@ -44,15 +44,23 @@ return 1
 /// A [`ConnectionManager`] for `url` that connects lazily (so a service can start before Redis),
 /// reconnects with capped exponential backoff, and bounds every command with a timeout.
 pub fn connection_manager(url: &str) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(url)
-        .map_err(|e| StoreError::Config(format!("redis url `{url}`: {e}")))?;
+    let client = redis::Client::open(url).map_err(|e| {
+        StoreError::Config(format!(
+            "redis url `{}`: {e}",
+            monitor_core::redact_url(url)
+        ))
+    })?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2))
         .set_number_of_retries(3);
-    ConnectionManager::new_lazy_with_config(client, config)
-        .map_err(|e| StoreError::Config(format!("redis url `{url}`: {e}")))
+    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+        StoreError::Config(format!(
+            "redis url `{}`: {e}",
+            monitor_core::redact_url(url)
+        ))
+    })
 }
 
 /// The Redis store. Cheap to clone (clones share the connection).

@@ -164,3 +164,69 @@ fn unreachable_broker_is_retried_until_sigterm() {
         );
     }
 }
+
+/// Issue #16: no password in anything a binary prints, at every log level, on its failure paths:
+/// an unreachable broker and Redis (retried until SIGTERM) and URLs that do not parse (exit 2).
+#[test]
+fn passwords_in_urls_are_never_printed() {
+    const SECRET: &str = "S3cretPassw0rd";
+    let amqp = format!("amqp://guest:{SECRET}@127.0.0.1:1/");
+    let redis = format!("redis://:{SECRET}@127.0.0.1:1/");
+    let bad_amqp = format!("amqp://guest:{SECRET}@127.0.0.1:notaport/");
+    let bad_redis = format!("redis://:{SECRET}@127.0.0.1:notaport/");
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().unwrap();
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (MANAGER, vec!["--amqp-url", &amqp]),
+        (MANAGER, vec!["--amqp-url", &bad_amqp]),
+        (CONFIG, vec!["--amqp-url", &amqp, "--config-dir", dir]),
+        (CONFIG, vec!["--amqp-url", &bad_amqp, "--config-dir", dir]),
+        (CHECKER, vec!["--amqp-url", &amqp, "--redis-url", &redis]),
+        (
+            CHECKER,
+            vec!["--amqp-url", &amqp, "--redis-url", &bad_redis],
+        ),
+        (
+            CHECKER,
+            vec!["--amqp-url", &bad_amqp, "--redis-url", &redis],
+        ),
+        (STORE, vec!["--amqp-url", &amqp, "--redis-url", &redis]),
+        (STORE, vec!["--amqp-url", &amqp, "--redis-url", &bad_redis]),
+        (STORE, vec!["--amqp-url", &bad_amqp, "--redis-url", &redis]),
+    ];
+    for (bin, args) in cases {
+        for level in ["trace", "info", "warn"] {
+            let child = Command::new(bin)
+                .args(&args)
+                .env_remove("AMQP_URL")
+                .env_remove("REDIS_URL")
+                .env("RUST_LOG", level)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Let it try (and retry) for a while, then stop it; read everything it printed.
+            let pid = child.id();
+            let give_up = Instant::now() + Duration::from_secs(2);
+            let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+            while Instant::now() < give_up && !waiter.is_finished() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !waiter.is_finished() {
+                sigterm(pid);
+            }
+            let out = waiter.join().unwrap();
+            let printed = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !printed.contains(SECRET),
+                "{bin} {args:?} at {level} printed the password:\n{printed}"
+            );
+            assert!(!printed.contains("panicked"), "{printed}");
+        }
+    }
+}

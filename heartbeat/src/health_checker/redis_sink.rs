@@ -35,15 +35,23 @@ impl RedisHeartbeatSink {
     /// A sink with its own connection to `url`, connected lazily (so the health checker can start
     /// before Redis) and reconnecting after Redis goes away. Must be called inside a tokio runtime.
     pub fn open(url: &str, namespace: &str) -> Result<Self, SinkError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| SinkError::Config(format!("redis url `{url}`: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            SinkError::Config(format!(
+                "redis url `{}`: {e}",
+                monitor_core::redact_url(url)
+            ))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_max_delay(Duration::from_secs(2))
             .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| SinkError::Config(format!("redis url `{url}`: {e}")))?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            SinkError::Config(format!(
+                "redis url `{}`: {e}",
+                monitor_core::redact_url(url)
+            ))
+        })?;
         Ok(Self::new(conn, namespace))
     }
 

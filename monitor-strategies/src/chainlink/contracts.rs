@@ -258,8 +258,10 @@ impl ChainlinkContractsMonitor {
                             Some((text, Err(e))) => warn!(monitor = %self.name,
                                 node = %node.node_name, account = text, error = %e,
                                 "eth_balance account is not an address"),
-                            None => warn!(monitor = %self.name, node = %node.node_name, url = %url,
-                                "eth_balance has no account label"),
+                            None => {
+                                warn!(monitor = %self.name, node = %node.node_name, url = %monitor_core::redact_url(&url),
+                                "eth_balance has no account label")
+                            }
                         }
                         break;
                     }

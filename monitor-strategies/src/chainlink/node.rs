@@ -217,7 +217,7 @@ impl ChainlinkNodeMonitor {
         let last = self.last_source_used.clone();
         match scrape(&self.http, &last, &CHAINLINK_METRICS).await {
             Err(ScrapeError::Http(e)) if e.kind == HttpErrorKind::Down => {
-                debug!(monitor = %self.name, url = %last, error = %e,
+                debug!(monitor = %self.name, url = %monitor_core::redact_url(&last), error = %e,
                     "could not connect, trying the other sources");
             }
             other => return other,
@@ -226,7 +226,7 @@ impl ChainlinkNodeMonitor {
         for source in self.config.node_prometheus_urls.clone() {
             match scrape(&self.http, &source, &CHAINLINK_METRICS).await {
                 Err(ScrapeError::Http(e)) if e.kind == HttpErrorKind::Down => {
-                    debug!(monitor = %self.name, url = %source, error = %e, "could not connect");
+                    debug!(monitor = %self.name, url = %monitor_core::redact_url(&source), error = %e, "could not connect");
                     last_down = Some(e);
                 }
                 other => {
@@ -266,11 +266,11 @@ impl ChainlinkNodeMonitor {
                 self.symbol_limiter.did();
             }
             Ok(_) => {
-                warn!(monitor = %self.name, chain_id, url = %self.chain_list_url,
+                warn!(monitor = %self.name, chain_id, url = %monitor_core::redact_url(&self.chain_list_url),
                     "no native currency symbol for the chain in the chain list");
             }
             Err(e) => {
-                warn!(monitor = %self.name, chain_id, url = %self.chain_list_url, error = %e,
+                warn!(monitor = %self.name, chain_id, url = %monitor_core::redact_url(&self.chain_list_url), error = %e,
                     "could not look up the native currency symbol");
             }
         }
@@ -331,7 +331,7 @@ impl ChainlinkNodeMonitor {
                 Ok(processed)
             }
             Err(e) => {
-                warn!(monitor = %self.name, url = %self.last_source_used, error = %e,
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(&self.last_source_used), error = %e,
                     "error when retrieving prometheus data");
                 Err(self.map_error(&e)?)
             }

@@ -127,7 +127,7 @@ impl DockerHubMonitor {
     }
 
     fn unreadable(&self, why: &str) -> PanicError {
-        warn!(monitor = %self.name, url = %self.config.tags_url, reason = why,
+        warn!(monitor = %self.name, url = %monitor_core::redact_url(&self.config.tags_url), reason = why,
             "error when retrieving data");
         PanicError::data_reading(&self.name, &self.config.tags_url)
     }
@@ -143,7 +143,7 @@ impl DockerHubMonitor {
         let mut tags = Vec::new();
         for page_no in 1..=self.max_pages {
             let response = self.http.get(url.as_str()).await.map_err(|e| {
-                warn!(monitor = %self.name, url = %e.url, error = %e, "error when retrieving data");
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(&e.url), error = %e, "error when retrieving data");
                 match e.kind {
                     HttpErrorKind::Down => PanicError::cannot_access_dockerhub_page(tags_url),
                     HttpErrorKind::Read => PanicError::data_reading(&self.name, tags_url),
@@ -151,12 +151,12 @@ impl DockerHubMonitor {
                 }
             })?;
             let page: Value = serde_json::from_slice(&response.body).map_err(|e| {
-                warn!(monitor = %self.name, url = %url, status = response.status, error = %e,
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url.as_str()), status = response.status, error = %e,
                     "the Docker Hub answer is not JSON");
                 PanicError::json_decode(&e.to_string())
             })?;
             let not_tags = |why: &str| {
-                warn!(monitor = %self.name, url = %url, status = response.status, reason = why,
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url.as_str()), status = response.status, reason = why,
                     "Docker Hub API call came back without tags");
                 PanicError::dockerhub_api_call()
             };

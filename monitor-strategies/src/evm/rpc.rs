@@ -123,7 +123,7 @@ impl JsonRpc {
         }
         match body.remove("result") {
             Some(result) => {
-                debug!(url = %self.url, method, "json-rpc answer");
+                debug!(url = %monitor_core::redact_url(&self.url), method, "json-rpc answer");
                 Ok(result)
             }
             None => Err(bad(format!(

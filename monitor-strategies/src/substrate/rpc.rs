@@ -282,7 +282,7 @@ async fn run(url: String, config: WsConfig, mut rx: mpsc::UnboundedReceiver<Requ
                     Ok(Err(reason)) => reason,
                     _ => "connection attempt timed out".to_owned(),
                 };
-                warn!(url = %url, error = %reason, backoff_ms = backoff.as_millis() as u64,
+                warn!(url = %monitor_core::redact_url(&url), error = %reason, backoff_ms = backoff.as_millis() as u64,
                     "substrate node websocket connection failed");
                 for r in waiting {
                     fail(r, &url, &reason);
@@ -292,12 +292,12 @@ async fn run(url: String, config: WsConfig, mut rx: mpsc::UnboundedReceiver<Requ
                 continue;
             }
         };
-        debug!(url = %url, "substrate node websocket connected");
+        debug!(url = %monitor_core::redact_url(&url), "substrate node websocket connected");
         backoff = config.backoff_min;
         match serve(ws, waiting, &mut rx, &url, &next_id).await {
             Served::ChannelClosed => return,
             Served::Lost(reason) => {
-                warn!(url = %url, error = %reason, "substrate node websocket connection lost");
+                warn!(url = %monitor_core::redact_url(&url), error = %reason, "substrate node websocket connection lost");
                 retry_at = Instant::now();
             }
         }
@@ -391,7 +391,7 @@ async fn serve(
 /// Routes one answer to the request with its id; anything else is logged and dropped.
 fn answer(bytes: &[u8], pending: &mut Pending, url: &str) {
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) else {
-        warn!(url = %url, "substrate node sent a message that is not a JSON object");
+        warn!(url = %monitor_core::redact_url(&url), "substrate node sent a message that is not a JSON object");
         return;
     };
     let Some(id) = body.get("id").and_then(Value::as_u64) else {
