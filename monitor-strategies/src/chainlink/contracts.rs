@@ -259,7 +259,7 @@ impl ChainlinkContractsMonitor {
                                 node = %node.node_name, account = text, error = %e,
                                 "eth_balance account is not an address"),
                             None => {
-                                warn!(monitor = %self.name, node = %node.node_name, url = %monitor_core::redact_url(&url),
+                                warn!(monitor = %self.name, node = %node.node_name, url = %monitor_core::redact_url(url),
                                 "eth_balance has no account label")
                             }
                         }

@@ -235,7 +235,7 @@ async fn prometheus_data(ctx: &Ctx<'_>) -> Result<Value, PanicError> {
         ctx.direct_http_error(&e)
     })?;
     let unreadable = |why: String| {
-        warn!(monitor = %ctx.name, url = %monitor_core::redact_url(&url), error = %why, "prometheus body unusable");
+        warn!(monitor = %ctx.name, url = %monitor_core::redact_url(url), error = %why, "prometheus body unusable");
         PanicError::data_reading(ctx.name, url)
     };
     let text = response

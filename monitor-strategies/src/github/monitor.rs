@@ -129,7 +129,7 @@ impl GithubMonitor {
         let response = match self.http.get_with_headers(url, &headers).await {
             Ok(r) => r,
             Err(e) => {
-                warn!(monitor = %self.name, url = %monitor_core::redact_url(&url), error = %e, "error when retrieving data");
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), error = %e, "error when retrieving data");
                 return Err(match e.kind {
                     HttpErrorKind::Down => PanicError::cannot_access_github_page(url),
                     HttpErrorKind::Read => PanicError::data_reading(&self.name, url),
@@ -140,7 +140,7 @@ impl GithubMonitor {
         self.budget
             .record(response.status, &response.headers, SystemTime::now());
         let decoded: Value = serde_json::from_slice(&response.body).map_err(|e| {
-            warn!(monitor = %self.name, url = %monitor_core::redact_url(&url), status = response.status, error = %e,
+            warn!(monitor = %self.name, url = %monitor_core::redact_url(url), status = response.status, error = %e,
                 "the GitHub answer is not JSON");
             PanicError::json_decode(&e.to_string())
         })?;
@@ -149,7 +149,7 @@ impl GithubMonitor {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            warn!(monitor = %self.name, url = %monitor_core::redact_url(&url), status = response.status, message = %message,
+            warn!(monitor = %self.name, url = %monitor_core::redact_url(url), status = response.status, message = %message,
                 "GitHub API call error");
             return Err(PanicError::github_api_call(&message));
         }

@@ -391,7 +391,7 @@ async fn serve(
 /// Routes one answer to the request with its id; anything else is logged and dropped.
 fn answer(bytes: &[u8], pending: &mut Pending, url: &str) {
     let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) else {
-        warn!(url = %monitor_core::redact_url(&url), "substrate node sent a message that is not a JSON object");
+        warn!(url = %monitor_core::redact_url(url), "substrate node sent a message that is not a JSON object");
         return;
     };
     let Some(id) = body.get("id").and_then(Value::as_u64) else {

@@ -93,7 +93,7 @@ impl SystemMonitor {
         let response = match self.http.get(url).await {
             Ok(r) => r,
             Err(e) => {
-                warn!(monitor = %self.name, url = %monitor_core::redact_url(&url), error = %e, "error when retrieving data");
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), error = %e, "error when retrieving data");
                 return Ok(Err(match e.kind {
                     HttpErrorKind::Down => PanicError::system_is_down(&self.config.system_name),
                     HttpErrorKind::Read => {
@@ -116,7 +116,7 @@ impl SystemMonitor {
         match prometheus::query(&samples, &requested) {
             Ok(data) => Ok(Ok(data)),
             Err(prometheus::QueryError::MetricNotFound(metric)) => {
-                warn!(monitor = %self.name, url = %monitor_core::redact_url(&url), metric = %metric, "metric not found");
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), metric = %metric, "metric not found");
                 Ok(Err(PanicError::metric_not_found(&metric, url)))
             }
             Err(e @ prometheus::QueryError::MixedLabels(_)) => {
