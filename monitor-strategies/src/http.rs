@@ -242,7 +242,8 @@ fn classify_send(err: &reqwest::Error, url: &str) -> HttpError {
     let kind = if err.is_builder() {
         HttpErrorKind::InvalidUrl
     } else if err.is_redirect() {
-        // Too many redirects: the exchange went wrong after the server answered.
+        // A redirect refused (another host or port, too many, a POST turned GET): the exchange
+        // went wrong after the server answered. The reason names the redirect.
         HttpErrorKind::Read
     } else {
         // Connect errors, timeouts, a connection closed or garbage before a response head:

@@ -119,7 +119,7 @@ pub use prometheus::{
 };
 pub use settings::{
     ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,
-    GithubToken, StrategySettings, SubstrateSettings, Target,
+    GithubToken, StrategySettings, SubstrateSettings, Target, MAX_REDIRECTS,
 };
 pub use substrate::chain::{BlockView, ChainError, NodeClient};
 pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};

@@ -282,7 +282,9 @@ impl StrategySettings {
     /// The HTTP handle for JSON-RPC calls to EVM nodes by a strategy of `group`: the unverified
     /// client (EVM nodes are operators' endpoints), the EVM timeout capped by the group's.
     pub fn evm_http(&self, group: PeriodGroup) -> Result<Http, ClientBuildError> {
-        let client = self.clients.get(self.verify_tls(Target::Monitored))?;
+        let client = self
+            .clients
+            .get(self.verify_tls(Target::Monitored), Redirects::KeepMethod)?;
         let timeout = self
             .evm
             .request_timeout
@@ -293,7 +295,7 @@ impl StrategySettings {
     /// The HTTP handle a strategy of `group` uses for `target`: the shared client (built on first
     /// use, then reused with its connection pool), the group's timeout and the body cap.
     pub fn http(&self, target: Target, group: PeriodGroup) -> Result<Http, ClientBuildError> {
-        let client = self.clients.get(self.verify_tls(target))?;
+        let client = self.clients.get(self.verify_tls(target), Redirects::Any)?;
         Ok(Http::new(
             client,
             self.request_timeout_for(group),
@@ -302,41 +304,97 @@ impl StrategySettings {
     }
 }
 
-/// The two shared clients (certificate verification on / off), built lazily.
+/// How many redirects one request may follow.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Which redirects a client follows (always to the same scheme, host and port only, at most
+/// [`MAX_REDIRECTS`] hops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirects {
+    /// Any redirect status (GET requests: exporters, GitHub, DockerHub, Cosmos REST/RPC).
+    Any,
+    /// Only 307 and 308, which keep the method and body (JSON-RPC POSTs: a 301/302/303 would
+    /// turn the POST into a GET, which answers nothing a monitor can use).
+    KeepMethod,
+}
+
+/// The shared clients (certificate verification on / off, per redirect rule), built lazily.
 #[derive(Debug, Default)]
 struct ClientPool {
-    verified: Mutex<Option<reqwest::Client>>,
-    unverified: Mutex<Option<reqwest::Client>>,
+    /// Indexed by `[verify as usize][Redirects::KeepMethod as usize]`.
+    slots: [[Mutex<Option<reqwest::Client>>; 2]; 2],
 }
 
 impl ClientPool {
-    fn get(&self, verify: bool) -> Result<reqwest::Client, ClientBuildError> {
-        let slot = if verify {
-            &self.verified
-        } else {
-            &self.unverified
-        };
+    fn get(&self, verify: bool, redirects: Redirects) -> Result<reqwest::Client, ClientBuildError> {
+        let slot =
+            &self.slots[usize::from(verify)][usize::from(redirects == Redirects::KeepMethod)];
         // A poisoned lock only means another thread panicked while building: the slot is still
         // either empty or a complete client.
         let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = guard.as_ref() {
             return Ok(client.clone());
         }
-        let client = build_client(verify)?;
+        let client = build_client(verify, redirects)?;
         *guard = Some(client.clone());
         Ok(client)
     }
+
+    #[cfg(test)]
+    fn built(&self, verify: bool) -> bool {
+        self.slots[usize::from(verify)]
+            .iter()
+            .any(|slot| slot.lock().unwrap().is_some())
+    }
+}
+
+/// The redirect rule of monitored endpoints: the same scheme, host and port only, at most
+/// [`MAX_REDIRECTS`] hops, and with [`Redirects::KeepMethod`] only 307/308. A refused redirect is
+/// an error naming it (status and target, password redacted), which the monitor reports as it
+/// reports an unreadable answer. `requests` (PANIC) followed up to 30 redirects anywhere, so a
+/// monitored endpoint could send the monitor (and GitHub's token) to another host.
+fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let status = attempt.status().as_u16();
+        let next = attempt.url();
+        let refused = |why: &str| {
+            format!(
+                "redirect refused: HTTP {status} to `{}`: {why}",
+                monitor_core::redact_url(next.as_str())
+            )
+        };
+        if attempt.previous().len() > MAX_REDIRECTS {
+            let why = refused(&format!("more than {MAX_REDIRECTS} redirects"));
+            return attempt.error(why);
+        }
+        let Some(first) = attempt.previous().first() else {
+            return attempt.follow();
+        };
+        if next.scheme() != first.scheme()
+            || next.host_str() != first.host_str()
+            || next.port_or_known_default() != first.port_or_known_default()
+        {
+            let why = refused("monitored endpoints are followed to the same host and port only");
+            return attempt.error(why);
+        }
+        if redirects == Redirects::KeepMethod && !matches!(status, 307 | 308) {
+            let why = refused("only 307 and 308 keep a POST a POST");
+            return attempt.error(why);
+        }
+        attempt.follow()
+    })
 }
 
 /// One client: keep-alive pooling (PANIC sent `Connection: close` and reconnected every round; a
 /// pooled connection is cheaper for the target and for us, and a stale one is retried by the
-/// client), no proxy from the environment (libraries read no env), redirects followed as
-/// `requests` does. Timeouts are per request.
-fn build_client(verify: bool) -> Result<reqwest::Client, ClientBuildError> {
+/// client), no proxy from the environment (libraries read no env), redirects per
+/// [`redirect_policy`]. Timeouts are per request.
+fn build_client(verify: bool, redirects: Redirects) -> Result<reqwest::Client, ClientBuildError> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .no_proxy()
         .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(redirect_policy(redirects))
         .tls_danger_accept_invalid_certs(!verify)
         .tls_danger_accept_invalid_hostnames(!verify)
         .build()
@@ -377,7 +435,7 @@ mod tests {
         let a = StrategySettings::default();
         let b = a.clone();
         a.http(Target::Monitored, PeriodGroup::System).unwrap();
-        assert!(b.clients.unverified.lock().unwrap().is_some());
-        assert!(b.clients.verified.lock().unwrap().is_none());
+        assert!(b.clients.built(false));
+        assert!(!b.clients.built(true));
     }
 }

@@ -14,6 +14,8 @@ mod system_http;
 mod node_exporter;
 // The systems planner.
 mod planner;
+// Redirects: same host and port only, a few hops, POSTs only through 307/308.
+mod redirects;
 // The Prometheus parser on random and truncated input.
 mod prometheus_props;
 // The GitHub strategy, its budget, token and planner.
