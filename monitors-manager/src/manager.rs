@@ -88,12 +88,7 @@ enum Event {
     /// A consumer stalled (logged and counted by its watch): consume its queue again.
     Stalled(&'static str),
     Reaped(Result<(tokio::task::Id, TaskKey), JoinError>),
-    /// The manager heartbeat in flight was published (or failed, logged).
-    HeartbeatDone,
 }
-
-/// A manager heartbeat being published.
-type HeartbeatPublish = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The state of a running manager.
 struct Run {
@@ -277,39 +272,26 @@ impl MonitorsManager {
             .with_counter(Arc::clone(&self.consumer_stalls));
         let ping_watch = StallWatch::new(heartbeat_queue.clone(), CONSUMER_STALL_AFTER)
             .with_counter(Arc::clone(&self.consumer_stalls));
-        // The manager heartbeat being published, if any. Pings never wait for it: one that arrives
-        // meanwhile is acked and answered by one more heartbeat when this one is done, so a slow
-        // broker (e.g. draining a backlog after an outage) neither queues a heartbeat per ping nor
-        // holds up config messages.
-        let mut heartbeat: Option<HeartbeatPublish> = None;
-        // A ping arrived while a heartbeat was in flight.
-        let mut heartbeat_wanted = false;
         let result = loop {
-            // Shutdown first; then configs, pings and reaped tasks in random order, so that a
-            // steady stream of one never starves the others.
+            // Shutdown first, then configs before pings: a config never waits behind a stream of
+            // pings (each ping's heartbeat can take a second or more while the outbox drains a
+            // backlog after an outage).
             let event = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Event::Shutdown,
-                event = async {
-                    tokio::select! {
-                        watched = ping_watch.next(&mut pings) => match watched {
-                            Watched::Delivery(d) => Event::Ping(Some(d)),
-                            Watched::Ended => Event::Ping(None),
-                            Watched::Stalled => Event::Stalled("pings"),
-                        },
-                        watched = config_watch.next(&mut configs) => match watched {
-                            Watched::Delivery(d) => Event::Config(Some(d)),
-                            Watched::Ended => Event::Config(None),
-                            Watched::Stalled => Event::Stalled("configs"),
-                        },
-                        Some(joined) = run.supervisors.join_next_with_id(), if !run.supervisors.is_empty() => {
-                            Event::Reaped(joined)
-                        }
-                        () = async { if let Some(h) = heartbeat.as_mut() { h.await } }, if heartbeat.is_some() => {
-                            Event::HeartbeatDone
-                        }
-                    }
-                } => event,
+                watched = config_watch.next(&mut configs) => match watched {
+                    Watched::Delivery(d) => Event::Config(Some(d)),
+                    Watched::Ended => Event::Config(None),
+                    Watched::Stalled => Event::Stalled("configs"),
+                },
+                watched = ping_watch.next(&mut pings) => match watched {
+                    Watched::Delivery(d) => Event::Ping(Some(d)),
+                    Watched::Ended => Event::Ping(None),
+                    Watched::Stalled => Event::Stalled("pings"),
+                },
+                Some(joined) = run.supervisors.join_next_with_id(), if !run.supervisors.is_empty() => {
+                    Event::Reaped(joined)
+                }
             };
             match event {
                 Event::Shutdown => break Ok(()),
@@ -327,23 +309,20 @@ impl MonitorsManager {
                 }
                 Event::Config(None) => break Err(ManagerError::ConsumerClosed(configs_queue)),
                 Event::Ping(Some(delivery)) => {
+                    // Pings already waiting are acked and answered by this one heartbeat: after
+                    // an outage the health checker's pings do not queue a heartbeat each.
+                    let mut waiting = vec![delivery];
+                    while let Ok(Some(d)) =
+                        tokio::time::timeout(std::time::Duration::ZERO, pings.next()).await
+                    {
+                        waiting.push(d);
+                    }
                     if shutdown
-                        .run_until_cancelled(run.ack_ping(delivery))
+                        .run_until_cancelled(run.handle_pings(waiting))
                         .await
                         .is_none()
                     {
                         break Ok(());
-                    }
-                    if heartbeat.is_some() {
-                        heartbeat_wanted = true;
-                    } else {
-                        heartbeat = Some(run.heartbeat_publish());
-                    }
-                }
-                Event::HeartbeatDone => {
-                    heartbeat = None;
-                    if std::mem::take(&mut heartbeat_wanted) {
-                        heartbeat = Some(run.heartbeat_publish());
                     }
                 }
                 Event::Ping(None) => break Err(ManagerError::ConsumerClosed(heartbeat_queue)),
@@ -686,34 +665,29 @@ impl Run {
         }
     }
 
-    /// Count and ack a ping (the main loop answers it).
-    async fn ack_ping(&self, delivery: Delivery) {
-        Counters::bump(&self.shared.counters.pings);
-        if let Err(e) = delivery.ack().await {
-            warn_limited!(self.shared.limiter, "ping ack", error = %e, "acking a ping failed");
-        }
-    }
-
-    /// Publishing the manager heartbeat (its content taken now), as a future the main loop polls.
-    fn heartbeat_publish(&self) -> HeartbeatPublish {
-        let shared = Arc::clone(&self.shared);
-        let heartbeat = shared.liveness.heartbeat(&self.manager_name);
-        Box::pin(async move {
-            match heartbeat::publish_manager_heartbeat(&*shared.bus, &heartbeat).await {
-                Ok(published) => tracing::debug!(
-                    running = heartbeat.running_processes.len(),
-                    dead = heartbeat.dead_processes.len(),
-                    ?published,
-                    "manager heartbeat sent"
-                ),
-                Err(e) => warn_limited!(
-                    shared.limiter,
-                    "manager heartbeat failed",
-                    error = %e,
-                    "publishing the manager heartbeat failed"
-                ),
+    /// Count and ack the pings waiting, then answer them with one manager heartbeat.
+    async fn handle_pings(&mut self, pings: Vec<Delivery>) {
+        for delivery in pings {
+            Counters::bump(&self.shared.counters.pings);
+            if let Err(e) = delivery.ack().await {
+                warn_limited!(self.shared.limiter, "ping ack", error = %e, "acking a ping failed");
             }
-        })
+        }
+        let heartbeat = self.shared.liveness.heartbeat(&self.manager_name);
+        match heartbeat::publish_manager_heartbeat(&*self.shared.bus, &heartbeat).await {
+            Ok(published) => tracing::debug!(
+                running = heartbeat.running_processes.len(),
+                dead = heartbeat.dead_processes.len(),
+                ?published,
+                "manager heartbeat sent"
+            ),
+            Err(e) => warn_limited!(
+                self.shared.limiter,
+                "manager heartbeat failed",
+                error = %e,
+                "publishing the manager heartbeat failed"
+            ),
+        }
     }
 
     /// Graceful stop of every monitor within the grace period, then abort the rest; then flush the

@@ -67,3 +67,25 @@ pub(crate) fn sigterm(pid: u32) {
         .unwrap();
     assert!(ok.success(), "kill -TERM {pid}: {ok:?}");
 }
+
+/// Start a service binary for an end-to-end test: system monitors every `system_period_secs`,
+/// warnings to the test's stderr, killed when dropped.
+pub(crate) fn spawn_service(
+    bin: &str,
+    args: &[&str],
+    system_period_secs: &str,
+) -> tokio::process::Child {
+    tokio::process::Command::new(bin)
+        .args(args)
+        .env("SYSTEM_MONITOR_PERIOD_SECONDS", system_period_secs)
+        // PANIC_TEST_LOG: the services' log filter when debugging a test (default: warnings).
+        .env(
+            "RUST_LOG",
+            std::env::var("PANIC_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin}: {e}"))
+}

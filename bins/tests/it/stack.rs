@@ -3,11 +3,12 @@
 //! write Redis. One vhost and one Redis namespace per test, removed at the end.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{node_exporter_fixture, write_systems, TempDir, Vhost, PATIENCE, REDIS_URL};
+use crate::common::{
+    node_exporter_fixture, spawn_service, write_systems, TempDir, Vhost, PATIENCE, REDIS_URL,
+};
 use monitor_bus::{declare_bound_queue, AmqpBus, AmqpSettings};
 use monitor_bus::{Bus, Consumer};
 use monitor_core::keys::{HEALTH_CHECK_EXCHANGE, RAW_DATA_EXCHANGE};
@@ -16,15 +17,7 @@ use redis::AsyncCommands;
 use serde_json::Value;
 
 fn spawn(bin: &str, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(bin)
-        .args(args)
-        .env("SYSTEM_MONITOR_PERIOD_SECONDS", "1")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e}"))
+    spawn_service(bin, args, "1")
 }
 
 async fn next_json(consumer: &mut Consumer) -> (String, Value) {
