@@ -523,10 +523,10 @@ def main():
             if current is not None:
                 m = scrape(port) if int(now * 4) % 4 == 0 else None
                 if m is not None:
-                    current["peak_outbox_messages"] = max(current["peak_outbox_messages"],
-                                                          metric(m, "panic_manager_outbox_messages") or 0)
-                    current["peak_outbox_bytes"] = max(current["peak_outbox_bytes"],
-                                                       metric(m, "panic_manager_outbox_bytes") or 0)
+                    current["peak_outbox_messages"] = int(max(current["peak_outbox_messages"],
+                                                              metric(m, "panic_manager_outbox_messages") or 0))
+                    current["peak_outbox_bytes"] = int(max(current["peak_outbox_bytes"],
+                                                           metric(m, "panic_manager_outbox_bytes") or 0))
                 if time.time() >= current["start_unix"] + current["planned_duration_s"]:
                     ex, ts = c1()
                     current["c1_ts_at_end"] = ts
@@ -613,7 +613,8 @@ def main():
         fm = final_m or {}
 
         def g(name):
-            return fm.get(name)
+            v = fm.get(name)
+            return int(v) if isinstance(v, float) and v.is_integer() else v
 
         results = {
             "config": {"minutes": args.minutes, "monitors": args.monitors,
@@ -621,7 +622,8 @@ def main():
                        "sample_every_s": SAMPLE_EVERY, "vhost": args.vhost, "namespace": ns,
                        "health_checker_ping_interval": "30s (default)",
                        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0)),
-                       "host_cores": os.cpu_count()},
+                       "host_cores": os.cpu_count(),
+                       "build": build_info(bin_dir)},
             "outages": [{k: v for k, v in o.items() if not k.endswith("_unix")} for o in outages],
             "final_counters": {
                 "monitors_running": g('panic_monitors{state="running"}'),
@@ -686,6 +688,14 @@ def main():
         sys.exit(130)
     finally:
         cleanup_procs()
+
+
+def build_info(bin_dir):
+    try:
+        with open(os.path.join(bin_dir, "BUILD_INFO")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def summary_md(r):

@@ -42,6 +42,11 @@ mkdir -p "$run_dir/bin"
 for b in monitors-manager panic-config monitorables-store health-checker bench; do
     [ -x "$run_dir/bin/$b" ] || cp "$bin_src/$b" "$run_dir/bin/$b"
 done
+if [ ! -e "$run_dir/bin/BUILD_INFO" ] && [ -z "${SOAK_BIN_SRC:-}" ]; then
+    { echo "built from $(git -C "$repo" rev-parse HEAD)"; git -C "$repo" diff --stat HEAD | tail -1; } \
+        > "$run_dir/bin/BUILD_INFO" || true
+fi
+[ -e "$bin_src/BUILD_INFO" ] && [ ! -e "$run_dir/bin/BUILD_INFO" ] && cp "$bin_src/BUILD_INFO" "$run_dir/bin/"
 if ! "$venv/bin/python" -c 'import pika' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q pika
