@@ -515,7 +515,11 @@ def main():
                                      "outbox_messages": metric(m, "panic_manager_outbox_messages")}
                 rabbitmqctl("clear_permissions", "-p", args.vhost, "guest")
                 rabbitmqctl("close_all_connections", "-p", args.vhost, "soak outage")
-                current["cut_s"] = round(time.time() - t0, 2)
+                # The hold is timed from the moment the connections are closed (rabbitmqctl can
+                # take seconds on a loaded host; in the first hour-long run it was timed from
+                # before clear_permissions, so the cut-offs were 20.9-28.7 s / 85-88 s).
+                current["cut_unix"] = time.time()
+                current["cut_s"] = round(current["cut_unix"] - t0, 2)
                 log(f"outage {current['index']} started at {current['start_s']}s "
                     f"(connections closed at {current['cut_s']}s), for {current['planned_duration_s']}s")
                 current["peak_outbox_messages"] = 0
@@ -527,13 +531,14 @@ def main():
                                                               metric(m, "panic_manager_outbox_messages") or 0))
                     current["peak_outbox_bytes"] = int(max(current["peak_outbox_bytes"],
                                                            metric(m, "panic_manager_outbox_bytes") or 0))
-                if time.time() >= current["start_unix"] + current["planned_duration_s"]:
+                if time.time() >= current["cut_unix"] + current["planned_duration_s"]:
                     ex, ts = c1()
                     current["c1_ts_at_end"] = ts
                     rabbitmqctl("set_permissions", "-p", args.vhost, "guest", ".*", ".*", ".*")
                     current["end_unix"] = time.time()
                     current["end_s"] = round(current["end_unix"] - t0, 2)
                     current["duration_s"] = round(current["end_unix"] - current["start_unix"], 2)
+                    current["cut_off_s"] = round(current["end_unix"] - current["cut_unix"], 2)
                     consumer.watch(current["end_unix"])
                     current["resume"] = {"consumer_message_s": None, "c1_timestamp_changed_s": None,
                                          "bus_connected_s": None}
@@ -698,7 +703,18 @@ def build_info(bin_dir):
         return None
 
 
+def _ints(v):
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, dict):
+        return {k: _ints(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_ints(x) for x in v]
+    return v
+
+
 def summary_md(r):
+    r = _ints(r)
     c, d, fc = r["config"], r["deliveries"], r["final_counters"]
     L = [f"# Soak: {c['monitors']} monitors, {c['minutes']:g} min, outage every {c['outage_every_s']:g} s",
          "", f"Started {c['started']}; system-monitor period {c['period_s']} s; "
@@ -727,11 +743,13 @@ def summary_md(r):
                  ("crashes", r["crashes"] or "none")]:
         L.append(f"| {k} | {v} |")
     L += ["", "## Outages (resume = seconds after permissions were restored)", "",
-          "| # | start (s) | duration (s) | peak outbox msgs | consumer gets a message | c1_ timestamp moves | panic_bus_connected = 1 |",
-          "|---|---|---|---|---|---|---|"]
+          "| # | start (s) | connections closed (s) | cut off (s) | peak outbox msgs / MB | consumer gets a message | c1_ timestamp moves | panic_bus_connected = 1 |",
+          "|---|---|---|---|---|---|---|---|"]
     for o in r["outages"]:
         rs = o.get("resume", {})
-        L.append(f"| {o['index']} | {o.get('start_s')} | {o.get('duration_s')} | {o.get('peak_outbox_messages')} | "
+        cut_off = o.get("cut_off_s") or round(o["end_s"] - o["cut_s"], 2)
+        mb = round(o.get("peak_outbox_bytes", 0) / 1e6, 1)
+        L.append(f"| {o['index']} | {o.get('start_s')} | {o.get('cut_s')} | {cut_off} | {o.get('peak_outbox_messages')} / {mb} | "
                  f"{rs.get('consumer_message_s')} | {rs.get('c1_timestamp_changed_s')} | {rs.get('bus_connected_s')} |")
     L += ["", "## Exit on SIGTERM", "", "| binary | exit code | seconds |", "|---|---|---|"]
     for b, e in r["exits"].items():
@@ -740,4 +758,8 @@ def summary_md(r):
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--summarize":  # results.json -> summary.md on stdout
+        with open(sys.argv[2]) as f:
+            sys.stdout.write(summary_md(json.load(f)))
+    else:
+        main()
