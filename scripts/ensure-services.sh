@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests talk to are up: RabbitMQ (127.0.0.1:5672), Redis (127.0.0.1:6379),
-# and that Debian's prometheus-node-exporter is installed (tests start their own on a free port).
+# and that Debian's prometheus-node-exporter and prometheus (with promtool) are installed (tests start their own on a free port).
 # Starts what is stopped, installs with apt-get what is missing. Idempotent.
 set -euo pipefail
 
@@ -54,6 +54,12 @@ fi
 if ! command -v prometheus-node-exporter >/dev/null 2>&1; then
   log "installing prometheus-node-exporter"; apt_install prometheus-node-exporter
 fi
+# Prometheus and promtool (Debian's `prometheus`): the benchmark smoke test's side-by-side and the
+# metrics tests (a real Prometheus scraping the manager, `promtool check metrics/rules`). The package
+# starts no service here (no systemd); tests run their own on a free port.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  log "installing prometheus (and promtool)"; apt_install prometheus
+fi
 # ganache (local EVM node) and solc-js for the Chainlink contracts monitor tests, from npm, pinned in
 # monitor-strategies/tests/contracts/package.json (+ package-lock.json), installed into that
 # directory's node_modules (git-ignored). Skipped when already installed at the pinned versions.
@@ -68,4 +74,4 @@ if ! (cd "$contracts_dir" && npm ls --silent ganache solc >/dev/null 2>&1); then
     exit 1
   fi
 fi
-log "RabbitMQ, Redis, prometheus-node-exporter, ganache and solc are ready"
+log "RabbitMQ, Redis, prometheus-node-exporter, prometheus, ganache and solc are ready"
