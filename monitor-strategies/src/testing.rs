@@ -55,6 +55,11 @@ pub enum BodyMode {
     NoResponse,
     /// Close the connection without answering.
     Close,
+    /// The status line, then an endless header line trickled one byte per interval: a head that
+    /// never completes (a slow-headers server).
+    SlowHead(Duration),
+    /// `Transfer-Encoding: chunked`, the body sent again and again, forever (an endless body).
+    Endless,
 }
 
 /// One reply.
@@ -149,6 +154,7 @@ type Handler = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Handler>,
+    fallback: Option<Handler>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -225,6 +231,17 @@ impl TestServer {
         self.lock()
             .routes
             .insert(target.to_owned(), Arc::new(handler));
+    }
+
+    /// Serves `reply` for every target no route matches (instead of `404`): a server that is
+    /// hostile on every path a monitor may ask for.
+    pub fn route_any(&self, reply: Reply) {
+        self.route_any_fn(move |_| reply.clone());
+    }
+
+    /// Serves a computed reply for every target no route matches.
+    pub fn route_any_fn(&self, handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) {
+        self.lock().fallback = Some(Arc::new(handler));
     }
 
     /// How many requests reached `target` (matched as a route is: full target or path).
@@ -320,6 +337,7 @@ where
             st.routes
                 .get(&request.target)
                 .or_else(|| st.routes.get(&request.path))
+                .or(st.fallback.as_ref())
                 .cloned()
         };
         let reply = match handler {
@@ -464,6 +482,32 @@ where
             Ok(false)
         }
         BodyMode::Close => Ok(false),
+        BodyMode::SlowHead(interval) => {
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(b"x-slow: ").await?;
+            loop {
+                stream.flush().await?;
+                tokio::time::sleep(*interval).await;
+                stream.write_all(b"a").await?;
+            }
+        }
+        BodyMode::Endless => {
+            head.push_str("transfer-encoding: chunked\r\n\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            let chunk = if reply.body.is_empty() {
+                Bytes::from_static(b"endless ")
+            } else {
+                reply.body.clone()
+            };
+            // Ends when the client hangs up (a write error).
+            loop {
+                stream
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                stream.write_all(&chunk).await?;
+                stream.write_all(b"\r\n").await?;
+            }
+        }
     }
 }
 
