@@ -240,7 +240,10 @@ impl TestServer {
     }
 
     /// Serves a computed reply for every target no route matches.
-    pub fn route_any_fn(&self, handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) {
+    pub fn route_any_fn(
+        &self,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) {
         self.lock().fallback = Some(Arc::new(handler));
     }
 

@@ -25,12 +25,11 @@ use tokio_tungstenite::tungstenite::Message;
 use monitor_core::{Monitor, PeriodGroup, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, Reply, TestServer};
 use monitor_strategies::{
-    ChainlinkContractsConfig, ChainlinkContractsMonitor, ChainlinkNodeConfig,
-    ChainlinkNodeMonitor, CosmosNetworkMonitor, CosmosNodeConfig, CosmosNodeMonitor,
-    DockerHubMonitor, DockerHubRepoConfig, EvmNodeConfig, EvmNodeMonitor, GithubMonitor,
-    GithubRepoConfig, StrategySettings, SubstrateDataSource, SubstrateNetworkMonitor,
-    SubstrateNodeConfig, SubstrateNodeMonitor, SystemConfig, SystemMonitor, Target, WsConfig,
-    WsPool,
+    ChainlinkContractsConfig, ChainlinkContractsMonitor, ChainlinkNodeConfig, ChainlinkNodeMonitor,
+    CosmosNetworkMonitor, CosmosNodeConfig, CosmosNodeMonitor, DockerHubMonitor,
+    DockerHubRepoConfig, EvmNodeConfig, EvmNodeMonitor, GithubMonitor, GithubRepoConfig,
+    StrategySettings, SubstrateDataSource, SubstrateNetworkMonitor, SubstrateNodeConfig,
+    SubstrateNodeMonitor, SystemConfig, SystemMonitor, Target, WsConfig, WsPool,
 };
 
 /// A round that has not finished after this is a hang (a failure, never a timing assertion: the
@@ -64,11 +63,14 @@ enum Type {
     ChainlinkNode,
     EvmNode,
     ChainlinkContracts,
+    /// The contracts monitor with a healthy feed list: the hostile target is its EVM node and
+    /// the Chainlink node's Prometheus.
+    ChainlinkContractsEvm,
     SubstrateNode,
     SubstrateNetwork,
 }
 
-const TYPES: [Type; 10] = [
+const TYPES: [Type; 11] = [
     Type::System,
     Type::Github,
     Type::Dockerhub,
@@ -77,6 +79,7 @@ const TYPES: [Type; 10] = [
     Type::ChainlinkNode,
     Type::EvmNode,
     Type::ChainlinkContracts,
+    Type::ChainlinkContractsEvm,
     Type::SubstrateNode,
     Type::SubstrateNetwork,
 ];
@@ -92,6 +95,7 @@ impl Type {
             Type::ChainlinkNode => "node.chainlink",
             Type::EvmNode => "node.evm",
             Type::ChainlinkContracts => "contracts.chainlink",
+            Type::ChainlinkContractsEvm => "contracts.chainlink (feeds ok)",
             Type::SubstrateNode => "node.substrate",
             Type::SubstrateNetwork => "network.substrate",
         }
@@ -106,7 +110,9 @@ impl Type {
             Type::CosmosNetwork => RawDataKey::CosmosNetwork,
             Type::ChainlinkNode => RawDataKey::ChainlinkNode,
             Type::EvmNode => RawDataKey::EvmNode,
-            Type::ChainlinkContracts => RawDataKey::ChainlinkContracts,
+            Type::ChainlinkContracts | Type::ChainlinkContractsEvm => {
+                RawDataKey::ChainlinkContracts
+            }
             Type::SubstrateNode => RawDataKey::SubstrateNode,
             Type::SubstrateNetwork => RawDataKey::SubstrateNetwork,
         }
@@ -381,7 +387,9 @@ async fn ws_server(case: Case) -> (SocketAddr, JoinSet<()>) {
                         .unwrap_or(Value::Null);
                     let answer = match case.frames() {
                         None => continue,
-                        Some(WsAnswer::Text(t)) => Message::text(t.replace("{id}", &id.to_string())),
+                        Some(WsAnswer::Text(t)) => {
+                            Message::text(t.replace("{id}", &id.to_string()))
+                        }
                         Some(WsAnswer::Binary) => Message::binary(garbage()),
                         Some(WsAnswer::Nested) => Message::text(nested()),
                     };
@@ -434,9 +442,15 @@ fn chainlink_config(base: &str) -> ChainlinkNodeConfig {
     }
 }
 
-/// The monitor of `ty` on `base`, the way the type's own tests build it. Substrate monitors get
-/// their own pool (returned to live as long as the monitor).
-fn monitor(ty: Type, base: &str, s: &StrategySettings) -> (Box<dyn Monitor>, Option<WsPool>) {
+/// The monitor of `ty` on `base`, the way the type's own tests build it (`feeds`: the feed list
+/// URL of [`Type::ChainlinkContractsEvm`]). Substrate monitors get their own pool (returned to
+/// live as long as the monitor).
+fn monitor(
+    ty: Type,
+    base: &str,
+    feeds: &str,
+    s: &StrategySettings,
+) -> (Box<dyn Monitor>, Option<WsPool>) {
     let timeout = s.request_timeout;
     let monitored = || s.http(Target::Monitored, PeriodGroup::Node).unwrap();
     let ws_url = base.replacen("http://", "ws://", 1);
@@ -503,14 +517,19 @@ fn monitor(ty: Type, base: &str, s: &StrategySettings) -> (Box<dyn Monitor>, Opt
             },
             s.evm_http(PeriodGroup::Node).unwrap(),
         )),
-        Type::ChainlinkContracts => {
+        Type::ChainlinkContracts | Type::ChainlinkContractsEvm => {
             let group = PeriodGroup::ChainlinkContracts;
+            let weiwatchers_url = if ty == Type::ChainlinkContracts {
+                format!("{base}/feeds.json")
+            } else {
+                feeds.to_owned()
+            };
             Box::new(
                 ChainlinkContractsMonitor::new(
                     ChainlinkContractsConfig {
                         sub_chain: "ethereum".to_owned(),
                         parent_id: "chain_eth".to_owned(),
-                        weiwatchers_url: format!("{base}/feeds.json"),
+                        weiwatchers_url,
                         evm_nodes_urls: vec![format!("{base}/")],
                         node_configs: vec![chainlink_config(base)],
                     },
@@ -589,7 +608,9 @@ fn envelopes(body: &Value) -> Vec<&Value> {
 /// `data`, codes of several sources joined by `/`) or a problem.
 async fn cell(ty: Type, case: Case, s: &StrategySettings) -> Result<String, String> {
     let target = target(case).await;
-    let (mut m, _pool) = monitor(ty, &target.base, s);
+    let healthy = TestServer::start().await.unwrap();
+    healthy.route("/feeds.json", Reply::json("[]"));
+    let (mut m, _pool) = monitor(ty, &target.base, &healthy.url("/feeds.json"), s);
     let round = tokio::time::timeout(BOUND, m.round())
         .await
         .map_err(|_| format!("no end within {BOUND:?}"))?;
@@ -645,11 +666,118 @@ async fn cell(ty: Type, case: Case, s: &StrategySettings) -> Result<String, Stri
     Ok(format!("{}{marker}", codes.join("/")))
 }
 
-/// What each (type, case) must give, in [`CASES`] order (`-`: the case does not apply).
-const EXPECTED: &[(Type, [&str; 27])] = &[];
+/// What each (type, case) must give, in [`CASES`] order, space-separated: the error code (`*`:
+/// published by `failed_round` after a `RoundError`), several sources' codes joined by `/`
+/// (node.cosmos: prometheus/cosmos_rest/tendermint_rpc), `-` where the case does not apply.
+/// Each is PANIC's code for the class of failure (spec §4): the type's "down" code when nothing
+/// usable came back in time (5004, 5006, 5021, 5015, 5018 for the feed list), 5005 for an answer
+/// that could not be read (over the cap, endless, a refused redirect; a body that is not
+/// Prometheus text), 5012 for invalid JSON (GitHub, DockerHub), 5003 for a scrape without the
+/// metrics, 5019 when no data source passes the sync check (networks, the contracts' EVM node),
+/// Cosmos REST and Tendermint's "no version fits" (5023, 5029) and API error (5024), Substrate's
+/// API error (5031) and unreadable data (5033). A websocket message that is not a JSON object
+/// names no request: the call times out, and the node is reported down (5015).
+const EXPECTED: &[(Type, &str)] = &[
+    (
+        Type::System,
+        concat!(
+            "5004 5004 5004 5004 5005 5005 5004 5005* 5005* ",
+            "5005* 5004 5005* 5005* 5005* 5005* 5005 5005 5005* ",
+            "5003 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::Github,
+        concat!(
+            "5006 5006 5006 5006 5005 5005 5006 5012 5012 ",
+            "5012 5006 5012 5012 5006* 5012 5005 5005 5012 ",
+            "5012 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::Dockerhub,
+        concat!(
+            "5021 5021 5021 5021 5005 5005 5021 5012 5012 ",
+            "5012 5021 5012 5012 5020 5012 5005 5005 5012 ",
+            "5012 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::CosmosNode,
+        concat!(
+            "5015/5015/5015 5015/5015/5015 5015/5015/5015 5015/5015/5015 5005/5005/5005 5005/5005/5005 5015/5015/5015 5005/5023/5029 5005/5023/5029 ",
+            "5005/5023/5029 5015/5015/5015 5005/5023/5029 5005/5023/5029 5005/5023/5029 5005/5023/5029 5005/5005/5005 5005/5005/5005 5005/5024/5029 ",
+            "5003/5023/5029 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::CosmosNetwork,
+        concat!(
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019 ",
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019 ",
+            "5019 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::ChainlinkNode,
+        concat!(
+            "5015 5015 5015 5015 5005 5005 5015 5005* 5005* ",
+            "5005* 5015 5005* 5005* 5005* 5005* 5005 5005 5005* ",
+            "5003 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::EvmNode,
+        concat!(
+            "5015 5015 5015 5015 5005 5005 5015 5005 5005 ",
+            "5005 5015 5005 5005 5005 5005 5005 5005 5005 ",
+            "5005 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::ChainlinkContracts,
+        concat!(
+            "5018 5018 5018 5018 5018 5018 5018 5018 5018 ",
+            "5018 5018 5018 5018 5018 5018 5018 5018 5018 ",
+            "5018 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::ChainlinkContractsEvm,
+        concat!(
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019 ",
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019 ",
+            "5019 - - - - - - - -",
+        ),
+    ),
+    (
+        Type::SubstrateNode,
+        concat!(
+            "5015 5015 5015 5015 5015 5015 5015 5015 5015 ",
+            "5015 5015 5015 5015 5015 5015 5015 5015 5015 ",
+            "5015 5015 5015 5033 5031 5015 5015 5015 5015",
+        ),
+    ),
+    (
+        Type::SubstrateNetwork,
+        concat!(
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019 ",
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019 ",
+            "5019 5019 5019 5019 5019 5019 5019 5019 5019",
+        ),
+    ),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_targets_always_yield_an_envelope() {
+    for ty in TYPES {
+        let row = EXPECTED.iter().find(|(x, _)| *x == ty).map(|(_, row)| row);
+        assert_eq!(
+            row.map(|r| r.split_whitespace().count()),
+            Some(CASES.len()),
+            "{ty:?}"
+        );
+    }
     let short = settings(SHORT);
     let long = settings(LONG);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL));
@@ -659,7 +787,11 @@ async fn hostile_targets_always_yield_an_envelope() {
             if case.websocket_only() && !ty.websocket() {
                 continue;
             }
-            let s = if case.waits() { short.clone() } else { long.clone() };
+            let s = if case.waits() {
+                short.clone()
+            } else {
+                long.clone()
+            };
             let slots = std::sync::Arc::clone(&slots);
             cells.spawn(async move {
                 let _slot = slots.acquire_owned().await.unwrap();
@@ -693,12 +825,15 @@ async fn hostile_targets_always_yield_an_envelope() {
     for (t, ty) in TYPES.into_iter().enumerate() {
         for (c, case) in CASES.into_iter().enumerate() {
             match &table[t][c] {
-                Err(problem) => failures.push(format!("{} × {}: {problem}", ty.name(), case.name())),
+                Err(problem) => {
+                    failures.push(format!("{} × {}: {problem}", ty.name(), case.name()))
+                }
                 Ok(got) => {
                     let want = EXPECTED
                         .iter()
                         .find(|(x, _)| *x == ty)
-                        .map_or("?", |(_, row)| row[c]);
+                        .and_then(|(_, row)| row.split_whitespace().nth(c))
+                        .unwrap_or("?");
                     if got != want {
                         failures.push(format!(
                             "{} × {}: got {got}, expected {want}",
@@ -713,3 +848,28 @@ async fn hostile_targets_always_yield_an_envelope() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// reqwest is built without its `gzip` feature: a body sent with `content-encoding: gzip` is read
+/// as the bytes that came, never inflated, and the request does not ask for compression.
+#[tokio::test]
+async fn hostile_gzip_bomb_is_not_inflated() {
+    // It is a bomb: gzip's magic, and a trailer saying 64 MiB once inflated.
+    assert_eq!(&BOMB[..2], b"\x1f\x8b");
+    let inflated = u32::from_le_bytes(BOMB[BOMB.len() - 4..].try_into().unwrap());
+    assert_eq!(inflated, 64 << 20);
+    let server = TestServer::start().await.unwrap();
+    server.route_any(Reply::ok(Bytes::from_static(BOMB)).header("content-encoding", "gzip"));
+    let http = settings(LONG)
+        .http(Target::Monitored, PeriodGroup::System)
+        .unwrap();
+    let response = http.get(&server.url("/metrics")).await.unwrap();
+    assert_eq!(&response.body[..], BOMB);
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0]
+            .header("accept-encoding")
+            .is_none_or(|v| !v.contains("gzip")),
+        "{:?}",
+        requests[0].headers
+    );
+}
