@@ -804,18 +804,18 @@ async fn hostile_targets_always_yield_an_envelope() {
         let (t, c, result) = joined.unwrap();
         table[t][c] = result;
     }
-    // The table, one line per type.
-    let mut out = String::from("| type |");
-    for case in CASES {
-        write!(out, " {} |", case.name()).unwrap();
+    // The table, one line per case, one column per type.
+    let mut out = String::from("| case |");
+    for ty in TYPES {
+        write!(out, " {} |", ty.name()).unwrap();
     }
     out.push_str("\n|---|");
-    out.push_str(&"---|".repeat(CASES.len()));
-    for (t, ty) in TYPES.into_iter().enumerate() {
-        write!(out, "\n| {} |", ty.name()).unwrap();
-        for c in 0..CASES.len() {
-            match &table[t][c] {
-                Ok(s) => write!(out, " {s} |").unwrap(),
+    out.push_str(&"---|".repeat(TYPES.len()));
+    for (c, case) in CASES.into_iter().enumerate() {
+        write!(out, "\n| {} |", case.name()).unwrap();
+        for row in &table {
+            match &row[c] {
+                Ok(cell) => write!(out, " {cell} |").unwrap(),
                 Err(_) => out.push_str(" FAIL |"),
             }
         }
