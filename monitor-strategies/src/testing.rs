@@ -1,5 +1,6 @@
 //! A local HTTP/1.1 server for strategy tests (feature `testing`): fixed or computed replies per
-//! path, statuses, headers, delays, truncated or broken bodies, silent servers, and a log of every
+//! path (or for every path, [`TestServer::route_any`]), statuses, headers, delays, truncated,
+//! broken, stalled or endless bodies, heads that never end, silent servers, and a log of every
 //! request. It binds `127.0.0.1:0` and stops when dropped. [`TestServer::start_tls`] serves HTTPS
 //! with a self-signed certificate (for `localhost` and `127.0.0.1`, [`TEST_CERT_PEM`]).
 //!
