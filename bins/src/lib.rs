@@ -4,4 +4,5 @@
 pub mod cli;
 pub mod config_dir;
 pub mod metrics;
+pub mod pretty;
 pub mod sink;

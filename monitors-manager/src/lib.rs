@@ -99,4 +99,6 @@ pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
     DEFAULT_MAX_CONFIG_BYTES, DEFAULT_OUTBOX_BYTES,
 };
-pub use status::{ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus};
+pub use status::{
+    KindCount, ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus,
+};

@@ -593,8 +593,11 @@ impl Run {
         window: std::time::Duration,
     ) -> Running {
         let label = format!("{routing_key}/{planner}/{}", spec.id);
-        let key = self.shared.liveness.register(&spec.component_name, &label);
         let period = self.settings.period(spec.group);
+        let key = self
+            .shared
+            .liveness
+            .register(&spec.component_name, &label, period);
         let ctx = Arc::new(MonitorCtx {
             key,
             component_name: spec.component_name.clone(),

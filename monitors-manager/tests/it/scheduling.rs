@@ -297,16 +297,28 @@ async fn the_phase_window_grows_with_the_group() {
         .collect();
     // 1,000 monitors: spread over the whole 10 s window, not the 1 s of a handful (the paused
     // clock only moves when every task waits, so a first round is at its tick).
-    let (first, last) = (
-        *firsts.iter().min().unwrap(),
-        *firsts.iter().max().unwrap(),
+    let (first, last) = (*firsts.iter().min().unwrap(), *firsts.iter().max().unwrap());
+    assert!(
+        last < handled + window,
+        "{last:?} after {handled:?} + {window:?}"
     );
-    assert!(last < handled + window, "{last:?} after {handled:?} + {window:?}");
     assert!(last - first > Duration::from_secs(9), "{first:?}..{last:?}");
     let late = firsts
         .iter()
         .filter(|f| **f >= handled + window / 2)
         .count();
-    assert!((400..=600).contains(&late), "{late} of 1,000 in the second half");
+    assert!(
+        (400..=600).contains(&late),
+        "{late} of 1,000 in the second half"
+    );
+    // What runs, by kind (the start-up line of the binary).
+    assert_eq!(
+        h.status().by_kind(),
+        vec![monitors_manager::KindCount {
+            planner: "fake_systems".to_owned(),
+            period: Duration::from_secs(60),
+            monitors: 1_000,
+        }]
+    );
     h.stop().await.unwrap();
 }
