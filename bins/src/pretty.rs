@@ -40,7 +40,7 @@ pub fn line(routing_key: &str, body: &[u8]) -> String {
 
 /// The envelope sources of a body: `("", envelope)` for a flat envelope (`{"result"|"error": …}`),
 /// else every `(source, envelope)` whose value is an object (disabled sources are `{}`).
-fn envelopes<'a>(body: &'a Value) -> Vec<(&'a str, &'a Map<String, Value>)> {
+fn envelopes(body: &Value) -> Vec<(&str, &Map<String, Value>)> {
     let Some(obj) = body.as_object() else {
         return Vec::new();
     };

@@ -164,6 +164,42 @@ async fn pretty_output_is_one_readable_line_per_round() {
     );
 }
 
+#[tokio::test]
+async fn a_pipe_gets_json_lines() {
+    let dir = TempDir::new("panic-pipe");
+    let cfg = dir.0.join("config");
+    write_systems(
+        &cfg.join("general/systems_config.ini"),
+        &[("system_a", "alpha", &closed_port_url())],
+    );
+    // No --output, no --format: stdout is a pipe, so JSON lines (what scripts and tests read).
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("--config-dir")
+        .arg(&cfg)
+        .env_remove("SYSTEM_MONITOR_PERIOD_SECONDS")
+        .env_remove("AMQP_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(FIRST_ROUND_BOUND, stdout.next_line())
+        .await
+        .expect("a first line within the bound")
+        .unwrap()
+        .expect("a line, not the end of the output");
+    let v: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    assert_eq!(v["body"]["error"]["code"], 5004, "{v}");
+    sigterm(child.id().unwrap());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 fn check(args: &[&str]) -> (i32, String) {
     let out = std::process::Command::new(BIN)
         .arg("check")
