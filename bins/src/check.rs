@@ -12,7 +12,7 @@
 //!   `chains/<base>/<sub>/<type>.ini`), or a key no monitor type reads; PANIC's channels and alerts
 //!   configs (`channels/*.ini`, `*/alerts_config.ini`) are listed as ignored, not errors;
 //! * ini syntax errors, and a section or a field given twice in one file (Python's `configparser`,
-//!   which PANIC uses, refuses such files; the reader here would keep the last);
+//!   which PANIC uses, refuses such files; the reader here merges them, later values winning);
 //! * a field a planner needs that is missing or unusable (the planners' own errors);
 //! * a non-blank `*_url` / `*_urls` field that is not an absolute `http`, `https`, `ws` or `wss`
 //!   URL (PANIC would start the monitor and report error 5009 every round);
@@ -195,6 +195,8 @@ impl IniLines {
     fn scan(text: &str) -> Self {
         let mut lines = IniLines::default();
         let mut current: Option<String> = None;
+        // The fields of the current header's block (a repeated section starts a new block).
+        let mut block: BTreeMap<String, usize> = BTreeMap::new();
         for (i, raw) in text.lines().enumerate() {
             let n = i + 1;
             let t = raw.trim();
@@ -204,12 +206,18 @@ impl IniLines {
             if t.starts_with('[') && t.ends_with(']') && t.len() >= 2 {
                 let name = t[1..t.len() - 1].trim().to_owned();
                 if name != monitor_core::config::DEFAULT_SECTION {
-                    if let Some((first, _)) = lines.sections.get(&name) {
-                        lines.duplicates.push((name.clone(), None, *first, n));
-                    } else {
-                        lines.sections.insert(name.clone(), (n, BTreeMap::new()));
+                    match lines.sections.get_mut(&name) {
+                        // The reader merges the two, later values winning: point at the later.
+                        Some((header, _)) => {
+                            lines.duplicates.push((name.clone(), None, *header, n));
+                            *header = n;
+                        }
+                        None => {
+                            lines.sections.insert(name.clone(), (n, BTreeMap::new()));
+                        }
                     }
                 }
+                block.clear();
                 current = Some(name);
                 continue;
             }
@@ -222,6 +230,11 @@ impl IniLines {
             };
             let key = t[..at].trim().to_lowercase();
             let Some(section) = &current else { continue };
+            if let Some(first) = block.insert(key.clone(), n) {
+                lines
+                    .duplicates
+                    .push((section.clone(), Some(key.clone()), first, n));
+            }
             let fields = if section == monitor_core::config::DEFAULT_SECTION {
                 &mut lines.defaults
             } else if let Some((_, fields)) = lines.sections.get_mut(section) {
@@ -229,14 +242,7 @@ impl IniLines {
             } else {
                 continue;
             };
-            if let Some(first) = fields.get(&key) {
-                let first = *first;
-                lines
-                    .duplicates
-                    .push((section.clone(), Some(key), first, n));
-            } else {
-                fields.insert(key, n);
-            }
+            fields.insert(key, n);
         }
         lines
     }
@@ -428,12 +434,19 @@ impl Checker {
         };
         let lines = IniLines::scan(&text);
         for (section, field, first, again) in &lines.duplicates {
-            let what = if field.is_some() { "field" } else { "section" };
+            let what = if field.is_some() {
+                "field given twice (first at line {first}): the later value is used"
+            } else {
+                "section given twice (first at line {first}): merged, later values winning"
+            };
             report.problems.push(problem(
                 Some(*again),
                 Some(section),
                 field.as_deref(),
-                format!("{what} given twice (first at line {first}); only the last would be kept"),
+                format!(
+                    "{}; PANIC's configparser refuses such a file",
+                    what.replace("{first}", &first.to_string())
+                ),
             ));
         }
         let message = match ConfigMessage::parse(&routing_key, body.to_string().as_bytes()) {
@@ -658,13 +671,16 @@ mod tests {
 
     #[test]
     fn lines_of_sections_fields_and_duplicates() {
-        let text = "; c\n[DEFAULT]\nmonitor_system = true\n\n[a]\nID = a\nurl = x\n  continued\n[b]\nid = b\nid = c\n[a]\n";
+        let text = "; c\n[DEFAULT]\nmonitor_system = true\n\n[a]\nID = a\nurl = x\n  continued\n[b]\nid = b\nid = c\n[a]\nurl = y\n";
         let l = IniLines::scan(text);
-        assert_eq!(l.header("a"), Some(5));
+        // `a` again at line 12: merged, the later lines win (as the reader keeps later values).
+        assert_eq!(l.header("a"), Some(12));
         assert_eq!(l.field("a", "id"), Some(6));
+        assert_eq!(l.field("a", "url"), Some(13));
         assert_eq!(l.field("a", "monitor_system"), Some(3));
-        assert_eq!(l.field("a", "missing"), Some(5));
-        assert_eq!(l.field("b", "id"), Some(10));
+        assert_eq!(l.field("a", "missing"), Some(12));
+        assert_eq!(l.field("b", "id"), Some(11));
+        // A field repeated in a repeated section's block is not a second duplicate.
         assert_eq!(
             l.duplicates,
             vec![
