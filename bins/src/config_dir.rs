@@ -220,9 +220,12 @@ fn message_for_change(root: &Path, path: &Path) -> Option<ConfigFileMessage> {
     }
 }
 
+/// How many debounce periods one batch of changes may wait for the folder to be quiet.
+const MAX_DEBOUNCE_FACTOR: u32 = 10;
+
 /// Watch `root` and send a message for every created, changed or deleted config file until
-/// `shutdown`. Events are debounced (`debounce`) so an editor's write-rename dance gives one
-/// message per file. Identical consecutive bodies for a key are sent once.
+/// `shutdown`. Events are debounced (the batch closes after `debounce` without events, at most
+/// 10 × `debounce` after its first) so an editor's write-rename dance gives one message per file. Identical consecutive bodies for a key are sent once.
 pub async fn watch(
     root: PathBuf,
     debounce: Duration,
@@ -261,12 +264,24 @@ pub async fn watch(
             return Ok(());
         };
         let mut changed = std::collections::BTreeSet::from([first]);
-        let deadline = tokio::time::sleep(debounce);
-        tokio::pin!(deadline);
+        // Trailing-edge debounce: the batch closes once the folder has been quiet for `debounce`
+        // (a truncate followed by a slow write is one change, not an empty file and then the
+        // content), but no later than `MAX_DEBOUNCE_FACTOR × debounce` after its first event, so
+        // a file rewritten without pause is still picked up.
+        let hard_deadline = tokio::time::Instant::now() + debounce * MAX_DEBOUNCE_FACTOR;
+        let quiet = tokio::time::sleep(debounce);
+        tokio::pin!(quiet);
         loop {
             tokio::select! {
-                () = &mut deadline => break,
-                p = ev_rx.recv() => match p { Some(p) => { changed.insert(p); } None => break },
+                () = &mut quiet => break,
+                p = ev_rx.recv() => match p {
+                    Some(p) => {
+                        changed.insert(p);
+                        let next = (tokio::time::Instant::now() + debounce).min(hard_deadline);
+                        quiet.as_mut().reset(next);
+                    }
+                    None => break,
+                },
             }
         }
         // A removed folder removes every key below it.

@@ -65,7 +65,17 @@ async fn embedded_manager_monitors_and_hot_reloads_the_config_folder() {
     let systems = cfg.join("general/systems_config.ini");
     write_systems(&systems, &[("system_a", "alpha", &server.url("/metrics"))]);
 
-    let child = spawn_manager(&cfg, &out);
+    let mut child = spawn_manager(&cfg, &out);
+    // Drain stderr while the manager runs: the warnings of beta's failed rounds (~1 KB/s) fill a
+    // pipe nobody reads (64 KiB) within a minute on a loaded machine, and the manager then blocks
+    // on its log writes.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let log_reader = tokio::spawn(async move {
+        let mut log = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut log)
+            .await
+            .map(|_| log)
+    });
 
     // 1. At start: alpha's exact numbers (SOURCES.md) on routing key `system`.
     let l = wait_for(&out, "alpha", |v| system_name(v) == Some("alpha")).await;
@@ -116,12 +126,13 @@ async fn embedded_manager_monitors_and_hot_reloads_the_config_folder() {
     // 6. SIGTERM: clean exit 0, and the log named the bad file and line.
     let pid = child.id().unwrap();
     sigterm(pid);
-    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+    let status = tokio::time::timeout(PATIENCE, child.wait())
         .await
         .unwrap()
         .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let log = String::from_utf8_lossy(&output.stderr);
+    let log = log_reader.await.unwrap().unwrap();
+    let log = String::from_utf8_lossy(&log);
+    assert!(status.success(), "{status:?}: {log}");
     assert!(
         log.contains("systems_config.ini") && log.contains("line"),
         "{log}"
