@@ -24,10 +24,16 @@ fn closed_port_url() -> String {
     format!("http://127.0.0.1:{port}/metrics")
 }
 
+/// A running manager and the task draining its log (a full stderr pipe would block its logging).
+struct Manager {
+    child: tokio::process::Child,
+    log: tokio::task::JoinHandle<String>,
+}
+
 /// The manager on `dir` at PANIC's default system period (no period variable), raw data to
-/// `output`, its log on a pipe.
-fn spawn_manager(dir: &Path, output: &Path, extra: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(BIN)
+/// `output`, its log read from a pipe while it runs.
+fn spawn_manager(dir: &Path, output: &Path, extra: &[&str]) -> Manager {
+    let mut child = tokio::process::Command::new(BIN)
         .arg("--config-dir")
         .arg(dir)
         .arg("--output")
@@ -40,7 +46,18 @@ fn spawn_manager(dir: &Path, output: &Path, extra: &[&str]) -> tokio::process::C
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("monitors-manager binary")
+        .expect("monitors-manager binary");
+    let stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut log = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    Manager { child, log }
 }
 
 /// Wait (at most `bound`) until `path` has `n` lines; return them.
@@ -60,24 +77,15 @@ async fn wait_lines(path: &Path, n: usize, bound: Duration) -> Vec<String> {
     }
 }
 
-/// Stop the manager and return its log.
-async fn stop(mut child: tokio::process::Child) -> String {
-    let stderr = child.stderr.take().unwrap();
-    let reader = tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let mut log = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
-    });
+/// Stop the manager (SIGTERM, clean exit) and return its log.
+async fn stop(manager: Manager) -> String {
+    let Manager { mut child, log } = manager;
     sigterm(child.id().unwrap());
     let status = tokio::time::timeout(PATIENCE, child.wait())
         .await
         .unwrap()
         .unwrap();
-    let log = reader.await.unwrap();
+    let log = tokio::time::timeout(PATIENCE, log).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}\n{log}");
     log
 }
