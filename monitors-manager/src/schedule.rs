@@ -20,7 +20,9 @@
 //!   The cost: when many small config messages arrive one after the other, the first monitors got
 //!   small windows, so the first seconds see more rounds than a single message of the same
 //!   monitors would give (harmonically more: the first second of 100 messages of 100 monitors
-//!   holds about 5× the steady rate). The bound on rounds in flight still applies.
+//!   holds about 5× the steady rate). The bound on rounds in flight still applies. And a handful
+//!   of monitors whose first round is heavy (Substrate monitors decode the runtime metadata)
+//!   now run those rounds together rather than seconds apart.
 //!
 //! PANIC's monitors polled at once on start, then slept a period after each round; see
 //! `docs/DECISIONS.md` (scheduling).
