@@ -576,7 +576,7 @@ async fn manager(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
         Arc::clone(&ctx.recorder),
         Arc::clone(&rounds),
         t0,
-        (period, settings.phase_window(PeriodGroup::System)),
+        (period, settings.phase_window(PeriodGroup::System, ctx.size)),
     );
     let manager = MonitorsManager::new(Arc::clone(&ctx.bus), vec![Arc::new(planner)], settings);
     let status = manager.status_handle();

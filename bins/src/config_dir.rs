@@ -102,7 +102,9 @@ pub fn parse_ini(path: &Path, text: &str) -> Result<Value, ConfigDirError> {
     };
     let parsed = ini::Ini::load_from_str_opt(text, opt).map_err(|e| ConfigDirError::Syntax {
         path: path.to_owned(),
-        line: e.line,
+        // An error at the end of the text (an unclosed `[section`) is on its last line, not on
+        // the line after the final newline.
+        line: e.line.min(text.lines().count().max(1)),
         col: e.col,
         msg: e.msg.to_string(),
     })?;

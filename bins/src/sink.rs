@@ -46,12 +46,25 @@ pub fn line(routing_key: &str, body: &[u8]) -> String {
     s
 }
 
+/// How a message becomes an output line: [`line`] (JSON) or [`crate::pretty::line`] (readable).
+pub type Render = fn(&str, &[u8]) -> String;
+
 /// Write every raw-data message as a JSON line until `shutdown`, then drain what is already
 /// queued. Each message is acked only after its line is written and flushed.
 pub async fn run<W: AsyncWrite + Unpin>(
     bus: Arc<dyn Bus>,
+    out: W,
+    shutdown: CancellationToken,
+) -> Result<(), SinkError> {
+    run_rendered(bus, out, shutdown, line).await
+}
+
+/// [`run`], with each message written as `render` makes it.
+pub async fn run_rendered<W: AsyncWrite + Unpin>(
+    bus: Arc<dyn Bus>,
     mut out: W,
     shutdown: CancellationToken,
+    render: Render,
 ) -> Result<(), SinkError> {
     declare(bus.as_ref()).await?;
     let mut consumer = bus.consume(RAW_DATA_SINK_QUEUE, 256).await?;
@@ -65,7 +78,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 _ => break,
             },
         };
-        out.write_all(line(&delivery.routing_key, &delivery.body).as_bytes())
+        out.write_all(render(&delivery.routing_key, &delivery.body).as_bytes())
             .await?;
         out.flush().await?;
         if let Err(e) = delivery.ack().await {

@@ -24,8 +24,8 @@
 //!   every case.
 //! * **Monitors.** One supervised task per spec (see `supervisor`): build (failures retried with
 //!   capped jittered backoff, reported dead meanwhile), fixed-rate rounds on a per-monitor phase
-//!   (hash of component name and id modulo `min(period, max_phase_spread)`, so monitors started
-//!   together spread out), missed ticks skipped (a round never overlaps itself), at most
+//!   (hash of component name and id modulo a window that grows with the monitor's period group,
+//!   from 1 s for a handful to `min(period, max_phase_spread)` for thousands: see `schedule`), missed ticks skipped (a round never overlaps itself), at most
 //!   [`ManagerSettings::max_in_flight`] polls in flight across all healthy monitors (publishing
 //!   holds no permit; slow monitors use the slow lane, below), each round under a
 //!   timeout equal to its period. **Strategies must keep their own request timeouts below the
@@ -99,4 +99,6 @@ pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
     DEFAULT_MAX_CONFIG_BYTES, DEFAULT_OUTBOX_BYTES,
 };
-pub use status::{ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus};
+pub use status::{
+    KindCount, ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus,
+};

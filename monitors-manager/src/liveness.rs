@@ -75,6 +75,8 @@ pub struct TaskStatus {
     pub component_name: String,
     /// A free label given at registration (the manager uses `<routing key>/<planner>/<id>`).
     pub label: String,
+    /// Its period (the fixed rate of its rounds).
+    pub period: Duration,
     /// Current state.
     pub state: TaskState,
     /// Rounds that returned `Ok`.
@@ -137,6 +139,7 @@ pub(crate) struct Report {
 struct Entry {
     component_name: String,
     label: String,
+    period: Duration,
     state: TaskState,
     /// Start of the hang clock: the last finished round or the start of the incarnation, moved
     /// forward by the time spent waiting for a round permit.
@@ -155,6 +158,7 @@ impl Entry {
             key,
             component_name: self.component_name.clone(),
             label: self.label.clone(),
+            period: self.period,
             state: self.state,
             rounds_ok: self.counts.rounds_ok,
             rounds_err: self.counts.rounds_err,
@@ -208,7 +212,7 @@ impl Liveness {
     }
 
     /// Register a monitor (state [`TaskState::Starting`]).
-    pub(crate) fn register(&self, component_name: &str, label: &str) -> TaskKey {
+    pub(crate) fn register(&self, component_name: &str, label: &str, period: Duration) -> TaskKey {
         let mut inner = self.lock();
         inner.next_key += 1;
         let key = TaskKey(inner.next_key);
@@ -217,6 +221,7 @@ impl Liveness {
             Entry {
                 component_name: component_name.to_owned(),
                 label: label.to_owned(),
+                period,
                 state: TaskState::Starting,
                 last_progress: Instant::now(),
                 waiting_since: None,
@@ -410,9 +415,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deaths_are_reported_once_and_failing_while_failing() {
         let l = Liveness::new();
-        let a = l.register("System monitor (a)", "a");
-        let b = l.register("System monitor (b)", "b");
-        let c = l.register("System monitor (c)", "c");
+        let a = l.register("System monitor (a)", "a", Duration::from_secs(60));
+        let b = l.register("System monitor (b)", "b", Duration::from_secs(60));
+        let c = l.register("System monitor (c)", "c", Duration::from_secs(60));
         l.built(a);
         l.built(b);
         l.build_failed(c);
@@ -448,7 +453,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unregistered_monitors_vanish_even_with_an_unreported_death() {
         let l = Liveness::new();
-        let a = l.register("A", "a");
+        let a = l.register("A", "a", Duration::from_secs(60));
         l.died(a);
         assert!(l.unregister(a));
         assert!(!l.unregister(a));
@@ -465,7 +470,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn hang_clock_ignores_permit_waits() {
         let l = Liveness::new();
-        let a = l.register("A", "a");
+        let a = l.register("A", "a", Duration::from_secs(60));
         let allowed = Duration::from_secs(40);
         let t0 = Instant::now();
         assert_eq!(l.hung_deadline(a, allowed), Some(t0 + allowed), "building");
@@ -499,7 +504,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn snapshot_counts_rounds() {
         let l = Liveness::new();
-        let a = l.register("A", "general.systems_config/systems/a");
+        let a = l.register(
+            "A",
+            "general.systems_config/systems/a",
+            Duration::from_secs(60),
+        );
         l.built(a);
         l.round_finished(a, true);
         l.round_finished(a, true);

@@ -12,7 +12,7 @@ use monitor_core::keys::{
     PING_ROUTING_KEY,
 };
 use monitor_core::plan::{fingerprint, MonitorSpec, Plan, Planner};
-use monitor_core::{ConfigError, ConfigMessage, MonitorableKey, MonitorableType};
+use monitor_core::{ConfigError, ConfigMessage, MonitorableKey, MonitorableType, PeriodGroup};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
@@ -509,6 +509,9 @@ impl Run {
             wanted.insert(spec.id.clone(), spec);
         }
         let bucket: BucketKey = (routing_key.to_owned(), planner);
+        let windows = self.phase_windows(&bucket, &wanted);
+        // Every wanted spec's group is counted, so the lookup always finds it.
+        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
         let current = self.running.remove(&bucket).unwrap_or_default();
         let mut next = BTreeMap::new();
         for (id, mut running) in current {
@@ -527,7 +530,8 @@ impl Run {
                         "config changed: restarting monitor"
                     );
                     self.stop(running);
-                    let started = self.start(routing_key, planner, spec);
+                    let w = window(&spec);
+                    let started = self.start(routing_key, planner, spec, w);
                     next.insert(id, started);
                 }
                 None => {
@@ -550,7 +554,8 @@ impl Run {
                 component = spec.component_name,
                 "starting monitor"
             );
-            let started = self.start(routing_key, planner, spec);
+            let w = window(&spec);
+            let started = self.start(routing_key, planner, spec, w);
             next.insert(id, started);
         }
         if !next.is_empty() {
@@ -558,10 +563,41 @@ impl Run {
         }
     }
 
-    fn start(&mut self, routing_key: &str, planner: &'static str, spec: MonitorSpec) -> Running {
+    /// The phase window of each period group once `wanted` replaces what `bucket` runs: sized by
+    /// the group's monitors in the other buckets plus the wanted ones (see `schedule`).
+    fn phase_windows(
+        &self,
+        bucket: &BucketKey,
+        wanted: &BTreeMap<String, MonitorSpec>,
+    ) -> BTreeMap<PeriodGroup, std::time::Duration> {
+        let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
+        let others = self
+            .running
+            .iter()
+            .filter(|(key, _)| *key != bucket)
+            .flat_map(|(_, specs)| specs.values().map(|r| &r.spec));
+        for spec in others.chain(wanted.values()) {
+            *counts.entry(spec.group).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(group, n)| (group, self.settings.phase_window(group, n)))
+            .collect()
+    }
+
+    fn start(
+        &mut self,
+        routing_key: &str,
+        planner: &'static str,
+        spec: MonitorSpec,
+        window: std::time::Duration,
+    ) -> Running {
         let label = format!("{routing_key}/{planner}/{}", spec.id);
-        let key = self.shared.liveness.register(&spec.component_name, &label);
         let period = self.settings.period(spec.group);
+        let key = self
+            .shared
+            .liveness
+            .register(&spec.component_name, &label, period);
         let ctx = Arc::new(MonitorCtx {
             key,
             component_name: spec.component_name.clone(),
@@ -570,11 +606,7 @@ impl Run {
             build: Arc::clone(&spec.build),
             period,
             epoch: Instant::now(),
-            phase: phase(
-                &spec.component_name,
-                &spec.id,
-                self.settings.phase_window(spec.group),
-            ),
+            phase: phase(&spec.component_name, &spec.id, window),
             round_timeout: self.settings.round_timeout(spec.group),
             slow_after: self.settings.slow_after(spec.group),
             slow: std::sync::atomic::AtomicBool::new(false),

@@ -71,10 +71,17 @@ pub struct ManagerSettings {
     /// A monitor is hung when no round finished within `hung_periods` periods plus the round
     /// timeout (default 3).
     pub hung_periods: u32,
-    /// Monitors' phases are spread over `min(period, max_phase_spread)` (default 60 s): 10,000
-    /// monitors started together do not poll together, yet a GitHub monitor (period 3600 s) added
-    /// to a running manager gives its first data within a minute, not within an hour.
+    /// The largest phase window (default 60 s): a group's phases are spread over at most
+    /// `min(period, max_phase_spread)`, so 10,000 monitors started together do not poll together,
+    /// yet a GitHub monitor (period 3600 s) added to a running manager gives its first data within
+    /// a minute, not within an hour. See [`ManagerSettings::phase_window`].
     pub max_phase_spread: Duration,
+    /// How much a group's phase window grows per monitor of the group (default 10 ms: the
+    /// window is sized for at most 100 first rounds a second, until it reaches its cap).
+    pub phase_spread_per_monitor: Duration,
+    /// The smallest phase window (default 1 s; never above the cap): a handful of monitors give
+    /// their first data within about a second of starting.
+    pub min_phase_spread: Duration,
     /// Declare the monitorable store's queue (`monitorable_store_input_queue`, bound `*.*`) at
     /// start, as PANIC's start-up did, so that no monitorables message is lost when the manager
     /// publishes before the store is up. On for RabbitMQ deployments; off by default (embedded, no
@@ -133,6 +140,8 @@ impl Default for ManagerSettings {
             restart_backoff: Backoff::default(),
             hung_periods: 3,
             max_phase_spread: Duration::from_secs(60),
+            phase_spread_per_monitor: Duration::from_millis(10),
+            min_phase_spread: Duration::from_secs(1),
             declare_monitorable_store_queue: false,
             max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
             outbox_bytes: DEFAULT_OUTBOX_BYTES,
@@ -149,9 +158,18 @@ impl ManagerSettings {
             .unwrap_or_else(|| group.default_period())
     }
 
-    /// The window a group's phases are spread over: `min(period, max_phase_spread)`.
-    pub fn phase_window(&self, group: PeriodGroup) -> Duration {
-        self.period(group).min(self.max_phase_spread)
+    /// The window the phase of a monitor of `group` is drawn from, when the group has `monitors`
+    /// monitors (itself included): `clamp(phase_spread_per_monitor × monitors, min_phase_spread,
+    /// min(period, max_phase_spread))` (the floor never above the cap). The manager decides it
+    /// when it starts a monitor, with the group's count once the config message is applied (see
+    /// the `schedule` module); public so that a harness can compute the grid the manager ticks on.
+    pub fn phase_window(&self, group: PeriodGroup, monitors: usize) -> Duration {
+        let cap = self.period(group).min(self.max_phase_spread);
+        let n = u32::try_from(monitors).unwrap_or(u32::MAX);
+        self.phase_spread_per_monitor
+            .saturating_mul(n)
+            .max(self.min_phase_spread)
+            .min(cap)
     }
 
     /// The timeout of one round of a group: its period, so a hung round ends before the next tick.

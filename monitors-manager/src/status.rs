@@ -90,7 +90,39 @@ pub struct ManagerStatus {
     pub monitors: Vec<TaskStatus>,
 }
 
+/// How many monitors of one kind run: one planner's monitors of one period (see
+/// [`ManagerStatus::by_kind`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KindCount {
+    /// The planner's name (PANIC's monitor type as the planners name it: `systems`, …).
+    pub planner: String,
+    /// Their period.
+    pub period: std::time::Duration,
+    /// How many.
+    pub monitors: usize,
+}
+
 impl ManagerStatus {
+    /// The monitors per planner and period, sorted by planner name: what the manager runs, in the
+    /// planners' own words (the manager names no chain). The planner is read from the manager's
+    /// labels, `<routing key>/<planner>/<id>`; a monitor with another label counts under `?`.
+    pub fn by_kind(&self) -> Vec<KindCount> {
+        let mut counts: std::collections::BTreeMap<(String, std::time::Duration), usize> =
+            std::collections::BTreeMap::new();
+        for m in &self.monitors {
+            let planner = m.label.split('/').nth(1).unwrap_or("?").to_owned();
+            *counts.entry((planner, m.period)).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|((planner, period), monitors)| KindCount {
+                planner,
+                period,
+                monitors,
+            })
+            .collect()
+    }
+
     /// The monitors with this component name (several keys may run one name).
     pub fn monitors_named(&self, component_name: &str) -> Vec<&TaskStatus> {
         self.monitors

@@ -4,6 +4,9 @@
 //!   in-memory bus, the config folder applied at start and watched, raw data as JSON lines.
 //! * `monitors-manager --amqp-url URL` (or env `AMQP_URL`): the manager on RabbitMQ, consuming
 //!   configs from the `config` exchange.
+//! * `monitors-manager check --config-dir DIR` (or `--config-file FILE`): what a run of that
+//!   config would start and every problem with file, line and field; polls nothing; exit status 1
+//!   on any problem (`bins::check`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bins::metrics::{self, BusHealth, MetricsServer, Probe};
-use bins::{cli, config_dir, sink};
-use clap::Parser;
+use bins::{check, cli, config_dir, pretty, sink};
+use clap::{Parser, Subcommand, ValueEnum};
 use monitor_bus::declare_bound_queue;
 use monitor_bus::{Bus, MemoryBus};
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
@@ -25,8 +28,17 @@ use tokio_util::sync::CancellationToken;
 /// PANIC's monitors side in one process: one supervised task per monitored system, node,
 /// repository or chain.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// `check`: read a config folder or file and report, polling nothing.
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Embedded mode: how raw data is written: `auto` (readable lines when stdout is a terminal,
+    /// else JSON lines), `json` or `pretty`.
+    #[arg(long, value_enum, default_value_t = Format::Auto, requires = "config_dir")]
+    format: Format,
+
     /// Embedded mode: read PANIC's config folder (general/systems_config.ini,
     /// chains/<base>/<sub>/nodes_config.ini, …), apply it and watch it; no broker.
     #[arg(long, value_name = "DIR", conflicts_with = "amqp_url")]
@@ -79,6 +91,138 @@ struct Args {
     outbox_bytes: usize,
 }
 
+/// The embedded mode's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Readable when stdout is a terminal (and no `--output`), else JSON lines.
+    Auto,
+    /// One JSON line per message: `{"routing_key": …, "body": …}`.
+    Json,
+    /// One readable line per round: time, routing key, monitor, main figures or the error.
+    Pretty,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read a PANIC config folder (or one file) and print what would run: monitors per type, each
+    /// with its target, and every problem with file, line and field. Polls nothing; exit status 1
+    /// on any problem, 2 when the folder cannot be read.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The config folder (general/systems_config.ini, chains/<base>/<sub>/nodes_config.ini, …).
+    #[arg(long, value_name = "DIR", required_unless_present = "config_file")]
+    config_dir: Option<PathBuf>,
+
+    /// One config file; its routing key is its path from the folder that makes it a config key
+    /// (`…/general/systems_config.ini` is `general.systems_config`).
+    #[arg(long, value_name = "FILE", conflicts_with = "config_dir")]
+    config_file: Option<PathBuf>,
+}
+
+/// `monitors-manager check`: print the report; 0 when nothing is wrong, 1 on problems, 2 when the
+/// folder cannot be read.
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let periods = match cli::periods_from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("monitors-manager: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = ManagerSettings {
+        periods,
+        ..ManagerSettings::default()
+    };
+    let planners = monitor_strategies::registry(StrategySettings::default());
+    let report = match (&args.config_dir, &args.config_file) {
+        (_, Some(file)) => check::check_file(file, &planners),
+        (Some(dir), None) => match check::check_dir(dir, &planners) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("monitors-manager: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => {
+            eprintln!("monitors-manager: check needs --config-dir DIR or --config-file FILE");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.render(|g| settings.period(g)));
+    if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// One line saying what runs: monitors per type (planner) with their period, and where the raw
+/// data goes.
+fn what_runs(status: &monitors_manager::ManagerStatus, output: &str) -> String {
+    let kinds = status.by_kind();
+    let total: usize = kinds.iter().map(|k| k.monitors).sum();
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {} every {} s",
+                k.planner,
+                k.monitors,
+                k.period.as_secs_f64()
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        format!("running no monitors; raw data: {output}")
+    } else {
+        format!(
+            "running {total} monitors ({}); raw data: {output}",
+            parts.join(", ")
+        )
+    }
+}
+
+/// Log [`what_runs`] once at least `configs` config messages were handled and the manager's
+/// monitors did not change for `settle`; gives up when `done` is cancelled.
+async fn announce(
+    status: monitors_manager::StatusHandle,
+    configs: u64,
+    settle: Duration,
+    output: String,
+    done: CancellationToken,
+) {
+    let step = Duration::from_millis(100);
+    let mut last = None;
+    let mut stable = Duration::ZERO;
+    loop {
+        if done
+            .run_until_cancelled(tokio::time::sleep(step))
+            .await
+            .is_none()
+        {
+            return;
+        }
+        let now = status.status();
+        let seen = (now.config_messages, now.monitors.len());
+        if now.config_messages < configs {
+            continue;
+        }
+        if last == Some(seen) {
+            stable += step;
+        } else {
+            stable = Duration::ZERO;
+            last = Some(seen);
+        }
+        if stable >= settle {
+            tracing::info!("{}", what_runs(&now, &output));
+            return;
+        }
+    }
+}
+
 fn parse_shard(s: &str) -> Result<Shard, String> {
     let (i, n) = s
         .split_once('/')
@@ -100,6 +244,9 @@ fn parse_shard(s: &str) -> Result<Shard, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Check(check)) = &args.command {
+        return run_check(check);
+    }
     cli::init_logging();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,6 +317,7 @@ async fn run_until(
         return run_embedded(
             dir,
             args.output.clone(),
+            args.format,
             metrics_listener,
             manager_settings,
             planners,
@@ -191,7 +339,9 @@ async fn run_until(
         declare_monitorable_store_queue: true,
         ..manager_settings
     };
+    let configs_queue = manager_settings.configs_queue();
     let manager = MonitorsManager::new(bus.clone(), planners, manager_settings);
+    tracing::info!("waiting for configs on queue `{configs_queue}` (the `config` exchange)");
     let metrics_server = metrics_listener.map(|listener| {
         let b = bus.clone();
         let stalls = manager.consumer_stalls();
@@ -205,7 +355,21 @@ async fn run_until(
         });
         MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
     });
-    let result = manager.run(shutdown).await.map_err(|e| e.to_string());
+    let done = CancellationToken::new();
+    let announced = announce(
+        manager.status_handle(),
+        1,
+        Duration::from_secs(1),
+        format!("the `raw_data` exchange on {}", cli::redact_url(&url)),
+        done.clone(),
+    );
+    let run = async {
+        let r = manager.run(shutdown).await;
+        done.cancel();
+        r
+    };
+    let (result, ()) = tokio::join!(run, announced);
+    let result = result.map_err(|e| e.to_string());
     bus.close().await;
     if let Some(server) = metrics_server {
         server.stop().await;
@@ -219,6 +383,7 @@ async fn run_until(
 async fn run_embedded(
     dir: PathBuf,
     output: Option<PathBuf>,
+    format: Format,
     metrics_listener: Option<tokio::net::TcpListener>,
     settings: ManagerSettings,
     planners: Vec<Arc<dyn monitor_core::Planner>>,
@@ -236,6 +401,21 @@ async fn run_embedded(
                 .map_err(|e| format!("cannot open output {}: {e}", path.display()))?,
         ),
         None => Box::new(tokio::io::stdout()),
+    };
+    let pretty = match format {
+        Format::Pretty => true,
+        Format::Json => false,
+        Format::Auto => output.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let (render, output_desc): (sink::Render, String) = {
+        let place = output
+            .as_ref()
+            .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+        if pretty {
+            (pretty::line, format!("{place} (readable lines)"))
+        } else {
+            (sink::line, format!("{place} (JSON lines)"))
+        }
     };
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
     // Declare what the manager and the sink consume before anything is published.
@@ -259,7 +439,7 @@ async fn run_embedded(
     let sink_task = tokio::spawn({
         let (bus, sink_stop, shutdown) = (bus.clone(), sink_stop.clone(), shutdown.clone());
         async move {
-            let r = sink::run(bus, writer, sink_stop).await;
+            let r = sink::run_rendered(bus, writer, sink_stop, render).await;
             if let Err(e) = &r {
                 tracing::error!(error = %e, "raw data output failed: stopping");
                 shutdown.cancel();
@@ -268,6 +448,7 @@ async fn run_embedded(
         }
     });
     let manager = MonitorsManager::new(bus.clone(), planners, settings);
+    let status = manager.status_handle();
     let metrics_server = metrics_listener.map(|listener| {
         let probe: Probe = Arc::new(|| BusHealth {
             connected: true,
@@ -277,9 +458,27 @@ async fn run_embedded(
     });
     let manager_task = tokio::spawn(manager.run(shutdown.clone()));
     tracing::info!(dir = %dir.display(), files = initial.len(), "embedded monitors manager running");
+    let configs = u64::try_from(initial.len()).unwrap_or(u64::MAX);
     for msg in initial {
         publish_config(bus.as_ref(), &msg).await;
     }
+    // What runs, once the folder is applied (bounded: a manager that stopped is not waited for).
+    let applied = shutdown.child_token();
+    let stop_announcing = applied.clone();
+    let announcing = tokio::time::timeout(
+        Duration::from_secs(10),
+        announce(
+            status,
+            configs,
+            Duration::from_millis(200),
+            output_desc,
+            applied,
+        ),
+    );
+    if announcing.await.is_err() {
+        tracing::warn!("the config folder was not applied within 10 s");
+    }
+    stop_announcing.cancel();
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     // The watcher stops with the process, or when the manager has stopped for another reason.
     let watch_stop = shutdown.child_token();

@@ -10,6 +10,8 @@
 //! * [`cli_errors`]: bad flags and env values, an unreachable broker until SIGTERM;
 //! * [`broker_loss`]: SIGTERM while the broker refuses the services (in the test's own vhost);
 //! * [`config_restore`]: configs kept in the config stream across a SIGKILL and for late shards;
+//! * [`operators`]: the first round soon after start, the start-up line, `--format pretty`, and
+//!   `check` on good and broken config folders;
 //! * [`common`]: the helpers they share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,5 +26,6 @@ mod config_restore;
 mod embedded;
 mod embedded_faults;
 mod example;
+mod operators;
 mod stack;
 mod substrate;

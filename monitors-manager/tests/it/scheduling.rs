@@ -37,13 +37,19 @@ async fn monitors_started_together_start_at_distinct_phases_then_keep_their_rate
     let started = Instant::now();
     h.config(GENERAL, &sections(10, json!({})).to_string())
         .await;
+    // The monitors' epoch is when the manager handled the config: between `started` and now.
+    let handled = Instant::now() - started;
     h.advance(Duration::from_secs(185)).await;
 
     let mut firsts = BTreeSet::new();
     for i in 0..10 {
         let s = probe.stats(&format!("m{i:02}"));
         let first = s.round_starts[0];
-        assert!(first - started <= Duration::from_secs(60), "{i}: {s:?}");
+        // Ten monitors: a phase window of 1 s (see `schedule`), not the 60 s period.
+        assert!(
+            first - started < handled + Duration::from_secs(1),
+            "{i}: {s:?}"
+        );
         firsts.insert(first);
         // Fixed rate: every later round exactly one period after the previous one.
         for pair in s.round_starts.windows(2) {
@@ -256,5 +262,63 @@ async fn a_monitor_added_to_a_running_manager_polls_within_its_phase_window() {
             "{i}"
         );
     }
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_phase_window_grows_with_the_group() {
+    let probe = Probe::default();
+    let settings = ManagerSettings {
+        periods: [(monitor_core::PeriodGroup::System, Duration::from_secs(60))]
+            .into_iter()
+            .collect(),
+        ..test_settings()
+    };
+    let window = settings.phase_window(monitor_core::PeriodGroup::System, 1_000);
+    assert_eq!(window, Duration::from_secs(10));
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    let started = Instant::now();
+    let mut body = serde_json::Map::new();
+    for i in 0..1_000 {
+        let id = format!("big{i:04}");
+        body.insert(id.clone(), json!({"id": id, "name": id, "monitor": "true"}));
+    }
+    h.config(GENERAL, &serde_json::Value::Object(body).to_string())
+        .await;
+    // The monitors' epoch is when the manager handled the config: between `started` and now.
+    let handled = Instant::now() - started;
+    h.advance(Duration::from_secs(12)).await;
+    let firsts: Vec<Duration> = (0..1_000)
+        .map(|i| {
+            let s = probe.stats(&format!("big{i:04}"));
+            assert_eq!(s.round_starts.len(), 1, "{i}: {s:?}");
+            s.round_starts[0] - started
+        })
+        .collect();
+    // 1,000 monitors: spread over the whole 10 s window, not the 1 s of a handful (the paused
+    // clock only moves when every task waits, so a first round is at its tick).
+    let (first, last) = (*firsts.iter().min().unwrap(), *firsts.iter().max().unwrap());
+    assert!(
+        last < handled + window,
+        "{last:?} after {handled:?} + {window:?}"
+    );
+    assert!(last - first > Duration::from_secs(9), "{first:?}..{last:?}");
+    let late = firsts
+        .iter()
+        .filter(|f| **f >= handled + window / 2)
+        .count();
+    assert!(
+        (400..=600).contains(&late),
+        "{late} of 1,000 in the second half"
+    );
+    // What runs, by kind (the start-up line of the binary).
+    assert_eq!(
+        h.status().by_kind(),
+        vec![monitors_manager::KindCount {
+            planner: "fake_systems".to_owned(),
+            period: Duration::from_secs(60),
+            monitors: 1_000,
+        }]
+    );
     h.stop().await.unwrap();
 }
