@@ -3,5 +3,6 @@
 
 pub mod cli;
 pub mod config_dir;
+pub mod data_metrics;
 pub mod metrics;
 pub mod sink;

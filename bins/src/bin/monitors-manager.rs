@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bins::metrics::{self, BusHealth, MetricsServer, Probe};
+use bins::data_metrics::{DataMetrics, TapBus};
+use bins::metrics::{self, BusHealth, Endpoint, MetricsServer, Probe};
 use bins::{cli, config_dir, sink};
 use clap::Parser;
 use monitor_bus::declare_bound_queue;
@@ -191,7 +192,9 @@ async fn run_until(
         declare_monitorable_store_queue: true,
         ..manager_settings
     };
-    let manager = MonitorsManager::new(bus.clone(), planners, manager_settings);
+    // With --metrics-addr the manager publishes through a tap that keeps the latest data.
+    let (manager_bus, data) = tap(bus.clone() as Arc<dyn Bus>, metrics_listener.is_some());
+    let manager = MonitorsManager::new(manager_bus, planners, manager_settings);
     let metrics_server = metrics_listener.map(|listener| {
         let b = bus.clone();
         let stalls = manager.consumer_stalls();
@@ -203,7 +206,12 @@ async fn run_until(
             consumer_restarts: b.consumer_restarts(),
             consumer_stalls: stalls.load(std::sync::atomic::Ordering::Relaxed),
         });
-        MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
+        let endpoint = Endpoint {
+            status: manager.status_handle(),
+            probe,
+            data,
+        };
+        MetricsServer::start(listener, endpoint, &shutdown)
     });
     let result = manager.run(shutdown).await.map_err(|e| e.to_string());
     bus.close().await;
@@ -267,13 +275,19 @@ async fn run_embedded(
             r
         }
     });
-    let manager = MonitorsManager::new(bus.clone(), planners, settings);
+    let (manager_bus, data) = tap(bus.clone(), metrics_listener.is_some());
+    let manager = MonitorsManager::new(manager_bus, planners, settings);
     let metrics_server = metrics_listener.map(|listener| {
         let probe: Probe = Arc::new(|| BusHealth {
             connected: true,
             ..BusHealth::default()
         });
-        MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
+        let endpoint = Endpoint {
+            status: manager.status_handle(),
+            probe,
+            data,
+        };
+        MetricsServer::start(listener, endpoint, &shutdown)
     });
     let manager_task = tokio::spawn(manager.run(shutdown.clone()));
     tracing::info!(dir = %dir.display(), files = initial.len(), "embedded monitors manager running");
@@ -326,6 +340,16 @@ async fn run_embedded(
         Err(e) => return Err(format!("manager task failed: {e}")),
     }
     sink_result
+}
+
+/// The bus for the manager: with `--metrics-addr`, one that shows every raw-data publication to a
+/// [`DataMetrics`] (served on /metrics) on its way.
+fn tap(bus: Arc<dyn Bus>, metrics: bool) -> (Arc<dyn Bus>, Option<Arc<DataMetrics>>) {
+    if !metrics {
+        return (bus, None);
+    }
+    let data = Arc::new(DataMetrics::new());
+    (Arc::new(TapBus::new(bus, data.clone())), Some(data))
 }
 
 async fn publish_config(bus: &dyn Bus, msg: &config_dir::ConfigFileMessage) {
