@@ -461,8 +461,13 @@ impl Out<'_> {
     }
 }
 
+/// A percentage as a ratio, shifted in decimal so that PANIC's `37.92` is `0.3792` (not
+/// `0.37920000000000006`).
 fn pct(v: Option<&Value>) -> Option<f64> {
-    num(v).map(|p| p / 100.0)
+    match v? {
+        Value::Number(n) => format!("{n}e-2").parse().ok(),
+        other => num(Some(other)).map(|p| p / 100.0),
+    }
 }
 
 fn flag(meta: &Map<String, Value>, key: &str) -> String {
@@ -964,5 +969,412 @@ impl Bus for TapBus {
     }
     async fn consume_log(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
         self.inner.consume_log(queue, prefetch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Every sample as `name{labels} value` lines, classic-text style (for exact comparisons).
+    fn lines(data: &DataMetrics) -> Vec<String> {
+        data.samples()
+            .into_iter()
+            .map(|s| {
+                let (name, _, kind) = s.fam.def();
+                let suffix = match kind {
+                    MetricType::Counter => "_total",
+                    MetricType::Info => "_info",
+                    _ => "",
+                };
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                format!("{name}{suffix}{{{}}} {}", labels.join(","), s.value)
+            })
+            .collect()
+    }
+
+    fn feed(data: &DataMetrics, key: RawDataKey, body: &Value) {
+        data.observe(key.as_str(), body.to_string().as_bytes());
+    }
+
+    fn assert_has(lines: &[String], expected: &[&str]) {
+        for e in expected {
+            assert!(lines.iter().any(|l| l == e), "missing `{e}` in\n{}", lines.join("\n"));
+        }
+    }
+
+    #[tokio::test]
+    async fn system_round_on_the_node_exporter_fixture() {
+        use monitor_core::{Monitor, PeriodGroup};
+        use monitor_strategies::testing::{Reply, TestServer};
+        use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, Target};
+        let fixture = std::fs::read("../../shared/fixtures/node_exporter/metrics.txt").unwrap();
+        let server = TestServer::start().await.unwrap();
+        server.route("/metrics", Reply::ok(fixture));
+        let settings = StrategySettings::default();
+        let http = settings.http(Target::Monitored, PeriodGroup::System).unwrap();
+        let config = SystemConfig {
+            system_id: "system_1".to_owned(),
+            parent_id: "GENERAL".to_owned(),
+            system_name: "validator_host".to_owned(),
+            exporter_url: server.url("/metrics"),
+        };
+        let mut monitor = SystemMonitor::new(config, http);
+        let data = DataMetrics::new();
+        for p in monitor.round().await.unwrap() {
+            data.observe(p.routing_key.as_str(), p.body.to_string().as_bytes());
+        }
+        let l = lines(&data);
+        let id = r#"system_id="system_1""#;
+        assert_has(
+            &l,
+            &[
+                &format!(r#"panic_monitor_up{{type="system",{id}}} 1"#),
+                &format!(r#"panic_monitor_last_error_code{{type="system",{id}}} 0"#),
+                &format!(
+                    r#"panic_system_info{{{id},system_name="validator_host",parent_id="GENERAL",monitor="System monitor (validator_host)"}} 1"#
+                ),
+                // fixtures/SOURCES.md: PANIC's figures for this scrape.
+                &format!("panic_system_process_cpu_seconds_total{{{id}}} 2.67"),
+                &format!("panic_system_process_memory_usage_ratio{{{id}}} 0.084"),
+                &format!("panic_system_virtual_memory_bytes{{{id}}} 735645696"),
+                &format!(
+                    "panic_system_open_file_descriptors_ratio{{{id}}} 0.00000858306884765625"
+                ),
+            ],
+        );
+        assert!(l.iter().any(|x| x.starts_with("panic_monitor_last_success_timestamp_seconds")));
+        assert_eq!(l.len(), 14, "{l:#?}");
+    }
+
+    fn system_error(code: u16, time: f64) -> Value {
+        json!({"error": {"meta_data": {"monitor_name": "System monitor (h)", "system_name": "h",
+            "system_id": "s1", "system_parent_id": "GENERAL", "time": time},
+            "message": "System h is unreachable", "code": code}})
+    }
+
+    fn system_result(time: f64, storage: f64) -> Value {
+        json!({"result": {"meta_data": {"monitor_name": "System monitor (h)", "system_name": "h",
+            "system_id": "s1", "system_parent_id": "GENERAL", "time": time},
+            "data": {"process_cpu_seconds_total": 1.0, "process_memory_usage": 0.0,
+                "virtual_memory_usage": 1.0, "open_file_descriptors": 1.0,
+                "system_cpu_usage": 1.0, "system_ram_usage": 1.0,
+                "system_storage_usage": storage, "network_receive_bytes_total": 1.0,
+                "network_transmit_bytes_total": 1.0, "disk_io_time_seconds_total": 1.0}}})
+    }
+
+    #[test]
+    fn an_error_clears_the_figures_and_keeps_up_code_and_last_success() {
+        let data = DataMetrics::new();
+        feed(&data, RawDataKey::System, &system_result(100.0, 91.5));
+        assert_has(&lines(&data), &[r#"panic_system_storage_usage_ratio{system_id="s1"} 0.915"#]);
+        feed(&data, RawDataKey::System, &system_error(5004, 160.0));
+        let l = lines(&data);
+        assert_has(
+            &l,
+            &[
+                r#"panic_monitor_up{type="system",system_id="s1"} 0"#,
+                r#"panic_monitor_last_error_code{type="system",system_id="s1"} 5004"#,
+                r#"panic_monitor_last_success_timestamp_seconds{type="system",system_id="s1"} 100"#,
+                r#"panic_system_info{system_id="s1",system_name="h",parent_id="GENERAL",monitor="System monitor (h)"} 1"#,
+            ],
+        );
+        assert!(!l.iter().any(|x| x.contains("storage")), "{l:#?}");
+        feed(&data, RawDataKey::System, &system_result(220.0, 10.0));
+        assert_has(&lines(&data), &[r#"panic_monitor_up{type="system",system_id="s1"} 1"#]);
+        // A removed monitor loses every series.
+        data.retain(|name| name != "System monitor (h)");
+        assert!(data.samples().is_empty());
+    }
+
+    #[test]
+    fn github_and_dockerhub_latest_release_and_tag() {
+        let data = DataMetrics::new();
+        let meta = json!({"monitor_name": "GitHub monitor (SimplyVC/panic/)",
+            "repo_name": "SimplyVC/panic/", "repo_id": "repo_1", "repo_parent_id": "GENERAL",
+            "time": 500.0});
+        // The first two releases of monitor-strategies/tests/it/github.rs's EXPECTED_DATA.
+        let body = json!({"result": {"meta_data": meta, "data": {
+            "0": {"release_name": "3.1.3", "tag_name": "3.1.3"},
+            "1": {"release_name": "3.1.1", "tag_name": "3.1.1"}}}});
+        feed(&data, RawDataKey::Github, &body);
+        let mut later = body.clone();
+        later["result"]["meta_data"]["time"] = json!(800.0);
+        feed(&data, RawDataKey::Github, &later);
+        let id = r#"repo_id="repo_1""#;
+        assert_has(
+            &lines(&data),
+            &[
+                &format!(r#"panic_github_latest_release_info{{{id},release_name="3.1.3",tag_name="3.1.3"}} 1"#),
+                // First seen at 500, not moved by a later round with the same tag.
+                &format!("panic_github_latest_release_seen_timestamp_seconds{{{id}}} 500"),
+                &format!("panic_github_releases{{{id}}} 2"),
+            ],
+        );
+        let mut newer = later.clone();
+        newer["result"]["data"]["0"] = json!({"release_name": "3.2.0", "tag_name": "3.2.0"});
+        newer["result"]["meta_data"]["time"] = json!(900.0);
+        feed(&data, RawDataKey::Github, &newer);
+        assert_has(
+            &lines(&data),
+            &[&format!("panic_github_latest_release_seen_timestamp_seconds{{{id}}} 900")],
+        );
+
+        // dockerhub.rs EXPECTED_DATA's first three tags (index order is DockerHub's).
+        let body = json!({"result": {"meta_data": {"monitor_name": "DockerHub monitor (simplyvc/panic)",
+            "repo_namespace": "simplyvc", "repo_name": "panic", "repo_id": "d1",
+            "repo_parent_id": "GENERAL", "time": 1.0}, "data": {
+            "0": {"tag_name": "latest", "last_updated": 1669720007.785765},
+            "1": {"tag_name": "v1.5.0", "last_updated": 1669719953.107911},
+            "2": {"tag_name": "master", "last_updated": 1669653669.33402}}}});
+        feed(&data, RawDataKey::Dockerhub, &body);
+        assert_has(
+            &lines(&data),
+            &[
+                r#"panic_dockerhub_latest_tag_info{repo_id="d1",tag_name="latest"} 1"#,
+                r#"panic_dockerhub_latest_tag_timestamp_seconds{repo_id="d1"} 1669720007.785765"#,
+                r#"panic_dockerhub_tags{repo_id="d1"} 3"#,
+                r#"panic_dockerhub_repo_info{repo_id="d1",repo_namespace="simplyvc",repo_name="panic",parent_id="GENERAL",monitor="DockerHub monitor (simplyvc/panic)"} 1"#,
+            ],
+        );
+    }
+
+    fn node_meta(name: &str, id: &str) -> Value {
+        json!({"monitor_name": format!("Node monitor ({name})"), "node_name": name,
+            "node_id": id, "node_parent_id": "chain_1", "time": 10.0})
+    }
+
+    #[test]
+    fn evm_and_chainlink_nodes() {
+        let data = DataMetrics::new();
+        // evm_node.rs.
+        let body = json!({"result": {"meta_data": node_meta("evm_1", "e1"),
+            "data": {"current_height": 15_985_432, "syncing": false}}});
+        feed(&data, RawDataKey::EvmNode, &body);
+        // chainlink_node.rs: fixture_with_fail_over_gives_panics_numbers.
+        let mut meta = node_meta("chainlink_1", "node_cl_1");
+        meta["last_source_used"] = json!("http://10.0.1.1/metrics");
+        let data_json: Value = serde_json::from_str(concat!(
+            r#"{"head_tracker_current_head":15985432.0,"head_tracker_heads_received_total":84213.0,"#,
+            r#""max_unconfirmed_blocks":0.0,"process_start_time_seconds":1668497852.41,"#,
+            r#""tx_manager_num_gas_bumps_total":57.0,"tx_manager_gas_bump_exceeds_limit_total":0.0,"#,
+            r#""unconfirmed_transactions":1.0,"#,
+            r#""gas_updater_set_gas_price":{"percentile":"60%","price":32000000000.0},"#,
+            r#""balance":{"address":"0x0E4B07e9175686DaE5014743503E5D8ADa8E55A3","balance":2.3401873340598,"symbol":"ETH"},"#,
+            r#""run_status_update_total_errors":3}"#
+        ))
+        .unwrap();
+        let body = json!({"prometheus": {"result": {"meta_data": meta, "data": data_json}}});
+        feed(&data, RawDataKey::ChainlinkNode, &body);
+        let e = r#"node_id="e1""#;
+        let c = r#"node_id="node_cl_1""#;
+        assert_has(
+            &lines(&data),
+            &[
+                &format!("panic_evm_node_block_height{{{e}}} 15985432"),
+                &format!("panic_evm_node_syncing{{{e}}} 0"),
+                &format!(r#"panic_monitor_up{{type="node.chainlink",{c}}} 1"#),
+                &format!("panic_chainlink_node_head_block_height{{{c}}} 15985432"),
+                &format!("panic_chainlink_node_heads_received_total{{{c}}} 84213"),
+                &format!("panic_chainlink_node_gas_bumps_total{{{c}}} 57"),
+                &format!("panic_chainlink_node_gas_bump_exceeds_limit_total{{{c}}} 0"),
+                &format!(r#"panic_chainlink_node_gas_price_wei{{{c},percentile="60%"}} 32000000000"#),
+                &format!(
+                    r#"panic_chainlink_node_balance{{{c},address="0x0E4B07e9175686DaE5014743503E5D8ADa8E55A3",symbol="ETH"}} 2.3401873340598"#
+                ),
+                &format!("panic_chainlink_node_errored_job_run_series{{{c}}} 3"),
+                &format!("panic_chainlink_node_process_start_time_seconds{{{c}}} 1668497852.41"),
+            ],
+        );
+    }
+
+    fn cosmos_body(historical: Value, rest: Value) -> Value {
+        let mut meta = node_meta("cosmos_1", "c1");
+        meta["is_validator"] = json!(true);
+        meta["operator_address"] = json!("cosmosvaloper1x");
+        let mut tm_meta = meta.clone();
+        tm_meta["is_mev_tendermint_node"] = json!(false);
+        json!({
+            "prometheus": {"result": {"meta_data": meta, "data": {
+                "tendermint_consensus_latest_block_height": 9_000_000.0,
+                "tendermint_consensus_validator_power": 42.0}}},
+            "cosmos_rest": rest,
+            "tendermint_rpc": {"result": {"meta_data": tm_meta, "data": {
+                "is_syncing": false, "historical": historical}}}
+        })
+    }
+
+    #[test]
+    fn cosmos_node_counts_each_height_once() {
+        let data = DataMetrics::new();
+        let meta = node_meta("cosmos_1", "c1");
+        let rest = json!({"result": {"meta_data": meta, "data": {"bond_status": "unbonding", "jailed": true}}});
+        // cosmos/node.rs's entry for H, then a missed block at H+1 (newest first).
+        let h = json!({"height": 100, "active_in_prev_block": true, "signed_prev_block": true,
+            "slashed": true, "slashed_amount": 62_500_000_000u64});
+        let h1 = json!({"height": 101, "active_in_prev_block": true, "signed_prev_block": false,
+            "slashed": false, "slashed_amount": null});
+        feed(&data, RawDataKey::CosmosNode, &cosmos_body(json!([h]), rest.clone()));
+        // The same height again (e.g. a re-published round), and the next one.
+        feed(&data, RawDataKey::CosmosNode, &cosmos_body(json!([h1, h]), rest.clone()));
+        let c = r#"node_id="c1""#;
+        assert_has(
+            &lines(&data),
+            &[
+                &format!(r#"panic_monitor_up{{type="node.cosmos",{c}}} 1"#),
+                &format!("panic_cosmos_node_block_height{{{c}}} 9000000"),
+                &format!("panic_cosmos_node_voting_power{{{c}}} 42"),
+                &format!(r#"panic_cosmos_node_bond_status_info{{{c},bond_status="unbonding"}} 1"#),
+                &format!("panic_cosmos_node_jailed{{{c}}} 1"),
+                &format!("panic_cosmos_node_syncing{{{c}}} 0"),
+                &format!("panic_cosmos_node_checked_block_height{{{c}}} 101"),
+                &format!("panic_cosmos_node_validator_active{{{c}}} 1"),
+                &format!("panic_cosmos_node_signed_blocks_total{{{c}}} 1"),
+                &format!("panic_cosmos_node_missed_blocks_total{{{c}}} 1"),
+                &format!("panic_cosmos_node_slashes_total{{{c}}} 1"),
+                &format!("panic_cosmos_node_slashed_amount_total{{{c}}} 62500000000"),
+                &format!(
+                    r#"panic_cosmos_node_info{{{c},node_name="cosmos_1",parent_id="chain_1",monitor="Node monitor (cosmos_1)",is_validator="true",operator_address="cosmosvaloper1x"}} 1"#
+                ),
+            ],
+        );
+        // One source failing: down, its figures gone, the others kept.
+        let err = json!({"error": {"meta_data": meta, "message": "x", "code": 5024}});
+        feed(&data, RawDataKey::CosmosNode, &cosmos_body(json!([]), err));
+        let l = lines(&data);
+        assert_has(
+            &l,
+            &[
+                &format!(r#"panic_monitor_up{{type="node.cosmos",{c}}} 0"#),
+                &format!(r#"panic_monitor_last_error_code{{type="node.cosmos",{c}}} 5024"#),
+                &format!("panic_cosmos_node_block_height{{{c}}} 9000000"),
+                &format!("panic_cosmos_node_signed_blocks_total{{{c}}} 1"),
+            ],
+        );
+        assert!(!l.iter().any(|x| x.contains("jailed")), "{l:#?}");
+    }
+
+    #[test]
+    fn cosmos_network_proposals_by_status() {
+        let data = DataMetrics::new();
+        let meta = json!({"monitor_name": "Network monitor (cosmoshub)", "parent_id": "chain_c",
+            "chain_name": "cosmoshub", "time": 1.0});
+        let p = |id: &str, status: &str| json!({"proposal_id": id, "title": "t", "status": status});
+        let body = json!({"cosmos_rest": {"result": {"meta_data": meta, "data": {"proposals": [
+            p("1", "passed"), p("2", "rejected"), p("3", "passed"), p("4", "voting_period")]}}}});
+        feed(&data, RawDataKey::CosmosNetwork, &body);
+        let id = r#"parent_id="chain_c""#;
+        assert_has(
+            &lines(&data),
+            &[
+                &format!(r#"panic_cosmos_network_proposals{{{id},status="passed"}} 2"#),
+                &format!(r#"panic_cosmos_network_proposals{{{id},status="voting_period"}} 1"#),
+                &format!("panic_cosmos_network_latest_proposal_id{{{id}}} 4"),
+                &format!(r#"panic_cosmos_network_info{{{id},chain="cosmoshub",monitor="Network monitor (cosmoshub)"}} 1"#),
+            ],
+        );
+    }
+
+    #[test]
+    fn substrate_node_and_network() {
+        let data = DataMetrics::new();
+        let mut meta = node_meta("polkadot_1", "p1");
+        meta["is_validator"] = json!(true);
+        meta["stash_address"] = json!("1abc");
+        let body = json!({"websocket": {"result": {"meta_data": meta, "data": {
+            "best_height": 20_000_100, "target_height": 20_000_101, "finalized_height": 20_000_098,
+            "current_session": 9000, "current_era": 1500, "authored_blocks": 2, "active": true,
+            "elected": true, "disabled": false, "sent_heartbeat": true,
+            "eras_stakers": {"total": "0x10", "own": 1, "others": []},
+            "historical": [
+                {"height": 20_000_098, "slashed": true, "slashed_amount": "0x64", "is_offline": false},
+                {"height": 20_000_097, "slashed": false, "slashed_amount": 0, "is_offline": true}]}}}});
+        feed(&data, RawDataKey::SubstrateNode, &body);
+        let net = json!({"websocket": {"result": {"meta_data": {"monitor_name": "Network monitor (polkadot)",
+            "parent_id": "chain_p", "chain_name": "polkadot", "time": 1.0,
+            "governance_addresses": []}, "data": {"grandpa_stalled": null, "public_prop_count": 3,
+            "active_proposals": [{}, {}], "referendum_count": 12, "active_referendums": [{}],
+            "all_referendums": {}}}}});
+        feed(&data, RawDataKey::SubstrateNetwork, &net);
+        let n = r#"node_id="p1""#;
+        let c = r#"parent_id="chain_p""#;
+        assert_has(
+            &lines(&data),
+            &[
+                &format!("panic_substrate_node_best_block_height{{{n}}} 20000100"),
+                &format!("panic_substrate_node_finalized_block_height{{{n}}} 20000098"),
+                &format!("panic_substrate_node_validator_active{{{n}}} 1"),
+                &format!("panic_substrate_node_validator_disabled{{{n}}} 0"),
+                &format!("panic_substrate_node_offline{{{n}}} 0"),
+                &format!("panic_substrate_node_slashes_total{{{n}}} 1"),
+                &format!("panic_substrate_node_slashed_amount_total{{{n}}} 100"),
+                &format!("panic_substrate_network_grandpa_stalled{{{c}}} 0"),
+                &format!("panic_substrate_network_public_proposal_count{{{c}}} 3"),
+                &format!("panic_substrate_network_active_proposals{{{c}}} 2"),
+                &format!("panic_substrate_network_referendum_count{{{c}}} 12"),
+                &format!("panic_substrate_network_active_referendums{{{c}}} 1"),
+            ],
+        );
+    }
+
+    fn contracts_body(node: &str, rounds: Value) -> Value {
+        // chainlink_contracts.rs's v4 entry shape.
+        json!({"result": {"meta_data": {"monitor_name": "Chainlink contracts monitor (ethereum)",
+            "node_name": node, "node_id": node, "node_parent_id": "chain_eth", "time": 3.0},
+            "data": {"0xProxy": {"contractVersion": 4, "aggregatorAddress": "0xAgg",
+                "description": "ETH / USD", "latestRound": 2, "latestAnswer": 2020,
+                "latestTimestamp": 1700000000, "answeredInRound": 2, "owedPayment": 5,
+                "lastRoundObserved": 1, "historicalRounds": rounds}}}})
+    }
+
+    #[test]
+    fn contracts_per_node_and_feed() {
+        let data = DataMetrics::new();
+        let r = |id: u64, sub: Value| json!({"roundId": id, "roundAnswer": 2020,
+            "roundTimestamp": 1, "answeredInRound": id, "nodeSubmission": sub,
+            "noOfObservations": 3, "noOfTransmitters": 4});
+        feed(&data, RawDataKey::ChainlinkContracts, &contracts_body("n1", json!([r(1, json!(2019)), r(2, Value::Null)])));
+        feed(&data, RawDataKey::ChainlinkContracts, &contracts_body("n2", json!([])));
+        feed(&data, RawDataKey::ChainlinkContracts, &contracts_body("n1", json!([r(2, Value::Null)])));
+        let f = r#"parent_id="chain_eth",node_id="n1",proxy="0xProxy""#;
+        let l = lines(&data);
+        assert_has(
+            &l,
+            &[
+                r#"panic_monitor_up{type="contracts.chainlink",parent_id="chain_eth"} 1"#,
+                &format!(r#"panic_chainlink_feed_info{{{f},aggregator="0xAgg",description="ETH / USD",version="4"}} 1"#),
+                &format!("panic_chainlink_feed_latest_round{{{f}}} 2"),
+                &format!("panic_chainlink_feed_latest_answer{{{f}}} 2020"),
+                &format!("panic_chainlink_feed_latest_round_timestamp_seconds{{{f}}} 1700000000"),
+                &format!("panic_chainlink_feed_payment{{{f}}} 5"),
+                &format!("panic_chainlink_feed_last_round_observed{{{f}}} 1"),
+                &format!("panic_chainlink_feed_missed_submissions_total{{{f}}} 1"),
+                r#"panic_chainlink_feed_latest_round{parent_id="chain_eth",node_id="n2",proxy="0xProxy"} 2"#,
+            ],
+        );
+        let err = json!({"error": {"meta_data": {"monitor_name": "Chainlink contracts monitor (ethereum)",
+            "node_parent_id": "chain_eth", "time": 4.0}, "message": "no EVM node", "code": 5019}});
+        feed(&data, RawDataKey::ChainlinkContracts, &err);
+        let l = lines(&data);
+        assert_has(
+            &l,
+            &[
+                r#"panic_monitor_up{type="contracts.chainlink",parent_id="chain_eth"} 0"#,
+                r#"panic_monitor_last_error_code{type="contracts.chainlink",parent_id="chain_eth"} 5019"#,
+            ],
+        );
+        assert!(!l.iter().any(|x| x.contains("latest_round{")), "{l:#?}");
+    }
+
+    #[test]
+    fn what_is_not_an_envelope_is_ignored() {
+        let data = DataMetrics::new();
+        data.observe("system", b"not json");
+        data.observe("system", b"{\"result\": 1}");
+        data.observe("unknown.key", system_result(1.0, 1.0).to_string().as_bytes());
+        feed(&data, RawDataKey::CosmosNode, &json!({"prometheus": {}, "cosmos_rest": {}}));
+        assert!(data.is_empty());
     }
 }
