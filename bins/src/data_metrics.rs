@@ -122,9 +122,9 @@ families! {
     SubSlashedAmount => "panic_substrate_node_slashed_amount", Counter, "Amount slashed in those blocks (the chain's base unit).";
     SubNetInfo => "panic_substrate_network", Info, "A Substrate network monitor's names: chain, monitor.";
     SubStalled => "panic_substrate_network_grandpa_stalled", Gauge, "1 when Grandpa.Stalled is set.";
-    SubPropCount => "panic_substrate_network_public_proposal_count", Gauge, "Democracy.PublicPropCount.";
+    SubPropCount => "panic_substrate_network_public_proposals_made", Gauge, "Public proposals made so far (Democracy.PublicPropCount).";
     SubActiveProps => "panic_substrate_network_active_proposals", Gauge, "Public proposals now.";
-    SubRefCount => "panic_substrate_network_referendum_count", Gauge, "Referendums so far (ReferendumCount).";
+    SubRefCount => "panic_substrate_network_referendums_started", Gauge, "Referendums started so far (Democracy.ReferendumCount).";
     SubActiveRefs => "panic_substrate_network_active_referendums", Gauge, "Ongoing referendums.";
     FeedInfo => "panic_chainlink_feed", Info, "A price feed a Chainlink node takes part in: aggregator, description, version.";
     FeedRound => "panic_chainlink_feed_latest_round", Gauge, "latestRoundData roundId.";
@@ -988,8 +988,11 @@ mod tests {
                     MetricType::Info => "_info",
                     _ => "",
                 };
-                let labels: Vec<String> =
-                    s.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let labels: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect();
                 format!("{name}{suffix}{{{}}} {}", labels.join(","), s.value)
             })
             .collect()
@@ -1001,7 +1004,11 @@ mod tests {
 
     fn assert_has(lines: &[String], expected: &[&str]) {
         for e in expected {
-            assert!(lines.iter().any(|l| l == e), "missing `{e}` in\n{}", lines.join("\n"));
+            assert!(
+                lines.iter().any(|l| l == e),
+                "missing `{e}` in\n{}",
+                lines.join("\n")
+            );
         }
     }
 
@@ -1014,7 +1021,9 @@ mod tests {
         let server = TestServer::start().await.unwrap();
         server.route("/metrics", Reply::ok(fixture));
         let settings = StrategySettings::default();
-        let http = settings.http(Target::Monitored, PeriodGroup::System).unwrap();
+        let http = settings
+            .http(Target::Monitored, PeriodGroup::System)
+            .unwrap();
         let config = SystemConfig {
             system_id: "system_1".to_owned(),
             parent_id: "GENERAL".to_owned(),
@@ -1040,12 +1049,12 @@ mod tests {
                 &format!("panic_system_process_cpu_seconds_total{{{id}}} 2.67"),
                 &format!("panic_system_process_memory_usage_ratio{{{id}}} 0.084"),
                 &format!("panic_system_virtual_memory_bytes{{{id}}} 735645696"),
-                &format!(
-                    "panic_system_open_file_descriptors_ratio{{{id}}} 0.00000858306884765625"
-                ),
+                &format!("panic_system_open_file_descriptors_ratio{{{id}}} 0.00000858306884765625"),
             ],
         );
-        assert!(l.iter().any(|x| x.starts_with("panic_monitor_last_success_timestamp_seconds")));
+        assert!(l
+            .iter()
+            .any(|x| x.starts_with("panic_monitor_last_success_timestamp_seconds")));
         assert_eq!(l.len(), 14, "{l:#?}");
     }
 
@@ -1069,7 +1078,10 @@ mod tests {
     fn an_error_clears_the_figures_and_keeps_up_code_and_last_success() {
         let data = DataMetrics::new();
         feed(&data, RawDataKey::System, &system_result(100.0, 91.5));
-        assert_has(&lines(&data), &[r#"panic_system_storage_usage_ratio{system_id="s1"} 0.915"#]);
+        assert_has(
+            &lines(&data),
+            &[r#"panic_system_storage_usage_ratio{system_id="s1"} 0.915"#],
+        );
         feed(&data, RawDataKey::System, &system_error(5004, 160.0));
         let l = lines(&data);
         assert_has(
@@ -1083,7 +1095,10 @@ mod tests {
         );
         assert!(!l.iter().any(|x| x.contains("storage")), "{l:#?}");
         feed(&data, RawDataKey::System, &system_result(220.0, 10.0));
-        assert_has(&lines(&data), &[r#"panic_monitor_up{type="system",system_id="s1"} 1"#]);
+        assert_has(
+            &lines(&data),
+            &[r#"panic_monitor_up{type="system",system_id="s1"} 1"#],
+        );
         // A removed monitor loses every series.
         data.retain(|name| name != "System monitor (h)");
         assert!(data.samples().is_empty());
@@ -1107,7 +1122,9 @@ mod tests {
         assert_has(
             &lines(&data),
             &[
-                &format!(r#"panic_github_latest_release_info{{{id},release_name="3.1.3",tag_name="3.1.3"}} 1"#),
+                &format!(
+                    r#"panic_github_latest_release_info{{{id},release_name="3.1.3",tag_name="3.1.3"}} 1"#
+                ),
                 // First seen at 500, not moved by a later round with the same tag.
                 &format!("panic_github_latest_release_seen_timestamp_seconds{{{id}}} 500"),
                 &format!("panic_github_releases{{{id}}} 2"),
@@ -1119,7 +1136,9 @@ mod tests {
         feed(&data, RawDataKey::Github, &newer);
         assert_has(
             &lines(&data),
-            &[&format!("panic_github_latest_release_seen_timestamp_seconds{{{id}}} 900")],
+            &[&format!(
+                "panic_github_latest_release_seen_timestamp_seconds{{{id}}} 900"
+            )],
         );
 
         // dockerhub.rs EXPECTED_DATA's first three tags (index order is DockerHub's).
@@ -1180,7 +1199,9 @@ mod tests {
                 &format!("panic_chainlink_node_heads_received_total{{{c}}} 84213"),
                 &format!("panic_chainlink_node_gas_bumps_total{{{c}}} 57"),
                 &format!("panic_chainlink_node_gas_bump_exceeds_limit_total{{{c}}} 0"),
-                &format!(r#"panic_chainlink_node_gas_price_wei{{{c},percentile="60%"}} 32000000000"#),
+                &format!(
+                    r#"panic_chainlink_node_gas_price_wei{{{c},percentile="60%"}} 32000000000"#
+                ),
                 &format!(
                     r#"panic_chainlink_node_balance{{{c},address="0x0E4B07e9175686DaE5014743503E5D8ADa8E55A3",symbol="ETH"}} 2.3401873340598"#
                 ),
@@ -1202,7 +1223,7 @@ mod tests {
                 "tendermint_consensus_validator_power": 42.0}}},
             "cosmos_rest": rest,
             "tendermint_rpc": {"result": {"meta_data": tm_meta, "data": {
-                "is_syncing": false, "historical": historical}}}
+                "is_syncing": false, "is_peered_with_sentinel": true, "historical": historical}}}
         })
     }
 
@@ -1216,9 +1237,17 @@ mod tests {
             "slashed": true, "slashed_amount": 62_500_000_000u64});
         let h1 = json!({"height": 101, "active_in_prev_block": true, "signed_prev_block": false,
             "slashed": false, "slashed_amount": null});
-        feed(&data, RawDataKey::CosmosNode, &cosmos_body(json!([h]), rest.clone()));
+        feed(
+            &data,
+            RawDataKey::CosmosNode,
+            &cosmos_body(json!([h]), rest.clone()),
+        );
         // The same height again (e.g. a re-published round), and the next one.
-        feed(&data, RawDataKey::CosmosNode, &cosmos_body(json!([h1, h]), rest.clone()));
+        feed(
+            &data,
+            RawDataKey::CosmosNode,
+            &cosmos_body(json!([h1, h]), rest.clone()),
+        );
         let c = r#"node_id="c1""#;
         assert_has(
             &lines(&data),
@@ -1272,7 +1301,9 @@ mod tests {
                 &format!(r#"panic_cosmos_network_proposals{{{id},status="passed"}} 2"#),
                 &format!(r#"panic_cosmos_network_proposals{{{id},status="voting_period"}} 1"#),
                 &format!("panic_cosmos_network_latest_proposal_id{{{id}}} 4"),
-                &format!(r#"panic_cosmos_network_info{{{id},chain="cosmoshub",monitor="Network monitor (cosmoshub)"}} 1"#),
+                &format!(
+                    r#"panic_cosmos_network_info{{{id},chain="cosmoshub",monitor="Network monitor (cosmoshub)"}} 1"#
+                ),
             ],
         );
     }
@@ -1311,9 +1342,9 @@ mod tests {
                 &format!("panic_substrate_node_slashes_total{{{n}}} 1"),
                 &format!("panic_substrate_node_slashed_amount_total{{{n}}} 100"),
                 &format!("panic_substrate_network_grandpa_stalled{{{c}}} 0"),
-                &format!("panic_substrate_network_public_proposal_count{{{c}}} 3"),
+                &format!("panic_substrate_network_public_proposals_made{{{c}}} 3"),
                 &format!("panic_substrate_network_active_proposals{{{c}}} 2"),
-                &format!("panic_substrate_network_referendum_count{{{c}}} 12"),
+                &format!("panic_substrate_network_referendums_started{{{c}}} 12"),
                 &format!("panic_substrate_network_active_referendums{{{c}}} 1"),
             ],
         );
@@ -1332,19 +1363,35 @@ mod tests {
     #[test]
     fn contracts_per_node_and_feed() {
         let data = DataMetrics::new();
-        let r = |id: u64, sub: Value| json!({"roundId": id, "roundAnswer": 2020,
+        let r = |id: u64, sub: Value| {
+            json!({"roundId": id, "roundAnswer": 2020,
             "roundTimestamp": 1, "answeredInRound": id, "nodeSubmission": sub,
-            "noOfObservations": 3, "noOfTransmitters": 4});
-        feed(&data, RawDataKey::ChainlinkContracts, &contracts_body("n1", json!([r(1, json!(2019)), r(2, Value::Null)])));
-        feed(&data, RawDataKey::ChainlinkContracts, &contracts_body("n2", json!([])));
-        feed(&data, RawDataKey::ChainlinkContracts, &contracts_body("n1", json!([r(2, Value::Null)])));
+            "noOfObservations": 3, "noOfTransmitters": 4})
+        };
+        feed(
+            &data,
+            RawDataKey::ChainlinkContracts,
+            &contracts_body("n1", json!([r(1, json!(2019)), r(2, Value::Null)])),
+        );
+        feed(
+            &data,
+            RawDataKey::ChainlinkContracts,
+            &contracts_body("n2", json!([])),
+        );
+        feed(
+            &data,
+            RawDataKey::ChainlinkContracts,
+            &contracts_body("n1", json!([r(2, Value::Null)])),
+        );
         let f = r#"parent_id="chain_eth",node_id="n1",proxy="0xProxy""#;
         let l = lines(&data);
         assert_has(
             &l,
             &[
                 r#"panic_monitor_up{type="contracts.chainlink",parent_id="chain_eth"} 1"#,
-                &format!(r#"panic_chainlink_feed_info{{{f},aggregator="0xAgg",description="ETH / USD",version="4"}} 1"#),
+                &format!(
+                    r#"panic_chainlink_feed_info{{{f},aggregator="0xAgg",description="ETH / USD",version="4"}} 1"#
+                ),
                 &format!("panic_chainlink_feed_latest_round{{{f}}} 2"),
                 &format!("panic_chainlink_feed_latest_answer{{{f}}} 2020"),
                 &format!("panic_chainlink_feed_latest_round_timestamp_seconds{{{f}}} 1700000000"),
@@ -1373,8 +1420,163 @@ mod tests {
         let data = DataMetrics::new();
         data.observe("system", b"not json");
         data.observe("system", b"{\"result\": 1}");
-        data.observe("unknown.key", system_result(1.0, 1.0).to_string().as_bytes());
-        feed(&data, RawDataKey::CosmosNode, &json!({"prometheus": {}, "cosmos_rest": {}}));
+        data.observe(
+            "unknown.key",
+            system_result(1.0, 1.0).to_string().as_bytes(),
+        );
+        feed(
+            &data,
+            RawDataKey::CosmosNode,
+            &json!({"prometheus": {}, "cosmos_rest": {}}),
+        );
         assert!(data.is_empty());
+    }
+
+    /// One publication of every monitor type, error envelopes included, with label values that
+    /// need escaping.
+    fn every_type() -> DataMetrics {
+        let data = DataMetrics::new();
+        feed(&data, RawDataKey::System, &system_result(1.0, 95.0));
+        let mut odd = system_error(5004, 2.0);
+        odd["error"]["meta_data"]["monitor_name"] = json!("System monitor (a \"quoted\" \\ name)");
+        odd["error"]["meta_data"]["system_name"] = json!("a \"quoted\" \\ name\nwith a newline");
+        odd["error"]["meta_data"]["system_id"] = json!("s2");
+        feed(&data, RawDataKey::System, &odd);
+        feed(
+            &data,
+            RawDataKey::Github,
+            &json!({"result": {"meta_data": {"monitor_name": "GitHub monitor (o/r/)",
+            "repo_name": "o/r/", "repo_id": "g1", "repo_parent_id": "GENERAL", "time": 1.0},
+            "data": {"0": {"release_name": "v1", "tag_name": "v1"}}}}),
+        );
+        feed(
+            &data,
+            RawDataKey::Dockerhub,
+            &json!({"result": {"meta_data": {"monitor_name": "DockerHub monitor (n/r)",
+            "repo_namespace": "n", "repo_name": "r", "repo_id": "d1", "repo_parent_id": "GENERAL",
+            "time": 1.0}, "data": {"0": {"tag_name": "latest", "last_updated": 1669720007.785765}}}}),
+        );
+        feed(
+            &data,
+            RawDataKey::EvmNode,
+            &json!({"result": {"meta_data": node_meta("evm_1", "e1"),
+            "data": {"current_height": 15_985_432, "syncing": true}}}),
+        );
+        let mut cl = node_meta("chainlink_1", "l1");
+        cl["last_source_used"] = json!("http://10.0.1.1/metrics");
+        feed(
+            &data,
+            RawDataKey::ChainlinkNode,
+            &json!({"prometheus": {"result": {"meta_data": cl, "data": {
+            "head_tracker_current_head": 1.0, "head_tracker_heads_received_total": 2.0,
+            "max_unconfirmed_blocks": 0.0, "process_start_time_seconds": 3.0,
+            "tx_manager_num_gas_bumps_total": 4.0, "tx_manager_gas_bump_exceeds_limit_total": 0.0,
+            "unconfirmed_transactions": 1.0,
+            "gas_updater_set_gas_price": {"percentile": "20%", "price": 5e9},
+            "balance": {"address": "0xabc", "balance": 26.04, "symbol": "TEST"},
+            "run_status_update_total_errors": 8}}}}),
+        );
+        let h = json!({"height": 100, "active_in_prev_block": true, "signed_prev_block": false,
+            "slashed": true, "slashed_amount": 5});
+        let rest = json!({"result": {"meta_data": node_meta("cosmos_1", "c1"),
+            "data": {"bond_status": "bonded", "jailed": false}}});
+        feed(
+            &data,
+            RawDataKey::CosmosNode,
+            &cosmos_body(json!([h]), rest),
+        );
+        feed(
+            &data,
+            RawDataKey::CosmosNetwork,
+            &json!({"cosmos_rest": {"result": {"meta_data": {
+            "monitor_name": "Network monitor (hub)", "parent_id": "chain_c", "chain_name": "hub",
+            "time": 1.0}, "data": {"proposals": [{"proposal_id": "7", "status": "passed"}]}}}}),
+        );
+        let mut sub = node_meta("dot_1", "p1");
+        sub["is_validator"] = json!(false);
+        sub["stash_address"] = json!("");
+        feed(
+            &data,
+            RawDataKey::SubstrateNode,
+            &json!({"websocket": {"result": {"meta_data": sub, "data": {
+            "best_height": 10, "target_height": 12, "finalized_height": 8, "current_session": 1,
+            "current_era": 1, "authored_blocks": 0, "active": false, "elected": false,
+            "disabled": false, "sent_heartbeat": false,
+            "historical": [{"height": 8, "slashed": false, "slashed_amount": 0, "is_offline": false}]}}}}),
+        );
+        feed(
+            &data,
+            RawDataKey::SubstrateNetwork,
+            &json!({"websocket": {"result": {"meta_data": {
+            "monitor_name": "Network monitor (dot)", "parent_id": "chain_p", "chain_name": "dot",
+            "time": 1.0}, "data": {"grandpa_stalled": true, "public_prop_count": 1,
+            "active_proposals": [], "referendum_count": 2, "active_referendums": []}}}}),
+        );
+        let r = json!([{"roundId": 1, "roundAnswer": 5, "roundTimestamp": 1, "answeredInRound": 1,
+            "nodeSubmission": null}]);
+        feed(
+            &data,
+            RawDataKey::ChainlinkContracts,
+            &contracts_body("n1", r),
+        );
+        data
+    }
+
+    fn page(data: DataMetrics, openmetrics: bool) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(DataCollector(Arc::new(data))));
+        let mut out = String::new();
+        if openmetrics {
+            prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        }
+        out
+    }
+
+    /// Every family is on the page, and Debian's `promtool check metrics` (Prometheus 2.42,
+    /// installed by scripts/ensure-services.sh) finds nothing to say about it.
+    #[test]
+    fn a_page_with_every_type_passes_promtool() {
+        use std::io::Write as _;
+        let text = page(every_type(), false);
+        for fam in Fam::ALL {
+            let (name, _, _) = fam.def();
+            assert!(
+                text.contains(&format!("# TYPE {name}")),
+                "{name} missing:\n{text}"
+            );
+        }
+        assert!(
+            text.contains(r#"system_name="a \"quoted\" \\ name\nwith a newline""#),
+            "{text}"
+        );
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian's prometheus package; scripts/ensure-services.sh)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool: {out:?}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let open = page(every_type(), true);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(open.contains("# TYPE panic_system info\n"), "{open}");
+        assert!(
+            open.contains("# TYPE panic_cosmos_node_signed_blocks counter\n"),
+            "{open}"
+        );
     }
 }

@@ -231,8 +231,17 @@ impl Format {
     }
 }
 
-/// The page for a status snapshot and, when given, the monitored data. The data of monitors the
-/// manager no longer runs is dropped first.
+/// Drop the data of every monitor the manager no longer runs (`status.monitors`).
+pub fn prune(status: &ManagerStatus, data: &DataMetrics) {
+    let running: std::collections::HashSet<&str> = status
+        .monitors
+        .iter()
+        .map(|m| m.component_name.as_str())
+        .collect();
+    data.retain(|name| running.contains(name));
+}
+
+/// The page for a status snapshot and, when given, the monitored data.
 pub fn render(
     status: &ManagerStatus,
     bus: BusHealth,
@@ -242,12 +251,6 @@ pub fn render(
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ManagerCollector::new(status, bus)));
     if let Some(data) = data {
-        let running: std::collections::HashSet<&str> = status
-            .monitors
-            .iter()
-            .map(|m| m.component_name.as_str())
-            .collect();
-        data.retain(|name| running.contains(name));
         registry.register_collector(Box::new(DataCollector(Arc::clone(data))));
     }
     let mut out = String::new();
@@ -299,12 +302,11 @@ fn respond(endpoint: &Endpoint, req: &Request<Incoming>) -> Response<Full<Bytes>
         "/metrics" => {
             let accept = req.headers().get(ACCEPT).and_then(|a| a.to_str().ok());
             let format = Format::from_accept(accept);
-            let body = render(
-                &endpoint.status.status(),
-                (endpoint.probe)(),
-                endpoint.data.as_ref(),
-                format,
-            );
+            let status = endpoint.status.status();
+            if let Some(data) = &endpoint.data {
+                prune(&status, data);
+            }
+            let body = render(&status, (endpoint.probe)(), endpoint.data.as_ref(), format);
             let mut r = text(StatusCode::OK, body);
             r.headers_mut().insert(
                 CONTENT_TYPE,
