@@ -24,5 +24,6 @@ mod config_restore;
 mod embedded;
 mod embedded_faults;
 mod example;
+mod prometheus;
 mod stack;
 mod substrate;
