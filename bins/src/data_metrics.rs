@@ -70,7 +70,7 @@ families! {
     SystemDiskIo => "panic_system_disk_io_time_seconds", Counter, "Time spent doing I/O over all disks.";
     GithubInfo => "panic_github_repo", Info, "A GitHub monitor's names: repo_name, parent_id, monitor.";
     GithubRelease => "panic_github_latest_release", Info, "The newest release on the repository's first releases page: release_name, tag_name.";
-    GithubReleaseSeen => "panic_github_latest_release_seen_timestamp_seconds", Gauge, "When this manager first saw the current latest release tag (UNIX seconds).";
+    GithubReleaseSeen => "panic_github_latest_release_seen_timestamp_seconds", Gauge, "When this manager process first saw the current latest release tag (UNIX seconds; GitHub's data has no date; a restart moves it).";
     GithubReleases => "panic_github_releases", Gauge, "Releases on the repository's first releases page (at most 30).";
     DockerhubInfo => "panic_dockerhub_repo", Info, "A DockerHub monitor's names: repo_namespace, repo_name, parent_id, monitor.";
     DockerhubTag => "panic_dockerhub_latest_tag", Info, "The most recently updated tag: tag_name.";
