@@ -1541,11 +1541,14 @@ mod tests {
         use std::io::Write as _;
         let text = page(every_type(), false);
         for fam in Fam::ALL {
-            let (name, _, _) = fam.def();
-            assert!(
-                text.contains(&format!("# TYPE {name}")),
-                "{name} missing:\n{text}"
-            );
+            let (name, _, kind) = fam.def();
+            let (suffix, type_name) = match kind {
+                MetricType::Counter => ("_total", "counter"),
+                MetricType::Info => ("_info", "gauge"),
+                _ => ("", "gauge"),
+            };
+            let line = format!("# TYPE {name}{suffix} {type_name}\n");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
         }
         assert!(
             text.contains(r#"system_name="a \"quoted\" \\ name\nwith a newline""#),
