@@ -306,7 +306,13 @@ fn respond(endpoint: &Endpoint, req: &Request<Incoming>) -> Response<Full<Bytes>
             if let Some(data) = &endpoint.data {
                 prune(&status, data);
             }
-            let body = render(&status, (endpoint.probe)(), endpoint.data.as_ref(), format);
+            // Encoding 10,000 monitors' series takes a few milliseconds of CPU: tell a
+            // multi-threaded runtime this worker is busy so that its other tasks move on.
+            let page = || render(&status, (endpoint.probe)(), endpoint.data.as_ref(), format);
+            let body = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(page),
+                _ => page(),
+            };
             let gzip = req
                 .headers()
                 .get(ACCEPT_ENCODING)
