@@ -1,21 +1,34 @@
-//! The manager's own health over HTTP (`--metrics-addr`): `GET /metrics` in Prometheus text format
-//! (monitors by state, rounds, publishes, deaths, config errors, pings, and the RabbitMQ outbox) and
+//! The manager's health and the monitored data over HTTP (`--metrics-addr`): `GET /metrics`
+//! (the manager's own series: monitors by state, rounds, publishes, deaths, config errors, pings,
+//! the RabbitMQ outbox; and the latest data of every monitor, [`crate::data_metrics`]) and
 //! `GET /health` (200 `ok`, or 503 with the reason).
 //!
-//! A deliberately tiny HTTP/1.1 responder: one request per connection, head capped at 8 KiB and
-//! read within 5 s, so a slow or hostile client cannot hold it.
+//! Served by hyper (HTTP/1.1, keep-alive, request head read within 5 s), encoded by
+//! `prometheus-client`: OpenMetrics when the scraper's `Accept` asks for
+//! `application/openmetrics-text`, the classic Prometheus text format (0.0.4) otherwise — both
+//! from the same collectors (docs/DEPENDENCIES.md, docs/METRICS.md).
 
-use std::fmt::Write as _;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use monitors_manager::{ManagerStatus, StatusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::data_metrics::{DataCollector, DataMetrics};
 /// Extra gauges from the binary (e.g. the RabbitMQ outbox), and whether the bus is connected.
 pub type Probe = Arc<dyn Fn() -> BusHealth + Send + Sync>;
 
@@ -36,184 +49,339 @@ pub struct BusHealth {
     pub consumer_stalls: u64,
 }
 
-const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "{name} {value}");
-        } else {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+/// One family of the manager's own series: (registered name, help, type, samples).
+type OwnFamily = (
+    &'static str,
+    &'static str,
+    MetricType,
+    Vec<(Option<(&'static str, &'static str)>, u64)>,
+);
+
+/// The manager's own series (a snapshot) as a `prometheus-client` collector.
+#[derive(Debug)]
+struct ManagerCollector {
+    families: Vec<OwnFamily>,
+}
+
+impl ManagerCollector {
+    fn new(status: &ManagerStatus, bus: BusHealth) -> Self {
+        use MetricType::{Counter, Gauge};
+        let s = &status.states;
+        let n = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let one = |v: u64| vec![(None, v)];
+        let mut families: Vec<OwnFamily> = vec![
+            (
+                "panic_monitors",
+                "Monitors by state.",
+                Gauge,
+                vec![
+                    (Some(("state", "running")), n(s.running)),
+                    (Some(("state", "failing")), n(s.failing)),
+                    (Some(("state", "dead")), n(s.dead)),
+                ],
+            ),
+            (
+                "panic_monitor_rounds",
+                "Monitoring rounds by outcome.",
+                Counter,
+                vec![
+                    (Some(("outcome", "ok")), status.rounds_ok),
+                    (Some(("outcome", "error")), status.rounds_err),
+                    (Some(("outcome", "timed_out")), status.rounds_timed_out),
+                ],
+            ),
+            (
+                "panic_monitor_rounds_in_flight",
+                "Rounds running now.",
+                Gauge,
+                one(status.rounds_in_flight),
+            ),
+            (
+                "panic_raw_data_publishes",
+                "Raw-data publishes by outcome.",
+                Counter,
+                vec![
+                    (Some(("outcome", "ok")), status.publishes_ok),
+                    (Some(("outcome", "failed")), status.publishes_failed),
+                    (Some(("outcome", "unroutable")), status.publishes_unroutable),
+                ],
+            ),
+            (
+                "panic_monitors_slow_lane",
+                "Monitors in the slow lane (last round slow or timed out).",
+                Gauge,
+                one(status.slow_monitors),
+            ),
+            (
+                "panic_monitor_rounds_cut_off",
+                "Rounds cut off at their slow threshold because the slow lane was full.",
+                Counter,
+                one(status.rounds_cut_off),
+            ),
+            (
+                "panic_manager_outbox_messages",
+                "Messages in the manager's outbox (waiting for or being published).",
+                Gauge,
+                one(status.outbox_messages),
+            ),
+            (
+                "panic_manager_outbox_bytes",
+                "Bytes in the manager's outbox.",
+                Gauge,
+                one(status.outbox_bytes),
+            ),
+            (
+                "panic_manager_outbox_dropped",
+                "Messages dropped from the manager's outbox, oldest first, because it was full.",
+                Counter,
+                one(status.outbox_dropped),
+            ),
+            (
+                "panic_manager_outbox_dropped_bytes",
+                "Bytes dropped from the manager's outbox because it was full.",
+                Counter,
+                one(status.outbox_dropped_bytes),
+            ),
+        ];
+        for (name, help, v) in [
+            ("panic_worker_heartbeats", "Worker heartbeats published.", status.worker_heartbeats),
+            ("panic_monitor_build_failures", "Failed strategy builds.", status.build_failures),
+            ("panic_monitor_deaths", "Monitor deaths (panics, hangs).", status.deaths),
+            ("panic_config_messages", "Config messages handled.", status.config_messages),
+            ("panic_config_errors", "Config messages or sections refused.", status.config_errors),
+            ("panic_pings", "Pings answered.", status.pings),
+            ("panic_bus_reconnections", "Reconnections to the broker.", bus.reconnections),
+            ("panic_bus_outbox_dropped", "Publishes dropped, outbox full.", bus.dropped),
+            (
+                "panic_bus_consumer_restarts",
+                "Subscriptions found stuck (messages ready, none delivered) and resubscribed.",
+                bus.consumer_restarts,
+            ),
+            (
+                "panic_manager_consumer_stalls",
+                "Config or ping consumers found stalled (deliveries pending, no progress) and restarted.",
+                bus.consumer_stalls,
+            ),
+        ] {
+            families.push((name, help, Counter, one(v)));
+        }
+        families.push((
+            "panic_bus_outbox",
+            "Publishes waiting for the broker.",
+            Gauge,
+            one(bus.outbox),
+        ));
+        families.push((
+            "panic_bus_connected",
+            "1 when the bus is connected.",
+            Gauge,
+            one(u64::from(bus.connected)),
+        ));
+        ManagerCollector { families }
+    }
+}
+
+impl Collector for ManagerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (name, help, kind, samples) in &self.families {
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
+            for (label, value) in samples {
+                let labels: Vec<(&str, &str)> = label.iter().copied().collect();
+                let mut sample = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => {
+                        sample.encode_counter::<NoLabelSet, u64, u64>(value, None)?
+                    }
+                    _ => sample.encode_gauge(value)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The exposition formats served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The classic Prometheus text format, version 0.0.4 (what `promtool check metrics` reads).
+    Text,
+    /// OpenMetrics 1.0 text (ends with `# EOF`).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (Prometheus sends it first by default), the classic text
+    /// otherwise.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// The `Content-Type` of a page in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
 }
 
-/// The Prometheus text for a status snapshot.
-pub fn render(status: &ManagerStatus, bus: BusHealth) -> String {
-    let mut out = String::new();
-    let s = &status.states;
-    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    metric(
-        &mut out,
-        "panic_monitors",
-        "gauge",
-        "Monitors by state.",
-        &[
-            ("state=\"running\"", as_u64(s.running)),
-            ("state=\"failing\"", as_u64(s.failing)),
-            ("state=\"dead\"", as_u64(s.dead)),
-        ],
-    );
-    metric(
-        &mut out,
-        "panic_monitor_rounds_total",
-        "counter",
-        "Monitoring rounds by outcome.",
-        &[
-            ("outcome=\"ok\"", status.rounds_ok),
-            ("outcome=\"error\"", status.rounds_err),
-            ("outcome=\"timed_out\"", status.rounds_timed_out),
-        ],
-    );
-    metric(
-        &mut out,
-        "panic_monitor_rounds_in_flight",
-        "gauge",
-        "Rounds running now.",
-        &[("", status.rounds_in_flight)],
-    );
-    metric(
-        &mut out,
-        "panic_raw_data_publishes_total",
-        "counter",
-        "Raw-data publishes by outcome.",
-        &[
-            ("outcome=\"ok\"", status.publishes_ok),
-            ("outcome=\"failed\"", status.publishes_failed),
-            ("outcome=\"unroutable\"", status.publishes_unroutable),
-        ],
-    );
-    metric(
-        &mut out,
-        "panic_monitors_slow_lane",
-        "gauge",
-        "Monitors in the slow lane (last round slow or timed out).",
-        &[("", status.slow_monitors)],
-    );
-    metric(
-        &mut out,
-        "panic_monitor_rounds_cut_off_total",
-        "counter",
-        "Rounds cut off at their slow threshold because the slow lane was full.",
-        &[("", status.rounds_cut_off)],
-    );
-    metric(
-        &mut out,
-        "panic_manager_outbox_messages",
-        "gauge",
-        "Messages in the manager's outbox (waiting for or being published).",
-        &[("", status.outbox_messages)],
-    );
-    metric(
-        &mut out,
-        "panic_manager_outbox_bytes",
-        "gauge",
-        "Bytes in the manager's outbox.",
-        &[("", status.outbox_bytes)],
-    );
-    metric(
-        &mut out,
-        "panic_manager_outbox_dropped_total",
-        "counter",
-        "Messages dropped from the manager's outbox, oldest first, because it was full.",
-        &[("", status.outbox_dropped)],
-    );
-    metric(
-        &mut out,
-        "panic_manager_outbox_dropped_bytes_total",
-        "counter",
-        "Bytes dropped from the manager's outbox because it was full.",
-        &[("", status.outbox_dropped_bytes)],
-    );
-    for (name, help, v) in [
-        (
-            "panic_worker_heartbeats_total",
-            "Worker heartbeats published.",
-            status.worker_heartbeats,
-        ),
-        (
-            "panic_monitor_build_failures_total",
-            "Failed strategy builds.",
-            status.build_failures,
-        ),
-        (
-            "panic_monitor_deaths_total",
-            "Monitor deaths (panics, hangs).",
-            status.deaths,
-        ),
-        (
-            "panic_config_messages_total",
-            "Config messages handled.",
-            status.config_messages,
-        ),
-        (
-            "panic_config_errors_total",
-            "Config messages or sections refused.",
-            status.config_errors,
-        ),
-        ("panic_pings_total", "Pings answered.", status.pings),
-        (
-            "panic_bus_reconnections_total",
-            "Reconnections to the broker.",
-            bus.reconnections,
-        ),
-        (
-            "panic_bus_outbox_dropped_total",
-            "Publishes dropped, outbox full.",
-            bus.dropped,
-        ),
-        (
-            "panic_bus_consumer_restarts_total",
-            "Subscriptions found stuck (messages ready, none delivered) and resubscribed.",
-            bus.consumer_restarts,
-        ),
-        (
-            "panic_manager_consumer_stalls_total",
-            "Config or ping consumers found stalled (deliveries pending, no progress) and restarted.",
-            bus.consumer_stalls,
-        ),
-    ] {
-        metric(&mut out, name, "counter", help, &[("", v)]);
+/// Drop the data of every monitor the manager no longer runs (`status.monitors`).
+pub fn prune(status: &ManagerStatus, data: &DataMetrics) {
+    let running: std::collections::HashSet<&str> = status
+        .monitors
+        .iter()
+        .map(|m| m.component_name.as_str())
+        .collect();
+    data.retain(|name| running.contains(name));
+}
+
+/// The page for a status snapshot and, when given, the monitored data.
+pub fn render(
+    status: &ManagerStatus,
+    bus: BusHealth,
+    data: Option<&Arc<DataMetrics>>,
+    format: Format,
+) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ManagerCollector::new(status, bus)));
+    if let Some(data) = data {
+        registry.register_collector(Box::new(DataCollector(Arc::clone(data))));
     }
-    metric(
-        &mut out,
-        "panic_bus_outbox",
-        "gauge",
-        "Publishes waiting for the broker.",
-        &[("", bus.outbox)],
-    );
-    metric(
-        &mut out,
-        "panic_bus_connected",
-        "gauge",
-        "1 when the bus is connected.",
-        &[("", u64::from(bus.connected))],
-    );
+    let mut out = String::new();
+    let encoded = match format {
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    };
+    if let Err(e) = encoded {
+        // Writing to a String does not fail; an encoder refusing a value would be a bug here.
+        tracing::error!(error = %e, "metrics endpoint: encoding failed");
+    }
     out
 }
 
-/// Serve `/metrics` and `/health` on `listener` until `shutdown`. Each connection is answered on
+/// What the endpoint answers from.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The manager's status.
+    pub status: StatusHandle,
+    /// The bus's health.
+    pub probe: Probe,
+    /// The monitored data, when the binary taps it.
+    pub data: Option<Arc<DataMetrics>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").finish_non_exhaustive()
+    }
+}
+
+fn respond(endpoint: &Endpoint, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let text = |code: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = code;
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let accept = req.headers().get(ACCEPT).and_then(|a| a.to_str().ok());
+            let format = Format::from_accept(accept);
+            let status = endpoint.status.status();
+            if let Some(data) = &endpoint.data {
+                prune(&status, data);
+            }
+            // Encoding 10,000 monitors' series takes a few milliseconds of CPU: tell a
+            // multi-threaded runtime this worker is busy so that its other tasks move on.
+            let page = || render(&status, (endpoint.probe)(), endpoint.data.as_ref(), format);
+            let body = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(page),
+                _ => page(),
+            };
+            let gzip = req
+                .headers()
+                .get(ACCEPT_ENCODING)
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(accepts_gzip);
+            let mut r = match gzip.then(|| gzip_body(body.as_bytes())).flatten() {
+                Some(zipped) => {
+                    let mut r = Response::new(Full::new(Bytes::from(zipped)));
+                    r.headers_mut()
+                        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    r
+                }
+                None => text(StatusCode::OK, body),
+            };
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            r
+        }
+        "/health" => {
+            let bus = (endpoint.probe)();
+            let s = endpoint.status.status();
+            if !bus.connected {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker disconnected\n".into(),
+                )
+            } else if s.states.dead > 0 || s.states.failing > 0 {
+                // The manager is up; some monitors are being restarted: say so, stay 200.
+                let body = format!(
+                    "ok ({} failing, {} dead)\n",
+                    s.states.failing, s.states.dead
+                );
+                text(StatusCode::OK, body)
+            } else {
+                text(StatusCode::OK, "ok\n".into())
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+/// Whether an `Accept-Encoding` header accepts gzip (Prometheus sends `gzip`).
+fn accepts_gzip(accept: &str) -> bool {
+    accept.split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+        name.eq_ignore_ascii_case("gzip") && !refused
+    })
+}
+
+/// The page gzipped (fast level: the page is text with long repeated runs, and a scrape should
+/// cost little CPU); `None` if compressing failed, and the page goes out plain.
+fn gzip_body(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write as _;
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::fast(),
+    );
+    z.write_all(body).ok()?;
+    z.finish().ok()
+}
+
+/// Serve `/metrics` and `/health` on `listener` until `shutdown`. Each connection is served on
 /// a task of its own, owned here: finished ones are reaped as new ones arrive, and those still open
 /// at shutdown are aborted and awaited before this returns.
-pub async fn serve(
-    listener: TcpListener,
-    status: StatusHandle,
-    probe: Probe,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, endpoint: Endpoint, shutdown: CancellationToken) {
     let mut connections = JoinSet::new();
     while let Some(accepted) = shutdown.run_until_cancelled(listener.accept()).await {
         while let Some(done) = connections.try_join_next() {
@@ -227,11 +395,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let status = status.clone();
-        let probe = probe.clone();
+        let endpoint = endpoint.clone();
         connections.spawn(async move {
-            if let Err(e) = answer(stream, &status, &probe).await {
-                tracing::debug!(%peer, error = %e, "metrics endpoint: request failed");
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let r = respond(&endpoint, &req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "metrics endpoint: connection failed");
             }
         });
     }
@@ -256,16 +432,11 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Start serving on `listener` (see [`serve`]) until [`MetricsServer::stop`] or `shutdown`.
-    pub fn start(
-        listener: TcpListener,
-        status: StatusHandle,
-        probe: Probe,
-        shutdown: &CancellationToken,
-    ) -> Self {
+    pub fn start(listener: TcpListener, endpoint: Endpoint, shutdown: &CancellationToken) -> Self {
         let stop = shutdown.child_token();
         // Owned: `MetricsServer::stop` cancels and awaits the handle.
         #[allow(clippy::disallowed_methods)]
-        let task = tokio::spawn(serve(listener, status, probe, stop.clone()));
+        let task = tokio::spawn(serve(listener, endpoint, stop.clone()));
         MetricsServer { stop, task }
     }
 
@@ -285,87 +456,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on --metrics-addr {addr}: {e}"))
 }
 
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            return Ok(Some(String::from_utf8_lossy(&buf).into_owned()));
-        }
-        if buf.len() > MAX_HEAD {
-            return Ok(None);
-        }
-    }
-}
-
-async fn answer(
-    mut stream: TcpStream,
-    status: &StatusHandle,
-    probe: &Probe,
-) -> std::io::Result<()> {
-    let head = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(r) => r?,
-        Err(_) => None,
-    };
-    let (code, content_type, body) = match head.as_deref().and_then(|h| h.lines().next()) {
-        None => (400, "text/plain", "bad request\n".to_owned()),
-        Some(line) => {
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or("");
-            let path = parts.next().unwrap_or("").split('?').next().unwrap_or("");
-            match (method, path) {
-                ("GET", "/metrics") => (
-                    200,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    render(&status.status(), probe()),
-                ),
-                ("GET", "/health") => {
-                    let bus = probe();
-                    let s = status.status();
-                    if !bus.connected {
-                        (503, "text/plain", "broker disconnected\n".to_owned())
-                    } else if s.states.dead > 0 || s.states.failing > 0 {
-                        // The manager is up; some monitors are being restarted: say so, stay 200.
-                        (
-                            200,
-                            "text/plain",
-                            format!(
-                                "ok ({} failing, {} dead)\n",
-                                s.states.failing, s.states.dead
-                            ),
-                        )
-                    } else {
-                        (200, "text/plain", "ok\n".to_owned())
-                    }
-                }
-                ("GET", _) => (404, "text/plain", "not found\n".to_owned()),
-                _ => (405, "text/plain", "method not allowed\n".to_owned()),
-            }
-        }
-    };
-    let reason = match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Service Unavailable",
-    };
-    let response = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn stop_ends_the_server_and_its_open_connections() {
@@ -375,13 +470,18 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let probe: Probe = Arc::new(BusHealth::default);
         let shutdown = CancellationToken::new();
-        let server = MetricsServer::start(listener, manager.status_handle(), probe, &shutdown);
+        let endpoint = Endpoint {
+            status: manager.status_handle(),
+            probe,
+            data: None,
+        };
+        let server = MetricsServer::start(listener, endpoint, &shutdown);
         // A client that never sends its request: its connection would be held for READ_TIMEOUT.
         let mut idle = TcpStream::connect(addr).await.unwrap();
         // Connections are accepted in order: once this one is answered, the idle one is accepted.
         let mut client = TcpStream::connect(addr).await.unwrap();
         client
-            .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
         let mut response = String::new();
@@ -399,6 +499,21 @@ mod tests {
             .unwrap();
         assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
         assert!(!shutdown.is_cancelled());
+    }
+
+    #[test]
+    fn gzip_when_accepted() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, GZIP;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        let page = "panic_pings_total 5\n".repeat(100);
+        let zipped = gzip_body(page.as_bytes()).unwrap();
+        assert!(zipped.len() < page.len() / 10);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, page);
     }
 
     #[test]
@@ -432,14 +547,17 @@ mod tests {
             pings: 5,
             monitors: Vec::new(),
         };
-        let text = render(
-            &status,
-            BusHealth {
-                connected: true,
-                outbox: 7,
-                ..BusHealth::default()
-            },
-        );
+        let bus = BusHealth {
+            connected: true,
+            outbox: 7,
+            ..BusHealth::default()
+        };
+        let open = render(&status, bus, None, Format::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(open.contains("# TYPE panic_pings counter\n"), "{open}");
+        assert!(open.contains("panic_pings_total 5\n"), "{open}");
+        let text = render(&status, bus, None, Format::Text);
+        assert!(!text.contains("# EOF"), "{text}");
         assert!(
             text.contains("panic_monitors{state=\"running\"} 3\n"),
             "{text}"

@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bins::metrics::{self, BusHealth, MetricsServer, Probe};
+use bins::data_metrics::{DataMetrics, TapBus};
+use bins::metrics::{self, BusHealth, Endpoint, MetricsServer, Probe};
 use bins::{check, cli, config_dir, pretty, sink};
 use clap::{Parser, Subcommand, ValueEnum};
 use monitor_bus::declare_bound_queue;
@@ -340,7 +341,9 @@ async fn run_until(
         ..manager_settings
     };
     let configs_queue = manager_settings.configs_queue();
-    let manager = MonitorsManager::new(bus.clone(), planners, manager_settings);
+    // With --metrics-addr the manager publishes through a tap that keeps the latest data.
+    let (manager_bus, data) = tap(bus.clone() as Arc<dyn Bus>, metrics_listener.is_some());
+    let manager = MonitorsManager::new(manager_bus, planners, manager_settings);
     tracing::info!("waiting for configs on queue `{configs_queue}` (the `config` exchange)");
     let metrics_server = metrics_listener.map(|listener| {
         let b = bus.clone();
@@ -353,7 +356,12 @@ async fn run_until(
             consumer_restarts: b.consumer_restarts(),
             consumer_stalls: stalls.load(std::sync::atomic::Ordering::Relaxed),
         });
-        MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
+        let endpoint = Endpoint {
+            status: manager.status_handle(),
+            probe,
+            data,
+        };
+        MetricsServer::start(listener, endpoint, &shutdown)
     });
     let done = CancellationToken::new();
     let announced = announce(
@@ -447,14 +455,20 @@ async fn run_embedded(
             r
         }
     });
-    let manager = MonitorsManager::new(bus.clone(), planners, settings);
+    let (manager_bus, data) = tap(bus.clone(), metrics_listener.is_some());
+    let manager = MonitorsManager::new(manager_bus, planners, settings);
     let status = manager.status_handle();
     let metrics_server = metrics_listener.map(|listener| {
         let probe: Probe = Arc::new(|| BusHealth {
             connected: true,
             ..BusHealth::default()
         });
-        MetricsServer::start(listener, manager.status_handle(), probe, &shutdown)
+        let endpoint = Endpoint {
+            status: manager.status_handle(),
+            probe,
+            data,
+        };
+        MetricsServer::start(listener, endpoint, &shutdown)
     });
     let manager_task = tokio::spawn(manager.run(shutdown.clone()));
     tracing::info!(dir = %dir.display(), files = initial.len(), "embedded monitors manager running");
@@ -525,6 +539,16 @@ async fn run_embedded(
         Err(e) => return Err(format!("manager task failed: {e}")),
     }
     sink_result
+}
+
+/// The bus for the manager: with `--metrics-addr`, one that shows every raw-data publication to a
+/// [`DataMetrics`] (served on /metrics) on its way.
+fn tap(bus: Arc<dyn Bus>, metrics: bool) -> (Arc<dyn Bus>, Option<Arc<DataMetrics>>) {
+    if !metrics {
+        return (bus, None);
+    }
+    let data = Arc::new(DataMetrics::new());
+    (Arc::new(TapBus::new(bus, data.clone())), Some(data))
 }
 
 async fn publish_config(bus: &dyn Bus, msg: &config_dir::ConfigFileMessage) {

@@ -27,5 +27,6 @@ mod embedded;
 mod embedded_faults;
 mod example;
 mod operators;
+mod prometheus;
 mod stack;
 mod substrate;
