@@ -72,12 +72,15 @@ pub struct PanicError {
 }
 
 impl PanicError {
-    /// An error with a free message.
+    /// An error with a free message. The password of any URL in it is replaced by `***`
+    /// ([`crate::redact_urls`]): PANIC printed URLs verbatim, credentials included.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        PanicError {
-            code,
-            message: message.into(),
-        }
+        let message = message.into();
+        let message = match crate::redact_urls(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        };
+        PanicError { code, message }
     }
 
     /// 5000

@@ -10,7 +10,7 @@
 //! * [`envelope`]: result/error envelopes, heartbeat and monitorable messages;
 //! * [`monitor`]: the [`Monitor`] strategy trait (one round, state in `&mut self`);
 //! * [`plan`]: [`plan::Planner`]s turn config messages into [`plan::MonitorSpec`]s the manager runs;
-//! * [`redact`]: [`redact_url`], which keeps passwords out of logs and errors.
+//! * [`redact`]: [`redact_url`] and [`redact_urls`], which keep passwords out of logs and errors.
 //!
 //! It knows no transport: the bus is `monitor-bus`, which strategies never depend on.
 
@@ -28,4 +28,4 @@ pub use errors::{ErrorCode, PanicError};
 pub use keys::{ConfigKey, ConfigType, MonitorableKey, MonitorableType, RawDataKey};
 pub use monitor::{Monitor, Publication, RoundError};
 pub use plan::{MonitorSpec, PeriodGroup, Plan, Planner};
-pub use redact::redact_url;
+pub use redact::{redact_url, redact_urls};

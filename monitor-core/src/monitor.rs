@@ -28,9 +28,14 @@ impl Publication {
 pub struct RoundError(pub String);
 
 impl RoundError {
-    /// An error with a message.
+    /// An error with a message; the password of any URL in it is replaced by `***`
+    /// ([`crate::redact_urls`]), as the runner logs it.
     pub fn new(msg: impl Into<String>) -> Self {
-        RoundError(msg.into())
+        let msg = msg.into();
+        match crate::redact_urls(&msg) {
+            std::borrow::Cow::Borrowed(_) => RoundError(msg),
+            std::borrow::Cow::Owned(redacted) => RoundError(redacted),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A local HTTP/1.1 server for strategy tests (feature `testing`): fixed or computed replies per
-//! path, statuses, headers, delays, truncated or broken bodies, silent servers, and a log of every
+//! path (or for every path, [`TestServer::route_any`]), statuses, headers, delays, truncated,
+//! broken, stalled or endless bodies, heads that never end, silent servers, and a log of every
 //! request. It binds `127.0.0.1:0` and stops when dropped. [`TestServer::start_tls`] serves HTTPS
 //! with a self-signed certificate (for `localhost` and `127.0.0.1`, [`TEST_CERT_PEM`]).
 //!
@@ -55,6 +56,11 @@ pub enum BodyMode {
     NoResponse,
     /// Close the connection without answering.
     Close,
+    /// The status line, then an endless header line trickled one byte per interval: a head that
+    /// never completes (a slow-headers server).
+    SlowHead(Duration),
+    /// `Transfer-Encoding: chunked`, the body sent again and again, forever (an endless body).
+    Endless,
 }
 
 /// One reply.
@@ -149,6 +155,7 @@ type Handler = Arc<dyn Fn(&RecordedRequest) -> Reply + Send + Sync>;
 #[derive(Default)]
 struct State {
     routes: HashMap<String, Handler>,
+    fallback: Option<Handler>,
     requests: Vec<RecordedRequest>,
 }
 
@@ -225,6 +232,20 @@ impl TestServer {
         self.lock()
             .routes
             .insert(target.to_owned(), Arc::new(handler));
+    }
+
+    /// Serves `reply` for every target no route matches (instead of `404`): a server that is
+    /// hostile on every path a monitor may ask for.
+    pub fn route_any(&self, reply: Reply) {
+        self.route_any_fn(move |_| reply.clone());
+    }
+
+    /// Serves a computed reply for every target no route matches.
+    pub fn route_any_fn(
+        &self,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) {
+        self.lock().fallback = Some(Arc::new(handler));
     }
 
     /// How many requests reached `target` (matched as a route is: full target or path).
@@ -320,6 +341,7 @@ where
             st.routes
                 .get(&request.target)
                 .or_else(|| st.routes.get(&request.path))
+                .or(st.fallback.as_ref())
                 .cloned()
         };
         let reply = match handler {
@@ -464,6 +486,32 @@ where
             Ok(false)
         }
         BodyMode::Close => Ok(false),
+        BodyMode::SlowHead(interval) => {
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(b"x-slow: ").await?;
+            loop {
+                stream.flush().await?;
+                tokio::time::sleep(*interval).await;
+                stream.write_all(b"a").await?;
+            }
+        }
+        BodyMode::Endless => {
+            head.push_str("transfer-encoding: chunked\r\n\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            let chunk = if reply.body.is_empty() {
+                Bytes::from_static(b"endless ")
+            } else {
+                reply.body.clone()
+            };
+            // Ends when the client hangs up (a write error).
+            loop {
+                stream
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                stream.write_all(&chunk).await?;
+                stream.write_all(b"\r\n").await?;
+            }
+        }
     }
 }
 

@@ -34,6 +34,8 @@ mod chainlink_contracts;
 mod cosmos;
 // A Cosmos chain through the real manager on the in-memory bus.
 mod cosmos_manager;
+// Issue #16: every monitor type against every hostile target yields an envelope.
+mod hostile;
 // The Substrate node and network monitors against replayed nodes (fixtures/substrate).
 mod substrate;
 
