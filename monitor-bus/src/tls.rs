@@ -254,8 +254,43 @@ pub enum TlsFailure {
 }
 
 /// The TLS error in `err`'s chain (looking through `std::io::Error`s, which hide the error they
-/// wrap from `source()`), classified; `None` when the failure is not TLS's.
+/// wrap from `source()`), classified; `None` when the failure is not TLS's. Some clients (the
+/// `redis` crate's connection manager) pass errors on as text only: then rustls's wording is
+/// recognised in the message.
 pub fn tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> {
+    typed_tls_failure(err).or_else(|| tls_failure_in_text(&err.to_string()))
+}
+
+/// [`tls_failure`] from a message alone: rustls's wording of a certificate it did not accept
+/// (`invalid peer certificate: …`) or of an alert about ours (`received fatal alert: …`).
+fn tls_failure_in_text(text: &str) -> Option<TlsFailure> {
+    const ALERTS: [&str; 9] = [
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "UnsupportedCertificate",
+        "CertificateRevoked",
+        "CertificateExpired",
+        "CertificateUnknown",
+        "AccessDenied",
+        "HandshakeFailure",
+    ];
+    if let Some(at) = text.find("invalid peer certificate: ") {
+        return Some(TlsFailure::ServerCertificate(text[at..].to_owned()));
+    }
+    let at = text.find("received fatal alert: ")?;
+    let alert = &text[at..];
+    if ALERTS
+        .iter()
+        .any(|a| alert["received fatal alert: ".len()..].starts_with(a))
+    {
+        Some(TlsFailure::Rejected(alert.to_owned()))
+    } else {
+        Some(TlsFailure::Other(alert.to_owned()))
+    }
+}
+
+fn typed_tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> {
     let mut next = Some(err);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
@@ -265,7 +300,7 @@ pub fn tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> {
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
-            if let Some(found) = tls_failure(inner) {
+            if let Some(found) = typed_tls_failure(inner) {
                 return Some(found);
             }
         }
@@ -374,5 +409,10 @@ mod tests {
         assert!(text.contains("system's trust store"), "{text}");
         let plain = std::io::Error::other("connection refused");
         assert_eq!(tls_failure(&plain), None);
+        // Passed on as text only.
+        let text = std::io::Error::other("Io: received fatal alert: CertificateRequired");
+        assert!(matches!(tls_failure(&text), Some(TlsFailure::Rejected(_))));
+        let text = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert!(tls_failure(&text).unwrap().is_verification());
     }
 }
