@@ -5,3 +5,4 @@ pub mod cli;
 pub mod config_dir;
 pub mod metrics;
 pub mod sink;
+pub mod tls;

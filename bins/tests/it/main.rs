@@ -10,6 +10,8 @@
 //! * [`cli_errors`]: bad flags and env values, an unreachable broker until SIGTERM;
 //! * [`broker_loss`]: SIGTERM while the broker refuses the services (in the test's own vhost);
 //! * [`config_restore`]: configs kept in the config stream across a SIGKILL and for late shards;
+//! * [`tls`]: every binary on `amqps://` and `rediss://` (a TLS RabbitMQ node and a TLS Redis of
+//!   the test's own), the wrong CA, a missing client certificate, no verification;
 //! * [`common`]: the helpers they share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -26,3 +28,4 @@ mod embedded_faults;
 mod example;
 mod stack;
 mod substrate;
+mod tls;
