@@ -5,6 +5,9 @@
 //! with only a TLS listener, its own node name, ports, data and cookie; seconds to start). The
 //! machine's own RabbitMQ and Redis are never touched.
 
+// Test support: anything that goes wrong fails the test, loudly.
+#![allow(clippy::expect_used)]
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
