@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monitor_bus::{AmqpBus, AmqpSettings};
+use monitor_bus::{AmqpBus, AmqpSettings, BusError, TlsOptions};
 use monitor_core::PeriodGroup;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -186,19 +186,39 @@ pub fn check_amqp_url(url: &str) -> Result<(), String> {
 }
 
 /// Connect to RabbitMQ, retrying with capped backoff until it answers or `shutdown` (then
-/// `Ok(None)`). A URL that does not parse is an error at once (see [`check_amqp_url`]).
+/// `Ok(None)`). A URL that does not parse is an error at once (see [`check_amqp_url`]). No TLS
+/// options: see [`connect_amqp_with_tls`].
 pub async fn connect_amqp(
     url: &str,
     connection_name: &str,
     shutdown: &CancellationToken,
 ) -> Result<Option<Arc<AmqpBus>>, String> {
+    connect_amqp_with_tls(url, connection_name, &TlsOptions::default(), shutdown).await
+}
+
+/// [`connect_amqp`] with the TLS settings of an `amqps://` URL. A TLS failure (the broker's
+/// certificate does not verify, it wants a client certificate, a file cannot be read) is an error
+/// at once, explained and naming the flags: waiting does not fix it.
+pub async fn connect_amqp_with_tls(
+    url: &str,
+    connection_name: &str,
+    tls: &TlsOptions,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<AmqpBus>>, String> {
     check_amqp_url(url)?;
     let mut settings = AmqpSettings::new(url);
     settings.connection_name = connection_name.to_owned();
+    settings.tls = tls.clone();
     let mut delay = Duration::from_millis(500);
     loop {
         match AmqpBus::connect(settings.clone()).await {
             Ok(bus) => return Ok(Some(Arc::new(bus))),
+            Err(BusError::Tls(e)) => {
+                return Err(format!(
+                    "cannot connect to RabbitMQ: {e} ({})",
+                    crate::tls::AMQP_TLS_HINT
+                ))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, url = %redact_url(url), retry_in = ?delay, "cannot connect to RabbitMQ");
             }

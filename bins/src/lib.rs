@@ -8,3 +8,4 @@ pub mod data_metrics;
 pub mod metrics;
 pub mod pretty;
 pub mod sink;
+pub mod tls;

@@ -68,7 +68,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lapin::{Connection, ConnectionProperties};
+use lapin::tcp::RustlsConnector;
+use lapin::ConnectionProperties;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -76,8 +77,9 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::stall::Progress;
+use crate::tls::{insecure_warning, TlsOptions};
 use crate::{Bus, BusError, Consumer};
-use connection::{lock, supervise, Link, Shared};
+use connection::{connect_error, lock, open, supervise, Link, Shared};
 use consume::ConsumerTask;
 use topology::{push_unique, Op, Topology};
 
@@ -105,6 +107,9 @@ pub struct AmqpSettings {
     /// its prefetch window is not full is stuck: it is resubscribed (logged, counted in
     /// [`AmqpBus::consumer_restarts`]).
     pub consumer_stall_after: Duration,
+    /// TLS settings of an `amqps://` URL (CA file, client certificate, no verification); ignored
+    /// for `amqp://`.
+    pub tls: TlsOptions,
 }
 
 impl Default for AmqpSettings {
@@ -117,6 +122,7 @@ impl Default for AmqpSettings {
             connection_name: "panic-monitors".to_owned(),
             operation_timeout: Duration::from_secs(15),
             consumer_stall_after: Duration::from_secs(30),
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -174,15 +180,27 @@ impl AmqpBus {
                 settings.min_backoff, settings.max_backoff
             )));
         }
+        let tls = if settings.url.starts_with("amqps:") {
+            let config = settings
+                .tls
+                .client_config()
+                .map_err(|e| BusError::Tls(e.to_string()))?;
+            Some(RustlsConnector::from(config))
+        } else {
+            None
+        };
         let props = ConnectionProperties::default()
             .with_connection_name(settings.connection_name.as_str().into());
         let conn = tokio::time::timeout(
             settings.operation_timeout,
-            Connection::connect(&settings.url, props),
+            open(&settings.url, props, tls.as_ref()),
         )
         .await
         .map_err(|_| BusError::Broker("connecting to RabbitMQ: timed out".to_owned()))?
-        .map_err(|e| BusError::Broker(format!("connecting to RabbitMQ: {e}")))?;
+        .map_err(|e| connect_error(&settings, &e))?;
+        if tls.is_some() && settings.tls.accept_invalid_certs {
+            warn!("{}", insecure_warning("RabbitMQ"));
+        }
         let link = Arc::new(Link {
             generation: 1,
             conn,
@@ -190,6 +208,7 @@ impl AmqpBus {
         let (tx, _) = watch::channel(Some(link.clone()));
         let shared = Arc::new(Shared {
             settings,
+            tls,
             link: tx,
             topology: Mutex::default(),
             publisher: tokio::sync::Mutex::new(None),

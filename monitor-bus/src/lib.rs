@@ -52,9 +52,11 @@ pub mod backoff;
 mod memory;
 pub mod ratelimit;
 mod stall;
+pub mod tls;
 pub use backoff::{Backoff, Retry};
 pub use memory::MemoryBus;
 pub use stall::{StallWatch, Watched};
+pub use tls::{tls_failure, TlsError, TlsFailure, TlsOptions};
 
 /// For [`warn_limited!`]: the `tracing` it logs through.
 #[doc(hidden)]
@@ -109,6 +111,11 @@ pub enum BusError {
     /// The bus was shut down.
     #[error("bus is closed")]
     Closed,
+    /// The TLS handshake with the broker failed (its certificate did not verify, it refused ours,
+    /// …) or the TLS settings cannot be used; the message says which, with the URL (password
+    /// redacted) and what is trusted.
+    #[error("{0}")]
+    Tls(String),
     /// Any other broker error.
     #[error("broker error: {0}")]
     Broker(String),

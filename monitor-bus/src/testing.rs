@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::{AmqpBus, AmqpSettings};
 
 mod proxy;
+pub mod tls;
 pub use proxy::{Proxy, ProxyMode};
 
 /// The `rabbitmqctl` the tests use: `RABBITMQCTL`, else Debian's path.

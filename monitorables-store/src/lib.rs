@@ -31,7 +31,9 @@ pub mod store;
 
 pub use document::{merge, ChainEntry, Document, SourceEntry, Sources};
 pub use memory::MemoryStore;
-pub use redis_store::{connection_manager, RedisStore, DEFAULT_NAMESPACE};
+pub use redis_store::{
+    connection_manager, connection_manager_with_tls, RedisStore, DEFAULT_NAMESPACE,
+};
 pub use service::{run_store_service, ServiceError, StoreServiceSettings, COMPONENT_NAME};
 pub use show::{render, show};
 pub use store::{MonitorablesStore, StoreError};

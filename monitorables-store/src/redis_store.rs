@@ -12,10 +12,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use monitor_bus::{tls_failure, TlsOptions};
 use monitor_core::envelope::MonitorableMessage;
+use monitor_core::redact_url;
 use monitor_core::MonitorableKey;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError, Script};
+use redis::{AsyncCommands, ClientTlsConfig, RedisError, Script, TlsCertificates};
 use tracing::debug;
 
 use crate::document::{merge, Document};
@@ -44,23 +46,50 @@ return 1
 /// A [`ConnectionManager`] for `url` that connects lazily (so a service can start before Redis),
 /// reconnects with capped exponential backoff, and bounds every command with a timeout.
 pub fn connection_manager(url: &str) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(url).map_err(|e| {
-        StoreError::Config(format!(
-            "redis url `{}`: {e}",
-            monitor_core::redact_url(url)
-        ))
-    })?;
+    connection_manager_with_tls(url, &TlsOptions::default())
+}
+
+/// [`connection_manager`] with the TLS settings of a `rediss://` URL (CA file, client certificate,
+/// no verification: `#insecure`); `tls` is ignored for `redis://`.
+pub fn connection_manager_with_tls(
+    url: &str,
+    tls: &TlsOptions,
+) -> Result<ConnectionManager, StoreError> {
+    let config_error = |e: &dyn std::fmt::Display| {
+        StoreError::Config(format!("redis url `{}`: {e}", redact_url(url)))
+    };
+    let client = redis_client(url, tls).map_err(|e| config_error(&e))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2))
         .set_number_of_retries(3);
-    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-        StoreError::Config(format!(
-            "redis url `{}`: {e}",
-            monitor_core::redact_url(url)
-        ))
-    })
+    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| config_error(&e))
+}
+
+/// The client for `url`: for `rediss://`, with `tls`'s CA and client certificate, and `#insecure`
+/// appended when verification is off.
+fn redis_client(url: &str, tls: &TlsOptions) -> Result<redis::Client, String> {
+    if !url.starts_with("rediss:") {
+        return redis::Client::open(url).map_err(|e| e.to_string());
+    }
+    let url = if tls.accept_invalid_certs && !url.contains('#') {
+        format!("{url}#insecure")
+    } else {
+        url.to_owned()
+    };
+    let pem = tls.read_pem().map_err(|e| e.to_string())?;
+    if pem.ca.is_none() && pem.client.is_none() {
+        return redis::Client::open(url).map_err(|e| e.to_string());
+    }
+    let certificates = TlsCertificates {
+        client_tls: pem.client.map(|(client_cert, client_key)| ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        root_cert: pem.ca,
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
 }
 
 /// The Redis store. Cheap to clone (clones share the connection).
@@ -69,6 +98,8 @@ pub struct RedisStore {
     conn: ConnectionManager,
     namespace: String,
     cas: Script,
+    /// The URL (password redacted) and TLS settings, to explain a TLS failure.
+    tls: Option<(String, TlsOptions)>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -79,10 +110,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn unavailable(e: &RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 impl RedisStore {
     /// A store on an existing connection, keys under `namespace`.
     pub fn new(conn: ConnectionManager, namespace: &str) -> Self {
@@ -90,12 +117,42 @@ impl RedisStore {
             conn,
             namespace: namespace.to_owned(),
             cas: Script::new(CAS_SCRIPT),
+            tls: None,
         }
     }
 
     /// A store on its own (lazily connected) connection to `url`.
     pub fn open(url: &str, namespace: &str) -> Result<Self, StoreError> {
-        Ok(Self::new(connection_manager(url)?, namespace))
+        Self::open_with_tls(url, namespace, &TlsOptions::default())
+    }
+
+    /// [`RedisStore::open`] with the TLS settings of a `rediss://` URL.
+    pub fn open_with_tls(url: &str, namespace: &str, tls: &TlsOptions) -> Result<Self, StoreError> {
+        let mut store = Self::new(connection_manager_with_tls(url, tls)?, namespace);
+        store.tls = Some((redact_url(url).into_owned(), tls.clone()));
+        Ok(store)
+    }
+
+    /// A failed command: [`StoreError::Tls`] when the TLS handshake failed (explained: the URL,
+    /// what is trusted, what to change), else [`StoreError::Unavailable`].
+    fn unavailable(&self, e: &RedisError) -> StoreError {
+        match (tls_failure(e), &self.tls) {
+            (Some(failure), Some((url, tls))) => StoreError::Tls(failure.explain(url, tls)),
+            (Some(failure), None) => {
+                StoreError::Tls(failure.explain("Redis", &TlsOptions::default()))
+            }
+            (None, _) => StoreError::Unavailable(e.to_string()),
+        }
+    }
+
+    /// Ask Redis for a `PING` (connecting first if need be): how a binary finds out at start that
+    /// Redis's certificate does not verify.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.unavailable(&e))
     }
 
     /// The namespace.
@@ -118,7 +175,7 @@ impl RedisStore {
         let _: i64 = conn
             .del(self.key(base_chain))
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| self.unavailable(&e))?;
         Ok(())
     }
 
@@ -132,7 +189,7 @@ impl RedisStore {
                     reason: "the key does not hold a string".to_owned(),
                 }
             } else {
-                unavailable(&e)
+                self.unavailable(&e)
             }
         })
     }
@@ -174,7 +231,7 @@ impl MonitorablesStore for RedisStore {
                 .arg(new.as_deref().unwrap_or(""))
                 .invoke_async(&mut conn)
                 .await
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|e| self.unavailable(&e))?;
             if written == 1 {
                 debug!(key = %redis_key, attempt, "monitorables document written");
                 return Ok(());
@@ -207,7 +264,7 @@ impl MonitorablesStore for RedisStore {
                 .arg(1000)
                 .query_async(&mut conn)
                 .await
-                .map_err(|e| unavailable(&e))?;
+                .map_err(|e| self.unavailable(&e))?;
             chains.extend(
                 keys.iter()
                     .filter_map(|k| k.strip_prefix(&prefix))

@@ -21,6 +21,11 @@ pub enum StoreError {
         /// Why it could not be read.
         reason: String,
     },
+    /// The TLS handshake with the backend failed (its certificate did not verify, it refused
+    /// ours): the message explains. Transient, as an outage is (the server's certificate may be
+    /// fixed), but it will not pass by itself.
+    #[error("store unavailable: {0}")]
+    Tls(String),
     /// The URL or another setting is invalid.
     #[error("invalid store setting: {0}")]
     Config(String),
@@ -29,7 +34,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same operation later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Tls(_))
     }
 }
 

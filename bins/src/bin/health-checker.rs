@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bins::cli;
 use clap::Parser;
-use heartbeat::health_checker::{run_health_checker, HealthCheckerSettings, RedisHeartbeatSink};
+use heartbeat::health_checker::{
+    run_health_checker, HealthCheckerSettings, RedisHeartbeatSink, SinkError,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Ping publisher and heartbeat handler.
@@ -18,6 +20,9 @@ struct Args {
     #[arg(long, value_name = "URL", env = "AMQP_URL")]
     amqp_url: String,
 
+    #[command(flatten)]
+    amqp_tls: bins::tls::AmqpTlsArgs,
+
     /// The Redis URL. Env: REDIS_URL.
     #[arg(
         long,
@@ -26,6 +31,9 @@ struct Args {
         default_value = "redis://127.0.0.1:6379/"
     )]
     redis_url: String,
+
+    #[command(flatten)]
+    redis_tls: bins::tls::RedisTlsArgs,
 
     /// The Redis key namespace (PANIC's UNIQUE_ALERTER_IDENTIFIER).
     #[arg(
@@ -58,8 +66,25 @@ async fn run(args: Args) -> Result<(), String> {
     if args.ping_interval.is_zero() {
         return Err("--ping-interval must be positive".to_owned());
     }
-    let sink =
-        RedisHeartbeatSink::open(&args.redis_url, &args.namespace).map_err(|e| e.to_string())?;
+    args.amqp_tls.warn_if_insecure(&args.amqp_url);
+    args.redis_tls.warn_if_insecure(&args.redis_url);
+    let sink = RedisHeartbeatSink::open_with_tls(
+        &args.redis_url,
+        &args.namespace,
+        &args.redis_tls.options(),
+    )
+    .map_err(|e| e.to_string())?;
+    if args.redis_url.starts_with("rediss:") {
+        // A certificate that does not verify is a mistake to report at once; Redis being away is
+        // not (the sink connects when it comes).
+        match sink.ping().await {
+            Err(SinkError::Tls(e)) => return Err(format!("{e} ({})", bins::tls::REDIS_TLS_HINT)),
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis is not answering yet; retrying as heartbeats come")
+            }
+            Ok(()) => {}
+        }
+    }
     cli::with_signals(|shutdown| check_health(args, sink, shutdown)).await
 }
 
@@ -69,8 +94,14 @@ async fn check_health(
     sink: RedisHeartbeatSink,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let Some(bus) =
-        cli::connect_amqp(&args.amqp_url, "panic-monitors health checker", &shutdown).await?
+    let tls = args.amqp_tls.options();
+    let Some(bus) = cli::connect_amqp_with_tls(
+        &args.amqp_url,
+        "panic-monitors health checker",
+        &tls,
+        &shutdown,
+    )
+    .await?
     else {
         return Ok(());
     };

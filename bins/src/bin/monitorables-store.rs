@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use bins::cli;
 use clap::{Parser, Subcommand};
+use monitor_bus::TlsOptions;
 use monitorables_store::{
-    run_store_service, show, MonitorablesStore, RedisStore, StoreServiceSettings, DEFAULT_NAMESPACE,
+    run_store_service, show, MonitorablesStore, RedisStore, StoreError, StoreServiceSettings,
+    DEFAULT_NAMESPACE,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +27,9 @@ struct Args {
     )]
     redis_url: String,
 
+    #[command(flatten)]
+    redis_tls: bins::tls::RedisTlsArgs,
+
     /// The Redis key namespace (PANIC's UNIQUE_ALERTER_IDENTIFIER).
     #[arg(long, global = true, value_name = "NS", env = "UNIQUE_ALERTER_IDENTIFIER", default_value = DEFAULT_NAMESPACE)]
     namespace: String,
@@ -32,6 +37,9 @@ struct Args {
     /// The broker URL (for the service). Env: AMQP_URL.
     #[arg(long, value_name = "URL", env = "AMQP_URL")]
     amqp_url: Option<String>,
+
+    #[command(flatten)]
+    amqp_tls: bins::tls::AmqpTlsArgs,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,7 +71,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let store = RedisStore::open(&args.redis_url, &args.namespace).map_err(|e| e.to_string())?;
+    args.redis_tls.warn_if_insecure(&args.redis_url);
+    if let Some(url) = &args.amqp_url {
+        args.amqp_tls.warn_if_insecure(url);
+    }
+    let store =
+        RedisStore::open_with_tls(&args.redis_url, &args.namespace, &args.redis_tls.options())
+            .map_err(|e| e.to_string())?;
+    if args.redis_url.starts_with("rediss:") {
+        // A certificate that does not verify is a mistake to report at once; Redis being away is
+        // not (the store connects when it comes).
+        match store.ping().await {
+            Err(StoreError::Tls(e)) => return Err(format!("{e} ({})", bins::tls::REDIS_TLS_HINT)),
+            Err(e) => tracing::warn!(error = %e, "Redis is not answering yet; retrying"),
+            Ok(()) => {}
+        }
+    }
     match args.command {
         Some(Command::Show { base_chain }) => {
             let text = show(&store, base_chain.as_deref())
@@ -76,14 +99,22 @@ async fn run(args: Args) -> Result<(), String> {
             let url = args
                 .amqp_url
                 .ok_or("give --amqp-url URL (or AMQP_URL) to run the store")?;
-            cli::with_signals(|shutdown| serve(url, store, shutdown)).await
+            let tls = args.amqp_tls.options();
+            cli::with_signals(|shutdown| serve(url, tls, store, shutdown)).await
         }
     }
 }
 
 /// Connect, run the store service until `shutdown`, close the connection.
-async fn serve(url: String, store: RedisStore, shutdown: CancellationToken) -> Result<(), String> {
-    let Some(bus) = cli::connect_amqp(&url, "panic-monitors store", &shutdown).await? else {
+async fn serve(
+    url: String,
+    tls: TlsOptions,
+    store: RedisStore,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let Some(bus) =
+        cli::connect_amqp_with_tls(&url, "panic-monitors store", &tls, &shutdown).await?
+    else {
         return Ok(());
     };
     let store: Arc<dyn MonitorablesStore> = Arc::new(store);

@@ -49,6 +49,9 @@ struct Args {
     #[arg(long, value_name = "URL")]
     amqp_url: Option<String>,
 
+    #[command(flatten)]
+    amqp_tls: bins::tls::AmqpTlsArgs,
+
     /// Embedded mode: write raw data to this file (appended) instead of stdout. If writing fails
     /// (disk full, closed pipe), the error is logged and the manager stops with status 2.
     #[arg(long, value_name = "FILE", requires = "config_dir")]
@@ -331,7 +334,11 @@ async fn run_until(
         .clone()
         .or_else(|| std::env::var("AMQP_URL").ok())
         .ok_or("give --config-dir DIR (embedded, no broker) or --amqp-url URL (or AMQP_URL)")?;
-    let Some(bus) = cli::connect_amqp(&url, "panic-monitors manager", &shutdown).await? else {
+    args.amqp_tls.warn_if_insecure(&url);
+    let tls = args.amqp_tls.options();
+    let Some(bus) =
+        cli::connect_amqp_with_tls(&url, "panic-monitors manager", &tls, &shutdown).await?
+    else {
         return Ok(());
     };
     tracing::info!(url = %cli::redact_url(&url), "monitors manager running on RabbitMQ");

@@ -21,6 +21,9 @@ struct Args {
     #[arg(long, value_name = "URL", env = "AMQP_URL")]
     amqp_url: String,
 
+    #[command(flatten)]
+    amqp_tls: bins::tls::AmqpTlsArgs,
+
     /// The config folder (general/systems_config.ini, chains/<base>/<sub>/nodes_config.ini, …).
     #[arg(long, value_name = "DIR")]
     config_dir: PathBuf,
@@ -55,6 +58,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    args.amqp_tls.warn_if_insecure(&args.amqp_url);
     let initial = config_dir::read_dir(&args.config_dir).map_err(|e| e.to_string())?;
     cli::with_signals(|shutdown| publish_folder(args, initial, shutdown)).await
 }
@@ -66,7 +70,10 @@ async fn publish_folder(
     initial: Vec<config_dir::ConfigFileMessage>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let Some(bus) = cli::connect_amqp(&args.amqp_url, "panic-config", &shutdown).await? else {
+    let tls = args.amqp_tls.options();
+    let Some(bus) =
+        cli::connect_amqp_with_tls(&args.amqp_url, "panic-config", &tls, &shutdown).await?
+    else {
         return Ok(());
     };
     bus.declare_exchange(CONFIG_EXCHANGE)

@@ -12,6 +12,8 @@
 //! * [`config_restore`]: configs kept in the config stream across a SIGKILL and for late shards;
 //! * [`operators`]: the first round soon after start, the start-up line, `--format pretty`, and
 //!   `check` on good and broken config folders;
+//! * [`tls`]: every binary on `amqps://` and `rediss://` (a TLS RabbitMQ node and a TLS Redis of
+//!   the test's own), the wrong CA, a missing client certificate, no verification;
 //! * [`common`]: the helpers they share.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,3 +32,4 @@ mod operators;
 mod prometheus;
 mod stack;
 mod substrate;
+mod tls;

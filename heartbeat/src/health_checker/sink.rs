@@ -12,6 +12,10 @@ pub enum SinkError {
     /// The backend cannot be reached or did not answer (retry later).
     #[error("heartbeat store unavailable: {0}")]
     Unavailable(String),
+    /// The TLS handshake with the backend failed (its certificate did not verify, it refused
+    /// ours): the message explains.
+    #[error("heartbeat store unavailable: {0}")]
+    Tls(String),
     /// A setting (such as the Redis URL) is invalid.
     #[error("invalid heartbeat store setting: {0}")]
     Config(String),

@@ -17,3 +17,5 @@ mod helpers;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_sink;
+#[cfg(feature = "redis")]
+mod tls;

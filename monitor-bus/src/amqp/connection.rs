@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
+use lapin::tcp::{AMQPUriTcpExt, RustlsConnector, TLSConfig};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::topology::{redeclare, Op, Topology};
 use super::AmqpSettings;
+use crate::tls::tls_failure;
 use crate::BusError;
 
 /// How often the supervisor checks the connection's state besides lapin's error events.
@@ -32,6 +35,8 @@ impl Link {
 
 pub(super) struct Shared {
     pub(super) settings: AmqpSettings,
+    /// The TLS connector of an `amqps://` URL, built once from `settings.tls`.
+    pub(super) tls: Option<RustlsConnector>,
     pub(super) link: watch::Sender<Option<Arc<Link>>>,
     pub(super) topology: Mutex<Topology>,
     /// The publishing channel (with the generation of the link it belongs to). Its lock is the FIFO
@@ -46,6 +51,52 @@ pub(super) struct Shared {
     pub(super) shutdown: CancellationToken,
     /// Owns the consumer tasks, so that [`super::AmqpBus::close`] waits for them to end.
     pub(super) consumers: tokio_util::task::TaskTracker,
+}
+
+/// Open one connection to `url`: over our own rustls connector when there is one (`amqps://`),
+/// else as lapin does by default.
+pub(super) async fn open(
+    url: &str,
+    props: ConnectionProperties,
+    tls: Option<&RustlsConnector>,
+) -> Result<Connection, lapin::Error> {
+    let Some(connector) = tls else {
+        return Connection::connect(url, props).await;
+    };
+    let uri: AMQPUri = url
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if uri.scheme != AMQPScheme::AMQPS {
+        return Connection::connect(url, props).await;
+    }
+    let connector = connector.clone();
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connector(
+        uri,
+        runtime,
+        async move |uri: AMQPUri, runtime| {
+            // TCP as lapin does it (the URI made plain), then our TLS handshake on top.
+            let mut plain = uri.clone();
+            plain.scheme = AMQPScheme::AMQP;
+            let stream = plain
+                .connect_with_config_async(TLSConfig::default(), &runtime)
+                .await?;
+            Ok(stream.into_rustls(&connector, &uri.authority.host).await?)
+        },
+        props,
+    )
+    .await
+}
+
+/// A failed connection attempt as a [`BusError`]: a TLS failure explained (URL redacted, what is
+/// trusted, what to change) as [`BusError::Tls`], anything else as [`BusError::Broker`].
+pub(super) fn connect_error(settings: &AmqpSettings, e: &lapin::Error) -> BusError {
+    match tls_failure(e) {
+        Some(failure) => {
+            BusError::Tls(failure.explain(&monitor_core::redact_url(&settings.url), &settings.tls))
+        }
+        None => BusError::Broker(format!("connecting to RabbitMQ: {e}")),
+    }
 }
 
 pub(super) fn lock(topology: &Mutex<Topology>) -> MutexGuard<'_, Topology> {
@@ -215,12 +266,18 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
             }
             // Bounded, and cut short by shutdown: a broker that accepts TCP and never answers
             // (or a blackholed connect) must not keep the bus from closing.
-            let connect = Connection::connect(&shared.settings.url, shared.properties());
+            let connect = open(
+                &shared.settings.url,
+                shared.properties(),
+                shared.tls.as_ref(),
+            );
             let conn = match shared.bounded(connect).await {
                 Some(Ok(conn)) => conn,
                 Some(Err(e)) => {
                     if loud(attempt) {
-                        warn!(attempt, error = %e, down_for = ?lost_at.elapsed(),
+                        // A TLS failure is explained: it will not go away by waiting.
+                        let error = connect_error(&shared.settings, &e);
+                        warn!(attempt, %error, down_for = ?lost_at.elapsed(),
                             next_delay_max = ?shared.settings.max_backoff, "reconnection failed");
                     }
                     continue;

@@ -9,3 +9,4 @@ mod amqp_bus;
 mod amqp_fault;
 mod common;
 mod conformance;
+mod tls;

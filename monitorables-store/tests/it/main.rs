@@ -17,3 +17,4 @@ mod common;
 mod amqp;
 mod conformance;
 mod service;
+mod tls;
