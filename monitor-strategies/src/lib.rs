@@ -80,6 +80,10 @@ mod chainlink;
 mod cosmos;
 mod dockerhub;
 mod evm;
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`); not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod github;
 mod http;
 mod plan_util;

@@ -596,7 +596,7 @@ impl ChainlinkContractsMonitor {
 }
 
 /// The latest-round part of a proxy entry, in PANIC's key order.
-fn latest_entry(
+pub(crate) fn latest_entry(
     version: u8,
     aggregator: &Address,
     description: &str,

@@ -181,24 +181,26 @@ where
 /// `GET url` through PANIC's REST checker.
 pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
     let response = http.get(url).await?;
-    if matches!(response.status, 404 | 501) {
-        return Err(CallError::Incompatible(format!(
-            "HTTP {} from {url}",
-            response.status
-        )));
+    check_answer(url, response.status, &response.body)
+}
+
+/// PANIC's REST checker on an answer (HTTP `status`, `body`) from `url`.
+pub(crate) fn check_answer(url: &str, status: u16, body: &[u8]) -> Result<Value, CallError> {
+    if matches!(status, 404 | 501) {
+        return Err(CallError::Incompatible(format!("HTTP {status} from {url}")));
     }
-    let value: Value = match serde_json::from_slice(&response.body) {
+    let success = (200..300).contains(&status);
+    let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) if response.is_success() => {
+        Err(e) if success => {
             return Err(CallError::BadJson(format!(
                 "the body from {url} is not JSON: {e}"
             )))
         }
         Err(_) => {
             return Err(CallError::Api(format!(
-                "HTTP {} from {url}: {}",
-                response.status,
-                snippet(&response.body)
+                "HTTP {status} from {url}: {}",
+                snippet(body)
             )))
         }
     };
@@ -212,11 +214,10 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
     if let Some(error) = value.get("error") {
         return Err(CallError::Api(text_of(error)));
     }
-    if !response.is_success() {
+    if !success {
         return Err(CallError::Api(format!(
-            "HTTP {} from {url}: {}",
-            response.status,
-            snippet(&response.body)
+            "HTTP {status} from {url}: {}",
+            snippet(body)
         )));
     }
     Ok(value)

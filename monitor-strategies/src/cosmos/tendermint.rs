@@ -32,14 +32,18 @@ pub(crate) const MAX_VALIDATOR_PAGES: u32 = 100;
 /// `GET url` through PANIC's Tendermint checker; returns `result`.
 pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
     let response = http.get(url).await?;
-    if response.status == 404 {
+    check_answer(url, response.status, &response.body)
+}
+
+/// PANIC's Tendermint checker on an answer (HTTP `status`, `body`) from `url`: its `result`.
+pub(crate) fn check_answer(url: &str, status: u16, body: &[u8]) -> Result<Value, CallError> {
+    if status == 404 {
         return Err(CallError::Incompatible(format!("HTTP 404 from {url}")));
     }
-    let mut value: Value = serde_json::from_slice(&response.body).map_err(|e| {
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| {
         CallError::BadJson(format!(
-            "the body from {url} (HTTP {}) is not JSON: {e}: {}",
-            response.status,
-            snippet(&response.body)
+            "the body from {url} (HTTP {status}) is not JSON: {e}: {}",
+            snippet(body)
         ))
     })?;
     if let Some(error) = value.get("error") {
@@ -127,18 +131,21 @@ pub(crate) async fn block(
         None => join_url(base, "/block"),
     };
     let result = get_checked(http, &url).await?;
-    let block = result
-        .get("block")
-        .ok_or_else(|| missing(&url, "`block`"))?;
+    parse_block(&url, &result)
+}
+
+/// The height and the signing validators of a `/block` result from `url`.
+pub(crate) fn parse_block(url: &str, result: &Value) -> Result<(u64, Vec<String>), CallError> {
+    let block = result.get("block").ok_or_else(|| missing(url, "`block`"))?;
     let height = block
         .pointer("/header/height")
         .and_then(int_of)
-        .ok_or_else(|| missing(&url, "`block.header.height`"))?;
+        .ok_or_else(|| missing(url, "`block.header.height`"))?;
     let signatures = match block.pointer("/last_commit/signatures") {
         Some(Value::Array(s)) => s,
         // The first block has no previous commit.
         Some(Value::Null) => &Vec::new(),
-        _ => return Err(missing(&url, "`block.last_commit.signatures`")),
+        _ => return Err(missing(url, "`block.last_commit.signatures`")),
     };
     let mut signed = Vec::with_capacity(signatures.len());
     for signature in signatures {
@@ -151,7 +158,7 @@ pub(crate) async fn block(
             let address = signature
                 .get("validator_address")
                 .and_then(Value::as_str)
-                .ok_or_else(|| missing(&url, "`validator_address` in a signature"))?;
+                .ok_or_else(|| missing(url, "`validator_address` in a signature"))?;
             signed.push(address.to_ascii_uppercase());
         }
     }
@@ -173,25 +180,8 @@ pub(crate) async fn validators(
             &format!("/validators?height={height}&page={page}&per_page={VALIDATORS_PER_PAGE}"),
         );
         let result = get_checked(http, &url).await?;
-        let list = result
-            .get("validators")
-            .and_then(Value::as_array)
-            .ok_or_else(|| missing(&url, "`validators`"))?;
-        let count = result
-            .get("count")
-            .and_then(int_of)
-            .ok_or_else(|| missing(&url, "`count`"))?;
-        let total = result
-            .get("total")
-            .and_then(int_of)
-            .ok_or_else(|| missing(&url, "`total`"))?;
-        for validator in list {
-            let address = validator
-                .get("address")
-                .and_then(Value::as_str)
-                .ok_or_else(|| missing(&url, "`address` of a validator"))?;
-            addresses.push(address.to_ascii_uppercase());
-        }
+        let (page_addresses, count, total) = parse_validators_page(&url, &result)?;
+        addresses.extend(page_addresses);
         seen = seen.saturating_add(count);
         if count == 0 || seen >= total {
             return Ok(addresses);
@@ -200,6 +190,35 @@ pub(crate) async fn validators(
     Err(CallError::BadJson(format!(
         "validators at height {height}: more than {MAX_VALIDATOR_PAGES} pages"
     )))
+}
+
+/// One page of a `/validators` result from `url`: the consensus addresses on it, its `count`
+/// and the `total`.
+pub(crate) fn parse_validators_page(
+    url: &str,
+    result: &Value,
+) -> Result<(Vec<String>, u64, u64), CallError> {
+    let list = result
+        .get("validators")
+        .and_then(Value::as_array)
+        .ok_or_else(|| missing(url, "`validators`"))?;
+    let count = result
+        .get("count")
+        .and_then(int_of)
+        .ok_or_else(|| missing(url, "`count`"))?;
+    let total = result
+        .get("total")
+        .and_then(int_of)
+        .ok_or_else(|| missing(url, "`total`"))?;
+    let mut addresses = Vec::with_capacity(list.len());
+    for validator in list {
+        let address = validator
+            .get("address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| missing(url, "`address` of a validator"))?;
+        addresses.push(address.to_ascii_uppercase());
+    }
+    Ok((addresses, count, total))
 }
 
 /// Whether a validator was slashed in a block, and the burned amount when the events carry it.

@@ -87,7 +87,7 @@ pub struct DockerHubRepoConfig {
 
 /// One tag as read.
 #[derive(Debug, Clone, PartialEq)]
-struct Tag {
+pub(crate) struct Tag {
     name: Value,
     last_updated: Option<String>,
 }
@@ -160,35 +160,14 @@ impl DockerHubMonitor {
                     "Docker Hub API call came back without tags");
                 PanicError::dockerhub_api_call()
             };
-            if page_no == 1 {
-                match page.get("count").and_then(Value::as_f64) {
-                    None => return Err(not_tags("no numeric `count`")),
-                    Some(0.0) => return Err(not_tags("`count` is 0")),
-                    Some(_) => {}
-                }
-            }
-            let results = page
-                .get("results")
-                .and_then(Value::as_array)
-                .ok_or_else(|| not_tags("no `results` list"))?;
-            tags.extend(results.iter().map(|r| {
-                Tag {
-                    name: r.get("name").cloned().unwrap_or(Value::Null),
-                    last_updated: r
-                        .get("last_updated")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                }
-            }));
-            let next = match page.get("next") {
-                None | Some(Value::Null) => return Ok(tags),
-                Some(Value::String(s)) if s.is_empty() => return Ok(tags),
-                Some(Value::String(s)) => s,
-                Some(other) => {
-                    return Err(
-                        self.unreadable(&format!("`next` is {}, not a URL", json_kind(other)))
-                    )
-                }
+            let (page_tags, next) = match read_page(&page, page_no == 1) {
+                Ok(read) => read,
+                Err(PageError::NotTags(why)) => return Err(not_tags(why)),
+                Err(PageError::BadNext(why)) => return Err(self.unreadable(&why)),
+            };
+            tags.extend(page_tags);
+            let Some(next) = next else {
+                return Ok(tags);
             };
             url = match url.join(next) {
                 Ok(u) if same_origin(&u, &origin) => u,
@@ -207,6 +186,53 @@ impl DockerHubMonitor {
             self.max_pages
         )))
     }
+}
+
+/// Why a page is not a page of tags.
+#[derive(Debug)]
+pub(crate) enum PageError {
+    /// Not an answer with tags (PANIC's `DockerHubAPICallException`).
+    NotTags(&'static str),
+    /// The `next` link is not a URL.
+    BadNext(String),
+}
+
+/// One page of tags (`first`: the first page, whose `count` must be a non-zero number): its
+/// tags and the `next` link (`None` on the last page).
+pub(crate) fn read_page(page: &Value, first: bool) -> Result<(Vec<Tag>, Option<&str>), PageError> {
+    if first {
+        match page.get("count").and_then(Value::as_f64) {
+            None => return Err(PageError::NotTags("no numeric `count`")),
+            Some(0.0) => return Err(PageError::NotTags("`count` is 0")),
+            Some(_) => {}
+        }
+    }
+    let results = page
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or(PageError::NotTags("no `results` list"))?;
+    let tags = results
+        .iter()
+        .map(|r| Tag {
+            name: r.get("name").cloned().unwrap_or(Value::Null),
+            last_updated: r
+                .get("last_updated")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+        .collect();
+    let next = match page.get("next") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(PageError::BadNext(format!(
+                "`next` is {}, not a URL",
+                json_kind(other)
+            )))
+        }
+    };
+    Ok((tags, next))
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -233,7 +259,7 @@ impl Monitor for DockerHubMonitor {
 
 impl DockerHubMonitor {
     /// PANIC's `_process_retrieved_data`: index-keyed tags.
-    fn process(&self, tags: &[Tag]) -> Value {
+    pub(crate) fn process(&self, tags: &[Tag]) -> Value {
         let mut data = Map::new();
         let mut unparsable = 0usize;
         for (i, tag) in tags.iter().enumerate() {

@@ -89,48 +89,9 @@ impl JsonRpc {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let response = self.http.post_json(&self.url, &request).await?;
-        let bad = |problem: String| RpcError::BadAnswer {
-            url: self.url.clone(),
-            method,
-            problem,
-        };
-        let body: Value = serde_json::from_slice(&response.body).map_err(|e| {
-            bad(format!(
-                "HTTP {} with a body that is not JSON: {e}",
-                response.status
-            ))
-        })?;
-        let Value::Object(mut body) = body else {
-            return Err(bad(format!(
-                "HTTP {} with a body that is not a JSON object",
-                response.status
-            )));
-        };
-        if let Some(error) = body.remove("error").filter(|e| !e.is_null()) {
-            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| error.to_string(), str::to_owned);
-            let data = error.get("data").map(Value::to_string);
-            return Err(RpcError::Rpc {
-                url: self.url.clone(),
-                method,
-                code,
-                message,
-                data,
-            });
-        }
-        match body.remove("result") {
-            Some(result) => {
-                debug!(url = %monitor_core::redact_url(&self.url), method, "json-rpc answer");
-                Ok(result)
-            }
-            None => Err(bad(format!(
-                "HTTP {} without `result` or `error`",
-                response.status
-            ))),
-        }
+        let result = decode_answer(&self.url, method, response.status, &response.body)?;
+        debug!(url = %monitor_core::redact_url(&self.url), method, "json-rpc answer");
+        Ok(result)
     }
 
     /// Builds a [`RpcError::BadAnswer`] for `method`.
@@ -150,38 +111,87 @@ impl JsonRpc {
 
     /// `eth_syncing`: `false` → not syncing, a sync-status object → syncing.
     pub async fn syncing(&self) -> Result<bool, RpcError> {
-        match self.call("eth_syncing", json!([])).await? {
-            Value::Bool(false) => Ok(false),
-            // Some nodes answer `true`; web3 treats any truthy answer as syncing.
-            Value::Bool(true) | Value::Object(_) => Ok(true),
-            other => Err(self.bad_answer(
-                "eth_syncing",
-                format!("expected false or an object, got {other}"),
-            )),
-        }
+        let result = self.call("eth_syncing", json!([])).await?;
+        syncing_of(&result).map_err(|p| self.bad_answer("eth_syncing", p))
     }
 
     /// `eth_call` of `data` on `to` at the latest block: the returned bytes.
     pub async fn eth_call(&self, to: &str, data: &[u8]) -> Result<Vec<u8>, RpcError> {
         let params = json!([{"to": to, "data": hex_bytes(data)}, "latest"]);
         let result = self.call("eth_call", params).await?;
-        let text = result
-            .as_str()
-            .ok_or_else(|| self.bad_answer("eth_call", format!("not a hex string: {result}")))?;
-        parse_hex_bytes(text).map_err(|p| self.bad_answer("eth_call", p))
+        call_bytes(&result).map_err(|p| self.bad_answer("eth_call", p))
     }
 
     /// `eth_getLogs` with a filter object: the log objects.
     pub async fn get_logs(&self, filter: Value) -> Result<Vec<Log>, RpcError> {
         let result = self.call("eth_getLogs", json!([filter])).await?;
-        let Value::Array(items) = result else {
-            return Err(self.bad_answer("eth_getLogs", "result is not an array"));
-        };
-        items
-            .iter()
-            .map(|item| Log::from_json(item).map_err(|p| self.bad_answer("eth_getLogs", p)))
-            .collect()
+        logs_of(&result).map_err(|p| self.bad_answer("eth_getLogs", p))
     }
+}
+
+/// A JSON-RPC answer (HTTP `status`, `body`) to `method` at `url`: its `result`, or why there is
+/// none.
+pub(crate) fn decode_answer(
+    url: &str,
+    method: &'static str,
+    status: u16,
+    body: &[u8],
+) -> Result<Value, RpcError> {
+    let bad = |problem: String| RpcError::BadAnswer {
+        url: url.to_owned(),
+        method,
+        problem,
+    };
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("HTTP {status} with a body that is not JSON: {e}")))?;
+    let Value::Object(mut body) = body else {
+        return Err(bad(format!(
+            "HTTP {status} with a body that is not a JSON object"
+        )));
+    };
+    if let Some(error) = body.remove("error").filter(|e| !e.is_null()) {
+        let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .map_or_else(|| error.to_string(), str::to_owned);
+        let data = error.get("data").map(Value::to_string);
+        return Err(RpcError::Rpc {
+            url: url.to_owned(),
+            method,
+            code,
+            message,
+            data,
+        });
+    }
+    body.remove("result")
+        .ok_or_else(|| bad(format!("HTTP {status} without `result` or `error`")))
+}
+
+/// An `eth_syncing` result: `false` → not syncing, `true` or a sync-status object → syncing.
+pub(crate) fn syncing_of(result: &Value) -> Result<bool, String> {
+    match result {
+        Value::Bool(false) => Ok(false),
+        // Some nodes answer `true`; web3 treats any truthy answer as syncing.
+        Value::Bool(true) | Value::Object(_) => Ok(true),
+        other => Err(format!("expected false or an object, got {other}")),
+    }
+}
+
+/// An `eth_call` result: the returned bytes.
+pub(crate) fn call_bytes(result: &Value) -> Result<Vec<u8>, String> {
+    let text = result
+        .as_str()
+        .ok_or_else(|| format!("not a hex string: {result}"))?;
+    parse_hex_bytes(text)
+}
+
+/// An `eth_getLogs` result: the log objects.
+pub(crate) fn logs_of(result: &Value) -> Result<Vec<Log>, String> {
+    let Value::Array(items) = result else {
+        return Err("result is not an array".to_owned());
+    };
+    items.iter().map(Log::from_json).collect()
 }
 
 /// One log entry of `eth_getLogs`.

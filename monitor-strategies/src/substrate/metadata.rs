@@ -354,6 +354,27 @@ impl Metadata {
     pub fn event_ty(&self, pallet: &str) -> Option<u32> {
         self.pallets.get(pallet)?.event_ty
     }
+
+    /// Every (pallet, storage item) and every (pallet, constant), for the fuzz targets.
+    #[cfg(feature = "fuzzing")]
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn names(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+        let mut items = Vec::new();
+        let mut constants = Vec::new();
+        for (pallet, p) in &self.pallets {
+            items.extend(p.storage.keys().map(|i| (pallet.clone(), i.clone())));
+            constants.extend(p.constants.keys().map(|c| (pallet.clone(), c.clone())));
+        }
+        items.sort();
+        constants.sort();
+        (items, constants)
+    }
+
+    /// The number of types in the registry, for the fuzz targets.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn type_count(&self) -> u32 {
+        u32::try_from(self.types.types.len()).unwrap_or(u32::MAX)
+    }
 }
 
 /// A map key argument, encoded as the item's key type says.
