@@ -10,3 +10,7 @@ bash scripts/check-architecture.sh
 bash scripts/substrate-fixtures.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The fuzz targets (fuzz/, #16): lint the fuzzing entry points, build every target and run each over
+# its committed corpus (no mutation; about a minute with a warm build, see docs/RELIABILITY.md).
+cargo clippy -p monitor-strategies --features fuzzing --lib --locked -- -D warnings
+bash scripts/fuzz-smoke.sh
