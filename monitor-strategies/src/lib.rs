@@ -115,7 +115,12 @@ pub use github::planner::GithubPlanner;
 pub use github::rate_limit::RateBudget;
 pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
 pub use prometheus::{
-    parse as parse_prometheus, query as query_prometheus, MetricValue, Requirement,
+    parse as parse_prometheus, query as query_prometheus, query_text as query_prometheus_text,
+    Found as PrometheusFound, LabelSet as PrometheusLabelSet, LabelSets as PrometheusLabelSets,
+    LimitError as PrometheusLimitError, Limits as PrometheusLimits, Metric as PrometheusMetric,
+    MetricValue, MetricsData, QueryError as PrometheusQueryError, Requirement,
+    Scratch as PrometheusScratch, TextQueryError as PrometheusTextError, DEFAULT_MAX_LABEL_BYTES,
+    DEFAULT_MAX_SERIES_PER_METRIC,
 };
 pub use settings::{
     ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,

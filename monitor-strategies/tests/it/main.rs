@@ -18,6 +18,8 @@ mod planner;
 mod redirects;
 // The Prometheus parser on random and truncated input.
 mod prometheus_props;
+// The one-pass query against parse + query (the oracle), and its bounds.
+mod prometheus_scan;
 // The GitHub strategy, its budget, token and planner.
 mod github;
 // GitHub and DockerHub configs through the real manager on the in-memory bus.
