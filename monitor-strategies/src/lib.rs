@@ -136,7 +136,7 @@ pub use substrate::planner::{
 };
 pub use substrate::rpc::{WsConfig, WsError, WsPool, WsRpc};
 pub use substrate::{SubstrateDataSource, SubstrateNodeConfig};
-pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};
+pub use system::monitor::{system_figures, SystemConfig, SystemMonitor, SYSTEM_METRICS};
 pub use system::planner::SystemsPlanner;
 
 /// Every planner, one per monitor type, sharing `settings` (and so their HTTP connection pools and

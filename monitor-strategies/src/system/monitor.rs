@@ -135,6 +135,50 @@ impl SystemMonitor {
         error
     }
 
+    /// A round on `body` instead of a scrape: what [`Monitor::round`] does once the body is read
+    /// (for benchmarks and tests; the body is copied into the monitor's buffer).
+    pub fn round_on_body(&mut self, body: &[u8]) -> Result<Vec<Publication>, RoundError> {
+        self.body.clear();
+        self.body.extend_from_slice(body);
+        self.evaluate()
+    }
+
+    /// The round's work after the fetch, on the body in the buffer.
+    fn evaluate(&mut self) -> Result<Vec<Publication>, RoundError> {
+        let url = &self.redacted_url;
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|e| RoundError::new(format!("the body from {url} is not UTF-8: {e}")))?;
+        let outcome = match prometheus::query_text(
+            text,
+            &SYSTEM_REQUESTED,
+            &self.limits,
+            &mut self.scratch,
+        ) {
+            Ok(found) => Ok(process(&found)?),
+            Err(TextQueryError::Parse(e)) => {
+                return Err(RoundError::new(format!(
+                    "the body from {url} is not Prometheus text: {e}"
+                )))
+            }
+            Err(TextQueryError::Query(prometheus::QueryError::MetricNotFound(metric))) => {
+                warn!(monitor = %self.name, url = %url, metric = %metric, "metric not found");
+                Err(PanicError::metric_not_found(&metric, url))
+            }
+            Err(TextQueryError::Query(e @ prometheus::QueryError::MixedLabels(_))) => {
+                return Err(RoundError::new(format!("{url}: {e}")))
+            }
+            Err(TextQueryError::Limit(e)) => {
+                warn!(monitor = %self.name, url = %url, error = %e, "scrape over a bound");
+                Err(self.data_reading(Some(&e.to_string())))
+            }
+        };
+        if let Ok(data) = &outcome {
+            debug!(monitor = %self.name, data = %data, "system data");
+        }
+        let body = envelope(self.meta_data(), outcome);
+        Ok(vec![Publication::new(RawDataKey::System, body)])
+    }
+
     /// Retrieval into the body buffer: the exchange's outcome.
     async fn fetch(&mut self) -> Option<PanicError> {
         let url = match &self.url {
@@ -170,38 +214,7 @@ impl Monitor for SystemMonitor {
             let body = envelope(self.meta_data(), Err(error));
             return Ok(vec![Publication::new(RawDataKey::System, body)]);
         }
-        let url = &self.redacted_url;
-        let text = std::str::from_utf8(&self.body)
-            .map_err(|e| RoundError::new(format!("the body from {url} is not UTF-8: {e}")))?;
-        let outcome = match prometheus::query_text(
-            text,
-            &SYSTEM_REQUESTED,
-            &self.limits,
-            &mut self.scratch,
-        ) {
-            Ok(found) => Ok(process(&found)?),
-            Err(TextQueryError::Parse(e)) => {
-                return Err(RoundError::new(format!(
-                    "the body from {url} is not Prometheus text: {e}"
-                )))
-            }
-            Err(TextQueryError::Query(prometheus::QueryError::MetricNotFound(metric))) => {
-                warn!(monitor = %self.name, url = %url, metric = %metric, "metric not found");
-                Err(PanicError::metric_not_found(&metric, url))
-            }
-            Err(TextQueryError::Query(e @ prometheus::QueryError::MixedLabels(_))) => {
-                return Err(RoundError::new(format!("{url}: {e}")))
-            }
-            Err(TextQueryError::Limit(e)) => {
-                warn!(monitor = %self.name, url = %url, error = %e, "scrape over a bound");
-                Err(self.data_reading(Some(&e.to_string())))
-            }
-        };
-        if let Ok(data) = &outcome {
-            debug!(monitor = %self.name, data = %data, "system data");
-        }
-        let body = envelope(self.meta_data(), outcome);
-        Ok(vec![Publication::new(RawDataKey::System, body)])
+        self.evaluate()
     }
 
     fn failed_round(&self, _error: &RoundError) -> Vec<Publication> {
@@ -295,6 +308,12 @@ impl Scrape for Found<'_> {
             )),
         }
     }
+}
+
+/// PANIC's ten figures from the answer of [`prometheus::query`] (the two-step path the monitor
+/// used before [`prometheus::query_text`]; kept for comparisons).
+pub fn system_figures(data: &MetricsData) -> Result<Value, RoundError> {
+    process(data)
 }
 
 /// PANIC's `_process_data_retrieval_successful`: the `data` object, fields in PANIC's order.
