@@ -183,7 +183,7 @@ impl SystemMonitor {
     async fn fetch(&mut self) -> Option<PanicError> {
         let url = match &self.url {
             Ok(url) => url,
-            Err(_) => return Some(PanicError::invalid_url(&self.config.exporter_url)),
+            Err(_) => return Some(PanicError::invalid_url(&self.redacted_url)),
         };
         match self
             .http
@@ -196,7 +196,7 @@ impl SystemMonitor {
                 Some(match e.kind {
                     HttpErrorKind::Down => PanicError::system_is_down(&self.config.system_name),
                     HttpErrorKind::Read => self.data_reading(e.refused_redirect()),
-                    HttpErrorKind::InvalidUrl => PanicError::invalid_url(&self.config.exporter_url),
+                    HttpErrorKind::InvalidUrl => PanicError::invalid_url(&self.redacted_url),
                 })
             }
         }

@@ -12,6 +12,8 @@ mod common;
 mod system_http;
 // The system strategy against a real node_exporter (Debian's `prometheus-node-exporter`).
 mod node_exporter;
+// Bounds on what a system round keeps, and refused redirects in its envelope.
+mod system_bounds;
 // The systems planner.
 mod planner;
 // Redirects: same host and port only, a few hops, POSTs only through 307/308.
