@@ -53,6 +53,9 @@ const SYSTEM_REQUESTED: [(&str, Requirement); 14] = {
     out
 };
 
+/// Buffers larger than this are not kept between rounds (node_exporter bodies are 50–200 KB).
+const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// One system to monitor (PANIC's `SystemConfig`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SystemConfig {
@@ -135,6 +138,18 @@ impl SystemMonitor {
         error
     }
 
+    /// Buffers grown past what a real exporter needs (a hostile or broken target's body) are
+    /// released rather than kept until the next round: what a monitor keeps between rounds stays
+    /// small whatever its target sent once.
+    fn release_large_buffers(&mut self) {
+        if self.body.capacity() > KEEP_BUFFER_BYTES {
+            self.body = Vec::new();
+        }
+        if self.scratch.capacity_bytes() > KEEP_BUFFER_BYTES {
+            self.scratch = Scratch::new();
+        }
+    }
+
     /// A round on `body` instead of a scrape: what [`Monitor::round`] does once the body is read
     /// (for benchmarks and tests; the body is copied into the monitor's buffer).
     pub fn round_on_body(&mut self, body: &[u8]) -> Result<Vec<Publication>, RoundError> {
@@ -210,11 +225,15 @@ impl Monitor for SystemMonitor {
     }
 
     async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
-        if let Some(error) = self.fetch().await {
-            let body = envelope(self.meta_data(), Err(error));
-            return Ok(vec![Publication::new(RawDataKey::System, body)]);
-        }
-        self.evaluate()
+        let outcome = match self.fetch().await {
+            Some(error) => {
+                let body = envelope(self.meta_data(), Err(error));
+                Ok(vec![Publication::new(RawDataKey::System, body)])
+            }
+            None => self.evaluate(),
+        };
+        self.release_large_buffers();
+        outcome
     }
 
     fn failed_round(&self, _error: &RoundError) -> Vec<Publication> {
