@@ -358,6 +358,44 @@ fn is_ws(c: char) -> bool {
     c.is_whitespace()
 }
 
+/// The ASCII bytes `char::is_whitespace` accepts.
+fn is_ascii_ws(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// `s.trim_start_matches(char::is_whitespace)`, bytewise while the text is ASCII.
+fn trim_ws_start(s: &str) -> &str {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if is_ascii_ws(b) {
+            i += 1;
+        } else if b >= 0x80 {
+            return s.get(i..).unwrap_or("").trim_start_matches(is_ws);
+        } else {
+            break;
+        }
+    }
+    s.get(i..).unwrap_or("")
+}
+
+/// Where a sample's name ends: `line.find(|c| c == '{' || c.is_whitespace())`, bytewise while the
+/// text is ASCII.
+fn name_end(line: &str) -> usize {
+    for (i, &b) in line.as_bytes().iter().enumerate() {
+        if b == b'{' || is_ascii_ws(b) {
+            return i;
+        }
+        if b >= 0x80 {
+            let rest = line.get(i..).unwrap_or("");
+            return i + rest
+                .find(|c: char| c == '{' || c.is_whitespace())
+                .unwrap_or(rest.len());
+        }
+    }
+    line.len()
+}
+
 fn to_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -405,9 +443,7 @@ pub fn query_text<'a>(
             line: index + 1,
             problem,
         };
-        let name_end = line
-            .find(|c: char| c == '{' || c.is_whitespace())
-            .unwrap_or(line.len());
+        let name_end = name_end(line);
         let name = &line[..name_end];
         if name.is_empty() {
             return Err(error("sample without a metric name".to_owned()).into());
@@ -430,7 +466,7 @@ pub fn query_text<'a>(
         } else {
             requested.iter().position(|(r, _)| *r == name)
         };
-        let mut rest = line[name_end..].trim_start_matches(is_ws);
+        let mut rest = trim_ws_start(&line[name_end..]);
         scratch.line.clear();
         let line_start = scratch.unescaped.len();
         let mut labelled = false;
@@ -585,7 +621,7 @@ fn span_str(unescaped: &str, (start, end): Span) -> &str {
 /// keeping nothing; returns what follows `}`.
 fn labels_checked(mut s: &str) -> Result<&str, String> {
     loop {
-        s = s.trim_start_matches(is_ws);
+        s = trim_ws_start(s);
         if let Some(after) = s.strip_prefix('}') {
             return Ok(after);
         }
@@ -606,7 +642,7 @@ fn labels_kept<'t>(mut s: &'t str, scratch: &mut Scratch) -> Result<&'t str, Str
     let mut positions: Option<HashMap<&str, usize>> = None;
     let mut names: Vec<&str> = Vec::new();
     loop {
-        s = s.trim_start_matches(is_ws);
+        s = trim_ws_start(s);
         if let Some(after) = s.strip_prefix('}') {
             return Ok(after);
         }
@@ -643,7 +679,8 @@ fn labels_kept<'t>(mut s: &'t str, scratch: &mut Scratch) -> Result<&'t str, Str
 /// The label name before `=` (trimmed) and what follows `=`.
 fn label_name(s: &str) -> Result<(&str, &str), String> {
     let eq = s
-        .find(['=', '}', '"'])
+        .bytes()
+        .position(|b| matches!(b, b'=' | b'}' | b'"'))
         .filter(|&i| s.as_bytes().get(i) == Some(&b'='))
         .ok_or_else(|| "label without `=`".to_owned())?;
     let label_name = s[..eq].trim();
@@ -655,15 +692,14 @@ fn label_name(s: &str) -> Result<(&str, &str), String> {
 
 /// After `=`: the text after the opening quote.
 fn value_start<'t>(after_eq: &'t str, label_name: &str) -> Result<&'t str, String> {
-    after_eq
-        .trim_start_matches(is_ws)
+    trim_ws_start(after_eq)
         .strip_prefix('"')
         .ok_or_else(|| format!("label `{label_name}`: value is not quoted"))
 }
 
 /// After a value: `,` or `}` must follow.
 fn separator(after: &str) -> Result<&str, String> {
-    let s = after.trim_start_matches(is_ws);
+    let s = trim_ws_start(after);
     if let Some(after_comma) = s.strip_prefix(',') {
         Ok(after_comma)
     } else if s.starts_with('}') {
