@@ -17,6 +17,8 @@ use tracing::{debug, warn};
 use monitor_core::envelope::{envelope, float, round2, MetaData};
 use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
+use std::sync::Mutex;
+
 use reqwest::Url;
 
 use crate::http::{parse_url, Http, HttpError, HttpErrorKind};
@@ -76,9 +78,10 @@ pub(crate) fn component_name(system_name: &str) -> String {
 
 /// The System monitor strategy.
 ///
-/// It keeps, across rounds, the exporter URL parsed once, the body buffer and the query's
-/// buffers ([`Scratch`]), so that a round in steady state allocates only what its envelope is
-/// made of.
+/// It parses the exporter URL once, and a round borrows its body buffer and the query's buffers
+/// ([`Scratch`]) from a pool the system monitors of the process share (as many sets as rounds in
+/// flight, not one per monitor: 10,000 monitors would otherwise keep 10,000 bodies), so that a
+/// round in steady state allocates only what its envelope is made of.
 #[derive(Debug)]
 pub struct SystemMonitor {
     name: String,
@@ -88,9 +91,43 @@ pub struct SystemMonitor {
     url: Result<Url, HttpError>,
     /// The exporter URL for logs and errors, its password redacted.
     redacted_url: String,
+    limits: Limits,
+}
+
+/// A round's buffers: the body and the query's.
+#[derive(Debug, Default)]
+struct RoundBuffers {
     body: Vec<u8>,
     scratch: Scratch,
-    limits: Limits,
+}
+
+/// Free round buffers, shared by every system monitor of the process.
+static POOL: Mutex<Vec<RoundBuffers>> = Mutex::new(Vec::new());
+/// At most this many free sets are kept (rounds in flight at once beyond it allocate their own).
+const POOLED: usize = 64;
+
+impl RoundBuffers {
+    fn take() -> Self {
+        POOL.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Back to the pool, unless grown past what a real exporter needs (a hostile or broken
+    /// target's body): those are freed, so what stays between rounds is small whatever a target
+    /// sent once.
+    fn give(self) {
+        if self.body.capacity() > KEEP_BUFFER_BYTES
+            || self.scratch.capacity_bytes() > KEEP_BUFFER_BYTES
+        {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOLED {
+            pool.push(self);
+        }
+    }
 }
 
 impl SystemMonitor {
@@ -102,8 +139,6 @@ impl SystemMonitor {
             redacted_url: monitor_core::redact_url(&config.exporter_url).into_owned(),
             config,
             http,
-            body: Vec::new(),
-            scratch: Scratch::new(),
             limits: Limits::default(),
         }
     }
@@ -138,36 +173,27 @@ impl SystemMonitor {
         error
     }
 
-    /// Buffers grown past what a real exporter needs (a hostile or broken target's body) are
-    /// released rather than kept until the next round: what a monitor keeps between rounds stays
-    /// small whatever its target sent once.
-    fn release_large_buffers(&mut self) {
-        if self.body.capacity() > KEEP_BUFFER_BYTES {
-            self.body = Vec::new();
-        }
-        if self.scratch.capacity_bytes() > KEEP_BUFFER_BYTES {
-            self.scratch = Scratch::new();
-        }
-    }
-
     /// A round on `body` instead of a scrape: what [`Monitor::round`] does once the body is read
     /// (for benchmarks and tests; the body is copied into the monitor's buffer).
     pub fn round_on_body(&mut self, body: &[u8]) -> Result<Vec<Publication>, RoundError> {
-        self.body.clear();
-        self.body.extend_from_slice(body);
-        self.evaluate()
+        let mut buffers = RoundBuffers::take();
+        buffers.body.clear();
+        buffers.body.extend_from_slice(body);
+        let outcome = self.evaluate(&mut buffers);
+        buffers.give();
+        outcome
     }
 
     /// The round's work after the fetch, on the body in the buffer.
-    fn evaluate(&mut self) -> Result<Vec<Publication>, RoundError> {
+    fn evaluate(&self, buffers: &mut RoundBuffers) -> Result<Vec<Publication>, RoundError> {
         let url = &self.redacted_url;
-        let text = std::str::from_utf8(&self.body)
+        let text = std::str::from_utf8(&buffers.body)
             .map_err(|e| RoundError::new(format!("the body from {url} is not UTF-8: {e}")))?;
         let outcome = match prometheus::query_text(
             text,
             &SYSTEM_REQUESTED,
             &self.limits,
-            &mut self.scratch,
+            &mut buffers.scratch,
         ) {
             Ok(found) => Ok(process(&found)?),
             Err(TextQueryError::Parse(e)) => {
@@ -195,14 +221,14 @@ impl SystemMonitor {
     }
 
     /// Retrieval into the body buffer: the exchange's outcome.
-    async fn fetch(&mut self) -> Option<PanicError> {
+    async fn fetch(&self, body: &mut Vec<u8>) -> Option<PanicError> {
         let url = match &self.url {
             Ok(url) => url,
             Err(_) => return Some(PanicError::invalid_url(&self.redacted_url)),
         };
         match self
             .http
-            .get_into(url, &self.config.exporter_url, &mut self.body)
+            .get_into(url, &self.config.exporter_url, body)
             .await
         {
             Ok(_status) => None,
@@ -225,14 +251,15 @@ impl Monitor for SystemMonitor {
     }
 
     async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
-        let outcome = match self.fetch().await {
+        let mut buffers = RoundBuffers::take();
+        let outcome = match self.fetch(&mut buffers.body).await {
             Some(error) => {
                 let body = envelope(self.meta_data(), Err(error));
                 Ok(vec![Publication::new(RawDataKey::System, body)])
             }
-            None => self.evaluate(),
+            None => self.evaluate(&mut buffers),
         };
-        self.release_large_buffers();
+        buffers.give();
         outcome
     }
 
