@@ -33,13 +33,17 @@ pub(crate) const MAX_VALIDATOR_PAGES: u32 = 100;
 pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
     let response = http.get(url).await?;
     if response.status == 404 {
-        return Err(CallError::Incompatible(format!("HTTP 404 from {url}")));
+        return Err(CallError::Incompatible(format!(
+            "HTTP 404 from {url}",
+            url = monitor_core::redact_url(&url)
+        )));
     }
     let mut value: Value = serde_json::from_slice(&response.body).map_err(|e| {
         CallError::BadJson(format!(
             "the body from {url} (HTTP {}) is not JSON: {e}: {}",
             response.status,
-            snippet(&response.body)
+            snippet(&response.body),
+            url = monitor_core::redact_url(&url)
         ))
     })?;
     if let Some(error) = value.get("error") {
@@ -53,13 +57,17 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
     match value.get_mut("result") {
         Some(result) => Ok(result.take()),
         None => Err(CallError::BadJson(format!(
-            "no `result` in the answer of {url}"
+            "no `result` in the answer of {url}",
+            url = monitor_core::redact_url(&url)
         ))),
     }
 }
 
 fn missing(url: &str, what: &str) -> CallError {
-    CallError::BadJson(format!("no {what} in the answer of {url}"))
+    CallError::BadJson(format!(
+        "no {what} in the answer of {url}",
+        url = monitor_core::redact_url(&url)
+    ))
 }
 
 /// A height or count, sent by Tendermint as a decimal string (accepted as a number too).
@@ -221,8 +229,9 @@ pub(crate) async fn block_results_slashing(
     let url = join_url(base, &format!("/block_results?height={height}"));
     let result = get_checked(http, &url).await?;
     let events = block_events(&result).map_err(|what| missing(&url, what))?;
-    slashing_in_events(events, consensus_address)
-        .map_err(|e| CallError::BadJson(format!("{url}: {e}")))
+    slashing_in_events(events, consensus_address).map_err(|e| {
+        CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+    })
 }
 
 /// The block-level events of a `/block_results` result: `begin_block_events` (Tendermint 0.34,
