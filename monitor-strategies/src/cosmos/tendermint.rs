@@ -166,6 +166,9 @@ pub(crate) async fn block(
     Ok((height, signed))
 }
 
+/// The longest validator address kept (consensus addresses are 40 hex digits).
+const MAX_ADDRESS_BYTES: usize = 128;
+
 /// `GET <base>/validators?height=h&page=n` for every page: the consensus addresses of the active
 /// set at `height` (pages read until their `count`s add up to `total`).
 pub(crate) async fn validators(
@@ -198,6 +201,18 @@ pub(crate) async fn validators(
                 .get("address")
                 .and_then(Value::as_str)
                 .ok_or_else(|| missing(&url, "`address` of a validator"))?;
+            // Bounds on what one round keeps (issue #16): a consensus address is 40 hex digits,
+            // and the active set is read in at most MAX_VALIDATOR_PAGES pages of
+            // VALIDATORS_PER_PAGE.
+            if address.len() > MAX_ADDRESS_BYTES
+                || addresses.len() >= MAX_VALIDATOR_PAGES as usize * VALIDATORS_PER_PAGE as usize
+            {
+                return Err(CallError::BadJson(format!(
+                    "validators at height {height}: more than {} validators or an address over \
+                     {MAX_ADDRESS_BYTES} bytes (the caps per round)",
+                    MAX_VALIDATOR_PAGES as usize * VALIDATORS_PER_PAGE as usize
+                )));
+            }
             addresses.push(address.to_ascii_uppercase());
         }
         seen = seen.saturating_add(count);
