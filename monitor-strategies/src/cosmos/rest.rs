@@ -185,7 +185,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
         return Err(CallError::Incompatible(format!(
             "HTTP {} from {url}",
             response.status,
-            url = monitor_core::redact_url(&url)
+            url = monitor_core::redact_url(url)
         )));
     }
     let value: Value = match serde_json::from_slice(&response.body) {
@@ -193,7 +193,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
         Err(e) if response.is_success() => {
             return Err(CallError::BadJson(format!(
                 "the body from {url} is not JSON: {e}",
-                url = monitor_core::redact_url(&url)
+                url = monitor_core::redact_url(url)
             )))
         }
         Err(_) => {
@@ -201,7 +201,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
                 "HTTP {} from {url}: {}",
                 response.status,
                 snippet(&response.body),
-                url = monitor_core::redact_url(&url)
+                url = monitor_core::redact_url(url)
             )))
         }
     };
@@ -210,7 +210,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
         if code.as_i64() == Some(12) || message.eq_ignore_ascii_case("not implemented") {
             return Err(CallError::Incompatible(format!(
                 "{url}: {message}",
-                url = monitor_core::redact_url(&url)
+                url = monitor_core::redact_url(url)
             )));
         }
         return Err(CallError::Api(message));
@@ -223,7 +223,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
             "HTTP {} from {url}: {}",
             response.status,
             snippet(&response.body),
-            url = monitor_core::redact_url(&url)
+            url = monitor_core::redact_url(url)
         )));
     }
     Ok(value)

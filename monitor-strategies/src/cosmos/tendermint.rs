@@ -35,7 +35,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
     if response.status == 404 {
         return Err(CallError::Incompatible(format!(
             "HTTP 404 from {url}",
-            url = monitor_core::redact_url(&url)
+            url = monitor_core::redact_url(url)
         )));
     }
     let mut value: Value = serde_json::from_slice(&response.body).map_err(|e| {
@@ -43,7 +43,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
             "the body from {url} (HTTP {}) is not JSON: {e}: {}",
             response.status,
             snippet(&response.body),
-            url = monitor_core::redact_url(&url)
+            url = monitor_core::redact_url(url)
         ))
     })?;
     if let Some(error) = value.get("error") {
@@ -58,7 +58,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
         Some(result) => Ok(result.take()),
         None => Err(CallError::BadJson(format!(
             "no `result` in the answer of {url}",
-            url = monitor_core::redact_url(&url)
+            url = monitor_core::redact_url(url)
         ))),
     }
 }
@@ -66,7 +66,7 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
 fn missing(url: &str, what: &str) -> CallError {
     CallError::BadJson(format!(
         "no {what} in the answer of {url}",
-        url = monitor_core::redact_url(&url)
+        url = monitor_core::redact_url(url)
     ))
 }
 

@@ -270,6 +270,9 @@ impl Monitor for SystemMonitor {
     }
 }
 
+/// Called with each label set of a metric: its key, its value and the value of one label.
+pub(crate) type SetVisitor<'a> = dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError> + 'a;
+
 /// What [`process`] reads of a scrape: the owned answer of [`prometheus::query`] or the borrowed
 /// one of [`prometheus::query_text`].
 pub(crate) trait Scrape {
@@ -281,7 +284,7 @@ pub(crate) trait Scrape {
         &self,
         metric: &str,
         label: &str,
-        f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+        f: &mut SetVisitor<'_>,
     ) -> Option<Result<bool, RoundError>>;
     /// The metric as PANIC passes it through (a float, or `{key: float}`).
     fn raw_json(&self, metric: &str) -> Option<Value>;
@@ -299,7 +302,7 @@ impl Scrape for MetricsData {
         &self,
         metric: &str,
         label: &str,
-        f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+        f: &mut SetVisitor<'_>,
     ) -> Option<Result<bool, RoundError>> {
         match self.get(metric)? {
             MetricValue::Single(_) => Some(Ok(false)),
@@ -330,7 +333,7 @@ impl Scrape for Found<'_> {
         &self,
         metric: &str,
         label: &str,
-        f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+        f: &mut SetVisitor<'_>,
     ) -> Option<Result<bool, RoundError>> {
         match self.get(metric) {
             Metric::Absent => None,
@@ -473,7 +476,7 @@ fn labelled(
     data: &impl Scrape,
     metric: &str,
     label: &str,
-    f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+    f: &mut SetVisitor<'_>,
 ) -> Result<(), RoundError> {
     match data.each_set(metric, label, f) {
         None => Err(missing(metric)),
