@@ -26,10 +26,12 @@
 //! * [`sink`]: the bus rounds publish to, and its drains;
 //! * [`record`]: lateness histogram, counters, windows and tick grids;
 //! * [`proc`]: `/proc` readers;
-//! * [`report`]: the Markdown table and the SVG plot.
+//! * [`report`]: the Markdown table and the SVG plot;
+//! * [`floor`]: one system round in-process for callgrind (`bench callgrind-round`).
 
 mod approaches;
 mod cli;
+mod floor;
 mod proc;
 mod record;
 mod report;

@@ -187,27 +187,35 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
 /// PANIC's REST checker on an answer (HTTP `status`, `body`) from `url`.
 pub(crate) fn check_answer(url: &str, status: u16, body: &[u8]) -> Result<Value, CallError> {
     if matches!(status, 404 | 501) {
-        return Err(CallError::Incompatible(format!("HTTP {status} from {url}")));
+        return Err(CallError::Incompatible(format!(
+            "HTTP {status} from {url}",
+            url = monitor_core::redact_url(url)
+        )));
     }
     let success = (200..300).contains(&status);
     let value: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) if success => {
             return Err(CallError::BadJson(format!(
-                "the body from {url} is not JSON: {e}"
+                "the body from {url} is not JSON: {e}",
+                url = monitor_core::redact_url(url)
             )))
         }
         Err(_) => {
             return Err(CallError::Api(format!(
                 "HTTP {status} from {url}: {}",
-                snippet(body)
+                snippet(body),
+                url = monitor_core::redact_url(url)
             )))
         }
     };
     if let (Some(code), Some(message)) = (value.get("code"), value.get("message")) {
         let message = text_of(message);
         if code.as_i64() == Some(12) || message.eq_ignore_ascii_case("not implemented") {
-            return Err(CallError::Incompatible(format!("{url}: {message}")));
+            return Err(CallError::Incompatible(format!(
+                "{url}: {message}",
+                url = monitor_core::redact_url(url)
+            )));
         }
         return Err(CallError::Api(message));
     }
@@ -217,7 +225,8 @@ pub(crate) fn check_answer(url: &str, status: u16, body: &[u8]) -> Result<Value,
     if !success {
         return Err(CallError::Api(format!(
             "HTTP {status} from {url}: {}",
-            snippet(body)
+            snippet(body),
+            url = monitor_core::redact_url(url)
         )));
     }
     Ok(value)
@@ -247,7 +256,12 @@ pub(crate) async fn syncing(
     value
         .get("syncing")
         .and_then(Value::as_bool)
-        .ok_or_else(|| CallError::BadJson(format!("no boolean `syncing` in the answer of {url}")))
+        .ok_or_else(|| {
+            CallError::BadJson(format!(
+                "no boolean `syncing` in the answer of {url}",
+                url = monitor_core::redact_url(&url)
+            ))
+        })
 }
 
 /// A validator's bond status and jailed flag (PANIC's `cosmos_rest` data).
@@ -268,7 +282,9 @@ pub(crate) async fn validator(
 ) -> Result<ValidatorStatus, CallError> {
     let url = join_url(base, &generation.validator_path(operator_address));
     let value = get_checked(http, &url).await?;
-    parse_validator(&value).map_err(|e| CallError::BadJson(format!("{url}: {e}")))
+    parse_validator(&value).map_err(|e| {
+        CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+    })
 }
 
 /// The validator object of either shape: `{"validator": …}` (gRPC gateway) or `{"height",

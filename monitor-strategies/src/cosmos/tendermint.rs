@@ -38,12 +38,16 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
 /// PANIC's Tendermint checker on an answer (HTTP `status`, `body`) from `url`: its `result`.
 pub(crate) fn check_answer(url: &str, status: u16, body: &[u8]) -> Result<Value, CallError> {
     if status == 404 {
-        return Err(CallError::Incompatible(format!("HTTP 404 from {url}")));
+        return Err(CallError::Incompatible(format!(
+            "HTTP 404 from {url}",
+            url = monitor_core::redact_url(url)
+        )));
     }
     let mut value: Value = serde_json::from_slice(body).map_err(|e| {
         CallError::BadJson(format!(
             "the body from {url} (HTTP {status}) is not JSON: {e}: {}",
-            snippet(body)
+            snippet(body),
+            url = monitor_core::redact_url(url)
         ))
     })?;
     if let Some(error) = value.get("error") {
@@ -57,13 +61,17 @@ pub(crate) fn check_answer(url: &str, status: u16, body: &[u8]) -> Result<Value,
     match value.get_mut("result") {
         Some(result) => Ok(result.take()),
         None => Err(CallError::BadJson(format!(
-            "no `result` in the answer of {url}"
+            "no `result` in the answer of {url}",
+            url = monitor_core::redact_url(url)
         ))),
     }
 }
 
 fn missing(url: &str, what: &str) -> CallError {
-    CallError::BadJson(format!("no {what} in the answer of {url}"))
+    CallError::BadJson(format!(
+        "no {what} in the answer of {url}",
+        url = monitor_core::redact_url(url)
+    ))
 }
 
 /// A height or count, sent by Tendermint as a decimal string (accepted as a number too).
@@ -165,6 +173,9 @@ pub(crate) fn parse_block(url: &str, result: &Value) -> Result<(u64, Vec<String>
     Ok((height, signed))
 }
 
+/// The longest validator address kept (consensus addresses are 40 hex digits).
+const MAX_ADDRESS_BYTES: usize = 128;
+
 /// `GET <base>/validators?height=h&page=n` for every page: the consensus addresses of the active
 /// set at `height` (pages read until their `count`s add up to `total`).
 pub(crate) async fn validators(
@@ -181,6 +192,14 @@ pub(crate) async fn validators(
         );
         let result = get_checked(http, &url).await?;
         let (page_addresses, count, total) = parse_validators_page(&url, &result)?;
+        // Bounds on what one round keeps (issue #16): a consensus address is 40 hex digits (each
+        // page's addresses are checked in `parse_validators_page`), and the active set is read in
+        // at most MAX_VALIDATOR_PAGES pages of VALIDATORS_PER_PAGE.
+        if addresses.len() + page_addresses.len()
+            > MAX_VALIDATOR_PAGES as usize * VALIDATORS_PER_PAGE as usize
+        {
+            return Err(too_many_validators(height));
+        }
         addresses.extend(page_addresses);
         seen = seen.saturating_add(count);
         if count == 0 || seen >= total {
@@ -216,9 +235,24 @@ pub(crate) fn parse_validators_page(
             .get("address")
             .and_then(Value::as_str)
             .ok_or_else(|| missing(url, "`address` of a validator"))?;
+        if address.len() > MAX_ADDRESS_BYTES {
+            return Err(CallError::BadJson(format!(
+                "a validator address over {MAX_ADDRESS_BYTES} bytes in the answer from {} (the \
+                 cap per address)",
+                monitor_core::redact_url(url)
+            )));
+        }
         addresses.push(address.to_ascii_uppercase());
     }
     Ok((addresses, count, total))
+}
+
+/// The error of a validator set larger than one round may keep.
+fn too_many_validators(height: u64) -> CallError {
+    CallError::BadJson(format!(
+        "validators at height {height}: more than {} validators (the cap per round)",
+        MAX_VALIDATOR_PAGES as usize * VALIDATORS_PER_PAGE as usize
+    ))
 }
 
 /// Whether a validator was slashed in a block, and the burned amount when the events carry it.
@@ -240,8 +274,9 @@ pub(crate) async fn block_results_slashing(
     let url = join_url(base, &format!("/block_results?height={height}"));
     let result = get_checked(http, &url).await?;
     let events = block_events(&result).map_err(|what| missing(&url, what))?;
-    slashing_in_events(events, consensus_address)
-        .map_err(|e| CallError::BadJson(format!("{url}: {e}")))
+    slashing_in_events(events, consensus_address).map_err(|e| {
+        CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+    })
 }
 
 /// The block-level events of a `/block_results` result: `begin_block_events` (Tendermint 0.34,
