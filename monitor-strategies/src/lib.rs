@@ -118,8 +118,9 @@ pub use prometheus::{
     parse as parse_prometheus, query as query_prometheus, MetricValue, Requirement,
 };
 pub use settings::{
-    ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,
-    GithubToken, StrategySettings, SubstrateSettings, Target, MAX_REDIRECTS,
+    ChainlinkSettings, ClientBuildError, ConnectionLimits, DockerHubSettings, EvmSettings,
+    GithubSettings, GithubToken, StrategySettings, SubstrateSettings, Target, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_MAX_KEPT_HOSTS, MAX_REDIRECTS,
 };
 pub use substrate::chain::{BlockView, ChainError, NodeClient};
 pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};
