@@ -55,6 +55,10 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// The release `monitors-manager --config-dir` and Debian's Prometheus polling the same N
+    /// node_exporter targets at the same period, measured over one window: CPU per round vs per
+    /// scrape, RSS (issue #14). Writes results.json and results.md to --out-dir.
+    PrometheusCompare(CompareCli),
     /// (internal) One monitor loop as one OS process; prints one JSON report line.
     #[command(hide = true)]
     Worker(WorkerCli),
@@ -146,6 +150,47 @@ struct RunCli {
 }
 
 #[derive(Debug, Args)]
+struct CompareCli {
+    /// Targets (distinct loopback addresses on the stand-in's port), as many systems for the
+    /// manager and as many scrape targets for Prometheus.
+    #[arg(long, default_value_t = 2_000)]
+    targets: usize,
+    /// Period of both (SYSTEM_MONITOR_PERIOD_SECONDS and scrape_interval), seconds.
+    #[arg(long, default_value_t = 10.0)]
+    period: f64,
+    /// Warm-up before the window, seconds (at least two periods is advisable).
+    #[arg(long, default_value_t = 25.0)]
+    warmup: f64,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    measure: f64,
+    /// RSS sampling interval, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    sample_every: f64,
+    /// The body to serve; default: captured at run time from --exporter-bin.
+    #[arg(long)]
+    body: Option<PathBuf>,
+    /// node_exporter, run once to capture its /metrics.
+    #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
+    exporter_bin: PathBuf,
+    /// The manager binary (default: `monitors-manager` beside this executable).
+    #[arg(long)]
+    manager_bin: Option<PathBuf>,
+    /// Prometheus.
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    prometheus_bin: PathBuf,
+    /// Where results.json, results.md, the body and the generated configs go.
+    #[arg(long, default_value = "docs/bench/prometheus")]
+    out_dir: PathBuf,
+    /// One after the other (each its own warm-up and window) instead of both at once.
+    #[arg(long)]
+    sequential: bool,
+    /// Keep the work folder (TSDB, raw output).
+    #[arg(long)]
+    keep_work: bool,
+}
+
+#[derive(Debug, Args)]
 struct ServeCli {
     /// The body to serve.
     #[arg(
@@ -153,9 +198,14 @@ struct ServeCli {
         default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
     )]
     fixture: PathBuf,
-    /// Address to bind (port 0: any free port; the bound address is printed).
+    /// Address to bind (port 0: any free port; the bound address is printed). `0.0.0.0:PORT`
+    /// serves every loopback address (127.0.0.0/8) and drops other peers.
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
+    /// Be an EVM node stand-in (JSON-RPC `eth_blockNumber`, `eth_syncing`) instead of an
+    /// exporter.
+    #[arg(long)]
+    json_rpc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -294,9 +344,37 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             Ok(())
         }
         Cmd::Serve(s) => {
-            let body = std::fs::read(&s.fixture)
-                .map_err(|e| BenchError::io(format!("reading {}", s.fixture.display()), e))?;
-            runtime(true)?.block_on(super::server::serve(s.addr, body))
+            let what =
+                if s.json_rpc {
+                    super::server::Serve::JsonRpc
+                } else {
+                    super::server::Serve::Metrics(std::fs::read(&s.fixture).map_err(|e| {
+                        BenchError::io(format!("reading {}", s.fixture.display()), e)
+                    })?)
+                };
+            runtime(true)?.block_on(super::server::serve(s.addr, what))
+        }
+        Cmd::PrometheusCompare(c) => {
+            let args = super::compare::CompareArgs {
+                targets: c.targets,
+                period: seconds("period", c.period)?,
+                warmup: Duration::try_from_secs_f64(c.warmup)
+                    .map_err(|_| BenchError::Usage("--warmup must be ≥ 0 seconds".into()))?,
+                measure: seconds("measure", c.measure)?,
+                sample_every: seconds("sample-every", c.sample_every)?,
+                body: c.body,
+                exporter_bin: c.exporter_bin,
+                manager_bin: c
+                    .manager_bin
+                    .unwrap_or_else(|| super::children::sibling_binary("monitors-manager")),
+                prometheus_bin: c.prometheus_bin,
+                out_dir: c.out_dir,
+                sequential: c.sequential,
+                keep_work: c.keep_work,
+            };
+            let result = super::compare::compare(&args)?;
+            print!("{}", super::compare::markdown(&result));
+            Ok(())
         }
         Cmd::CheckServer(c) => {
             let check = runtime(true)?.block_on(super::server::check(

@@ -26,10 +26,14 @@
 //! * [`sink`]: the bus rounds publish to, and its drains;
 //! * [`record`]: lateness histogram, counters, windows and tick grids;
 //! * [`proc`]: `/proc` readers;
-//! * [`report`]: the Markdown table and the SVG plot.
+//! * [`report`]: the Markdown table and the SVG plot;
+//! * [`compare`]: `bench prometheus-compare`, the release manager beside Prometheus (#14);
+//! * [`children`]: the child processes those side-by-sides own.
 
 mod approaches;
+mod children;
 mod cli;
+mod compare;
 mod proc;
 mod record;
 mod report;
