@@ -59,6 +59,10 @@ enum Cmd {
     /// node_exporter targets at the same period, measured over one window: CPU per round vs per
     /// scrape, RSS (issue #14). Writes results.json and results.md to --out-dir.
     PrometheusCompare(CompareCli),
+    /// N EVM node monitors in one MonitorsManager (public API, in-memory bus) against the
+    /// JSON-RPC stand-in at T distinct loopback addresses: RSS, CPU, lateness, errors, file
+    /// descriptors (issue #14). Prints the row and writes --out (JSON) if given.
+    EvmScale(ScaleCli),
     /// (internal) One monitor loop as one OS process; prints one JSON report line.
     #[command(hide = true)]
     Worker(WorkerCli),
@@ -188,6 +192,41 @@ struct CompareCli {
     /// Keep the work folder (TSDB, raw output).
     #[arg(long)]
     keep_work: bool,
+}
+
+#[derive(Debug, Args)]
+struct ScaleCli {
+    /// EVM node monitors.
+    #[arg(long, default_value_t = 100_000)]
+    monitors: usize,
+    /// Distinct targets (loopback addresses on the stand-in's port); monitor i polls target
+    /// i mod T.
+    #[arg(long, default_value_t = 100_000)]
+    targets: usize,
+    /// Period of the node monitors (NODE_MONITOR_PERIOD_SECONDS), seconds.
+    #[arg(long, default_value_t = 60.0)]
+    period: f64,
+    /// Warm-up, seconds (at least the phase window, min(period, 60 s), plus start-up).
+    #[arg(long, default_value_t = 75.0)]
+    warmup: f64,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    measure: f64,
+    /// Sampling interval (RSS, fds), seconds.
+    #[arg(long, default_value_t = 1.0)]
+    sample_every: f64,
+    /// Sections per config message (one chain each).
+    #[arg(long, default_value_t = 10_000)]
+    per_message: usize,
+    /// Hosts that may keep connections alive (ConnectionLimits::max_kept_hosts).
+    #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_KEPT_HOSTS)]
+    max_kept_hosts: usize,
+    /// Idle connections kept per host.
+    #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_IDLE_PER_HOST)]
+    max_idle_per_host: usize,
+    /// Write the result (JSON) here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -374,6 +413,55 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             };
             let result = super::compare::compare(&args)?;
             print!("{}", super::compare::markdown(&result));
+            Ok(())
+        }
+        Cmd::EvmScale(c) => {
+            if c.monitors == 0 || c.targets == 0 {
+                return Err(BenchError::Usage(
+                    "--monitors and --targets must be at least 1".into(),
+                ));
+            }
+            let period = seconds("period", c.period)?;
+            let stand_in = super::children::StandIn::start(&[
+                "--json-rpc".into(),
+                "--addr".into(),
+                "0.0.0.0:0".into(),
+            ])?;
+            let mut settings = super::approaches::strategy_settings(period);
+            settings.connections = monitor_strategies::ConnectionLimits {
+                max_kept_hosts: c.max_kept_hosts,
+                max_idle_per_host: c.max_idle_per_host,
+                ..settings.connections
+            };
+            let args = super::scale::ScaleArgs {
+                monitors: c.monitors,
+                targets: c.targets,
+                port: stand_in.addr.port(),
+                period,
+                warmup: Duration::try_from_secs_f64(c.warmup)
+                    .map_err(|_| BenchError::Usage("--warmup must be ≥ 0 seconds".into()))?,
+                measure: seconds("measure", c.measure)?,
+                sample_every: seconds("sample-every", c.sample_every)?,
+                per_message: c.per_message,
+                settings,
+            };
+            let cpu0 = super::proc::cpu_seconds(stand_in.pid()).unwrap_or(0.0);
+            let mut result = runtime(true)?.block_on(super::scale::evm_scale(args))?;
+            result.stand_in_cpu_s = super::proc::cpu_seconds(stand_in.pid()).unwrap_or(cpu0) - cpu0;
+            result.stand_in_fds = super::scale::fds_of(stand_in.pid());
+            drop(stand_in);
+            if let Some(path) = &c.out {
+                let json = serde_json::to_string_pretty(&result)
+                    .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?;
+                std::fs::write(path, json)
+                    .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+            }
+            print!("{}", super::scale::markdown(&result));
+            println!(
+                "{}",
+                serde_json::to_string(&result)
+                    .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?
+            );
             Ok(())
         }
         Cmd::CheckServer(c) => {

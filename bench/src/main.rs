@@ -28,6 +28,7 @@
 //! * [`proc`]: `/proc` readers;
 //! * [`report`]: the Markdown table and the SVG plot;
 //! * [`compare`]: `bench prometheus-compare`, the release manager beside Prometheus (#14);
+//! * [`scale`]: `bench evm-scale`, 100,000 EVM node monitors in one manager (#14);
 //! * [`children`]: the child processes those side-by-sides own.
 
 mod approaches;
@@ -38,6 +39,7 @@ mod proc;
 mod record;
 mod report;
 mod run;
+mod scale;
 mod server;
 mod sink;
 mod suite;
