@@ -63,6 +63,9 @@ enum Cmd {
     /// JSON-RPC stand-in at T distinct loopback addresses: RSS, CPU, lateness, errors, file
     /// descriptors (issue #14). Prints the row and writes --out (JSON) if given.
     EvmScale(ScaleCli),
+    /// Reacting at scale: publish → all N monitors started from one N-section message, and
+    /// publish → restart of the one monitor whose section changed (the others must not restart).
+    React(ReactCli),
     /// (internal) One monitor loop as one OS process; prints one JSON report line.
     #[command(hide = true)]
     Worker(WorkerCli),
@@ -224,6 +227,28 @@ struct ScaleCli {
     /// Idle connections kept per host.
     #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_IDLE_PER_HOST)]
     max_idle_per_host: usize,
+    /// Write the result (JSON) here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReactCli {
+    /// Sections (system monitors) in the message.
+    #[arg(long, default_value_t = 10_000)]
+    sections: usize,
+    /// Changes of one section measured (a different section each).
+    #[arg(long, default_value_t = 10)]
+    changes: usize,
+    /// Period of the system monitors, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    period: f64,
+    /// The exporter body the stand-in serves.
+    #[arg(
+        long,
+        default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
+    )]
+    fixture: PathBuf,
     /// Write the result (JSON) here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -462,6 +487,29 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
                 serde_json::to_string(&result)
                     .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?
             );
+            Ok(())
+        }
+        Cmd::React(c) => {
+            let stand_in = super::children::StandIn::start(&[
+                "--fixture".into(),
+                c.fixture.clone().into_os_string(),
+            ])?;
+            let args = super::react::ReactArgs {
+                sections: c.sections,
+                changes: c.changes,
+                period: seconds("period", c.period)?,
+                url: format!("http://{}/metrics", stand_in.addr),
+            };
+            let result = runtime(true)?.block_on(super::react::react(args))?;
+            drop(stand_in);
+            let json = serde_json::to_string(&result)
+                .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?;
+            if let Some(path) = &c.out {
+                std::fs::write(path, &json)
+                    .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+            }
+            print!("{}", super::react::markdown(&result));
+            println!("{json}");
             Ok(())
         }
         Cmd::CheckServer(c) => {

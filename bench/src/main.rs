@@ -29,6 +29,7 @@
 //! * [`report`]: the Markdown table and the SVG plot;
 //! * [`compare`]: `bench prometheus-compare`, the release manager beside Prometheus (#14);
 //! * [`scale`]: `bench evm-scale`, 100,000 EVM node monitors in one manager (#14);
+//! * [`react`]: `bench react`, starting 10,000 monitors from one message and changing one section;
 //! * [`children`]: the child processes those side-by-sides own.
 
 mod approaches;
@@ -36,6 +37,7 @@ mod children;
 mod cli;
 mod compare;
 mod proc;
+mod react;
 mod record;
 mod report;
 mod run;
