@@ -69,6 +69,26 @@ enum Cmd {
     /// (internal) One monitor loop as one OS process; prints one JSON report line.
     #[command(hide = true)]
     Worker(WorkerCli),
+    /// One system round in-process on a body from memory, repeated, for callgrind (issue #14):
+    /// `valgrind --tool=callgrind --toggle-collect='bench::floor::measured' bench callgrind-round`.
+    CallgrindRound(CallgrindCli),
+}
+
+/// `bench callgrind-round`.
+#[derive(Debug, Args)]
+struct CallgrindCli {
+    /// The body.
+    #[arg(
+        long,
+        default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
+    )]
+    fixture: PathBuf,
+    /// `after` (the round now), `before` (the round before #14) or `floor`.
+    #[arg(long, value_enum, default_value = "after")]
+    mode: super::floor::Mode,
+    /// Rounds counted.
+    #[arg(long, default_value_t = 100)]
+    rounds: usize,
 }
 
 /// Shared timing flags.
@@ -511,6 +531,11 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             print!("{}", super::react::markdown(&result));
             println!("{json}");
             Ok(())
+        }
+        Cmd::CallgrindRound(c) => {
+            let body = std::fs::read(&c.fixture)
+                .map_err(|e| BenchError::io(format!("reading {}", c.fixture.display()), e))?;
+            super::floor::run(c.mode, &body, c.rounds)
         }
         Cmd::CheckServer(c) => {
             let check = runtime(true)?.block_on(super::server::check(

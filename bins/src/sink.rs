@@ -35,7 +35,21 @@ pub async fn declare(bus: &dyn Bus) -> Result<(), BusError> {
 
 /// One output line for a message: `{"routing_key": …, "body": …}`; a body that is not JSON is
 /// written as a string so nothing is lost.
+///
+/// A body already in `serde_json`'s compact form (what the manager publishes) is copied as it is
+/// after a check that it is JSON ([`is_compact_json`]); any other body is parsed and written again,
+/// compact. Both give the same line for the manager's bodies (issue #14: the re-parse was a fifth
+/// of a round's instructions).
 pub fn line(routing_key: &str, body: &[u8]) -> String {
+    if let Some(text) = is_compact_json(body) {
+        let mut s = String::with_capacity(text.len() + routing_key.len() + 32);
+        s.push_str("{\"routing_key\":");
+        s.push_str(&Value::from(routing_key).to_string());
+        s.push_str(",\"body\":");
+        s.push_str(text);
+        s.push_str("}\n");
+        return s;
+    }
     let body = serde_json::from_slice::<Value>(body)
         .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(body).into_owned()));
     let mut obj = serde_json::Map::new();
@@ -44,6 +58,36 @@ pub fn line(routing_key: &str, body: &[u8]) -> String {
     let mut s = Value::Object(obj).to_string();
     s.push('\n');
     s
+}
+
+/// `body` as text when it is JSON that `serde_json` writes back unchanged: valid JSON with no
+/// whitespace outside strings and no `\u` or `\/` escape in them (which `serde_json` would write
+/// differently). Duplicate keys are not looked for: the manager's bodies (a `serde_json::Value`
+/// written out) cannot have any.
+pub fn is_compact_json(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                if b == b'u' || b == b'/' {
+                    return None;
+                }
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+            return None;
+        }
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    Some(text)
 }
 
 /// Write every raw-data message as a JSON line until `shutdown`, then drain what is already
@@ -80,6 +124,44 @@ pub async fn run<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use monitor_bus::MemoryBus;
+
+    /// The copied line is the re-written one, for the manager's bodies (envelopes with floats,
+    /// escapes, non-ASCII) and for anything else (re-written).
+    #[test]
+    fn copied_lines_are_the_rewritten_ones() {
+        let bodies = [
+            serde_json::json!({"result": {"meta_data": {"monitor_name": "System monitor (é \"q\" \\ \n\u{1f})", "time": 1796143289.258228},
+                "data": {"a": 6924314.0, "b": 0.000858306884765625, "c": null, "d": 1e16, "e": -0.0, "f": [1, 2.5, "x"], "g": true}}}),
+            serde_json::json!({"error": {"message": "tab\there", "code": 5005}}),
+        ];
+        for body in bodies {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let reparsed = {
+                let mut obj = serde_json::Map::new();
+                obj.insert("routing_key".to_owned(), Value::from("system"));
+                obj.insert(
+                    "body".to_owned(),
+                    serde_json::from_slice::<Value>(&bytes).unwrap(),
+                );
+                format!("{}\n", Value::Object(obj))
+            };
+            assert_eq!(line("system", &bytes), reparsed);
+        }
+        for other in [
+            &b"{\"a\": 1}"[..],
+            b"{\"a\":\"\\u0041\"}",
+            b"{\"a\":\"\\/\"}",
+            b"[1,2",
+            b"",
+            b"\xff",
+        ] {
+            assert!(is_compact_json(other).is_none(), "{other:?}");
+        }
+        assert_eq!(
+            line("x", b"{\"a\":\"\\u0041\"}"),
+            "{\"routing_key\":\"x\",\"body\":{\"a\":\"A\"}}\n"
+        );
+    }
 
     #[test]
     fn lines_are_json() {

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 use tracing::debug;
@@ -59,6 +59,16 @@ pub struct HttpError {
 }
 
 impl HttpError {
+    /// The refused redirect, when that is why the request failed: `redirect refused: HTTP 302 to
+    /// `…`: why` (the target's password redacted).
+    pub fn refused_redirect(&self) -> Option<&str> {
+        let at = self.reason.find(REDIRECT_REFUSED)?;
+        let rest = self.reason.get(at..)?;
+        // The policy's message is the innermost error of the chain: it runs to the end, unless
+        // reqwest repeats it.
+        Some(rest)
+    }
+
     fn new(kind: HttpErrorKind, url: &str, reason: impl Into<String>) -> Self {
         HttpError {
             kind,
@@ -67,6 +77,9 @@ impl HttpError {
         }
     }
 }
+
+/// How a refused redirect's reason starts (see `settings::redirect_policy`).
+pub(crate) const REDIRECT_REFUSED: &str = "redirect refused: ";
 
 /// A complete response.
 #[derive(Debug, Clone)]
@@ -199,6 +212,57 @@ impl Http {
         let mut response = builder.send().await.map_err(|e| classify_send(&e, url))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        let mut body = Vec::new();
+        self.read_body(&mut response, url, &mut body).await?;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: Bytes::from(body),
+        })
+    }
+
+    /// `GET url` (parsed beforehand with [`parse_url`]; `raw` is the URL as configured, for
+    /// errors), the body read into `body` (cleared first; its capacity is kept, so a caller that
+    /// keeps the buffer across rounds allocates nothing for it in steady state). Returns the
+    /// status.
+    pub async fn get_into(
+        &self,
+        url: &Url,
+        raw: &str,
+        body: &mut Vec<u8>,
+    ) -> Result<u16, HttpError> {
+        body.clear();
+        let mut builder = self.client.get(url.clone());
+        if self
+            .keep_alive
+            .as_ref()
+            .is_some_and(|budget| !budget.keep_alive(url))
+        {
+            builder = builder.header(reqwest::header::CONNECTION, "close");
+        }
+        let exchange = async {
+            let mut response = builder.send().await.map_err(|e| classify_send(&e, raw))?;
+            let status = response.status().as_u16();
+            self.read_body(&mut response, raw, body).await?;
+            Ok(status)
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(HttpError::new(
+                HttpErrorKind::Down,
+                raw,
+                format!("no complete answer within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    /// Reads the body in chunks into `body`, under the cap.
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+        url: &str,
+        body: &mut Vec<u8>,
+    ) -> Result<(), HttpError> {
         let too_long = |len: usize| {
             HttpError::new(
                 HttpErrorKind::Read,
@@ -216,7 +280,7 @@ impl Http {
             }
         }
         let capacity = declared.map_or(8 * 1024, |l| usize::try_from(l).unwrap_or(0));
-        let mut body = BytesMut::with_capacity(capacity.min(self.max_body_bytes));
+        body.reserve(capacity.min(self.max_body_bytes));
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
@@ -232,12 +296,8 @@ impl Http {
                 Err(e) => return Err(HttpError::new(HttpErrorKind::Read, url, error_chain(&e))),
             }
         }
-        debug!(url, status, bytes = body.len(), "http response read");
-        Ok(HttpResponse {
-            status,
-            headers,
-            body: body.freeze(),
-        })
+        debug!(url = %monitor_core::redact_url(url), status = response.status().as_u16(), bytes = body.len(), "http response read");
+        Ok(())
     }
 }
 

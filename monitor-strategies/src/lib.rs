@@ -115,7 +115,12 @@ pub use github::planner::GithubPlanner;
 pub use github::rate_limit::RateBudget;
 pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
 pub use prometheus::{
-    parse as parse_prometheus, query as query_prometheus, MetricValue, Requirement,
+    parse as parse_prometheus, query as query_prometheus, query_text as query_prometheus_text,
+    Found as PrometheusFound, LabelSet as PrometheusLabelSet, LabelSets as PrometheusLabelSets,
+    LimitError as PrometheusLimitError, Limits as PrometheusLimits, Metric as PrometheusMetric,
+    MetricValue, MetricsData, QueryError as PrometheusQueryError, Requirement,
+    Scratch as PrometheusScratch, TextQueryError as PrometheusTextError, DEFAULT_MAX_LABEL_BYTES,
+    DEFAULT_MAX_SERIES_PER_METRIC,
 };
 pub use settings::{
     ChainlinkSettings, ClientBuildError, ConnectionLimits, DockerHubSettings, EvmSettings,
@@ -132,7 +137,7 @@ pub use substrate::planner::{
 };
 pub use substrate::rpc::{WsConfig, WsError, WsPool, WsRpc};
 pub use substrate::{SubstrateDataSource, SubstrateNodeConfig};
-pub use system::monitor::{SystemConfig, SystemMonitor, SYSTEM_METRICS};
+pub use system::monitor::{system_figures, SystemConfig, SystemMonitor, SYSTEM_METRICS};
 pub use system::planner::SystemsPlanner;
 
 /// Every planner, one per monitor type, sharing `settings` (and so their HTTP connection pools and

@@ -25,6 +25,13 @@ use serde_json::{Map, Value};
 
 use monitor_core::envelope::float;
 
+mod scan;
+
+pub use scan::{
+    query_text, Found, LabelSet, LabelSets, LimitError, Limits, Metric, Scratch, TextQueryError,
+    DEFAULT_MAX_LABEL_BYTES, DEFAULT_MAX_SERIES_PER_METRIC,
+};
+
 /// The type of a metric family (`# TYPE name <type>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum MetricType {

@@ -28,7 +28,9 @@ use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
 use crate::evm::monitor::node_component_name;
 use crate::http::{Http, HttpError, HttpErrorKind};
-use crate::prometheus::{self, LabelledValue, MetricValue, MetricsData, QueryError, Requirement};
+use crate::prometheus::{
+    self, LabelledValue, Limits, MetricValue, MetricsData, QueryError, Requirement, TextQueryError,
+};
 
 /// The metrics PANIC v1.3.1 requests, in its order.
 pub(crate) const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
@@ -116,6 +118,9 @@ pub(crate) enum ScrapeError {
     /// The body is not Prometheus text (or a metric mixes labelled and unlabelled samples).
     #[error("{0}")]
     Unusable(String),
+    /// The scrape is over a bound of what one round keeps.
+    #[error("{0}")]
+    Limit(#[from] prometheus::LimitError),
 }
 
 /// GET `url`, parse, query `requested`.
@@ -125,19 +130,28 @@ pub(crate) async fn scrape(
     requested: &[(&str, Requirement)],
 ) -> Result<MetricsData, ScrapeError> {
     let response = http.get(url).await?;
-    let text = response
-        .text()
-        .map_err(|e| ScrapeError::Unusable(format!("the body from {url} is not UTF-8: {e}")))?;
-    let samples = prometheus::parse(text).map_err(|e| {
-        ScrapeError::Unusable(format!("the body from {url} is not Prometheus text: {e}"))
+    let redacted = monitor_core::redact_url(url);
+    let text = response.text().map_err(|e| {
+        ScrapeError::Unusable(format!("the body from {redacted} is not UTF-8: {e}"))
     })?;
-    prometheus::query(&samples, requested).map_err(|e| match e {
-        QueryError::MetricNotFound(metric) => ScrapeError::MetricNotFound {
-            metric,
-            url: url.to_owned(),
-        },
-        e @ QueryError::MixedLabels(_) => ScrapeError::Unusable(format!("{url}: {e}")),
-    })
+    // Only the requested families are kept, within the default bounds.
+    let mut scratch = prometheus::Scratch::new();
+    match prometheus::query_text(text, requested, &Limits::default(), &mut scratch) {
+        Ok(found) => Ok(found.to_metrics_data()),
+        Err(TextQueryError::Parse(e)) => Err(ScrapeError::Unusable(format!(
+            "the body from {redacted} is not Prometheus text: {e}"
+        ))),
+        Err(TextQueryError::Query(QueryError::MetricNotFound(metric))) => {
+            Err(ScrapeError::MetricNotFound {
+                metric,
+                url: url.to_owned(),
+            })
+        }
+        Err(TextQueryError::Query(e @ QueryError::MixedLabels(_))) => {
+            Err(ScrapeError::Unusable(format!("{redacted}: {e}")))
+        }
+        Err(TextQueryError::Limit(e)) => Err(ScrapeError::Limit(e)),
+    }
 }
 
 /// The native currency symbol known for a chain.
@@ -314,6 +328,11 @@ impl ChainlinkNodeMonitor {
                 PanicError::metric_not_found(metric, url)
             }
             ScrapeError::Unusable(problem) => return Err(RoundError::new(problem.clone())),
+            ScrapeError::Limit(limit) => {
+                let mut error = PanicError::data_reading(&self.name, &self.last_source_used);
+                error.message.push_str(&format!(": {limit}"));
+                error
+            }
         })
     }
 

@@ -27,6 +27,11 @@ use crate::http::{Http, HttpErrorKind};
 /// Pages of proposals read at most in one round (a loop guard: 100 per page by default).
 pub(crate) const MAX_PROPOSAL_PAGES: usize = 1000;
 
+/// Bytes of proposals (as JSON) kept at most in one round, over all pages (issue #16: each page is
+/// under the body cap, but 1,000 pages of them would not be). The Cosmos Hub's ~1,000 proposals
+/// are a few MB.
+pub(crate) const MAX_PROPOSAL_BYTES: usize = 64 * 1024 * 1024;
+
 /// PANIC's component name: `Cosmos Network Monitor (<sub_chain>)`.
 pub(crate) fn component_name(sub_chain: &str) -> String {
     format!("Cosmos Network Monitor ({sub_chain})")
@@ -157,16 +162,24 @@ pub(crate) async fn proposals(
             .get("result")
             .and_then(Value::as_array)
             .ok_or_else(|| {
-                CallError::BadJson(format!("no `result` list in the answer of {url}"))
+                CallError::BadJson(format!(
+                    "no `result` list in the answer of {url}",
+                    url = monitor_core::redact_url(&url)
+                ))
             })?;
         return list
             .iter()
-            .map(|p| normalise(p).map_err(|e| CallError::BadJson(format!("{url}: {e}"))))
+            .map(|p| {
+                normalise(p).map_err(|e| {
+                    CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+                })
+            })
             .collect();
     }
     let mut out = Vec::new();
     let mut key: Option<String> = None;
     let mut seen_keys = HashSet::new();
+    let mut kept = 0usize;
     for _ in 0..MAX_PROPOSAL_PAGES {
         let url = match &key {
             None => join_url(base, path),
@@ -180,16 +193,28 @@ pub(crate) async fn proposals(
             .get("proposals")
             .and_then(Value::as_array)
             .ok_or_else(|| {
-                CallError::BadJson(format!("no `proposals` list in the answer of {url}"))
+                CallError::BadJson(format!(
+                    "no `proposals` list in the answer of {url}",
+                    url = monitor_core::redact_url(&url)
+                ))
             })?;
         for p in list {
-            out.push(normalise(p).map_err(|e| CallError::BadJson(format!("{url}: {e}")))?);
+            let proposal = normalise(p).map_err(|e| {
+                CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+            })?;
+            kept += json_bytes(&proposal);
+            if kept > MAX_PROPOSAL_BYTES {
+                return Err(CallError::BadJson(format!(
+                    "{base}{path}: the proposals exceed {MAX_PROPOSAL_BYTES} bytes (the cap per round)", base = monitor_core::redact_url(base))));
+            }
+            out.push(proposal);
         }
         match value.pointer("/pagination/next_key") {
             Some(Value::String(next)) if !next.is_empty() => {
                 if !seen_keys.insert(next.clone()) {
                     return Err(CallError::BadJson(format!(
-                        "{url}: pagination.next_key `{next}` repeats"
+                        "{url}: pagination.next_key `{next}` repeats",
+                        url = monitor_core::redact_url(&url)
                     )));
                 }
                 key = Some(next.clone());
@@ -198,8 +223,24 @@ pub(crate) async fn proposals(
         }
     }
     Err(CallError::BadJson(format!(
-        "{base}{path}: more than {MAX_PROPOSAL_PAGES} pages of proposals"
+        "{base}{path}: more than {MAX_PROPOSAL_PAGES} pages of proposals",
+        base = monitor_core::redact_url(base)
     )))
+}
+
+/// About what `value` weighs as JSON: its strings' and keys' lengths plus a few bytes per item.
+fn json_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(json_bytes).sum::<usize>() + 2,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + 4 + json_bytes(v))
+                .sum::<usize>()
+                + 2
+        }
+        _ => 8,
+    }
 }
 
 /// PANIC's `_parse_proposal`, extended to gov v1: `proposal_id`, `title`, `description`,

@@ -131,7 +131,9 @@ impl Ctx<'_> {
     fn direct_http_error(&self, e: &HttpError) -> PanicError {
         match e.kind {
             HttpErrorKind::Down => PanicError::node_is_down(&self.config.node_name),
-            HttpErrorKind::Read => PanicError::data_reading(self.name, &e.url),
+            HttpErrorKind::Read => {
+                PanicError::data_reading(self.name, &monitor_core::redact_url(&e.url))
+            }
             HttpErrorKind::InvalidUrl => PanicError::invalid_url(&e.url),
         }
     }
@@ -144,7 +146,9 @@ impl Ctx<'_> {
                 &source.node_name,
                 &e.to_string(),
             ),
-            HttpErrorKind::Read => PanicError::data_reading(self.name, &e.url),
+            HttpErrorKind::Read => {
+                PanicError::data_reading(self.name, &monitor_core::redact_url(&e.url))
+            }
             HttpErrorKind::InvalidUrl => PanicError::invalid_url(&e.url),
         }
     }
@@ -236,16 +240,29 @@ async fn prometheus_data(ctx: &Ctx<'_>) -> Result<Value, PanicError> {
     })?;
     let unreadable = |why: String| {
         warn!(monitor = %ctx.name, url = %monitor_core::redact_url(url), error = %why, "prometheus body unusable");
-        PanicError::data_reading(ctx.name, url)
+        PanicError::data_reading(ctx.name, &monitor_core::redact_url(url))
     };
     let text = response
         .text()
         .map_err(|e| unreadable(format!("not UTF-8: {e}")))?;
-    let samples = prometheus::parse(text).map_err(|e| unreadable(e.to_string()))?;
-    let data = match prometheus::query(&samples, &PROMETHEUS_METRICS) {
-        Ok(d) => d,
-        Err(prometheus::QueryError::MetricNotFound(metric)) => {
+    // Only the two requested families are kept, within the default bounds.
+    let mut scratch = prometheus::Scratch::new();
+    let data = match prometheus::query_text(
+        text,
+        &PROMETHEUS_METRICS,
+        &prometheus::Limits::default(),
+        &mut scratch,
+    ) {
+        Ok(found) => found.to_metrics_data(),
+        Err(prometheus::TextQueryError::Parse(e)) => return Err(unreadable(e.to_string())),
+        Err(prometheus::TextQueryError::Query(prometheus::QueryError::MetricNotFound(metric))) => {
             return Err(PanicError::metric_not_found(&metric, url))
+        }
+        Err(prometheus::TextQueryError::Limit(e)) => {
+            // The bound is named in the envelope too.
+            let mut error = unreadable(e.to_string());
+            error.message.push_str(&format!(": {e}"));
+            return Err(error);
         }
         Err(e) => return Err(unreadable(e.to_string())),
     };

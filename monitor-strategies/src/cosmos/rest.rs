@@ -184,28 +184,34 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
     if matches!(response.status, 404 | 501) {
         return Err(CallError::Incompatible(format!(
             "HTTP {} from {url}",
-            response.status
+            response.status,
+            url = monitor_core::redact_url(&url)
         )));
     }
     let value: Value = match serde_json::from_slice(&response.body) {
         Ok(v) => v,
         Err(e) if response.is_success() => {
             return Err(CallError::BadJson(format!(
-                "the body from {url} is not JSON: {e}"
+                "the body from {url} is not JSON: {e}",
+                url = monitor_core::redact_url(&url)
             )))
         }
         Err(_) => {
             return Err(CallError::Api(format!(
                 "HTTP {} from {url}: {}",
                 response.status,
-                snippet(&response.body)
+                snippet(&response.body),
+                url = monitor_core::redact_url(&url)
             )))
         }
     };
     if let (Some(code), Some(message)) = (value.get("code"), value.get("message")) {
         let message = text_of(message);
         if code.as_i64() == Some(12) || message.eq_ignore_ascii_case("not implemented") {
-            return Err(CallError::Incompatible(format!("{url}: {message}")));
+            return Err(CallError::Incompatible(format!(
+                "{url}: {message}",
+                url = monitor_core::redact_url(&url)
+            )));
         }
         return Err(CallError::Api(message));
     }
@@ -216,7 +222,8 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
         return Err(CallError::Api(format!(
             "HTTP {} from {url}: {}",
             response.status,
-            snippet(&response.body)
+            snippet(&response.body),
+            url = monitor_core::redact_url(&url)
         )));
     }
     Ok(value)
@@ -246,7 +253,12 @@ pub(crate) async fn syncing(
     value
         .get("syncing")
         .and_then(Value::as_bool)
-        .ok_or_else(|| CallError::BadJson(format!("no boolean `syncing` in the answer of {url}")))
+        .ok_or_else(|| {
+            CallError::BadJson(format!(
+                "no boolean `syncing` in the answer of {url}",
+                url = monitor_core::redact_url(&url)
+            ))
+        })
 }
 
 /// A validator's bond status and jailed flag (PANIC's `cosmos_rest` data).
@@ -267,7 +279,9 @@ pub(crate) async fn validator(
 ) -> Result<ValidatorStatus, CallError> {
     let url = join_url(base, &generation.validator_path(operator_address));
     let value = get_checked(http, &url).await?;
-    parse_validator(&value).map_err(|e| CallError::BadJson(format!("{url}: {e}")))
+    parse_validator(&value).map_err(|e| {
+        CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+    })
 }
 
 /// The validator object of either shape: `{"validator": …}` (gRPC gateway) or `{"height",

@@ -33,13 +33,17 @@ pub(crate) const MAX_VALIDATOR_PAGES: u32 = 100;
 pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallError> {
     let response = http.get(url).await?;
     if response.status == 404 {
-        return Err(CallError::Incompatible(format!("HTTP 404 from {url}")));
+        return Err(CallError::Incompatible(format!(
+            "HTTP 404 from {url}",
+            url = monitor_core::redact_url(&url)
+        )));
     }
     let mut value: Value = serde_json::from_slice(&response.body).map_err(|e| {
         CallError::BadJson(format!(
             "the body from {url} (HTTP {}) is not JSON: {e}: {}",
             response.status,
-            snippet(&response.body)
+            snippet(&response.body),
+            url = monitor_core::redact_url(&url)
         ))
     })?;
     if let Some(error) = value.get("error") {
@@ -53,13 +57,17 @@ pub(crate) async fn get_checked(http: &Http, url: &str) -> Result<Value, CallErr
     match value.get_mut("result") {
         Some(result) => Ok(result.take()),
         None => Err(CallError::BadJson(format!(
-            "no `result` in the answer of {url}"
+            "no `result` in the answer of {url}",
+            url = monitor_core::redact_url(&url)
         ))),
     }
 }
 
 fn missing(url: &str, what: &str) -> CallError {
-    CallError::BadJson(format!("no {what} in the answer of {url}"))
+    CallError::BadJson(format!(
+        "no {what} in the answer of {url}",
+        url = monitor_core::redact_url(&url)
+    ))
 }
 
 /// A height or count, sent by Tendermint as a decimal string (accepted as a number too).
@@ -158,6 +166,9 @@ pub(crate) async fn block(
     Ok((height, signed))
 }
 
+/// The longest validator address kept (consensus addresses are 40 hex digits).
+const MAX_ADDRESS_BYTES: usize = 128;
+
 /// `GET <base>/validators?height=h&page=n` for every page: the consensus addresses of the active
 /// set at `height` (pages read until their `count`s add up to `total`).
 pub(crate) async fn validators(
@@ -190,6 +201,18 @@ pub(crate) async fn validators(
                 .get("address")
                 .and_then(Value::as_str)
                 .ok_or_else(|| missing(&url, "`address` of a validator"))?;
+            // Bounds on what one round keeps (issue #16): a consensus address is 40 hex digits,
+            // and the active set is read in at most MAX_VALIDATOR_PAGES pages of
+            // VALIDATORS_PER_PAGE.
+            if address.len() > MAX_ADDRESS_BYTES
+                || addresses.len() >= MAX_VALIDATOR_PAGES as usize * VALIDATORS_PER_PAGE as usize
+            {
+                return Err(CallError::BadJson(format!(
+                    "validators at height {height}: more than {} validators or an address over \
+                     {MAX_ADDRESS_BYTES} bytes (the caps per round)",
+                    MAX_VALIDATOR_PAGES as usize * VALIDATORS_PER_PAGE as usize
+                )));
+            }
             addresses.push(address.to_ascii_uppercase());
         }
         seen = seen.saturating_add(count);
@@ -221,8 +244,9 @@ pub(crate) async fn block_results_slashing(
     let url = join_url(base, &format!("/block_results?height={height}"));
     let result = get_checked(http, &url).await?;
     let events = block_events(&result).map_err(|what| missing(&url, what))?;
-    slashing_in_events(events, consensus_address)
-        .map_err(|e| CallError::BadJson(format!("{url}: {e}")))
+    slashing_in_events(events, consensus_address).map_err(|e| {
+        CallError::BadJson(format!("{url}: {e}", url = monitor_core::redact_url(&url)))
+    })
 }
 
 /// The block-level events of a `/block_results` result: `begin_block_events` (Tendermint 0.34,

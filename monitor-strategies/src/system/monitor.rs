@@ -17,8 +17,14 @@ use tracing::{debug, warn};
 use monitor_core::envelope::{envelope, float, round2, MetaData};
 use monitor_core::{Monitor, PanicError, Publication, RawDataKey, RoundError};
 
-use crate::http::{Http, HttpErrorKind};
-use crate::prometheus::{self, MetricValue, MetricsData, Requirement};
+use std::sync::Mutex;
+
+use reqwest::Url;
+
+use crate::http::{parse_url, Http, HttpError, HttpErrorKind};
+use crate::prometheus::{
+    self, Found, Limits, Metric, MetricValue, MetricsData, Requirement, Scratch, TextQueryError,
+};
 
 /// The metrics PANIC requests, all strict, in PANIC's order.
 pub const SYSTEM_METRICS: [&str; 14] = [
@@ -37,6 +43,20 @@ pub const SYSTEM_METRICS: [&str; 14] = [
     "node_network_receive_bytes_total",
     "node_disk_io_time_seconds_total",
 ];
+
+/// [`SYSTEM_METRICS`] as a query: all strict.
+const SYSTEM_REQUESTED: [(&str, Requirement); 14] = {
+    let mut out = [("", Requirement::Strict); 14];
+    let mut i = 0;
+    while i < out.len() {
+        out[i].0 = SYSTEM_METRICS[i];
+        i += 1;
+    }
+    out
+};
+
+/// Buffers larger than this are not kept between rounds (node_exporter bodies are 50–200 KB).
+const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// One system to monitor (PANIC's `SystemConfig`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,11 +77,57 @@ pub(crate) fn component_name(system_name: &str) -> String {
 }
 
 /// The System monitor strategy.
+///
+/// It parses the exporter URL once, and a round borrows its body buffer and the query's buffers
+/// ([`Scratch`]) from a pool the system monitors of the process share (as many sets as rounds in
+/// flight, not one per monitor: 10,000 monitors would otherwise keep 10,000 bodies), so that a
+/// round in steady state allocates only what its envelope is made of.
 #[derive(Debug)]
 pub struct SystemMonitor {
     name: String,
     config: SystemConfig,
     http: Http,
+    /// The exporter URL, parsed once (a bad URL is a 5009 every round, as in PANIC).
+    url: Result<Url, HttpError>,
+    /// The exporter URL for logs and errors, its password redacted.
+    redacted_url: String,
+    limits: Limits,
+}
+
+/// A round's buffers: the body and the query's.
+#[derive(Debug, Default)]
+struct RoundBuffers {
+    body: Vec<u8>,
+    scratch: Scratch,
+}
+
+/// Free round buffers, shared by every system monitor of the process.
+static POOL: Mutex<Vec<RoundBuffers>> = Mutex::new(Vec::new());
+/// At most this many free sets are kept (rounds in flight at once beyond it allocate their own).
+const POOLED: usize = 64;
+
+impl RoundBuffers {
+    fn take() -> Self {
+        POOL.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Back to the pool, unless grown past what a real exporter needs (a hostile or broken
+    /// target's body): those are freed, so what stays between rounds is small whatever a target
+    /// sent once.
+    fn give(self) {
+        if self.body.capacity() > KEEP_BUFFER_BYTES
+            || self.scratch.capacity_bytes() > KEEP_BUFFER_BYTES
+        {
+            return;
+        }
+        let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOLED {
+            pool.push(self);
+        }
+    }
 }
 
 impl SystemMonitor {
@@ -69,9 +135,18 @@ impl SystemMonitor {
     pub fn new(config: SystemConfig, http: Http) -> Self {
         SystemMonitor {
             name: component_name(&config.system_name),
+            url: parse_url(&config.exporter_url),
+            redacted_url: monitor_core::redact_url(&config.exporter_url).into_owned(),
             config,
             http,
+            limits: Limits::default(),
         }
+    }
+
+    /// The same with other bounds on what one round keeps of a scrape.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The config.
@@ -87,40 +162,83 @@ impl SystemMonitor {
             .timed()
     }
 
-    /// Retrieval: `Ok(Ok(data))`, `Ok(Err(expected failure))` or `Err(processing error)`.
-    async fn retrieve(&self) -> Result<Result<MetricsData, PanicError>, RoundError> {
-        let url = &self.config.exporter_url;
-        let response = match self.http.get(url).await {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), error = %e, "error when retrieving data");
-                return Ok(Err(match e.kind {
-                    HttpErrorKind::Down => PanicError::system_is_down(&self.config.system_name),
-                    HttpErrorKind::Read => {
-                        PanicError::data_reading(&self.name, &self.config.system_name)
-                    }
-                    HttpErrorKind::InvalidUrl => PanicError::invalid_url(url),
-                }));
+    /// PANIC's 5005 for this system, its message extended with why (PANIC's template, then `: `
+    /// and the reason: a bound reached, a redirect refused).
+    fn data_reading(&self, why: Option<&str>) -> PanicError {
+        let mut error = PanicError::data_reading(&self.name, &self.config.system_name);
+        if let Some(why) = why {
+            error.message.push_str(": ");
+            error.message.push_str(why);
+        }
+        error
+    }
+
+    /// A round on `body` instead of a scrape: what [`Monitor::round`] does once the body is read
+    /// (for benchmarks and tests; the body is copied into the monitor's buffer).
+    pub fn round_on_body(&mut self, body: &[u8]) -> Result<Vec<Publication>, RoundError> {
+        let mut buffers = RoundBuffers::take();
+        buffers.body.clear();
+        buffers.body.extend_from_slice(body);
+        let outcome = self.evaluate(&mut buffers);
+        buffers.give();
+        outcome
+    }
+
+    /// The round's work after the fetch, on the body in the buffer.
+    fn evaluate(&self, buffers: &mut RoundBuffers) -> Result<Vec<Publication>, RoundError> {
+        let url = &self.redacted_url;
+        let text = std::str::from_utf8(&buffers.body)
+            .map_err(|e| RoundError::new(format!("the body from {url} is not UTF-8: {e}")))?;
+        let outcome = match prometheus::query_text(
+            text,
+            &SYSTEM_REQUESTED,
+            &self.limits,
+            &mut buffers.scratch,
+        ) {
+            Ok(found) => Ok(process(&found)?),
+            Err(TextQueryError::Parse(e)) => {
+                return Err(RoundError::new(format!(
+                    "the body from {url} is not Prometheus text: {e}"
+                )))
+            }
+            Err(TextQueryError::Query(prometheus::QueryError::MetricNotFound(metric))) => {
+                warn!(monitor = %self.name, url = %url, metric = %metric, "metric not found");
+                Err(PanicError::metric_not_found(&metric, url))
+            }
+            Err(TextQueryError::Query(e @ prometheus::QueryError::MixedLabels(_))) => {
+                return Err(RoundError::new(format!("{url}: {e}")))
+            }
+            Err(TextQueryError::Limit(e)) => {
+                warn!(monitor = %self.name, url = %url, error = %e, "scrape over a bound");
+                Err(self.data_reading(Some(&e.to_string())))
             }
         };
-        let text = response
-            .text()
-            .map_err(|e| RoundError::new(format!("the body from {url} is not UTF-8: {e}")))?;
-        let samples = prometheus::parse(text).map_err(|e| {
-            RoundError::new(format!("the body from {url} is not Prometheus text: {e}"))
-        })?;
-        let requested: Vec<(&str, Requirement)> = SYSTEM_METRICS
-            .iter()
-            .map(|m| (*m, Requirement::Strict))
-            .collect();
-        match prometheus::query(&samples, &requested) {
-            Ok(data) => Ok(Ok(data)),
-            Err(prometheus::QueryError::MetricNotFound(metric)) => {
-                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), metric = %metric, "metric not found");
-                Ok(Err(PanicError::metric_not_found(&metric, url)))
-            }
-            Err(e @ prometheus::QueryError::MixedLabels(_)) => {
-                Err(RoundError::new(format!("{url}: {e}")))
+        if let Ok(data) = &outcome {
+            debug!(monitor = %self.name, data = %data, "system data");
+        }
+        let body = envelope(self.meta_data(), outcome);
+        Ok(vec![Publication::new(RawDataKey::System, body)])
+    }
+
+    /// Retrieval into the body buffer: the exchange's outcome.
+    async fn fetch(&self, body: &mut Vec<u8>) -> Option<PanicError> {
+        let url = match &self.url {
+            Ok(url) => url,
+            Err(_) => return Some(PanicError::invalid_url(&self.redacted_url)),
+        };
+        match self
+            .http
+            .get_into(url, &self.config.exporter_url, body)
+            .await
+        {
+            Ok(_status) => None,
+            Err(e) => {
+                warn!(monitor = %self.name, url = %self.redacted_url, error = %e, "error when retrieving data");
+                Some(match e.kind {
+                    HttpErrorKind::Down => PanicError::system_is_down(&self.config.system_name),
+                    HttpErrorKind::Read => self.data_reading(e.refused_redirect()),
+                    HttpErrorKind::InvalidUrl => PanicError::invalid_url(&self.redacted_url),
+                })
             }
         }
     }
@@ -133,15 +251,16 @@ impl Monitor for SystemMonitor {
     }
 
     async fn round(&mut self) -> Result<Vec<Publication>, RoundError> {
-        let outcome = match self.retrieve().await? {
-            Ok(data) => Ok(process(&data)?),
-            Err(e) => Err(e),
+        let mut buffers = RoundBuffers::take();
+        let outcome = match self.fetch(&mut buffers.body).await {
+            Some(error) => {
+                let body = envelope(self.meta_data(), Err(error));
+                Ok(vec![Publication::new(RawDataKey::System, body)])
+            }
+            None => self.evaluate(&mut buffers),
         };
-        if let Ok(data) = &outcome {
-            debug!(monitor = %self.name, data = %data, "system data");
-        }
-        let body = envelope(self.meta_data(), outcome);
-        Ok(vec![Publication::new(RawDataKey::System, body)])
+        buffers.give();
+        outcome
     }
 
     fn failed_round(&self, _error: &RoundError) -> Vec<Publication> {
@@ -151,9 +270,101 @@ impl Monitor for SystemMonitor {
     }
 }
 
+/// What [`process`] reads of a scrape: the owned answer of [`prometheus::query`] or the borrowed
+/// one of [`prometheus::query_text`].
+pub(crate) trait Scrape {
+    /// An unlabelled metric's value; `Err(())` if it is labelled; `None` if absent.
+    fn single_value(&self, metric: &str) -> Option<Result<f64, ()>>;
+    /// Calls `f(key, value, label)` for each label set of a labelled metric, in order, with the
+    /// value of label `label`; `Some(false)` if the metric is unlabelled, `None` if absent.
+    fn each_set(
+        &self,
+        metric: &str,
+        label: &str,
+        f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+    ) -> Option<Result<bool, RoundError>>;
+    /// The metric as PANIC passes it through (a float, or `{key: float}`).
+    fn raw_json(&self, metric: &str) -> Option<Value>;
+}
+
+impl Scrape for MetricsData {
+    fn single_value(&self, metric: &str) -> Option<Result<f64, ()>> {
+        match self.get(metric)? {
+            MetricValue::Single(v) => Some(Ok(*v)),
+            MetricValue::Labelled(_) => Some(Err(())),
+        }
+    }
+
+    fn each_set(
+        &self,
+        metric: &str,
+        label: &str,
+        f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+    ) -> Option<Result<bool, RoundError>> {
+        match self.get(metric)? {
+            MetricValue::Single(_) => Some(Ok(false)),
+            MetricValue::Labelled(entries) => Some(
+                entries
+                    .iter()
+                    .try_for_each(|e| f(&e.key, e.value, e.label(label)))
+                    .map(|()| true),
+            ),
+        }
+    }
+
+    fn raw_json(&self, metric: &str) -> Option<Value> {
+        self.get(metric).map(MetricValue::to_json)
+    }
+}
+
+impl Scrape for Found<'_> {
+    fn single_value(&self, metric: &str) -> Option<Result<f64, ()>> {
+        match self.get(metric) {
+            Metric::Absent => None,
+            Metric::Single(v) => Some(Ok(v)),
+            Metric::Labelled(_) => Some(Err(())),
+        }
+    }
+
+    fn each_set(
+        &self,
+        metric: &str,
+        label: &str,
+        f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+    ) -> Option<Result<bool, RoundError>> {
+        match self.get(metric) {
+            Metric::Absent => None,
+            Metric::Single(_) => Some(Ok(false)),
+            Metric::Labelled(sets) => Some(
+                sets.iter()
+                    .try_for_each(|s| f(s.key(), s.value(), s.label(label)))
+                    .map(|()| true),
+            ),
+        }
+    }
+
+    fn raw_json(&self, metric: &str) -> Option<Value> {
+        match self.get(metric) {
+            Metric::Absent => None,
+            Metric::Single(v) => Some(float(v)),
+            Metric::Labelled(sets) => Some(Value::Object(
+                sets.iter()
+                    .map(|s| (s.key().to_owned(), float(s.value())))
+                    .collect::<Map<String, Value>>(),
+            )),
+        }
+    }
+}
+
+/// PANIC's ten figures from the answer of [`prometheus::query`] (the two-step path the monitor
+/// used before [`prometheus::query_text`]; kept for comparisons).
+pub fn system_figures(data: &MetricsData) -> Result<Value, RoundError> {
+    process(data)
+}
+
 /// PANIC's `_process_data_retrieval_successful`: the `data` object, fields in PANIC's order.
-pub(crate) fn process(data: &MetricsData) -> Result<Value, RoundError> {
-    let mut out = Map::new();
+pub(crate) fn process(data: &impl Scrape) -> Result<Value, RoundError> {
+    let mut out = Map::with_capacity(10);
 
     out.insert(
         "process_cpu_seconds_total".to_owned(),
@@ -183,18 +394,22 @@ pub(crate) fn process(data: &MetricsData) -> Result<Value, RoundError> {
 
     let mut cpu_idle = 0.0;
     let mut cpu_total = 0.0;
-    for entry in labelled(data, "node_cpu_seconds_total")? {
-        let mode = entry.label("mode").ok_or_else(|| {
-            RoundError::new(format!(
-                "node_cpu_seconds_total sample {} has no `mode` label",
-                entry.key
-            ))
-        })?;
-        if mode == "idle" {
-            cpu_idle += entry.value;
-        }
-        cpu_total += entry.value;
-    }
+    let metric = "node_cpu_seconds_total";
+    labelled(
+        data,
+        metric,
+        "mode",
+        &mut |key: &str, value: f64, mode: Option<&str>| {
+            let mode = mode.ok_or_else(|| {
+                RoundError::new(format!("{metric} sample {key} has no `mode` label"))
+            })?;
+            if mode == "idle" {
+                cpu_idle += value;
+            }
+            cpu_total += value;
+            Ok(())
+        },
+    )?;
     out.insert(
         "system_cpu_usage".to_owned(),
         float(round2(
@@ -232,44 +447,52 @@ pub(crate) fn process(data: &MetricsData) -> Result<Value, RoundError> {
     Ok(Value::Object(out))
 }
 
-fn get<'a>(data: &'a MetricsData, metric: &str) -> Result<&'a MetricValue, RoundError> {
-    data.get(metric)
-        .ok_or_else(|| RoundError::new(format!("metric {metric} is missing")))
+fn missing(metric: &str) -> RoundError {
+    RoundError::new(format!("metric {metric} is missing"))
 }
 
 /// A metric passed through as PANIC did (a float, or the label-set object).
-fn raw(data: &MetricsData, metric: &str) -> Result<Value, RoundError> {
-    get(data, metric).map(MetricValue::to_json)
+fn raw(data: &impl Scrape, metric: &str) -> Result<Value, RoundError> {
+    data.raw_json(metric).ok_or_else(|| missing(metric))
 }
 
 /// An unlabelled metric (a labelled one made PANIC's arithmetic raise a `TypeError`).
-fn single(data: &MetricsData, metric: &str) -> Result<f64, RoundError> {
-    match get(data, metric)? {
-        MetricValue::Single(v) => Ok(*v),
-        MetricValue::Labelled(_) => Err(RoundError::new(format!(
+fn single(data: &impl Scrape, metric: &str) -> Result<f64, RoundError> {
+    match data.single_value(metric) {
+        None => Err(missing(metric)),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(())) => Err(RoundError::new(format!(
             "metric {metric} is labelled, a single value was expected"
         ))),
     }
 }
 
-/// A labelled metric (iterating an unlabelled one made PANIC raise a `TypeError`).
-fn labelled<'a>(
-    data: &'a MetricsData,
+/// Each label set of a labelled metric (iterating an unlabelled one made PANIC raise a
+/// `TypeError`), with the value of `label`.
+fn labelled(
+    data: &impl Scrape,
     metric: &str,
-) -> Result<&'a [prometheus::LabelledValue], RoundError> {
-    match get(data, metric)? {
-        MetricValue::Labelled(entries) => Ok(entries),
-        MetricValue::Single(_) => Err(RoundError::new(format!(
+    label: &str,
+    f: &mut dyn FnMut(&str, f64, Option<&str>) -> Result<(), RoundError>,
+) -> Result<(), RoundError> {
+    match data.each_set(metric, label, f) {
+        None => Err(missing(metric)),
+        Some(Ok(true)) => Ok(()),
+        Some(Ok(false)) => Err(RoundError::new(format!(
             "metric {metric} is unlabelled, label sets were expected"
         ))),
+        Some(Err(e)) => Err(e),
     }
 }
 
 /// The sum over label sets, in order of first appearance (as PANIC's loop adds them).
-fn sum(data: &MetricsData, metric: &str) -> Result<f64, RoundError> {
-    Ok(labelled(data, metric)?
-        .iter()
-        .fold(0.0, |acc, entry| acc + entry.value))
+fn sum(data: &impl Scrape, metric: &str) -> Result<f64, RoundError> {
+    let mut total = 0.0;
+    labelled(data, metric, "", &mut |_, value, _| {
+        total += value;
+        Ok(())
+    })?;
+    Ok(total)
 }
 
 /// Python's `/`: a zero divisor raises `ZeroDivisionError` (NaN and infinities do not).

@@ -12,12 +12,16 @@ mod common;
 mod system_http;
 // The system strategy against a real node_exporter (Debian's `prometheus-node-exporter`).
 mod node_exporter;
+// Bounds on what a system round keeps, and refused redirects in its envelope.
+mod system_bounds;
 // The systems planner.
 mod planner;
 // Redirects: same host and port only, a few hops, POSTs only through 307/308.
 mod redirects;
 // The Prometheus parser on random and truncated input.
 mod prometheus_props;
+// The one-pass query against parse + query (the oracle), and its bounds.
+mod prometheus_scan;
 // The GitHub strategy, its budget, token and planner.
 mod github;
 // GitHub and DockerHub configs through the real manager on the in-memory bus.
