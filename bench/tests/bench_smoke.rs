@@ -201,9 +201,11 @@ fn manager_bin() -> PathBuf {
     if !manager.exists() {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "bins", "--bin", "monitors-manager"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "building monitors-manager: {status:?}"
+        );
     }
     manager
 }
