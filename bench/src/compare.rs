@@ -321,15 +321,19 @@ fn file_len(path: &Path) -> u64 {
 
 /// Scrapes Prometheus has made so far: `prometheus_target_interval_length_seconds_count` of its
 /// own `/metrics` (one per scrape after each target's first), summed over intervals.
+/// `u64::MAX` when it could not be read (three tries).
 fn scrape_count(addr: SocketAddr) -> u64 {
-    let Ok((_, body)) = http_get(addr, "/metrics", Duration::from_secs(5)) else {
-        return 0;
-    };
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| l.starts_with("prometheus_target_interval_length_seconds_count"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    for _ in 0..3 {
+        if let Ok((200, body)) = http_get(addr, "/metrics", Duration::from_secs(15)) {
+            let n = String::from_utf8_lossy(&body)
+                .lines()
+                .filter(|l| l.starts_with("prometheus_target_interval_length_seconds_count"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            return n as u64;
+        }
+    }
+    u64::MAX
 }
 
 /// A measurement window starting `warmup` from now.
@@ -629,8 +633,21 @@ impl Prometheus {
             .flatten()
             .unwrap_or(0.0);
         let kept = self.query("avg(scrape_samples_post_metric_relabeling)", end)?;
-        let scrapes = range.1.saturating_sub(range.0);
+        let mut note = None;
+        let scrapes = if range.0 == u64::MAX || range.1 == u64::MAX {
+            // The counter could not be read at one end: count `up` samples instead (one per
+            // scrape; a scrape at each edge of the window may fall either side).
+            note = Some(
+                "Prometheus's scrape counter could not be read: scrapes counted as `up` samples                  in the window"
+                    .to_owned(),
+            );
+            self.query(&format!("sum(count_over_time(up[{window}]))"), end)?
+                .unwrap_or(0.0) as u64
+        } else {
+            range.1.saturating_sub(range.0)
+        };
         let mut side = side("prometheus", self.version.clone(), &s, scrapes, args);
+        side.notes.extend(note);
         side.failures = down.max(0.0) as u64;
         drop(self);
         Ok((side, kept))
