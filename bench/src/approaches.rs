@@ -408,7 +408,64 @@ async fn queue(ctx: Arc<RunCtx>) -> Result<Started, BenchError> {
 #[derive(Debug, Default)]
 pub(crate) struct ManagerRounds {
     /// Per counted round: lateness against the grid anchored at `t0` (an upper bound), µs.
-    late_t0_us: Vec<u64>,
+    pub(crate) late_t0_us: Vec<u64>,
+}
+
+impl ManagerRounds {
+    /// The upper bound's p99, ms (see [`TimedPlanner`]).
+    pub(crate) fn upper_p99_ms(&mut self) -> f64 {
+        let mut upper = std::mem::take(&mut self.late_t0_us);
+        upper.sort_unstable();
+        let p99 = upper
+            .get((upper.len() * 99 / 100).min(upper.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0);
+        p99 as f64 / 1000.0
+    }
+}
+
+/// Every build the wrapped planner's monitors made: first builds (a monitor started) and rebuilds
+/// (a monitor restarted: its config changed, or it died).
+#[derive(Debug, Default)]
+pub(crate) struct BuildLog {
+    /// Monitors built at least once.
+    pub(crate) first_builds: std::sync::atomic::AtomicUsize,
+    /// When the latest first build happened.
+    pub(crate) last_first_build: Mutex<Option<Instant>>,
+    /// Builds after a monitor's first of the same spec, and builds of a spec replacing another
+    /// of the same id: `(spec id, when)`.
+    pub(crate) rebuilds: Mutex<Vec<(String, Instant)>>,
+    /// Spec ids ever built (to tell a new spec of a known id, a restart, from a new monitor).
+    seen: Mutex<std::collections::HashSet<String>>,
+}
+
+impl BuildLog {
+    fn built(&self, id: &str, first_of_spec: bool) {
+        let now = Instant::now();
+        let known = !self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned());
+        if first_of_spec && !known {
+            self.first_builds
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *self
+                .last_first_build
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(now);
+        } else {
+            self.rebuilds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((id.to_owned(), now));
+        }
+    }
+
+    /// Monitors started so far.
+    pub(crate) fn started(&self) -> usize {
+        self.first_builds.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The manager's planner for systems, wrapped: each built monitor records when its rounds start.
@@ -423,7 +480,9 @@ pub(crate) struct ManagerRounds {
 /// monitor and its task first running is not seen); the grid anchored at `t0` gives an upper bound,
 /// reported in the run's notes.
 pub(crate) struct TimedPlanner {
-    inner: SystemsPlanner,
+    inner: Arc<dyn Planner>,
+    /// Every build, for start-up and restart times.
+    pub(crate) builds: Arc<BuildLog>,
     recorder: Arc<Recorder>,
     rounds: Arc<Mutex<ManagerRounds>>,
     t0: Instant,
@@ -438,10 +497,28 @@ impl TimedPlanner {
         recorder: Arc<Recorder>,
         rounds: Arc<Mutex<ManagerRounds>>,
         t0: Instant,
+        grid: (Duration, Duration),
+    ) -> Self {
+        Self::wrap(
+            Arc::new(SystemsPlanner::new(Arc::new(settings))),
+            recorder,
+            rounds,
+            t0,
+            grid,
+        )
+    }
+
+    /// Wraps any planner; `window` is the manager's phase window.
+    pub(crate) fn wrap(
+        inner: Arc<dyn Planner>,
+        recorder: Arc<Recorder>,
+        rounds: Arc<Mutex<ManagerRounds>>,
+        t0: Instant,
         (period, window): (Duration, Duration),
     ) -> Self {
         TimedPlanner {
-            inner: SystemsPlanner::new(Arc::new(settings)),
+            inner,
+            builds: Arc::default(),
             recorder,
             rounds,
             t0,
@@ -474,8 +551,15 @@ impl Planner for TimedPlanner {
             let period = self.period;
             let t0 = self.t0;
             let first_build = Arc::new(std::sync::OnceLock::new());
+            let builds = Arc::clone(&self.builds);
+            let id = spec.id.clone();
             let build: BuildFn = Arc::new(move || {
-                let anchor = *first_build.get_or_init(Instant::now);
+                let mut first = false;
+                let anchor = *first_build.get_or_init(|| {
+                    first = true;
+                    Instant::now()
+                });
+                builds.built(&id, first);
                 let inner = inner_build()?;
                 Ok(Box::new(TimedMonitor {
                     inner,

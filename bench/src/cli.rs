@@ -55,6 +55,17 @@ enum Cmd {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// The release `monitors-manager --config-dir` and Debian's Prometheus polling the same N
+    /// node_exporter targets at the same period, measured over one window: CPU per round vs per
+    /// scrape, RSS (issue #14). Writes results.json and results.md to --out-dir.
+    PrometheusCompare(CompareCli),
+    /// N EVM node monitors in one MonitorsManager (public API, in-memory bus) against the
+    /// JSON-RPC stand-in at T distinct loopback addresses: RSS, CPU, lateness, errors, file
+    /// descriptors (issue #14). Prints the row and writes --out (JSON) if given.
+    EvmScale(ScaleCli),
+    /// Reacting at scale: publish → all N monitors started from one N-section message, and
+    /// publish → restart of the one monitor whose section changed (the others must not restart).
+    React(ReactCli),
     /// (internal) One monitor loop as one OS process; prints one JSON report line.
     #[command(hide = true)]
     Worker(WorkerCli),
@@ -166,6 +177,104 @@ struct RunCli {
 }
 
 #[derive(Debug, Args)]
+struct CompareCli {
+    /// Targets (distinct loopback addresses on the stand-in's port), as many systems for the
+    /// manager and as many scrape targets for Prometheus.
+    #[arg(long, default_value_t = 2_000)]
+    targets: usize,
+    /// Period of both (SYSTEM_MONITOR_PERIOD_SECONDS and scrape_interval), seconds.
+    #[arg(long, default_value_t = 10.0)]
+    period: f64,
+    /// Warm-up before the window, seconds (at least two periods is advisable).
+    #[arg(long, default_value_t = 25.0)]
+    warmup: f64,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    measure: f64,
+    /// RSS sampling interval, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    sample_every: f64,
+    /// The body to serve; default: captured at run time from --exporter-bin.
+    #[arg(long)]
+    body: Option<PathBuf>,
+    /// node_exporter, run once to capture its /metrics.
+    #[arg(long, default_value = "/usr/bin/prometheus-node-exporter")]
+    exporter_bin: PathBuf,
+    /// The manager binary (default: `monitors-manager` beside this executable).
+    #[arg(long)]
+    manager_bin: Option<PathBuf>,
+    /// Prometheus.
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    prometheus_bin: PathBuf,
+    /// Where results.json, results.md, the body and the generated configs go.
+    #[arg(long, default_value = "docs/bench/prometheus")]
+    out_dir: PathBuf,
+    /// One after the other (each its own warm-up and window) instead of both at once.
+    #[arg(long)]
+    sequential: bool,
+    /// Keep the work folder (TSDB, raw output).
+    #[arg(long)]
+    keep_work: bool,
+}
+
+#[derive(Debug, Args)]
+struct ScaleCli {
+    /// EVM node monitors.
+    #[arg(long, default_value_t = 100_000)]
+    monitors: usize,
+    /// Distinct targets (loopback addresses on the stand-in's port); monitor i polls target
+    /// i mod T.
+    #[arg(long, default_value_t = 100_000)]
+    targets: usize,
+    /// Period of the node monitors (NODE_MONITOR_PERIOD_SECONDS), seconds.
+    #[arg(long, default_value_t = 60.0)]
+    period: f64,
+    /// Warm-up, seconds (at least the phase window, min(period, 60 s), plus start-up).
+    #[arg(long, default_value_t = 75.0)]
+    warmup: f64,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 120.0)]
+    measure: f64,
+    /// Sampling interval (RSS, fds), seconds.
+    #[arg(long, default_value_t = 1.0)]
+    sample_every: f64,
+    /// Sections per config message (one chain each).
+    #[arg(long, default_value_t = 10_000)]
+    per_message: usize,
+    /// Hosts that may keep connections alive (ConnectionLimits::max_kept_hosts).
+    #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_KEPT_HOSTS)]
+    max_kept_hosts: usize,
+    /// Idle connections kept per host.
+    #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_IDLE_PER_HOST)]
+    max_idle_per_host: usize,
+    /// Write the result (JSON) here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReactCli {
+    /// Sections (system monitors) in the message.
+    #[arg(long, default_value_t = 10_000)]
+    sections: usize,
+    /// Changes of one section measured (a different section each).
+    #[arg(long, default_value_t = 10)]
+    changes: usize,
+    /// Period of the system monitors, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    period: f64,
+    /// The exporter body the stand-in serves.
+    #[arg(
+        long,
+        default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
+    )]
+    fixture: PathBuf,
+    /// Write the result (JSON) here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct ServeCli {
     /// The body to serve.
     #[arg(
@@ -173,9 +282,14 @@ struct ServeCli {
         default_value = "/work/shared/fixtures/node_exporter/metrics.txt"
     )]
     fixture: PathBuf,
-    /// Address to bind (port 0: any free port; the bound address is printed).
+    /// Address to bind (port 0: any free port; the bound address is printed). `0.0.0.0:PORT`
+    /// serves every loopback address (127.0.0.0/8) and drops other peers.
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
+    /// Be an EVM node stand-in (JSON-RPC `eth_blockNumber`, `eth_syncing`) instead of an
+    /// exporter.
+    #[arg(long)]
+    json_rpc: bool,
 }
 
 #[derive(Debug, Args)]
@@ -314,9 +428,109 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             Ok(())
         }
         Cmd::Serve(s) => {
-            let body = std::fs::read(&s.fixture)
-                .map_err(|e| BenchError::io(format!("reading {}", s.fixture.display()), e))?;
-            runtime(true)?.block_on(super::server::serve(s.addr, body))
+            let what =
+                if s.json_rpc {
+                    super::server::Serve::JsonRpc
+                } else {
+                    super::server::Serve::Metrics(std::fs::read(&s.fixture).map_err(|e| {
+                        BenchError::io(format!("reading {}", s.fixture.display()), e)
+                    })?)
+                };
+            runtime(true)?.block_on(super::server::serve(s.addr, what))
+        }
+        Cmd::PrometheusCompare(c) => {
+            let args = super::compare::CompareArgs {
+                targets: c.targets,
+                period: seconds("period", c.period)?,
+                warmup: Duration::try_from_secs_f64(c.warmup)
+                    .map_err(|_| BenchError::Usage("--warmup must be ≥ 0 seconds".into()))?,
+                measure: seconds("measure", c.measure)?,
+                sample_every: seconds("sample-every", c.sample_every)?,
+                body: c.body,
+                exporter_bin: c.exporter_bin,
+                manager_bin: c
+                    .manager_bin
+                    .unwrap_or_else(|| super::children::sibling_binary("monitors-manager")),
+                prometheus_bin: c.prometheus_bin,
+                out_dir: c.out_dir,
+                sequential: c.sequential,
+                keep_work: c.keep_work,
+            };
+            let result = super::compare::compare(&args)?;
+            print!("{}", super::compare::markdown(&result));
+            Ok(())
+        }
+        Cmd::EvmScale(c) => {
+            if c.monitors == 0 || c.targets == 0 {
+                return Err(BenchError::Usage(
+                    "--monitors and --targets must be at least 1".into(),
+                ));
+            }
+            let period = seconds("period", c.period)?;
+            let stand_in = super::children::StandIn::start(&[
+                "--json-rpc".into(),
+                "--addr".into(),
+                "0.0.0.0:0".into(),
+            ])?;
+            let mut settings = super::approaches::strategy_settings(period);
+            settings.connections = monitor_strategies::ConnectionLimits {
+                max_kept_hosts: c.max_kept_hosts,
+                max_idle_per_host: c.max_idle_per_host,
+                ..settings.connections
+            };
+            let args = super::scale::ScaleArgs {
+                monitors: c.monitors,
+                targets: c.targets,
+                port: stand_in.addr.port(),
+                period,
+                warmup: Duration::try_from_secs_f64(c.warmup)
+                    .map_err(|_| BenchError::Usage("--warmup must be ≥ 0 seconds".into()))?,
+                measure: seconds("measure", c.measure)?,
+                sample_every: seconds("sample-every", c.sample_every)?,
+                per_message: c.per_message,
+                settings,
+            };
+            let cpu0 = super::proc::cpu_seconds(stand_in.pid()).unwrap_or(0.0);
+            let mut result = runtime(true)?.block_on(super::scale::evm_scale(args))?;
+            result.stand_in_cpu_s = super::proc::cpu_seconds(stand_in.pid()).unwrap_or(cpu0) - cpu0;
+            result.stand_in_fds = super::scale::fds_of(stand_in.pid());
+            drop(stand_in);
+            if let Some(path) = &c.out {
+                let json = serde_json::to_string_pretty(&result)
+                    .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?;
+                std::fs::write(path, json)
+                    .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+            }
+            print!("{}", super::scale::markdown(&result));
+            println!(
+                "{}",
+                serde_json::to_string(&result)
+                    .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?
+            );
+            Ok(())
+        }
+        Cmd::React(c) => {
+            let stand_in = super::children::StandIn::start(&[
+                "--fixture".into(),
+                c.fixture.clone().into_os_string(),
+            ])?;
+            let args = super::react::ReactArgs {
+                sections: c.sections,
+                changes: c.changes,
+                period: seconds("period", c.period)?,
+                url: format!("http://{}/metrics", stand_in.addr),
+            };
+            let result = runtime(true)?.block_on(super::react::react(args))?;
+            drop(stand_in);
+            let json = serde_json::to_string(&result)
+                .map_err(|e| BenchError::Setup(format!("encoding: {e}")))?;
+            if let Some(path) = &c.out {
+                std::fs::write(path, &json)
+                    .map_err(|e| BenchError::io(format!("writing {}", path.display()), e))?;
+            }
+            print!("{}", super::react::markdown(&result));
+            println!("{json}");
+            Ok(())
         }
         Cmd::CallgrindRound(c) => {
             let body = std::fs::read(&c.fixture)

@@ -27,15 +27,23 @@
 //! * [`record`]: lateness histogram, counters, windows and tick grids;
 //! * [`proc`]: `/proc` readers;
 //! * [`report`]: the Markdown table and the SVG plot;
+//! * [`compare`]: `bench prometheus-compare`, the release manager beside Prometheus (#14);
+//! * [`scale`]: `bench evm-scale`, 100,000 EVM node monitors in one manager (#14);
+//! * [`react`]: `bench react`, starting 10,000 monitors from one message and changing one section;
+//! * [`children`]: the child processes those side-by-sides own;
 //! * [`floor`]: one system round in-process for callgrind (`bench callgrind-round`).
 
 mod approaches;
+mod children;
 mod cli;
+mod compare;
 mod floor;
 mod proc;
+mod react;
 mod record;
 mod report;
 mod run;
+mod scale;
 mod server;
 mod sink;
 mod suite;

@@ -1,9 +1,13 @@
 //! The exporter stand-in: a minimal HTTP/1.1 keep-alive server answering `GET /metrics` with one
 //! precomputed response (headers and the fixture body in one buffer), and a load check that shows
-//! how many requests per second it serves and at what CPU cost.
+//! how many requests per second it serves and at what CPU cost. With `--json-rpc` it is an EVM
+//! node stand-in instead: `POST` JSON-RPC answering `eth_blockNumber` (`0xf3eb18`) and
+//! `eth_syncing` (`false`), the EVM node monitor's two calls, echoing the request's id.
 //!
 //! It runs in its own process (`bench serve`) so that its CPU and file descriptors are not counted
-//! in, nor limited by, the approach being measured.
+//! in, nor limited by, the approach being measured. Bound to `0.0.0.0`, it serves every loopback
+//! address (127.0.0.0/8: many distinct targets on one port) and drops connections from any other
+//! peer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +29,17 @@ const MAX_HEAD: usize = 16 * 1024;
 struct Responses {
     metrics: Bytes,
     not_found: Bytes,
+    /// Answer JSON-RPC POSTs instead of serving `metrics`.
+    json_rpc: bool,
+}
+
+/// What the stand-in serves.
+#[derive(Debug, Clone)]
+pub(crate) enum Serve {
+    /// This body at `GET /metrics`.
+    Metrics(Vec<u8>),
+    /// JSON-RPC (`eth_blockNumber`, `eth_syncing`) at any path.
+    JsonRpc,
 }
 
 fn responses(body: &[u8]) -> Responses {
@@ -39,13 +54,62 @@ fn responses(body: &[u8]) -> Responses {
     Responses {
         metrics: Bytes::from(metrics),
         not_found: Bytes::from(not_found),
+        json_rpc: false,
     }
+}
+
+/// The JSON-RPC answer to one request body: `eth_blockNumber` → a height, `eth_syncing` → false,
+/// anything else → a JSON-RPC error; the id is echoed.
+fn json_rpc_response(body: &[u8], close: bool) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let id = text
+        .find("\"id\":")
+        .map(|at| {
+            text[at + 5..]
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "null".to_owned());
+    let answer = if text.contains("\"eth_blockNumber\"") {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"0xf3eb18"}}"#)
+    } else if text.contains("\"eth_syncing\"") {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":false}}"#)
+    } else {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32601,"message":"method not found"}}}}"#
+        )
+    };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n",
+        answer.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    )
+    .into_bytes();
+    out.extend_from_slice(answer.as_bytes());
+    out
+}
+
+/// The `Content-Length` of a request head (0 if absent or unreadable).
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .split("\r\n")
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0)
 }
 
 /// Bind `addr` and serve `body` at `/metrics` until the process ends; prints
 /// `LISTENING <addr>` on stdout once bound, and exits when stdin reaches end of file (the parent
 /// went away).
-pub(crate) async fn serve(addr: SocketAddr, body: Vec<u8>) -> Result<(), BenchError> {
+pub(crate) async fn serve(addr: SocketAddr, what: Serve) -> Result<(), BenchError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| BenchError::io(format!("binding {addr}"), e))?;
@@ -53,7 +117,14 @@ pub(crate) async fn serve(addr: SocketAddr, body: Vec<u8>) -> Result<(), BenchEr
         .local_addr()
         .map_err(|e| BenchError::io("reading the bound address", e))?;
     println!("LISTENING {local}");
-    let r = responses(&body);
+    let r = match what {
+        Serve::Metrics(body) => responses(&body),
+        Serve::JsonRpc => Responses {
+            json_rpc: true,
+            ..responses(b"")
+        },
+    };
+    let any = addr.ip().is_unspecified();
     let served = Arc::new(AtomicU64::new(0));
     // Connection tasks are owned by this set: finished ones are reaped as new ones arrive, and
     // those still open when the server stops are aborted and awaited.
@@ -61,8 +132,12 @@ pub(crate) async fn serve(addr: SocketAddr, body: Vec<u8>) -> Result<(), BenchEr
     let accept = async {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     while connections.try_join_next().is_some() {}
+                    if any && !peer.ip().is_loopback() {
+                        tracing::warn!(%peer, "not a loopback peer: connection dropped");
+                        continue;
+                    }
                     let r = r.clone();
                     let served = Arc::clone(&served);
                     connections.spawn(async move {
@@ -111,10 +186,20 @@ async fn connection(
         while let Some(end) = find_head_end(&buf) {
             let head = &buf[..end];
             let (is_metrics, close) = inspect(head);
-            let reply = if is_metrics { &r.metrics } else { &r.not_found };
-            stream.write_all(reply).await?;
+            if r.json_rpc {
+                let len = content_length(head);
+                if buf.len() < end + 4 + len {
+                    break; // the body is not all here yet
+                }
+                let reply = json_rpc_response(&buf[end + 4..end + 4 + len], close);
+                stream.write_all(&reply).await?;
+                buf.drain(..end + 4 + len);
+            } else {
+                let reply = if is_metrics { &r.metrics } else { &r.not_found };
+                stream.write_all(reply).await?;
+                buf.drain(..end + 4);
+            }
             served.fetch_add(1, Ordering::Relaxed);
-            buf.drain(..end + 4);
             if close {
                 return Ok(());
             }
@@ -336,5 +421,14 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest"), Some(14));
         let r = responses(b"abc");
         assert!(r.metrics.ends_with(b"\r\n\r\nabc"));
+        assert_eq!(content_length(b"POST / HTTP/1.1\r\ncontent-length: 12"), 12);
+        let a = json_rpc_response(
+            br#"{"id":7,"jsonrpc":"2.0","method":"eth_blockNumber","params":[]}"#,
+            false,
+        );
+        assert!(a.ends_with(br#"{"jsonrpc":"2.0","id":7,"result":"0xf3eb18"}"#));
+        let a = json_rpc_response(br#"{"id": 8,"method":"eth_syncing"}"#, true);
+        assert!(a.ends_with(br#"{"jsonrpc":"2.0","id":8,"result":false}"#));
+        assert!(String::from_utf8_lossy(&a).contains("Connection: close"));
     }
 }

@@ -2,6 +2,10 @@
 //! every approach, plus the manager on the real RabbitMQ (a private vhost, deleted after), must
 //! produce well-formed results. Numbers are never asserted: only that each run did the work it
 //! claims (rounds happened, results reached the bus) and that the files are complete.
+//!
+//! Issue #14's subcommands run tiny too: `prometheus-compare` (5 targets, the real Prometheus and
+//! node_exporter of the machine, a debug `monitors-manager`), `evm-scale` (100 EVM monitors),
+//! `react` (100 sections: the unchanged monitors must not restart).
 
 // Tests own what they spawn: each helper task or thread ends with its test.
 #![allow(clippy::disallowed_methods)]
@@ -187,4 +191,148 @@ fn bad_inputs_are_clear_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in-memory bus only"));
+}
+
+/// The release-style `monitors-manager` binary beside `bench` (a workspace test run builds it;
+/// built here when this crate's tests run alone).
+fn manager_bin() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_bench"));
+    let manager = bench.with_file_name("monitors-manager");
+    if !manager.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "bins", "--bin", "monitors-manager"])
+            .status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "building monitors-manager: {status:?}"
+        );
+    }
+    manager
+}
+
+/// The last line of stdout that is a JSON object.
+fn last_json(stdout: &[u8]) -> Value {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+        })
+        .unwrap_or_else(|| panic!("no JSON line in {}", String::from_utf8_lossy(stdout)))
+}
+
+/// `prometheus-compare`, tiny: 5 targets every second, 3 s measured after Prometheus's first
+/// scrapes (its scrape manager starts targets about 5 s after it is ready).
+#[test]
+fn prometheus_compare_tiny() {
+    let out_dir = std::env::temp_dir().join(format!("bench-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let output = bench()
+        .args([
+            "prometheus-compare",
+            "--targets",
+            "5",
+            "--period",
+            "1",
+            "--warmup",
+            "7",
+            "--measure",
+            "3",
+            "--sample-every",
+            "0.5",
+            "--manager-bin",
+        ])
+        .arg(manager_bin())
+        .arg("--out-dir")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "prometheus-compare failed:\n{stderr}"
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["targets"], 5);
+    assert!(r["body"]["bytes"].as_u64().unwrap() > 1000, "{r}");
+    assert!(r["body"]["exporter_version"].is_string(), "{r}");
+    for side in ["manager", "prometheus"] {
+        let s = &r[side];
+        assert!(s["polls"].as_u64().unwrap() > 0, "{side}: {s}");
+        assert_eq!(s["failures"], 0, "{side}: {s}");
+        assert!(s["cpu_s"].as_f64().unwrap() > 0.0, "{side}: {s}");
+        assert!(s["rss_steady_bytes"].as_u64().unwrap() > 0, "{side}: {s}");
+    }
+    assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+    let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
+    assert!(md.contains("| monitors-manager"), "{md}");
+    assert!(md.contains("| prometheus"), "{md}");
+    let yml = std::fs::read_to_string(out_dir.join("prometheus.yml")).unwrap();
+    assert!(yml.contains("action: keep") && yml.contains("node_cpu_seconds_total"));
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+/// `evm-scale`, tiny: 100 EVM node monitors on 10 targets, a 1 s period, keep-alive for 4 hosts.
+#[test]
+fn evm_scale_tiny() {
+    let output = bench()
+        .args([
+            "evm-scale",
+            "--monitors",
+            "100",
+            "--targets",
+            "10",
+            "--period",
+            "1",
+            "--warmup",
+            "2",
+            "--measure",
+            "2",
+            "--sample-every",
+            "0.25",
+            "--per-message",
+            "40",
+            "--max-kept-hosts",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "evm-scale failed:\n{stderr}");
+    let r = last_json(&output.stdout);
+    assert_eq!(r["running"], 100, "{r}");
+    assert_eq!(r["config_messages"], 3, "{r}");
+    let rounds = r["rounds"].as_u64().unwrap();
+    assert!(rounds > 0, "{r}");
+    assert_eq!(r["results"].as_u64().unwrap(), rounds, "{r}");
+    assert_eq!(r["error_envelopes"], 0, "{r}");
+    assert_eq!(r["round_errors"], 0, "{r}");
+    assert_eq!(r["lateness"]["count"].as_u64().unwrap(), rounds, "{r}");
+    let fds = r["fds_peak"].as_u64().unwrap();
+    assert!(
+        fds > 0 && fds < r["ulimit_n"].as_u64().unwrap_or(u64::MAX),
+        "{r}"
+    );
+}
+
+/// `react`, tiny: 100 sections, 3 changes of one section; the other monitors are not restarted.
+#[test]
+fn react_tiny() {
+    let output = bench()
+        .args(["react", "--sections", "100", "--changes", "3", "--fixture"])
+        .arg(fixture())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "react failed:\n{stderr}");
+    let r = last_json(&output.stdout);
+    assert_eq!(r["sections"], 100, "{r}");
+    assert_eq!(r["change_ms"].as_array().unwrap().len(), 3, "{r}");
+    assert_eq!(r["changed_restarted"], 3, "{r}");
+    assert_eq!(r["others_restarted"], 0, "{r}");
+    assert!(r["start_all_ms"].as_f64().unwrap() > 0.0, "{r}");
 }

@@ -15,12 +15,15 @@
 //! Connections are kept alive and pooled (PANIC sent `Connection: close`): see
 //! [`crate::settings`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 use tracing::debug;
+
+use crate::settings::KeepAliveBudget;
 
 /// How a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +110,8 @@ pub struct Http {
     client: reqwest::Client,
     timeout: Duration,
     max_body_bytes: usize,
+    /// Which hosts may keep their connection alive (see `settings::ConnectionLimits`).
+    keep_alive: Option<Arc<KeepAliveBudget>>,
 }
 
 impl Http {
@@ -116,7 +121,14 @@ impl Http {
             client,
             timeout,
             max_body_bytes,
+            keep_alive: None,
         }
+    }
+
+    /// Requests to hosts `budget` gives no keep-alive place are sent with `Connection: close`.
+    pub(crate) fn with_keep_alive_budget(mut self, budget: Arc<KeepAliveBudget>) -> Self {
+        self.keep_alive = Some(budget);
+        self
     }
 
     /// The timeout of one exchange.
@@ -168,7 +180,14 @@ impl Http {
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, HttpError> {
         let parsed = parse_url(url)?;
+        let close = self
+            .keep_alive
+            .as_ref()
+            .is_some_and(|budget| !budget.keep_alive(&parsed));
         let mut builder = self.client.request(method, parsed).timeout(self.timeout);
+        if close {
+            builder = builder.header(reqwest::header::CONNECTION, "close");
+        }
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -213,7 +232,14 @@ impl Http {
         body: &mut Vec<u8>,
     ) -> Result<u16, HttpError> {
         body.clear();
-        let builder = self.client.get(url.clone());
+        let mut builder = self.client.get(url.clone());
+        if self
+            .keep_alive
+            .as_ref()
+            .is_some_and(|budget| !budget.keep_alive(url))
+        {
+            builder = builder.header(reqwest::header::CONNECTION, "close");
+        }
         let exchange = async {
             let mut response = builder.send().await.map_err(|e| classify_send(&e, raw))?;
             let status = response.status().as_u16();

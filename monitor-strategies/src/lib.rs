@@ -127,8 +127,9 @@ pub use prometheus::{
     DEFAULT_MAX_SERIES_PER_METRIC,
 };
 pub use settings::{
-    ChainlinkSettings, ClientBuildError, DockerHubSettings, EvmSettings, GithubSettings,
-    GithubToken, StrategySettings, SubstrateSettings, Target, MAX_REDIRECTS,
+    ChainlinkSettings, ClientBuildError, ConnectionLimits, DockerHubSettings, EvmSettings,
+    GithubSettings, GithubToken, StrategySettings, SubstrateSettings, Target, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_MAX_KEPT_HOSTS, MAX_REDIRECTS,
 };
 pub use substrate::chain::{BlockView, ChainError, NodeClient};
 pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};

@@ -3,10 +3,11 @@
 //! [`ChainlinkSettings`], [`EvmSettings`]). The binaries build it from env and flags; libraries
 //! read no env.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monitor_core::PeriodGroup;
 
@@ -152,6 +153,122 @@ impl Default for EvmSettings {
     }
 }
 
+/// Default [`ConnectionLimits::max_kept_hosts`].
+pub const DEFAULT_MAX_KEPT_HOSTS: usize = 1024;
+
+/// Default [`ConnectionLimits::max_idle_per_host`].
+pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 2;
+
+/// Default [`ConnectionLimits::idle_timeout`] (above PANIC's default periods of 10 and 60 s, so a
+/// kept connection is reused by the next round).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How many connections the shared HTTP clients keep open between requests, whatever the number
+/// of targets (reqwest's pool keeps idle connections per host with no global cap: 100,000 targets
+/// would keep 100,000 sockets, above a usual `ulimit -n`).
+///
+/// Keep-alive is granted per host (scheme, host, port): at most [`max_kept_hosts`] hosts at a
+/// time, each keeping at most [`max_idle_per_host`] idle connections for at most
+/// [`idle_timeout`]. A host that has not sent a request for `idle_timeout` gives its place back.
+/// Requests to a host without a place are sent with `Connection: close` (as PANIC sent every
+/// request), so they hold a socket only while in flight. Sockets open are therefore about
+/// `max_idle_per_host × max_kept_hosts` (at most twice that while the pool's reaper catches up
+/// with hosts that gave their place back) plus the requests in flight, which the manager bounds.
+///
+/// [`max_kept_hosts`]: ConnectionLimits::max_kept_hosts
+/// [`max_idle_per_host`]: ConnectionLimits::max_idle_per_host
+/// [`idle_timeout`]: ConnectionLimits::idle_timeout
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Hosts that may keep connections alive at one time (at least 1; default 1,024).
+    pub max_kept_hosts: usize,
+    /// Idle connections kept per host (default 2).
+    pub max_idle_per_host: usize,
+    /// An idle connection is closed after this long (default 90 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_kept_hosts: DEFAULT_MAX_KEPT_HOSTS,
+            max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Which hosts may keep connections alive now (see [`ConnectionLimits`]); one per shared client.
+#[derive(Debug)]
+pub(crate) struct KeepAliveBudget {
+    max_hosts: usize,
+    idle: Duration,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Debug)]
+struct BudgetState {
+    /// Host key → last request.
+    hosts: HashMap<u64, Instant>,
+    /// Expired hosts are looked for at most this often when the budget is full.
+    next_purge: Instant,
+}
+
+impl KeepAliveBudget {
+    pub(crate) fn new(limits: &ConnectionLimits) -> Self {
+        KeepAliveBudget {
+            max_hosts: limits.max_kept_hosts.max(1),
+            idle: limits.idle_timeout,
+            state: Mutex::new(BudgetState {
+                hosts: HashMap::new(),
+                next_purge: Instant::now(),
+            }),
+        }
+    }
+
+    /// Whether a request to `url` now may keep its connection alive (and counts as the host's
+    /// last use).
+    pub(crate) fn keep_alive(&self, url: &reqwest::Url) -> bool {
+        self.keep_alive_at(host_key(url), Instant::now())
+    }
+
+    fn keep_alive_at(&self, key: u64, now: Instant) -> bool {
+        // A poisoned lock only means a panic elsewhere mid-update of a map of instants.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = state.hosts.get_mut(&key) {
+            *last = now;
+            return true;
+        }
+        if state.hosts.len() >= self.max_hosts && now >= state.next_purge {
+            let idle = self.idle;
+            state
+                .hosts
+                .retain(|_, last| now.saturating_duration_since(*last) < idle);
+            // Scanning is O(hosts): when nothing expired, do not scan again on every request.
+            state.next_purge = now + (idle / 8).max(Duration::from_millis(100));
+        }
+        if state.hosts.len() >= self.max_hosts {
+            return false;
+        }
+        state.hosts.insert(key, now);
+        true
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.state.lock().unwrap().hosts.len()
+    }
+}
+
+/// A stable key of a URL's (scheme, host, port): what reqwest pools connections by.
+fn host_key(url: &reqwest::Url) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    url.scheme().hash(&mut h);
+    url.host_str().hash(&mut h);
+    url.port_or_known_default().hash(&mut h);
+    h.finish()
+}
+
 /// Settings of the Substrate monitors: the websocket connections they share.
 #[derive(Debug, Clone)]
 pub struct SubstrateSettings {
@@ -205,6 +322,9 @@ pub struct StrategySettings {
     pub evm: EvmSettings,
     /// The Substrate monitors' shared websocket connections.
     pub substrate: SubstrateSettings,
+    /// How many HTTP connections are kept open between requests. Read when a shared client is
+    /// first built (the first `http`/`evm_http` call of these settings or any clone).
+    pub connections: ConnectionLimits,
     clients: Arc<ClientPool>,
 }
 
@@ -221,6 +341,7 @@ impl Default for StrategySettings {
             chainlink: ChainlinkSettings::default(),
             evm: EvmSettings::default(),
             substrate: SubstrateSettings::default(),
+            connections: ConnectionLimits::default(),
             clients: Arc::default(),
         }
     }
@@ -257,6 +378,12 @@ impl StrategySettings {
         self
     }
 
+    /// Sets the connection limits (before the first client is built).
+    pub fn with_connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.connections = limits;
+        self
+    }
+
     /// Turns TLS verification of monitored endpoints on or off.
     pub fn with_verify_tls_monitored(mut self, verify: bool) -> Self {
         self.verify_tls_monitored = verify;
@@ -282,25 +409,28 @@ impl StrategySettings {
     /// The HTTP handle for JSON-RPC calls to EVM nodes by a strategy of `group`: the unverified
     /// client (EVM nodes are operators' endpoints), the EVM timeout capped by the group's.
     pub fn evm_http(&self, group: PeriodGroup) -> Result<Http, ClientBuildError> {
-        let client = self
-            .clients
-            .get(self.verify_tls(Target::Monitored), Redirects::KeepMethod)?;
+        let (client, budget) = self.clients.get(
+            self.verify_tls(Target::Monitored),
+            Redirects::KeepMethod,
+            &self.connections,
+        )?;
         let timeout = self
             .evm
             .request_timeout
             .min(self.request_timeout_for(group));
-        Ok(Http::new(client, timeout, self.max_body_bytes))
+        Ok(Http::new(client, timeout, self.max_body_bytes).with_keep_alive_budget(budget))
     }
 
     /// The HTTP handle a strategy of `group` uses for `target`: the shared client (built on first
     /// use, then reused with its connection pool), the group's timeout and the body cap.
     pub fn http(&self, target: Target, group: PeriodGroup) -> Result<Http, ClientBuildError> {
-        let client = self.clients.get(self.verify_tls(target), Redirects::Any)?;
-        Ok(Http::new(
-            client,
-            self.request_timeout_for(group),
-            self.max_body_bytes,
-        ))
+        let (client, budget) =
+            self.clients
+                .get(self.verify_tls(target), Redirects::Any, &self.connections)?;
+        Ok(
+            Http::new(client, self.request_timeout_for(group), self.max_body_bytes)
+                .with_keep_alive_budget(budget),
+        )
     }
 }
 
@@ -322,22 +452,31 @@ enum Redirects {
 #[derive(Debug, Default)]
 struct ClientPool {
     /// Indexed by `[verify as usize][Redirects::KeepMethod as usize]`.
-    slots: [[Mutex<Option<reqwest::Client>>; 2]; 2],
+    slots: [[Mutex<Option<PooledClient>>; 2]; 2],
 }
 
+/// A shared client and the keep-alive budget of its connection pool.
+type PooledClient = (reqwest::Client, Arc<KeepAliveBudget>);
+
 impl ClientPool {
-    fn get(&self, verify: bool, redirects: Redirects) -> Result<reqwest::Client, ClientBuildError> {
+    fn get(
+        &self,
+        verify: bool,
+        redirects: Redirects,
+        limits: &ConnectionLimits,
+    ) -> Result<PooledClient, ClientBuildError> {
         let slot =
             &self.slots[usize::from(verify)][usize::from(redirects == Redirects::KeepMethod)];
         // A poisoned lock only means another thread panicked while building: the slot is still
         // either empty or a complete client.
         let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = guard.as_ref() {
-            return Ok(client.clone());
+        if let Some((client, budget)) = guard.as_ref() {
+            return Ok((client.clone(), Arc::clone(budget)));
         }
-        let client = build_client(verify, redirects)?;
-        *guard = Some(client.clone());
-        Ok(client)
+        let client = build_client(verify, redirects, limits)?;
+        let budget = Arc::new(KeepAliveBudget::new(limits));
+        *guard = Some((client.clone(), Arc::clone(&budget)));
+        Ok((client, budget))
     }
 
     #[cfg(test)]
@@ -388,12 +527,18 @@ fn redirect_policy(redirects: Redirects) -> reqwest::redirect::Policy {
 /// One client: keep-alive pooling (PANIC sent `Connection: close` and reconnected every round; a
 /// pooled connection is cheaper for the target and for us, and a stale one is retried by the
 /// client), no proxy from the environment (libraries read no env), redirects per
-/// [`redirect_policy`]. Timeouts are per request.
-fn build_client(verify: bool, redirects: Redirects) -> Result<reqwest::Client, ClientBuildError> {
+/// [`redirect_policy`], idle connections per [`ConnectionLimits`] (the global part is the
+/// [`KeepAliveBudget`] [`Http`] consults). Timeouts are per request.
+fn build_client(
+    verify: bool,
+    redirects: Redirects,
+    limits: &ConnectionLimits,
+) -> Result<reqwest::Client, ClientBuildError> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .no_proxy()
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(limits.idle_timeout)
+        .pool_max_idle_per_host(limits.max_idle_per_host)
         .redirect(redirect_policy(redirects))
         .tls_danger_accept_invalid_certs(!verify)
         .tls_danger_accept_invalid_hostnames(!verify)
@@ -437,5 +582,36 @@ mod tests {
         a.http(Target::Monitored, PeriodGroup::System).unwrap();
         assert!(b.clients.built(false));
         assert!(!b.clients.built(true));
+    }
+
+    #[test]
+    fn keep_alive_is_granted_to_a_bounded_number_of_hosts() {
+        let budget = KeepAliveBudget::new(&ConnectionLimits {
+            max_kept_hosts: 2,
+            max_idle_per_host: 1,
+            idle_timeout: Duration::from_secs(10),
+        });
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(budget.keep_alive_at(1, at(0)));
+        assert!(budget.keep_alive_at(2, at(1)));
+        // Full: a third host is sent `Connection: close`; the kept ones stay kept.
+        assert!(!budget.keep_alive_at(3, at(2)));
+        assert!(budget.keep_alive_at(1, at(3)));
+        assert_eq!(budget.kept(), 2);
+        // Host 2 was last used at 1 s: at 12 s its place is free, host 1 (3 s) keeps its own.
+        assert!(budget.keep_alive_at(3, at(12)));
+        assert!(budget.keep_alive_at(1, at(12)));
+        assert!(!budget.keep_alive_at(2, at(12)));
+        assert_eq!(budget.kept(), 2);
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert_eq!(
+            host_key(&url("http://127.0.0.2:80/a")),
+            host_key(&url("http://127.0.0.2/b"))
+        );
+        assert_ne!(
+            host_key(&url("http://127.0.0.2:9100/")),
+            host_key(&url("http://127.0.0.3:9100/"))
+        );
     }
 }

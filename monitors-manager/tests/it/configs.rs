@@ -387,3 +387,50 @@ async fn oversized_huge_nested_non_utf8_and_odd_keys_are_acked_and_disturb_nothi
     assert!(probe.stats("a").rounds_finished > before);
     h.stop().await.unwrap();
 }
+
+/// Issue #14: a change of one section in a 10,000-section message restarts that monitor only;
+/// the other 9,999 keep their task (same key) and were built once.
+#[tokio::test(start_paused = true)]
+async fn one_changed_section_of_ten_thousand_restarts_only_that_monitor() {
+    const N: usize = 10_000;
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    let mut body = serde_json::Map::new();
+    for i in 0..N {
+        let id = format!("s{i}");
+        body.insert(id.clone(), section(&id, true));
+    }
+    h.config(
+        GENERAL,
+        &serde_json::Value::Object(body.clone()).to_string(),
+    )
+    .await;
+    h.wait_for("every monitor to be built", || {
+        (0..N).all(|i| probe.stats(&format!("s{i}")).builds == 1)
+    })
+    .await;
+    let keys: std::collections::HashSet<_> = h.status().monitors.iter().map(|m| m.key).collect();
+    assert_eq!(keys.len(), N);
+
+    let changed = "s4321";
+    body[changed]["exporter_url"] = json!("http://changed:9100");
+    h.config(GENERAL, &serde_json::Value::Object(body).to_string())
+        .await;
+    h.wait_for("the changed monitor to be rebuilt", || {
+        probe.stats(changed).builds == 2
+    })
+    .await;
+    let status = h.status();
+    assert_eq!(status.monitors.len(), N);
+    let mut restarted = Vec::new();
+    for m in &status.monitors {
+        if !keys.contains(&m.key) {
+            restarted.push(m.component_name.clone());
+        }
+    }
+    assert_eq!(restarted, [format!("Fake monitor ({changed})")]);
+    for i in (0..N).filter(|&i| format!("s{i}") != changed) {
+        assert_eq!(probe.stats(&format!("s{i}")).builds, 1, "s{i}");
+    }
+    h.stop().await.unwrap();
+}
