@@ -361,6 +361,9 @@ struct Sampled {
     threads_gone: usize,
 }
 
+/// Per process what was sampled, and each mark's `(start, end)` reading.
+type Measured = (Vec<Sampled>, Vec<(u64, u64)>);
+
 /// Wait for the window, then sample every process in `children` through it; `marks` (the
 /// pollers' own counts: the manager's output length, Prometheus's scrape counter) is read at the
 /// window's start and at its end.
@@ -369,7 +372,7 @@ fn measure(
     window: Win,
     every: Duration,
     marks: &dyn Fn() -> Vec<u64>,
-) -> Result<(Vec<Sampled>, Vec<(u64, u64)>), BenchError> {
+) -> Result<Measured, BenchError> {
     while Instant::now() < window.start {
         for c in children.iter_mut() {
             c.check_alive()?;

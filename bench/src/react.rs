@@ -116,7 +116,7 @@ pub(crate) async fn react(args: ReactArgs) -> Result<ReactResult, BenchError> {
         recorder,
         Arc::new(Mutex::new(ManagerRounds::default())),
         Instant::now(),
-        (args.period, settings.phase_window(PeriodGroup::System)),
+        (args.period, settings.phase_window(PeriodGroup::System, n)),
     );
     let builds = Arc::clone(&planner.builds);
     let manager = MonitorsManager::new(Arc::clone(&sink.bus), vec![Arc::new(planner)], settings);

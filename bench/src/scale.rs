@@ -211,7 +211,10 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
         Arc::clone(&recorder),
         Arc::clone(&rounds),
         t0,
-        (args.period, settings.phase_window(PeriodGroup::Node)),
+        (
+            args.period,
+            settings.phase_window(PeriodGroup::Node, args.monitors),
+        ),
     );
     let builds = Arc::clone(&planner.builds);
     let manager = MonitorsManager::new(Arc::clone(&sink.bus), vec![Arc::new(planner)], settings);

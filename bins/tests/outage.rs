@@ -1,7 +1,7 @@
 //! Issue #13 end to end: the three long-running binaries (`monitors-manager`, `monitorables-store`,
 //! `health-checker`) reach the machine's real RabbitMQ through a TCP proxy (the test's own, on
 //! loopback) while 500 system monitors poll a local exporter every 5 s. The proxy blackholes every
-//! connection for 5 s, then refuses and drops them for 30 s, then for 90 s. After each outage:
+//! connection for 5 s, then refuses and drops them for 90 s. After each outage:
 //! nothing was killed as hung, each binary is working again within 5 s of the proxy passing
 //! traffic (raw data flows, the health checker's `c1_` keys move, the store applies a monitorables
 //! message), a config published during the outage is applied and its list stored, and at the end
@@ -249,8 +249,9 @@ async fn every_binary_survives_5_30_and_90_second_broker_outages() {
     .await;
 
     for (outage, mode) in [
+        // A short blackhole and a long refusal: the 30 s refusal this test also ran cost CI ~45 s
+        // and covered nothing the 90 s one does not (the one-hour soak runs 30 s outages).
         (Duration::from_secs(5), ProxyMode::Blackhole),
-        (Duration::from_secs(30), ProxyMode::Refuse),
         (Duration::from_secs(90), ProxyMode::Refuse),
     ] {
         let before =
