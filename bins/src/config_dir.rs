@@ -303,6 +303,17 @@ pub async fn watch(
             }
         }
         for p in paths {
+            // A file that reads empty while its last body was not is most likely being rewritten
+            // in place (truncated, not yet written): look again after one more debounce before
+            // taking it as PANIC's "remove all".
+            if std::fs::metadata(&p).is_ok_and(|m| m.len() == 0)
+                && routing_key_for(&root, &p)
+                    .or_else(|| routing_key_for(&root_canon, &p))
+                    .and_then(|key| last.get(&key))
+                    .is_some_and(|body| body.as_object().is_some_and(|o| !o.is_empty()))
+            {
+                tokio::time::sleep(debounce).await;
+            }
             let base = if p.starts_with(&root_canon) {
                 &root_canon
             } else {

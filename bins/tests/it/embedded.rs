@@ -101,7 +101,11 @@ async fn embedded_manager_monitors_and_hot_reloads_the_config_folder() {
     assert_eq!(beta["body"]["error"]["code"], 5004, "{beta}");
 
     // 3. A malformed change is refused: the last good config keeps running.
-    std::fs::write(&systems, "[system_a\nid = oops\n").unwrap();
+    // Written then renamed, as editors do: a plain write truncates first, and a watcher that
+    // reads between the truncation and the write sees an empty file (PANIC's "remove all").
+    let tmp = systems.with_extension("tmp");
+    std::fs::write(&tmp, "[system_a\nid = oops\n").unwrap();
+    std::fs::rename(&tmp, &systems).unwrap();
     let before = lines(&out).len();
     wait_for(&out, "more rounds after a bad change", |_| {
         lines(&out).len() > before + 4

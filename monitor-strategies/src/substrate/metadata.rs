@@ -340,7 +340,11 @@ impl Metadata {
     /// Decodes `bytes` as type `ty`; every byte must be consumed.
     pub fn decode(&self, ty: u32, bytes: &[u8]) -> Result<DValue, DecodeError> {
         let mut input = bytes;
-        let value = Decoder { types: &self.types }.value(ty, &mut input, 0)?;
+        let decoder = Decoder {
+            types: &self.types,
+            budget: std::cell::Cell::new(value_budget(bytes.len())),
+        };
+        let value = decoder.value(ty, &mut input, 0)?;
         if !input.is_empty() {
             return Err(DecodeError::Value {
                 ty,
@@ -538,6 +542,17 @@ fn lower_first(name: &str) -> String {
 
 struct Decoder<'a> {
     types: &'a PortableRegistry,
+    /// How many more values this decode may make (issue #16): a sequence of items that take no
+    /// bytes (`()`, an empty struct, nested) lets a few input bytes ask for billions of values, so
+    /// the count is bounded by the input's length ([`value_budget`]).
+    budget: std::cell::Cell<usize>,
+}
+
+/// Values one decode of `input_len` bytes may make: every value but those of zero-sized types takes
+/// at least one byte, so 16 per byte (plus a floor for small inputs) is far above any real value
+/// and keeps a hostile node's few bytes from costing more than a few times their length.
+const fn value_budget(input_len: usize) -> usize {
+    input_len.saturating_mul(16).saturating_add(4096)
 }
 
 impl Decoder<'_> {
@@ -555,6 +570,14 @@ impl Decoder<'_> {
         };
         if depth > MAX_DEPTH {
             return Err(err("nested too deeply"));
+        }
+        match self.budget.get().checked_sub(1) {
+            Some(left) => self.budget.set(left),
+            None => {
+                return Err(err(
+                    "more values than the input's length allows (the cap per decode)",
+                ))
+            }
         }
         let ty = self.ty(id)?;
         let path = &ty.path.segments;
@@ -905,6 +928,33 @@ mod tests {
         );
         assert!(ss58_decode("5C5sJnAedLpnBCnvjAV3Fg31FpvUvEvvWzcsooYwBW8dNsTu").is_none());
         assert!(ss58_decode("").is_none());
+    }
+
+    /// Issue #16: `Vec<Vec<()>>` with huge lengths is a few input bytes asking for billions of
+    /// values that take no bytes; the decode stops at its value budget with an error.
+    #[test]
+    fn sequences_of_zero_sized_items_are_bounded_by_the_input() {
+        let mut registry = scale_info::Registry::new();
+        let ty = registry
+            .register_type(&scale_info::meta_type::<Vec<Vec<()>>>())
+            .id;
+        let types: PortableRegistry = registry.into();
+        let decode = |bytes: &[u8]| {
+            let mut input = bytes;
+            Decoder {
+                types: &types,
+                budget: std::cell::Cell::new(value_budget(bytes.len())),
+            }
+            .value(ty, &mut input, 0)
+        };
+        // 2 outer items of 3 empty items each: fine.
+        let small = decode(&[0x08, 0x0c, 0x0c]).unwrap();
+        assert_eq!(small.items().map(<[DValue]>::len), Some(2));
+        // Compact 2^30 - 1 outer items (4 bytes), each of 2^30 - 1 empty items: without the budget
+        // this allocates until the process dies.
+        let hostile = [0xfe, 0xff, 0xff, 0xff, 0xfe, 0xff, 0xff, 0xff];
+        let err = decode(&hostile).unwrap_err().to_string();
+        assert!(err.contains("the cap per decode"), "{err}");
     }
 
     #[test]
