@@ -269,7 +269,7 @@ pub fn check_dir(root: &Path, planners: &[Arc<dyn Planner>]) -> Result<Report, C
         ..Report::default()
     };
     let mut checker = Checker::default();
-    for file in all_files(root)? {
+    for file in config_dir::files_below(root, true)? {
         checker.file(root, &file, planners, &mut report);
     }
     checker.finish(&mut report);
@@ -297,35 +297,6 @@ pub fn check_file(file: &Path, planners: &[Arc<dyn Planner>]) -> Report {
     checker.file(&root, file, planners, &mut report);
     checker.finish(&mut report);
     report
-}
-
-/// Every file below `root` (hidden ones skipped), sorted.
-fn all_files(root: &Path) -> Result<Vec<PathBuf>, ConfigDirError> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| ConfigDirError::Folder {
-            path: dir.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| ConfigDirError::Folder {
-                path: dir.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// State kept across the files of one check.

@@ -157,6 +157,14 @@ pub fn read_file(root: &Path, file: &Path) -> Result<ConfigFileMessage, ConfigDi
 /// Every `.ini` file below `root`, sorted, so that `general` comes before `chains` the same way
 /// every time (order within a key does not matter to the manager).
 fn ini_files(root: &Path) -> Result<Vec<PathBuf>, ConfigDirError> {
+    let mut files = files_below(root, false)?;
+    files.retain(|path| path.extension().and_then(|e| e.to_str()) == Some("ini"));
+    Ok(files)
+}
+
+/// Every file below `root`, sorted; with `skip_hidden`, entries whose name starts with `.` (and
+/// everything below such a folder) are left out.
+pub(crate) fn files_below(root: &Path, skip_hidden: bool) -> Result<Vec<PathBuf>, ConfigDirError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -169,10 +177,13 @@ fn ini_files(root: &Path) -> Result<Vec<PathBuf>, ConfigDirError> {
                 path: dir.clone(),
                 source,
             })?;
+            if skip_hidden && entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().and_then(|e| e.to_str()) == Some("ini") {
+            } else {
                 out.push(path);
             }
         }
