@@ -12,10 +12,15 @@
 //!   [`health_checker::HeartbeatSink`]: in memory, or (feature `redis`, on by default) PANIC's
 //!   `c1_` keys in Redis with [`health_checker::RedisHeartbeatSink`].
 //!
+//! * [`redis_connection`] (feature `redis`): how the workspace opens Redis (plain or `rediss://`),
+//!   shared by the sink and the monitorables store.
+//!
 //! The manager depends on this crate without default features, so it does not compile Redis.
 
 pub mod health_checker;
 pub mod publish;
+#[cfg(feature = "redis")]
+pub mod redis_connection;
 
 pub use publish::{
     manager_heartbeat, publish_manager_heartbeat, publish_worker_heartbeat, worker_heartbeat,

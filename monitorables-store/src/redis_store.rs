@@ -8,16 +8,13 @@
 //! connection shared by every task and silently replaced after a reconnect (see `docs/STORE.md`).
 //!
 //! A document that becomes empty is deleted, so a base chain with nothing monitored has no key.
-
-use std::time::Duration;
-
 use async_trait::async_trait;
 use monitor_bus::{tls_failure, TlsOptions};
 use monitor_core::envelope::MonitorableMessage;
 use monitor_core::redact_url;
 use monitor_core::MonitorableKey;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ClientTlsConfig, RedisError, Script, TlsCertificates};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError, Script};
 use tracing::debug;
 
 use crate::document::{merge, Document};
@@ -55,41 +52,7 @@ pub fn connection_manager_with_tls(
     url: &str,
     tls: &TlsOptions,
 ) -> Result<ConnectionManager, StoreError> {
-    let config_error = |e: &dyn std::fmt::Display| {
-        StoreError::Config(format!("redis url `{}`: {e}", redact_url(url)))
-    };
-    let client = redis_client(url, tls).map_err(|e| config_error(&e))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_max_delay(Duration::from_secs(2))
-        .set_number_of_retries(3);
-    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| config_error(&e))
-}
-
-/// The client for `url`: for `rediss://`, with `tls`'s CA and client certificate, and `#insecure`
-/// appended when verification is off.
-fn redis_client(url: &str, tls: &TlsOptions) -> Result<redis::Client, String> {
-    if !url.starts_with("rediss:") {
-        return redis::Client::open(url).map_err(|e| e.to_string());
-    }
-    let url = if tls.accept_invalid_certs && !url.contains('#') {
-        format!("{url}#insecure")
-    } else {
-        url.to_owned()
-    };
-    let pem = tls.read_pem().map_err(|e| e.to_string())?;
-    if pem.ca.is_none() && pem.client.is_none() {
-        return redis::Client::open(url).map_err(|e| e.to_string());
-    }
-    let certificates = TlsCertificates {
-        client_tls: pem.client.map(|(client_cert, client_key)| ClientTlsConfig {
-            client_cert,
-            client_key,
-        }),
-        root_cert: pem.ca,
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
+    heartbeat::redis_connection::connection_manager(url, tls).map_err(StoreError::Config)
 }
 
 /// The Redis store. Cheap to clone (clones share the connection).

@@ -1,12 +1,10 @@
 //! PANIC's heartbeat keys in Redis (feature `redis`).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use monitor_bus::{tls_failure, TlsOptions};
 use monitor_core::redact_url;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ClientTlsConfig, RedisError, TlsCertificates};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
 
 use super::{HeartbeatSink, SinkError};
 
@@ -46,17 +44,8 @@ impl RedisHeartbeatSink {
     /// [`RedisHeartbeatSink::open`] with the TLS settings of a `rediss://` URL (CA file, client
     /// certificate, no verification: `#insecure`); `tls` is ignored for `redis://`.
     pub fn open_with_tls(url: &str, namespace: &str, tls: &TlsOptions) -> Result<Self, SinkError> {
-        let config_error = |e: &dyn std::fmt::Display| {
-            SinkError::Config(format!("redis url `{}`: {e}", redact_url(url)))
-        };
-        let client = redis_client(url, tls).map_err(|e| config_error(&e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_max_delay(Duration::from_secs(2))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| config_error(&e))?;
+        let conn =
+            crate::redis_connection::connection_manager(url, tls).map_err(SinkError::Config)?;
         let mut sink = Self::new(conn, namespace);
         sink.tls = Some((redact_url(url).into_owned(), tls.clone()));
         Ok(sink)
@@ -98,29 +87,4 @@ impl HeartbeatSink for RedisHeartbeatSink {
             .await
             .map_err(|e| self.unavailable(&e))
     }
-}
-
-/// The client for `url`: for `rediss://`, with `tls`'s CA and client certificate, and `#insecure`
-/// appended when verification is off.
-fn redis_client(url: &str, tls: &TlsOptions) -> Result<redis::Client, String> {
-    if !url.starts_with("rediss:") {
-        return redis::Client::open(url).map_err(|e| e.to_string());
-    }
-    let url = if tls.accept_invalid_certs && !url.contains('#') {
-        format!("{url}#insecure")
-    } else {
-        url.to_owned()
-    };
-    let pem = tls.read_pem().map_err(|e| e.to_string())?;
-    if pem.ca.is_none() && pem.client.is_none() {
-        return redis::Client::open(url).map_err(|e| e.to_string());
-    }
-    let certificates = TlsCertificates {
-        client_tls: pem.client.map(|(client_cert, client_key)| ClientTlsConfig {
-            client_cert,
-            client_key,
-        }),
-        root_cert: pem.ca,
-    };
-    redis::Client::build_with_tls(url, certificates).map_err(|e| e.to_string())
 }
