@@ -2,6 +2,7 @@
 //! RabbitMQ.
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,18 @@ use monitor_bus::{AmqpBus, AmqpSettings, BusError, TlsOptions};
 use monitor_core::PeriodGroup;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// A binary's exit status from what its `run` returned: success, or the error on stderr after the
+/// program's name and exit status 2 (a bad flag, an unreadable file, a service that cannot start).
+pub fn exit_status(program: &str, outcome: Result<(), String>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// Install the tracing subscriber on stderr. `RUST_LOG` wins; else PANIC's `LOGGING_LEVEL`
 /// (`DEBUG`, `INFO`, …); else `info`.

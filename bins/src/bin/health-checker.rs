@@ -53,13 +53,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("health-checker: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::exit_status("health-checker", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), String> {

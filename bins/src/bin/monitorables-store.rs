@@ -61,13 +61,7 @@ enum Command {
 async fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("monitorables-store: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::exit_status("monitorables-store", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -252,13 +252,7 @@ async fn main() -> ExitCode {
         return run_check(check);
     }
     cli::init_logging();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("monitors-manager: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::exit_status("monitors-manager", run(args).await)
 }
 
 fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> {

@@ -48,13 +48,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
-    match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("panic-config: {e}");
-            ExitCode::from(2)
-        }
-    }
+    cli::exit_status("panic-config", run(args).await)
 }
 
 async fn run(args: Args) -> Result<(), String> {
