@@ -348,6 +348,15 @@ pub(crate) fn http() -> Http {
         .unwrap()
 }
 
+/// A client whose catch-up time budget (half the request timeout) no loaded test machine reaches:
+/// for tests of what a full catch-up fetches, not of the budget.
+pub(crate) fn patient_http() -> Http {
+    StrategySettings::default()
+        .with_request_timeout(std::time::Duration::from_secs(300))
+        .http(Target::Monitored, PeriodGroup::Node)
+        .unwrap()
+}
+
 pub(crate) fn short_http() -> Http {
     StrategySettings::default()
         .with_request_timeout(std::time::Duration::from_millis(500))

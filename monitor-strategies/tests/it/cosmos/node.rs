@@ -27,6 +27,11 @@ fn monitor(config: CosmosNodeConfig, sources: Vec<CosmosNodeConfig>) -> CosmosNo
     CosmosNodeMonitor::new(config, sources, http()).unwrap()
 }
 
+/// [`monitor`] with [`patient_http`]: no catch-up is cut short by its time budget.
+fn patient_monitor(config: CosmosNodeConfig, sources: Vec<CosmosNodeConfig>) -> CosmosNodeMonitor {
+    CosmosNodeMonitor::new(config, sources, patient_http()).unwrap()
+}
+
 /// Checks the meta_data of `config`'s monitor, followed by the `extra` keys (any value).
 fn check_meta(meta: &Value, config: &CosmosNodeConfig, extra: &[&str]) {
     let mut expected = json!({
@@ -163,10 +168,11 @@ async fn history_follows_the_chain_across_rounds() {
 
 #[tokio::test]
 async fn catch_up_windows_pruned_and_archive() {
-    // Pruned source (the node itself): at most 89 heights after a long gap.
+    // Pruned source (the node itself): at most 89 heights after a long gap. Up to 900 requests
+    // in one round: the time budget of a catch-up must not cut it short on a loaded machine.
     let node = FakeNode::start(Sdk::V047, Tm::V037).await;
     let config = validator_config(&node.url());
-    let mut m = monitor(config.clone(), vec![config.clone()]);
+    let mut m = patient_monitor(config.clone(), vec![config.clone()]);
     round(&mut m).await;
     node.set_height(H + 200);
     let body = round(&mut m).await;
@@ -181,7 +187,7 @@ async fn catch_up_windows_pruned_and_archive() {
     let archive = FakeNode::start(Sdk::V047, Tm::V037).await;
     let mut archive_config = node_config("node_archive", "kestrel-archive", &archive.url());
     archive_config.is_archive_node = true;
-    let mut m = monitor(config.clone(), vec![archive_config, config]);
+    let mut m = patient_monitor(config.clone(), vec![archive_config, config]);
     round(&mut m).await;
     archive.set_height(H + 400);
     let body = round(&mut m).await;
