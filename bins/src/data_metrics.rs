@@ -2,8 +2,11 @@
 //!
 //! [`TapBus`] wraps the bus handed to the manager: every `raw_data` publication is forwarded
 //! unchanged and, on the way, decoded once into [`DataMetrics`], which keeps the latest figures
-//! of each monitor as ready-made samples (family, labels, value). A scrape only walks that kept
-//! state ([`DataCollector`]): no JSON is parsed per scrape.
+//! of each monitor as ready-made samples (family, labels, value), and those samples as
+//! `prometheus-client` encoded them, in both exposition formats, family by family. A scrape
+//! ([`DataMetrics::write_page`]) copies each monitor's encoded lines under each family's
+//! descriptor: no JSON is parsed and nothing is encoded per scrape, and the work of encoding is
+//! done once per publication, by the monitor that published.
 //!
 //! * Each publication replaces what its part last said: the whole monitor for flat envelopes,
 //!   one source (`prometheus`, `cosmos_rest`, `tendermint_rpc`, `websocket`) for multi-source
@@ -15,7 +18,8 @@
 //!   with the manager's status at each scrape).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,7 +28,10 @@ use monitor_core::keys::{RawDataKey, RAW_DATA_EXCHANGE};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use serde_json::{Map, Value};
+
+use crate::metrics::Format;
 
 /// One label: a fixed name and its value.
 pub type Label = (&'static str, String);
@@ -165,9 +172,12 @@ struct Entry {
     counted: BTreeMap<String, f64>,
     /// Per repository: (latest tag, when first seen).
     seen: Option<(String, f64)>,
+    /// All of the above as the page shows it, re-encoded at each publication.
+    encoded: Arc<Encoded>,
 }
 
-/// The latest data of every monitor, fed by [`TapBus`] and encoded by [`DataCollector`].
+/// The latest data of every monitor, fed by [`TapBus`] and written by
+/// [`DataMetrics::write_page`].
 #[derive(Debug, Default)]
 pub struct DataMetrics {
     monitors: Mutex<BTreeMap<String, Entry>>,
@@ -216,80 +226,280 @@ impl DataMetrics {
         self.len() == 0
     }
 
-    /// Every sample now, in page order (for tests and the readable output).
+    /// Every sample now, in page order (for tests).
     pub fn samples(&self) -> Vec<Sample> {
         let monitors = self.lock();
         let mut out = Vec::new();
-        for_each_sample(&monitors, |fam, labels, value| {
-            out.push(Sample {
-                fam,
-                labels: labels.to_vec(),
-                value,
-            })
-        });
+        for entry in monitors.values() {
+            for_each_sample(entry, |fam, labels, value| {
+                out.push(Sample {
+                    fam,
+                    labels: labels.to_vec(),
+                    value,
+                })
+            });
+        }
         out.sort_by_key(|s| s.fam);
         out
     }
 
-    /// Encode every family (a family without samples is left out).
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let monitors = self.lock();
-        let mut buckets: Vec<Vec<(&[Label], f64)>> = vec![Vec::new(); Fam::ALL.len()];
-        for_each_sample(&monitors, |fam, labels, value| {
-            buckets[fam as usize].push((labels, value));
-        });
-        for (fam, samples) in Fam::ALL.iter().zip(buckets) {
-            if samples.is_empty() {
-                continue;
+    /// Write every data family in `format` (a family without samples is left out): each
+    /// family's descriptor once, then every monitor's lines of it, as `prometheus-client` encoded
+    /// them when the monitor last published ([`Encoded`]). The lock is held only to take one
+    /// `Arc` per monitor; the writing (and a compressing `out`) runs without it.
+    pub fn write_page(&self, format: Format, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let encoded: Vec<Arc<Encoded>> = self
+            .lock()
+            .values()
+            .map(|e| Arc::clone(&e.encoded))
+            .collect();
+        let descriptors = descriptors();
+        // Each monitor's families are in page order: one cursor per monitor walks them.
+        let mut next = vec![0usize; encoded.len()];
+        for (i, fam) in Fam::ALL.iter().enumerate() {
+            let mut described = false;
+            for (e, at) in encoded.iter().zip(&mut next) {
+                let Some((f, lines)) = e.fams.get(*at) else {
+                    continue;
+                };
+                if f != fam {
+                    continue;
+                }
+                *at += 1;
+                if !described {
+                    out.write_all(descriptors[i].get(format).as_bytes())?;
+                    described = true;
+                }
+                out.write_all(e.lines(format, lines).as_bytes())?;
             }
-            let (name, help, kind) = fam.def();
-            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for (labels, value) in samples {
-                match kind {
-                    MetricType::Info => family.encode_info(&labels)?,
-                    MetricType::Counter => family
-                        .encode_family(&labels)?
-                        .encode_counter::<NoLabelSet, f64, f64>(&value, None)?,
-                    _ => family.encode_family(&labels)?.encode_gauge(&value)?,
+        }
+        Ok(())
+    }
+
+    /// About how many bytes [`DataMetrics::write_page`] writes in the classic format.
+    pub fn page_size_hint(&self) -> usize {
+        self.lock().values().map(|e| e.encoded.text.len()).sum()
+    }
+}
+
+/// Calls `f` with each sample of one monitor, families in page order.
+fn for_each_sample<'a>(entry: &'a Entry, mut f: impl FnMut(Fam, &'a [Label], f64)) {
+    f(Fam::MonitorUp, &entry.ident, f64::from(u8::from(entry.up)));
+    f(
+        Fam::MonitorLastErrorCode,
+        &entry.ident,
+        entry.last_error_code,
+    );
+    if let Some(t) = entry.last_success {
+        f(Fam::MonitorLastSuccess, &entry.ident, t);
+    }
+    for samples in entry.parts.values() {
+        for s in samples {
+            f(s.fam, &s.labels, s.value);
+        }
+    }
+    for ((fam, labels), value) in &entry.counters {
+        f(*fam, labels, *value);
+    }
+}
+
+// ---- encoding ----
+
+/// Text in both exposition formats.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct BothFormats {
+    text: String,
+    /// The OpenMetrics form, when it differs from the classic one (`prometheus-client` 0.26
+    /// writes gauge, counter and info samples alike in both; a difference is kept as it comes).
+    open: Option<String>,
+}
+
+impl BothFormats {
+    fn get(&self, format: Format) -> &str {
+        match (format, &self.open) {
+            (Format::OpenMetrics, Some(open)) => open,
+            _ => &self.text,
+        }
+    }
+}
+
+/// One monitor's sample lines as `prometheus-client` wrote them when the monitor last
+/// published, descriptor lines cut out: a scrape copies them, it encodes nothing.
+#[derive(Debug, Default)]
+struct Encoded {
+    /// Every family's lines, one after the other, in both formats.
+    text: String,
+    open: Option<String>,
+    /// Each family present, in page order, with the byte ranges of its lines in `text` and in
+    /// `open`.
+    fams: Vec<(Fam, [Range<usize>; 2])>,
+}
+
+impl Encoded {
+    fn lines(&self, format: Format, at: &[Range<usize>; 2]) -> &str {
+        match (format, &self.open) {
+            (Format::OpenMetrics, Some(open)) => &open[at[1].clone()],
+            _ => &self.text[at[0].clone()],
+        }
+    }
+
+    /// Encode one monitor's samples (by `prometheus-client`, in both formats).
+    fn of(entry: &Entry) -> Self {
+        let mut samples: Vec<(Fam, Vec<Label>, f64)> = Vec::new();
+        for_each_sample(entry, |fam, labels, value| {
+            samples.push((fam, labels.to_vec(), value))
+        });
+        // Stable: within a family, the order of `for_each_sample`.
+        samples.sort_by_key(|s| s.0);
+        let fams: Vec<Fam> = samples
+            .iter()
+            .map(|s| s.0)
+            .fold(Vec::new(), |mut fams, fam| {
+                if fams.last() != Some(&fam) {
+                    fams.push(fam);
+                }
+                fams
+            });
+        let both = encode_both(SamplesCollector(samples));
+        let (text, text_at) = cut_descriptors(&both.text);
+        let open = both.open.as_deref().map(cut_descriptors);
+        let fams = fams
+            .into_iter()
+            .zip(text_at)
+            .enumerate()
+            .map(|(i, (fam, t))| {
+                let o = open.as_ref().and_then(|(_, at)| at.get(i)).cloned();
+                (fam, [t, o.unwrap_or_default()])
+            })
+            .collect();
+        Encoded {
+            text,
+            open: open.map(|(o, _)| o),
+            fams,
+        }
+    }
+}
+
+/// Encode one collector's families in both formats (OpenMetrics without its `# EOF`).
+fn encode_both(collector: impl Collector) -> BothFormats {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut text = String::new();
+    let mut open = String::new();
+    let encoded = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        .and_then(|()| prometheus_client::encoding::text::encode_registry(&mut open, &registry));
+    if let Err(e) = encoded {
+        // Writing to a String does not fail; an encoder refusing a value would be a bug here.
+        tracing::error!(error = %e, "metrics: encoding failed");
+    }
+    BothFormats {
+        open: (open != text).then_some(open),
+        text,
+    }
+}
+
+/// The sample lines of an encoded page, and the byte range of each family's lines in them (a
+/// family starts at its `# HELP` line; `#` lines are cut).
+fn cut_descriptors(page: &str) -> (String, Vec<Range<usize>>) {
+    let mut lines = String::with_capacity(page.len());
+    let mut fams: Vec<Range<usize>> = Vec::new();
+    for line in page.split_inclusive('\n') {
+        if line.starts_with("# HELP ") {
+            fams.push(lines.len()..lines.len());
+        } else if !line.starts_with('#') {
+            lines.push_str(line);
+            if let Some(f) = fams.last_mut() {
+                f.end = lines.len();
+            }
+        }
+    }
+    (lines, fams)
+}
+
+/// Each family's `# HELP` and `# TYPE` lines as `prometheus-client` writes them, in both formats
+/// (in [`Fam::ALL`]'s order).
+fn descriptors() -> &'static [BothFormats] {
+    static DESCRIPTORS: OnceLock<Vec<BothFormats>> = OnceLock::new();
+    DESCRIPTORS.get_or_init(|| {
+        let both = encode_both(DescriptorsCollector);
+        let split = |page: &str| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            for line in page.split_inclusive('\n') {
+                match out.last_mut() {
+                    Some(last) if !line.starts_with("# HELP ") => last.push_str(line),
+                    _ => out.push(line.to_owned()),
                 }
             }
+            out
+        };
+        let text = split(&both.text);
+        let open = both.open.as_deref().map(split);
+        text.into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let open = open.as_ref().and_then(|o| o.get(i)).cloned();
+                BothFormats {
+                    open: open.filter(|o| *o != text),
+                    text,
+                }
+            })
+            .collect()
+    })
+}
+
+/// `v` as an integer when it is one that an f64 holds exactly.
+fn whole(v: f64) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (v.fract() == 0.0 && v.abs() <= EXACT).then_some(v as i64)
+}
+
+/// Every family's descriptor and no sample, as a `prometheus-client` collector.
+#[derive(Debug)]
+struct DescriptorsCollector;
+
+impl Collector for DescriptorsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for fam in Fam::ALL {
+            let (name, help, kind) = fam.def();
+            encoder.encode_descriptor(name, help, None, kind)?;
         }
         Ok(())
     }
 }
 
-fn for_each_sample<'a>(
-    monitors: &'a BTreeMap<String, Entry>,
-    mut f: impl FnMut(Fam, &'a [Label], f64),
-) {
-    for entry in monitors.values() {
-        f(Fam::MonitorUp, &entry.ident, f64::from(u8::from(entry.up)));
-        f(
-            Fam::MonitorLastErrorCode,
-            &entry.ident,
-            entry.last_error_code,
-        );
-        if let Some(t) = entry.last_success {
-            f(Fam::MonitorLastSuccess, &entry.ident, t);
-        }
-        for samples in entry.parts.values() {
-            for s in samples {
-                f(s.fam, &s.labels, s.value);
+/// Samples (family, labels, value), in page order, as a `prometheus-client` collector.
+#[derive(Debug)]
+struct SamplesCollector(Vec<(Fam, Vec<Label>, f64)>);
+
+impl Collector for SamplesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for group in self.0.chunk_by(|a, b| a.0 == b.0) {
+            let (name, help, kind) = group[0].0.def();
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for (_, labels, value) in group {
+                // A whole number is written as one (`1`, not `1.0`): most values are.
+                let whole = whole(*value);
+                let mut sample = match kind {
+                    MetricType::Info => {
+                        family.encode_info(labels)?;
+                        continue;
+                    }
+                    _ => family.encode_family(labels)?,
+                };
+                match (kind, whole) {
+                    (MetricType::Counter, Some(v)) => match u64::try_from(v) {
+                        Ok(v) => sample.encode_counter::<NoLabelSet, u64, f64>(&v, None)?,
+                        Err(_) => sample.encode_counter::<NoLabelSet, f64, f64>(value, None)?,
+                    },
+                    (MetricType::Counter, None) => {
+                        sample.encode_counter::<NoLabelSet, f64, f64>(value, None)?
+                    }
+                    (_, Some(v)) => sample.encode_gauge(&v)?,
+                    (_, None) => sample.encode_gauge(value)?,
+                }
             }
         }
-        for ((fam, labels), value) in &entry.counters {
-            f(*fam, labels, *value);
-        }
-    }
-}
-
-/// The data families as a `prometheus-client` collector, encoding from the kept state.
-#[derive(Debug, Clone)]
-pub struct DataCollector(pub Arc<DataMetrics>);
-
-impl Collector for DataCollector {
-    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
+        Ok(())
     }
 }
 
@@ -435,6 +645,7 @@ fn observe(monitors: &mut BTreeMap<String, Entry>, key: RawDataKey, body: &Value
         }
     }
     entry.up = entry.part_up.values().all(|up| *up);
+    entry.encoded = Arc::new(Encoded::of(entry));
 }
 
 /// The part holding a monitor's `_info` series (its names), refreshed by every envelope.
@@ -1522,16 +1733,53 @@ mod tests {
         data
     }
 
+    /// The data families' page, as a scrape writes it.
     fn page(data: DataMetrics, openmetrics: bool) -> String {
-        let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(DataCollector(Arc::new(data))));
-        let mut out = String::new();
-        if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        let format = if openmetrics {
+            Format::OpenMetrics
         } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+            Format::Text
+        };
+        let mut out = Vec::new();
+        data.write_page(format, &mut out).unwrap();
+        let mut page = String::from_utf8(out).unwrap();
+        if openmetrics {
+            prometheus_client::encoding::text::encode_eof(&mut page).unwrap();
         }
-        out
+        page
+    }
+
+    /// The page a scrape writes from the lines kept per monitor is, to the byte, what
+    /// `prometheus-client` writes of every sample at once, in both formats; and it follows new
+    /// publications and removals.
+    #[test]
+    fn the_kept_lines_are_what_prometheus_client_encodes_of_every_sample() {
+        let data = every_type();
+        let check = |data: &DataMetrics| {
+            let samples = data
+                .samples()
+                .into_iter()
+                .map(|s| (s.fam, s.labels, s.value))
+                .collect();
+            let both = encode_both(SamplesCollector(samples));
+            for format in [Format::Text, Format::OpenMetrics] {
+                let mut out = Vec::new();
+                data.write_page(format, &mut out).unwrap();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    both.get(format),
+                    "{format:?}"
+                );
+            }
+        };
+        check(&data);
+        feed(&data, RawDataKey::System, &system_result(3.0, 42.0));
+        assert!(page(DataMetrics::new(), false).is_empty());
+        check(&data);
+        data.retain(|name| name != "System monitor (h)");
+        check(&data);
+        data.retain(|_| false);
+        check(&data);
     }
 
     /// Every family is on the page, and Debian's `promtool check metrics` (Prometheus 2.42,

@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::data_metrics::{DataCollector, DataMetrics};
+use crate::data_metrics::DataMetrics;
 /// Extra gauges from the binary (e.g. the RabbitMQ outbox), and whether the bus is connected.
 pub type Probe = Arc<dyn Fn() -> BusHealth + Send + Sync>;
 
@@ -241,28 +241,70 @@ pub fn prune(status: &ManagerStatus, data: &DataMetrics) {
     data.retain(|name| running.contains(name));
 }
 
-/// The page for a status snapshot and, when given, the monitored data.
-pub fn render(
+/// Write the page for a status snapshot and, when given, the monitored data, to `out`: the
+/// manager's own families (encoded now, by `prometheus-client`), then the data families (their
+/// lines encoded when each monitor published, [`DataMetrics::write_page`]), then OpenMetrics'
+/// `# EOF`.
+pub fn write_page(
     status: &ManagerStatus,
     bus: BusHealth,
-    data: Option<&Arc<DataMetrics>>,
+    data: Option<&DataMetrics>,
     format: Format,
-) -> String {
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(ManagerCollector::new(status, bus)));
-    if let Some(data) = data {
-        registry.register_collector(Box::new(DataCollector(Arc::clone(data))));
-    }
-    let mut out = String::new();
+    let mut own = String::new();
     let encoded = match format {
-        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::Text => prometheus_client::encoding::prometheus_text::encode(&mut own, &registry),
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut own, &registry)
+        }
     };
     if let Err(e) = encoded {
         // Writing to a String does not fail; an encoder refusing a value would be a bug here.
         tracing::error!(error = %e, "metrics endpoint: encoding failed");
     }
+    out.write_all(own.as_bytes())?;
+    if let Some(data) = data {
+        data.write_page(format, out)?;
+    }
+    if format == Format::OpenMetrics {
+        let mut eof = String::new();
+        if prometheus_client::encoding::text::encode_eof(&mut eof).is_ok() {
+            out.write_all(eof.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// The page, uncompressed.
+pub fn render(
+    status: &ManagerStatus,
+    bus: BusHealth,
+    data: Option<&DataMetrics>,
+    format: Format,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.map_or(0, DataMetrics::page_size_hint) + 8192);
+    // Writing to a Vec does not fail.
+    let _ = write_page(status, bus, data, format, &mut out);
     out
+}
+
+/// The page gzipped (fast level: the page is text with long repeated runs, and a scrape should
+/// cost little CPU), written straight into the compressor (the plain page is never built whole);
+/// `None` if compressing failed, and the page goes out plain.
+fn render_gzip(
+    status: &ManagerStatus,
+    bus: BusHealth,
+    data: Option<&DataMetrics>,
+    format: Format,
+) -> Option<Vec<u8>> {
+    let hint = data.map_or(0, DataMetrics::page_size_hint) / 16;
+    let mut z =
+        flate2::write::GzEncoder::new(Vec::with_capacity(hint), flate2::Compression::fast());
+    write_page(status, bus, data, format, &mut z).ok()?;
+    z.finish().ok()
 }
 
 /// What the endpoint answers from.
@@ -306,27 +348,30 @@ fn respond(endpoint: &Endpoint, req: &Request<Incoming>) -> Response<Full<Bytes>
             if let Some(data) = &endpoint.data {
                 prune(&status, data);
             }
-            // Encoding 10,000 monitors' series takes a few milliseconds of CPU: tell a
-            // multi-threaded runtime this worker is busy so that its other tasks move on.
-            let page = || render(&status, (endpoint.probe)(), endpoint.data.as_ref(), format);
-            let body = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(page),
-                _ => page(),
-            };
             let gzip = req
                 .headers()
                 .get(ACCEPT_ENCODING)
                 .and_then(|a| a.to_str().ok())
                 .is_some_and(accepts_gzip);
-            let mut r = match gzip.then(|| gzip_body(body.as_bytes())).flatten() {
-                Some(zipped) => {
-                    let mut r = Response::new(Full::new(Bytes::from(zipped)));
-                    r.headers_mut()
-                        .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                    r
-                }
-                None => text(StatusCode::OK, body),
+            let bus = (endpoint.probe)();
+            let data = endpoint.data.as_deref();
+            // Copying 10,000 monitors' lines (and compressing them) takes milliseconds of CPU:
+            // tell a multi-threaded runtime this worker is busy so that its other tasks move on.
+            let page = || match gzip.then(|| render_gzip(&status, bus, data, format)) {
+                Some(Some(zipped)) => (zipped, true),
+                _ => (render(&status, bus, data, format), false),
             };
+            let (body, zipped) = match tokio::runtime::Handle::try_current()
+                .map(|h| h.runtime_flavor())
+            {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(page),
+                _ => page(),
+            };
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            if zipped {
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static(format.content_type()),
@@ -364,18 +409,6 @@ fn accepts_gzip(accept: &str) -> bool {
         let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
         name.eq_ignore_ascii_case("gzip") && !refused
     })
-}
-
-/// The page gzipped (fast level: the page is text with long repeated runs, and a scrape should
-/// cost little CPU); `None` if compressing failed, and the page goes out plain.
-fn gzip_body(body: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Write as _;
-    let mut z = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 8),
-        flate2::Compression::fast(),
-    );
-    z.write_all(body).ok()?;
-    z.finish().ok()
 }
 
 /// Serve `/metrics` and `/health` on `listener` until `shutdown`. Each connection is served on
@@ -501,24 +534,8 @@ mod tests {
         assert!(!shutdown.is_cancelled());
     }
 
-    #[test]
-    fn gzip_when_accepted() {
-        assert!(accepts_gzip("gzip"));
-        assert!(accepts_gzip("deflate, GZIP;q=0.5"));
-        assert!(!accepts_gzip("gzip;q=0"));
-        assert!(!accepts_gzip("identity"));
-        let page = "panic_pings_total 5\n".repeat(100);
-        let zipped = gzip_body(page.as_bytes()).unwrap();
-        assert!(zipped.len() < page.len() / 10);
-        let mut back = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut back)
-            .unwrap();
-        assert_eq!(back, page);
-    }
-
-    #[test]
-    fn renders_prometheus_text() {
-        let status = ManagerStatus {
+    fn status() -> ManagerStatus {
+        ManagerStatus {
             states: monitors_manager::StateCounts {
                 running: 3,
                 failing: 1,
@@ -546,17 +563,92 @@ mod tests {
             config_errors: 1,
             pings: 5,
             monitors: Vec::new(),
+        }
+    }
+
+    /// The pages of the data kept from one system monitor's publication.
+    fn data_pages() -> (DataMetrics, Vec<u8>, Vec<u8>) {
+        let data = DataMetrics::new();
+        let meta = r#"{"monitor_name": "System monitor (h)", "system_name": "h",
+            "system_id": "s1", "system_parent_id": "GENERAL", "time": 5.0}"#;
+        let body = format!(
+            r#"{{"result": {{"meta_data": {meta}, "data": {{"process_cpu_seconds_total": 1.5,
+            "system_storage_usage": 91.5, "network_receive_bytes_total": 7.0}}}}}}"#
+        );
+        data.observe("system", body.as_bytes());
+        let bus = BusHealth::default();
+        let text = render(&status(), bus, Some(&data), Format::Text);
+        let open = render(&status(), bus, Some(&data), Format::OpenMetrics);
+        (data, text, open)
+    }
+
+    #[test]
+    fn gzip_when_accepted() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, GZIP;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+        let (data, text, _) = data_pages();
+        let zipped =
+            render_gzip(&status(), BusHealth::default(), Some(&data), Format::Text).unwrap();
+        assert!(
+            zipped.len() < text.len() / 2,
+            "{} of {}",
+            zipped.len(),
+            text.len()
+        );
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, text);
+    }
+
+    /// The data families come after the manager's own, each under its one descriptor, and the
+    /// OpenMetrics page ends with `# EOF` after them.
+    #[test]
+    fn data_families_follow_the_managers_own() {
+        let (_, text, open) = data_pages();
+        let text = String::from_utf8(text).unwrap();
+        let open = String::from_utf8(open).unwrap();
+        let at = |page: &str, line: &str| {
+            page.find(line)
+                .unwrap_or_else(|| panic!("{line} missing:\n{page}"))
         };
+        assert!(
+            at(&text, "# TYPE panic_bus_connected gauge\n")
+                < at(&text, "# TYPE panic_monitor_up gauge\n")
+        );
+        assert!(
+            at(
+                &text,
+                "panic_monitor_up{type=\"system\",system_id=\"s1\"} 1\n"
+            ) > at(&text, "# TYPE panic_monitor_up gauge\n")
+        );
+        assert!(text.contains("# TYPE panic_system_process_cpu_seconds_total counter\npanic_system_process_cpu_seconds_total{system_id=\"s1\"} 1.5\n"), "{text}");
+        assert!(text.contains("# TYPE panic_system_info gauge\npanic_system_info{system_id=\"s1\",system_name=\"h\",parent_id=\"GENERAL\",monitor=\"System monitor (h)\"} 1\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(open.contains("# TYPE panic_system_process_cpu_seconds counter\npanic_system_process_cpu_seconds_total{system_id=\"s1\"} 1.5\n"), "{open}");
+        assert!(open.contains("# TYPE panic_system info\n"), "{open}");
+        assert!(
+            open.ends_with("panic_system_network_receive_bytes_total{system_id=\"s1\"} 7\n# EOF\n"),
+            "{open}"
+        );
+        assert_eq!(open.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let status = status();
         let bus = BusHealth {
             connected: true,
             outbox: 7,
             ..BusHealth::default()
         };
-        let open = render(&status, bus, None, Format::OpenMetrics);
+        let open = String::from_utf8(render(&status, bus, None, Format::OpenMetrics)).unwrap();
         assert!(open.ends_with("# EOF\n"), "{open}");
         assert!(open.contains("# TYPE panic_pings counter\n"), "{open}");
         assert!(open.contains("panic_pings_total 5\n"), "{open}");
-        let text = render(&status, bus, None, Format::Text);
+        let text = String::from_utf8(render(&status, bus, None, Format::Text)).unwrap();
         assert!(!text.contains("# EOF"), "{text}");
         assert!(
             text.contains("panic_monitors{state=\"running\"} 3\n"),
