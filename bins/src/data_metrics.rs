@@ -505,12 +505,19 @@ impl Collector for SamplesCollector {
 
 // ---- decoding ----
 
-fn s(meta: &Map<String, Value>, key: &str) -> String {
-    match meta.get(key) {
+/// A JSON value as a label value: a string as it is, `""` for null or nothing, other values as
+/// JSON (`true`, `4`).
+fn label_value(v: Option<&Value>) -> String {
+    match v {
         Some(Value::String(v)) => v.clone(),
         Some(Value::Null) | None => String::new(),
         Some(v) => v.to_string(),
     }
+}
+
+/// A meta_data field as a label value.
+fn s(meta: &Map<String, Value>, key: &str) -> String {
+    label_value(meta.get(key))
 }
 
 /// A number from a JSON number, a bool, a decimal or `0x` hex string; `None` for anything else.
@@ -651,6 +658,9 @@ fn observe(monitors: &mut BTreeMap<String, Entry>, key: RawDataKey, body: &Value
 /// The part holding a monitor's `_info` series (its names), refreshed by every envelope.
 const INFO_PART: &str = "#info";
 
+/// Reads a figure from a JSON field.
+type Reader = fn(Option<&Value>) -> Option<f64>;
+
 struct Out<'a> {
     ids: &'a [Label],
     samples: Vec<Sample>,
@@ -667,6 +677,12 @@ impl Out<'_> {
     fn gauge(&mut self, fam: Fam, value: Option<f64>) {
         self.push(fam, Vec::new(), value);
     }
+    /// One sample a family (no extra labels), each read from a field of `data`.
+    fn fields(&mut self, data: &Value, table: &[(Fam, &str, Reader)]) {
+        for (fam, field, read) in table {
+            self.gauge(*fam, read(data.get(*field)));
+        }
+    }
     fn info(&mut self, fam: Fam, extra: Vec<Label>) {
         self.push(fam, extra, Some(1.0));
     }
@@ -681,88 +697,82 @@ fn pct(v: Option<&Value>) -> Option<f64> {
     }
 }
 
-fn flag(meta: &Map<String, Value>, key: &str) -> String {
-    match meta.get(key) {
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => s(meta, key),
-    }
+/// Where a label of an `_info` series comes from: the monitor's name, or a meta_data field.
+#[derive(Clone, Copy)]
+enum Src {
+    Name,
+    Meta(&'static str),
 }
 
-/// The `_info` series with the monitor's names (published with results and errors alike).
-fn info(key: RawDataKey, meta: &Map<String, Value>, name: &str, out: &mut Out<'_>) {
-    let monitor = ("monitor", name.to_owned());
-    match key {
-        RawDataKey::System => out.info(
+/// Labels named as the meta_data field they come from.
+type SameNamed = &'static [&'static str];
+
+/// The `_info` family of each monitor type and its labels, in order: the first ones, then
+/// meta_data fields under their own names.
+fn info_labels(key: RawDataKey) -> Option<(Fam, &'static [(&'static str, Src)], SameNamed)> {
+    use Src::{Meta, Name};
+    const NODE: [(&str, Src); 3] = [
+        ("node_name", Meta("node_name")),
+        ("parent_id", Meta("node_parent_id")),
+        ("monitor", Name),
+    ];
+    const NETWORK: &[(&str, Src)] = &[("chain", Meta("chain_name")), ("monitor", Name)];
+    Some(match key {
+        RawDataKey::System => (
             Fam::SystemInfo,
-            vec![
-                ("system_name", s(meta, "system_name")),
-                ("parent_id", s(meta, "system_parent_id")),
-                monitor,
+            &[
+                ("system_name", Meta("system_name")),
+                ("parent_id", Meta("system_parent_id")),
+                ("monitor", Name),
             ],
+            &[],
         ),
-        RawDataKey::Github => out.info(
+        RawDataKey::Github => (
             Fam::GithubInfo,
-            vec![
-                ("repo_name", s(meta, "repo_name")),
-                ("parent_id", s(meta, "repo_parent_id")),
-                monitor,
+            &[
+                ("repo_name", Meta("repo_name")),
+                ("parent_id", Meta("repo_parent_id")),
+                ("monitor", Name),
             ],
+            &[],
         ),
-        RawDataKey::Dockerhub => out.info(
+        RawDataKey::Dockerhub => (
             Fam::DockerhubInfo,
-            vec![
-                ("repo_namespace", s(meta, "repo_namespace")),
-                ("repo_name", s(meta, "repo_name")),
-                ("parent_id", s(meta, "repo_parent_id")),
-                monitor,
+            &[
+                ("repo_namespace", Meta("repo_namespace")),
+                ("repo_name", Meta("repo_name")),
+                ("parent_id", Meta("repo_parent_id")),
+                ("monitor", Name),
             ],
+            &[],
         ),
-        RawDataKey::EvmNode => out.info(
-            Fam::EvmInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-            ],
-        ),
-        RawDataKey::ChainlinkNode => out.info(
-            Fam::ClInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-                ("last_source_used", s(meta, "last_source_used")),
-            ],
-        ),
-        RawDataKey::CosmosNode => out.info(
+        RawDataKey::EvmNode => (Fam::EvmInfo, &NODE, &[]),
+        RawDataKey::ChainlinkNode => (Fam::ClInfo, &NODE, &["last_source_used"]),
+        RawDataKey::CosmosNode => (
             Fam::CosmosInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-                ("is_validator", flag(meta, "is_validator")),
-                ("operator_address", s(meta, "operator_address")),
-            ],
+            &NODE,
+            &["is_validator", "operator_address"],
         ),
-        RawDataKey::SubstrateNode => out.info(
-            Fam::SubInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-                ("is_validator", flag(meta, "is_validator")),
-                ("stash_address", s(meta, "stash_address")),
-            ],
-        ),
-        RawDataKey::CosmosNetwork => out.info(
-            Fam::CosmosNetInfo,
-            vec![("chain", s(meta, "chain_name")), monitor],
-        ),
-        RawDataKey::SubstrateNetwork => out.info(
-            Fam::SubNetInfo,
-            vec![("chain", s(meta, "chain_name")), monitor],
-        ),
-        RawDataKey::ChainlinkContracts => {}
+        RawDataKey::SubstrateNode => (Fam::SubInfo, &NODE, &["is_validator", "stash_address"]),
+        RawDataKey::CosmosNetwork => (Fam::CosmosNetInfo, NETWORK, &[]),
+        RawDataKey::SubstrateNetwork => (Fam::SubNetInfo, NETWORK, &[]),
+        RawDataKey::ChainlinkContracts => return None,
+    })
+}
+
+/// The `_info` series with the monitor's names (published with results and errors alike; a
+/// boolean such as `is_validator` reads `true` or `false`).
+fn info(key: RawDataKey, meta: &Map<String, Value>, name: &str, out: &mut Out<'_>) {
+    if let Some((fam, first, same_named)) = info_labels(key) {
+        let labels = first
+            .iter()
+            .map(|(label, from)| match from {
+                Src::Name => (*label, name.to_owned()),
+                Src::Meta(k) => (*label, s(meta, k)),
+            })
+            .chain(same_named.iter().map(|k| (*k, s(meta, k))))
+            .collect();
+        out.info(fam, labels);
     }
 }
 
@@ -777,33 +787,31 @@ fn decode(
     let d = |k: &str| data.get(k);
     match key {
         RawDataKey::System => {
-            out.push(
-                Fam::SystemProcessCpu,
-                Vec::new(),
-                num(d("process_cpu_seconds_total")),
+            out.fields(
+                data,
+                &[
+                    (Fam::SystemProcessCpu, "process_cpu_seconds_total", num),
+                    (Fam::SystemProcessMemory, "process_memory_usage", pct),
+                    (Fam::SystemVirtualMemory, "virtual_memory_usage", num),
+                    (Fam::SystemOpenFds, "open_file_descriptors", pct),
+                    (Fam::SystemCpu, "system_cpu_usage", pct),
+                    (Fam::SystemRam, "system_ram_usage", pct),
+                    (Fam::SystemStorage, "system_storage_usage", pct),
+                    (Fam::SystemNetRx, "network_receive_bytes_total", num),
+                    (Fam::SystemNetTx, "network_transmit_bytes_total", num),
+                    (Fam::SystemDiskIo, "disk_io_time_seconds_total", num),
+                ],
             );
-            out.gauge(Fam::SystemProcessMemory, pct(d("process_memory_usage")));
-            out.gauge(Fam::SystemVirtualMemory, num(d("virtual_memory_usage")));
-            out.gauge(Fam::SystemOpenFds, pct(d("open_file_descriptors")));
-            out.gauge(Fam::SystemCpu, pct(d("system_cpu_usage")));
-            out.gauge(Fam::SystemRam, pct(d("system_ram_usage")));
-            out.gauge(Fam::SystemStorage, pct(d("system_storage_usage")));
-            out.gauge(Fam::SystemNetRx, num(d("network_receive_bytes_total")));
-            out.gauge(Fam::SystemNetTx, num(d("network_transmit_bytes_total")));
-            out.gauge(Fam::SystemDiskIo, num(d("disk_io_time_seconds_total")));
         }
         RawDataKey::Github => {
             let releases = data.as_object();
             out.gauge(Fam::GithubReleases, releases.map(|r| r.len() as f64));
             if let Some(latest) = releases.and_then(|r| r.get("0")) {
-                let tag = latest.get("tag_name").map(json_str).unwrap_or_default();
+                let tag = text(latest, "tag_name");
                 out.info(
                     Fam::GithubRelease,
                     vec![
-                        (
-                            "release_name",
-                            latest.get("release_name").map(json_str).unwrap_or_default(),
-                        ),
+                        ("release_name", text(latest, "release_name")),
                         ("tag_name", tag.clone()),
                     ],
                 );
@@ -830,41 +838,44 @@ fn decode(
                         }
                     });
             if let Some((tag, at)) = newest {
-                out.info(
-                    Fam::DockerhubTag,
-                    vec![(
-                        "tag_name",
-                        tag.get("tag_name").map(json_str).unwrap_or_default(),
-                    )],
-                );
+                out.info(Fam::DockerhubTag, vec![("tag_name", text(tag, "tag_name"))]);
                 out.gauge(Fam::DockerhubTagTime, Some(at));
             }
         }
         RawDataKey::EvmNode => {
-            out.gauge(Fam::EvmHeight, num(d("current_height")));
-            out.gauge(Fam::EvmSyncing, num(d("syncing")));
+            out.fields(
+                data,
+                &[
+                    (Fam::EvmHeight, "current_height", num),
+                    (Fam::EvmSyncing, "syncing", num),
+                ],
+            );
         }
         RawDataKey::ChainlinkNode => {
-            out.gauge(Fam::ClHead, num(d("head_tracker_current_head")));
-            out.gauge(
-                Fam::ClHeadsReceived,
-                num(d("head_tracker_heads_received_total")),
-            );
-            out.gauge(Fam::ClMaxUnconfirmed, num(d("max_unconfirmed_blocks")));
-            out.gauge(Fam::ClStartTime, num(d("process_start_time_seconds")));
-            out.gauge(Fam::ClUnconfirmedTxs, num(d("unconfirmed_transactions")));
-            out.gauge(Fam::ClGasBumps, num(d("tx_manager_num_gas_bumps_total")));
-            out.gauge(
-                Fam::ClGasBumpExceeds,
-                num(d("tx_manager_gas_bump_exceeds_limit_total")),
+            out.fields(
+                data,
+                &[
+                    (Fam::ClHead, "head_tracker_current_head", num),
+                    (
+                        Fam::ClHeadsReceived,
+                        "head_tracker_heads_received_total",
+                        num,
+                    ),
+                    (Fam::ClMaxUnconfirmed, "max_unconfirmed_blocks", num),
+                    (Fam::ClStartTime, "process_start_time_seconds", num),
+                    (Fam::ClUnconfirmedTxs, "unconfirmed_transactions", num),
+                    (Fam::ClGasBumps, "tx_manager_num_gas_bumps_total", num),
+                    (
+                        Fam::ClGasBumpExceeds,
+                        "tx_manager_gas_bump_exceeds_limit_total",
+                        num,
+                    ),
+                ],
             );
             if let Some(g) = d("gas_updater_set_gas_price") {
                 out.push(
                     Fam::ClGasPrice,
-                    vec![(
-                        "percentile",
-                        g.get("percentile").map(json_str).unwrap_or_default(),
-                    )],
+                    vec![("percentile", text(g, "percentile"))],
                     num(g.get("price")),
                 );
             }
@@ -872,11 +883,8 @@ fn decode(
                 out.push(
                     Fam::ClBalance,
                     vec![
-                        (
-                            "address",
-                            b.get("address").map(json_str).unwrap_or_default(),
-                        ),
-                        ("symbol", b.get("symbol").map(json_str).unwrap_or_default()),
+                        ("address", text(b, "address")),
+                        ("symbol", text(b, "symbol")),
                     ],
                     num(b.get("balance")),
                 );
@@ -885,13 +893,20 @@ fn decode(
         }
         RawDataKey::CosmosNode => match part {
             "prometheus" => {
-                out.gauge(
-                    Fam::CosmosHeight,
-                    num(d("tendermint_consensus_latest_block_height")),
-                );
-                out.gauge(
-                    Fam::CosmosPower,
-                    num(d("tendermint_consensus_validator_power")),
+                out.fields(
+                    data,
+                    &[
+                        (
+                            Fam::CosmosHeight,
+                            "tendermint_consensus_latest_block_height",
+                            num,
+                        ),
+                        (
+                            Fam::CosmosPower,
+                            "tendermint_consensus_validator_power",
+                            num,
+                        ),
+                    ],
                 );
             }
             "cosmos_rest" => {
@@ -934,9 +949,7 @@ fn decode(
             let mut by_status: BTreeMap<String, f64> = BTreeMap::new();
             let mut latest: Option<f64> = None;
             for p in proposals.into_iter().flatten() {
-                *by_status
-                    .entry(p.get("status").map(json_str).unwrap_or_default())
-                    .or_default() += 1.0;
+                *by_status.entry(text(p, "status")).or_default() += 1.0;
                 if let Some(id) = num(p.get("proposal_id")) {
                     latest = Some(latest.map_or(id, |l| l.max(id)));
                 }
@@ -947,16 +960,21 @@ fn decode(
             out.gauge(Fam::CosmosLatestProposal, latest);
         }
         RawDataKey::SubstrateNode => {
-            out.gauge(Fam::SubBest, num(d("best_height")));
-            out.gauge(Fam::SubTarget, num(d("target_height")));
-            out.gauge(Fam::SubFinalized, num(d("finalized_height")));
-            out.gauge(Fam::SubSession, num(d("current_session")));
-            out.gauge(Fam::SubEra, num(d("current_era")));
-            out.gauge(Fam::SubAuthored, num(d("authored_blocks")));
-            out.gauge(Fam::SubActive, num(d("active")));
-            out.gauge(Fam::SubElected, num(d("elected")));
-            out.gauge(Fam::SubDisabled, num(d("disabled")));
-            out.gauge(Fam::SubHeartbeat, num(d("sent_heartbeat")));
+            out.fields(
+                data,
+                &[
+                    (Fam::SubBest, "best_height", num),
+                    (Fam::SubTarget, "target_height", num),
+                    (Fam::SubFinalized, "finalized_height", num),
+                    (Fam::SubSession, "current_session", num),
+                    (Fam::SubEra, "current_era", num),
+                    (Fam::SubAuthored, "authored_blocks", num),
+                    (Fam::SubActive, "active", num),
+                    (Fam::SubElected, "elected", num),
+                    (Fam::SubDisabled, "disabled", num),
+                    (Fam::SubHeartbeat, "sent_heartbeat", num),
+                ],
+            );
             let history = d("historical").and_then(Value::as_array);
             if let Some(newest) = history.and_then(|h| h.first()) {
                 out.gauge(Fam::SubOffline, num(newest.get("is_offline")));
@@ -984,10 +1002,15 @@ fn decode(
                     Some(_) => Some(1.0),
                 },
             );
-            out.gauge(Fam::SubPropCount, num(d("public_prop_count")));
-            out.gauge(Fam::SubActiveProps, len_or_num(d("active_proposals")));
-            out.gauge(Fam::SubRefCount, num(d("referendum_count")));
-            out.gauge(Fam::SubActiveRefs, len_or_num(d("active_referendums")));
+            out.fields(
+                data,
+                &[
+                    (Fam::SubPropCount, "public_prop_count", num),
+                    (Fam::SubActiveProps, "active_proposals", len_or_num),
+                    (Fam::SubRefCount, "referendum_count", num),
+                    (Fam::SubActiveRefs, "active_referendums", len_or_num),
+                ],
+            );
         }
         RawDataKey::ChainlinkContracts => {
             let node = ("node_id", s(meta, "node_id"));
@@ -999,41 +1022,25 @@ fn decode(
                     [
                         labels.clone(),
                         vec![
-                            (
-                                "aggregator",
-                                f.get("aggregatorAddress").map(json_str).unwrap_or_default(),
-                            ),
-                            (
-                                "description",
-                                f.get("description").map(json_str).unwrap_or_default(),
-                            ),
-                            (
-                                "version",
-                                f.get("contractVersion").map(json_str).unwrap_or_default(),
-                            ),
+                            ("aggregator", text(f, "aggregatorAddress")),
+                            ("description", text(f, "description")),
+                            ("version", text(f, "contractVersion")),
                         ],
                     ]
                     .concat(),
                     Some(1.0),
                 );
-                out.push(Fam::FeedRound, labels.clone(), num(f.get("latestRound")));
-                out.push(Fam::FeedAnswer, labels.clone(), num(f.get("latestAnswer")));
-                out.push(Fam::FeedTime, labels.clone(), num(f.get("latestTimestamp")));
-                out.push(
-                    Fam::FeedAnsweredIn,
-                    labels.clone(),
-                    num(f.get("answeredInRound")),
-                );
-                out.push(
-                    Fam::FeedPayment,
-                    labels.clone(),
-                    num(f.get("withdrawablePayment").or(f.get("owedPayment"))),
-                );
-                out.push(
-                    Fam::FeedObserved,
-                    labels.clone(),
-                    num(f.get("lastRoundObserved")),
-                );
+                let payment = f.get("withdrawablePayment").or(f.get("owedPayment"));
+                for (fam, v) in [
+                    (Fam::FeedRound, f.get("latestRound")),
+                    (Fam::FeedAnswer, f.get("latestAnswer")),
+                    (Fam::FeedTime, f.get("latestTimestamp")),
+                    (Fam::FeedAnsweredIn, f.get("answeredInRound")),
+                    (Fam::FeedPayment, payment),
+                    (Fam::FeedObserved, f.get("lastRoundObserved")),
+                ] {
+                    out.push(fam, labels.clone(), num(v));
+                }
                 let mut ids = out.ids.to_vec();
                 ids.extend(labels);
                 let rounds = f
@@ -1065,12 +1072,9 @@ fn len_or_num(v: Option<&Value>) -> Option<f64> {
     }
 }
 
-fn json_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// A field of `v` as a label value.
+fn text(v: &Value, key: &str) -> String {
+    label_value(v.get(key))
 }
 
 /// Adds historical entries to counters once each: only entries above the newest already counted
