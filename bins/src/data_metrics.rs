@@ -255,11 +255,12 @@ impl DataMetrics {
             .collect();
         let descriptors = descriptors();
         // Each monitor's families are in page order: one cursor per monitor walks them.
-        let mut next = vec![0usize; encoded.len()];
+        let lines: Vec<&Lines> = encoded.iter().map(|e| e.get(format)).collect();
+        let mut next = vec![0usize; lines.len()];
         for (i, fam) in Fam::ALL.iter().enumerate() {
             let mut described = false;
-            for (e, at) in encoded.iter().zip(&mut next) {
-                let Some((f, lines)) = e.fams.get(*at) else {
+            for (l, at) in lines.iter().zip(&mut next) {
+                let Some((f, range)) = l.fams.get(*at) else {
                     continue;
                 };
                 if f != fam {
@@ -267,10 +268,11 @@ impl DataMetrics {
                 }
                 *at += 1;
                 if !described {
-                    out.write_all(descriptors[i].get(format).as_bytes())?;
+                    let descriptor = descriptors.get(i).map_or("", |d| d.get(format));
+                    out.write_all(descriptor.as_bytes())?;
                     described = true;
                 }
-                out.write_all(e.lines(format, lines).as_bytes())?;
+                out.write_all(l.of(range).as_bytes())?;
             }
         }
         Ok(())
@@ -278,7 +280,7 @@ impl DataMetrics {
 
     /// About how many bytes [`DataMetrics::write_page`] writes in the classic format.
     pub fn page_size_hint(&self) -> usize {
-        self.lock().values().map(|e| e.encoded.text.len()).sum()
+        self.lock().values().map(|e| e.encoded.text.all.len()).sum()
     }
 }
 
@@ -327,19 +329,58 @@ impl BothFormats {
 /// published, descriptor lines cut out: a scrape copies them, it encodes nothing.
 #[derive(Debug, Default)]
 struct Encoded {
-    /// Every family's lines, one after the other, in both formats.
-    text: String,
-    open: Option<String>,
-    /// Each family present, in page order, with the byte ranges of its lines in `text` and in
-    /// `open`.
-    fams: Vec<(Fam, [Range<usize>; 2])>,
+    /// In the classic text format.
+    text: Lines,
+    /// In OpenMetrics, when they differ from `text`.
+    open: Option<Lines>,
+}
+
+/// Sample lines of one monitor, family after family.
+#[derive(Debug, Default)]
+struct Lines {
+    all: Box<str>,
+    /// Each family present, in page order, and where its lines are in `all`.
+    fams: Box<[(Fam, Range<u32>)]>,
+}
+
+impl Lines {
+    /// Cut an encoded page's `#` lines out, and find each family's lines (a family starts at its
+    /// `# HELP` line; `fams` are the page's families, in order).
+    fn cut(page: &str, fams: &[Fam]) -> Self {
+        let mut all = String::with_capacity(page.len());
+        let mut at: Vec<(Fam, Range<u32>)> = Vec::with_capacity(fams.len());
+        let offset = |s: &String| u32::try_from(s.len()).unwrap_or(u32::MAX);
+        let mut next = fams.iter();
+        for line in page.split_inclusive('\n') {
+            if line.starts_with("# HELP ") {
+                if let Some(fam) = next.next() {
+                    at.push((*fam, offset(&all)..offset(&all)));
+                }
+            } else if !line.starts_with('#') {
+                all.push_str(line);
+                if let Some((_, r)) = at.last_mut() {
+                    r.end = offset(&all);
+                }
+            }
+        }
+        Lines {
+            all: all.into_boxed_str(),
+            fams: at.into_boxed_slice(),
+        }
+    }
+
+    fn of(&self, range: &Range<u32>) -> &str {
+        self.all
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or_default()
+    }
 }
 
 impl Encoded {
-    fn lines(&self, format: Format, at: &[Range<usize>; 2]) -> &str {
+    fn get(&self, format: Format) -> &Lines {
         match (format, &self.open) {
-            (Format::OpenMetrics, Some(open)) => &open[at[1].clone()],
-            _ => &self.text[at[0].clone()],
+            (Format::OpenMetrics, Some(open)) => open,
+            _ => &self.text,
         }
     }
 
@@ -351,31 +392,12 @@ impl Encoded {
         });
         // Stable: within a family, the order of `for_each_sample`.
         samples.sort_by_key(|s| s.0);
-        let fams: Vec<Fam> = samples
-            .iter()
-            .map(|s| s.0)
-            .fold(Vec::new(), |mut fams, fam| {
-                if fams.last() != Some(&fam) {
-                    fams.push(fam);
-                }
-                fams
-            });
+        let mut fams: Vec<Fam> = samples.iter().map(|s| s.0).collect();
+        fams.dedup();
         let both = encode_both(SamplesCollector(samples));
-        let (text, text_at) = cut_descriptors(&both.text);
-        let open = both.open.as_deref().map(cut_descriptors);
-        let fams = fams
-            .into_iter()
-            .zip(text_at)
-            .enumerate()
-            .map(|(i, (fam, t))| {
-                let o = open.as_ref().and_then(|(_, at)| at.get(i)).cloned();
-                (fam, [t, o.unwrap_or_default()])
-            })
-            .collect();
         Encoded {
-            text,
-            open: open.map(|(o, _)| o),
-            fams,
+            text: Lines::cut(&both.text, &fams),
+            open: both.open.map(|open| Lines::cut(&open, &fams)),
         }
     }
 }
@@ -396,24 +418,6 @@ fn encode_both(collector: impl Collector) -> BothFormats {
         open: (open != text).then_some(open),
         text,
     }
-}
-
-/// The sample lines of an encoded page, and the byte range of each family's lines in them (a
-/// family starts at its `# HELP` line; `#` lines are cut).
-fn cut_descriptors(page: &str) -> (String, Vec<Range<usize>>) {
-    let mut lines = String::with_capacity(page.len());
-    let mut fams: Vec<Range<usize>> = Vec::new();
-    for line in page.split_inclusive('\n') {
-        if line.starts_with("# HELP ") {
-            fams.push(lines.len()..lines.len());
-        } else if !line.starts_with('#') {
-            lines.push_str(line);
-            if let Some(f) = fams.last_mut() {
-                f.end = lines.len();
-            }
-        }
-    }
-    (lines, fams)
 }
 
 /// Each family's `# HELP` and `# TYPE` lines as `prometheus-client` writes them, in both formats

@@ -292,7 +292,8 @@ pub fn render(
 }
 
 /// The page gzipped (fast level: the page is text with long repeated runs, and a scrape should
-/// cost little CPU), written straight into the compressor (the plain page is never built whole);
+/// cost little CPU), written into the compressor as it comes (the plain page is never built
+/// whole);
 /// `None` if compressing failed, and the page goes out plain.
 fn render_gzip(
     status: &ManagerStatus,
@@ -300,11 +301,15 @@ fn render_gzip(
     data: Option<&DataMetrics>,
     format: Format,
 ) -> Option<Vec<u8>> {
+    use std::io::Write as _;
     let hint = data.map_or(0, DataMetrics::page_size_hint) / 16;
-    let mut z =
-        flate2::write::GzEncoder::new(Vec::with_capacity(hint), flate2::Compression::fast());
-    write_page(status, bus, data, format, &mut z).ok()?;
-    z.finish().ok()
+    let z = flate2::write::GzEncoder::new(Vec::with_capacity(hint), flate2::Compression::fast());
+    // The page comes a monitor's lines at a time: the compressor is handed 256 KiB at once (a
+    // call per monitor's lines costs more than the compressing).
+    let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, z);
+    write_page(status, bus, data, format, &mut buffered).ok()?;
+    buffered.flush().ok()?;
+    buffered.into_inner().ok()?.finish().ok()
 }
 
 /// What the endpoint answers from.
