@@ -243,44 +243,90 @@ impl DataMetrics {
         out
     }
 
-    /// Write every data family in `format` (a family without samples is left out): each
-    /// family's descriptor once, then every monitor's lines of it, as `prometheus-client` encoded
-    /// them when the monitor last published ([`Encoded`]). The lock is held only to take one
-    /// `Arc` per monitor; the writing (and a compressing `out`) runs without it.
-    pub fn write_page(&self, format: Format, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        let encoded: Vec<Arc<Encoded>> = self
+    /// The data families' page in `format`, to be written a piece at a time
+    /// ([`PageWriter::fill`]). The lock is held only to take one `Arc` per monitor: what the
+    /// monitors publish meanwhile shows at the next scrape.
+    pub fn page(&self, format: Format) -> PageWriter {
+        let monitors: Vec<Arc<Encoded>> = self
             .lock()
             .values()
             .map(|e| Arc::clone(&e.encoded))
             .collect();
-        let descriptors = descriptors();
-        // Each monitor's families are in page order: one cursor per monitor walks them.
-        let lines: Vec<&Lines> = encoded.iter().map(|e| e.get(format)).collect();
-        let mut next = vec![0usize; lines.len()];
-        for (i, fam) in Fam::ALL.iter().enumerate() {
-            let mut described = false;
-            for (l, at) in lines.iter().zip(&mut next) {
-                let Some((f, range)) = l.fams.get(*at) else {
-                    continue;
-                };
-                if f != fam {
-                    continue;
-                }
-                *at += 1;
-                if !described {
-                    let descriptor = descriptors.get(i).map_or("", |d| d.get(format));
-                    out.write_all(descriptor.as_bytes())?;
-                    described = true;
-                }
-                out.write_all(l.of(range).as_bytes())?;
-            }
+        PageWriter {
+            format,
+            next: vec![0; monitors.len()],
+            monitors,
+            fam: 0,
+            monitor: 0,
+            described: false,
         }
-        Ok(())
     }
 
-    /// About how many bytes [`DataMetrics::write_page`] writes in the classic format.
+    /// Write the data families' page in `format` to `out` at once (see [`DataMetrics::page`]).
+    pub fn write_page(&self, format: Format, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut page = self.page(format);
+        let mut piece = Vec::new();
+        while page.fill(&mut piece, 256 * 1024) {
+            out.write_all(&piece)?;
+            piece.clear();
+        }
+        out.write_all(&piece)
+    }
+
+    /// About how many bytes the data families' page takes in the classic format.
     pub fn page_size_hint(&self) -> usize {
         self.lock().values().map(|e| e.encoded.text.all.len()).sum()
+    }
+}
+
+/// The data families' page being written ([`DataMetrics::page`]): each family (in [`Fam::ALL`]'s
+/// order; one without samples is left out) with its descriptor once, then every monitor's lines
+/// of it, as `prometheus-client` encoded them when the monitor last published.
+#[derive(Debug)]
+pub struct PageWriter {
+    format: Format,
+    monitors: Vec<Arc<Encoded>>,
+    /// Per monitor, its next family (each monitor's families are in page order).
+    next: Vec<usize>,
+    /// The family being written (an index in [`Fam::ALL`]), and the next monitor to look at.
+    fam: usize,
+    monitor: usize,
+    described: bool,
+}
+
+impl PageWriter {
+    /// Append the page's next lines to `out` until it holds at least `at_least` bytes: true if
+    /// there is more to come, false once the page is written whole.
+    pub fn fill(&mut self, out: &mut Vec<u8>, at_least: usize) -> bool {
+        let descriptors = descriptors();
+        while let Some(fam) = Fam::ALL.get(self.fam) {
+            while let (Some(m), Some(at)) = (
+                self.monitors.get(self.monitor),
+                self.next.get_mut(self.monitor),
+            ) {
+                if out.len() >= at_least {
+                    return true;
+                }
+                self.monitor += 1;
+                let lines = m.get(self.format);
+                match lines.fams.get(*at) {
+                    Some((f, range)) if f == fam => {
+                        *at += 1;
+                        if !self.described {
+                            let d = descriptors.get(self.fam).map_or("", |d| d.get(self.format));
+                            out.extend_from_slice(d.as_bytes());
+                            self.described = true;
+                        }
+                        out.extend_from_slice(lines.of(range).as_bytes());
+                    }
+                    _ => {}
+                }
+            }
+            self.fam += 1;
+            self.monitor = 0;
+            self.described = false;
+        }
+        false
     }
 }
 
@@ -708,12 +754,12 @@ enum Src {
     Meta(&'static str),
 }
 
-/// Labels named as the meta_data field they come from.
-type SameNamed = &'static [&'static str];
+/// An `_info` family and its labels: the first ones (name, where from), then meta_data fields
+/// under their own names.
+type InfoLabels = (Fam, &'static [(&'static str, Src)], &'static [&'static str]);
 
-/// The `_info` family of each monitor type and its labels, in order: the first ones, then
-/// meta_data fields under their own names.
-fn info_labels(key: RawDataKey) -> Option<(Fam, &'static [(&'static str, Src)], SameNamed)> {
+/// The `_info` family of each monitor type and its labels, in order.
+fn info_labels(key: RawDataKey) -> Option<InfoLabels> {
     use Src::{Meta, Name};
     const NODE: [(&str, Src); 3] = [
         ("node_name", Meta("node_name")),
