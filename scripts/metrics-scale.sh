@@ -85,6 +85,10 @@ for format in text openmetrics openmetrics+gzip; do
 done
 curl -s "http://127.0.0.1:$port/metrics" >"$work/page.txt"
 echo "samples: $(grep -vc '^#' "$work/page.txt"), families: $(grep -c '^# TYPE' "$work/page.txt")"
+if command -v promtool >/dev/null; then
+    problems=$(promtool check metrics <"$work/page.txt" 2>&1) && echo "promtool check metrics: clean" ||
+        echo "promtool check metrics: $problems"
+fi
 echo "manager RSS after the scrapes: $(ps -o rss= -p "$mpid") KiB"
 ran=$(($(date +%s) - started))
 kill "$mpid"
