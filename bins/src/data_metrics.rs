@@ -252,13 +252,21 @@ impl DataMetrics {
             .values()
             .map(|e| Arc::clone(&e.encoded))
             .collect();
+        // One pass over the monitors sorts their lines by family.
+        let mut by_fam: Vec<Vec<(u32, Range<u32>)>> = vec![Vec::new(); Fam::ALL.len()];
+        for (i, m) in (0u32..).zip(&monitors) {
+            for (fam, range) in &m.get(format).fams {
+                if let Some(lines) = by_fam.get_mut(*fam as usize) {
+                    lines.push((i, range.clone()));
+                }
+            }
+        }
         PageWriter {
             format,
-            next: vec![0; monitors.len()],
             monitors,
+            by_fam,
             fam: 0,
-            monitor: 0,
-            described: false,
+            at: 0,
         }
     }
 
@@ -286,45 +294,33 @@ impl DataMetrics {
 pub struct PageWriter {
     format: Format,
     monitors: Vec<Arc<Encoded>>,
-    /// Per monitor, its next family (each monitor's families are in page order).
-    next: Vec<usize>,
-    /// The family being written (an index in [`Fam::ALL`]), and the next monitor to look at.
+    /// Per family (as in [`Fam::ALL`]), the monitors that have lines of it and where they are.
+    by_fam: Vec<Vec<(u32, Range<u32>)>>,
+    /// The family being written, and the next of its monitors.
     fam: usize,
-    monitor: usize,
-    described: bool,
+    at: usize,
 }
 
 impl PageWriter {
     /// Append the page's next lines to `out` until it holds at least `at_least` bytes: true if
     /// there is more to come, false once the page is written whole.
     pub fn fill(&mut self, out: &mut Vec<u8>, at_least: usize) -> bool {
-        let descriptors = descriptors();
-        while let Some(fam) = Fam::ALL.get(self.fam) {
-            while let (Some(m), Some(at)) = (
-                self.monitors.get(self.monitor),
-                self.next.get_mut(self.monitor),
-            ) {
+        while let Some(lines) = self.by_fam.get(self.fam) {
+            while let Some((m, range)) = lines.get(self.at) {
                 if out.len() >= at_least {
                     return true;
                 }
-                self.monitor += 1;
-                let lines = m.get(self.format);
-                match lines.fams.get(*at) {
-                    Some((f, range)) if f == fam => {
-                        *at += 1;
-                        if !self.described {
-                            let d = descriptors.get(self.fam).map_or("", |d| d.get(self.format));
-                            out.extend_from_slice(d.as_bytes());
-                            self.described = true;
-                        }
-                        out.extend_from_slice(lines.of(range).as_bytes());
-                    }
-                    _ => {}
+                if self.at == 0 {
+                    let descriptor = descriptors().get(self.fam);
+                    out.extend_from_slice(descriptor.map_or("", |d| d.get(self.format)).as_bytes());
+                }
+                self.at += 1;
+                if let Some(m) = self.monitors.get(*m as usize) {
+                    out.extend_from_slice(m.get(self.format).of(range).as_bytes());
                 }
             }
             self.fam += 1;
-            self.monitor = 0;
-            self.described = false;
+            self.at = 0;
         }
         false
     }
