@@ -2,8 +2,11 @@
 //!
 //! [`TapBus`] wraps the bus handed to the manager: every `raw_data` publication is forwarded
 //! unchanged and, on the way, decoded once into [`DataMetrics`], which keeps the latest figures
-//! of each monitor as ready-made samples (family, labels, value). A scrape only walks that kept
-//! state ([`DataCollector`]): no JSON is parsed per scrape.
+//! of each monitor as ready-made samples (family, labels, value), and those samples as
+//! `prometheus-client` encoded them, in both exposition formats, family by family. A scrape
+//! ([`DataMetrics::write_page`]) copies each monitor's encoded lines under each family's
+//! descriptor: no JSON is parsed and nothing is encoded per scrape, and the work of encoding is
+//! done once per publication, by the monitor that published.
 //!
 //! * Each publication replaces what its part last said: the whole monitor for flat envelopes,
 //!   one source (`prometheus`, `cosmos_rest`, `tendermint_rpc`, `websocket`) for multi-source
@@ -15,7 +18,8 @@
 //!   with the manager's status at each scrape).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,7 +28,10 @@ use monitor_core::keys::{RawDataKey, RAW_DATA_EXCHANGE};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use serde_json::{Map, Value};
+
+use crate::metrics::Format;
 
 /// One label: a fixed name and its value.
 pub type Label = (&'static str, String);
@@ -165,9 +172,12 @@ struct Entry {
     counted: BTreeMap<String, f64>,
     /// Per repository: (latest tag, when first seen).
     seen: Option<(String, f64)>,
+    /// All of the above as the page shows it, re-encoded at each publication.
+    encoded: Arc<Encoded>,
 }
 
-/// The latest data of every monitor, fed by [`TapBus`] and encoded by [`DataCollector`].
+/// The latest data of every monitor, fed by [`TapBus`] and written by
+/// [`DataMetrics::write_page`].
 #[derive(Debug, Default)]
 pub struct DataMetrics {
     monitors: Mutex<BTreeMap<String, Entry>>,
@@ -216,41 +226,322 @@ impl DataMetrics {
         self.len() == 0
     }
 
-    /// Every sample now, in page order (for tests and the readable output).
+    /// Every sample now, in page order (for tests).
     pub fn samples(&self) -> Vec<Sample> {
         let monitors = self.lock();
         let mut out = Vec::new();
-        for_each_sample(&monitors, |fam, labels, value| {
-            out.push(Sample {
-                fam,
-                labels: labels.to_vec(),
-                value,
-            })
-        });
+        for entry in monitors.values() {
+            for_each_sample(entry, |fam, labels, value| {
+                out.push(Sample {
+                    fam,
+                    labels: labels.to_vec(),
+                    value,
+                })
+            });
+        }
         out.sort_by_key(|s| s.fam);
         out
     }
 
-    /// Encode every family (a family without samples is left out).
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let monitors = self.lock();
-        let mut buckets: Vec<Vec<(&[Label], f64)>> = vec![Vec::new(); Fam::ALL.len()];
-        for_each_sample(&monitors, |fam, labels, value| {
-            buckets[fam as usize].push((labels, value));
-        });
-        for (fam, samples) in Fam::ALL.iter().zip(buckets) {
-            if samples.is_empty() {
-                continue;
+    /// The data families' page in `format`, to be written a piece at a time
+    /// ([`PageWriter::fill`]). The lock is held only to take one `Arc` per monitor: what the
+    /// monitors publish meanwhile shows at the next scrape.
+    pub fn page(&self, format: Format) -> PageWriter {
+        let monitors: Vec<Arc<Encoded>> = self
+            .lock()
+            .values()
+            .map(|e| Arc::clone(&e.encoded))
+            .collect();
+        // One pass over the monitors sorts their lines by family.
+        let mut by_fam: Vec<Vec<(u32, Range<u32>)>> = vec![Vec::new(); Fam::ALL.len()];
+        for (i, m) in (0u32..).zip(&monitors) {
+            for (fam, range) in &m.get(format).fams {
+                if let Some(lines) = by_fam.get_mut(*fam as usize) {
+                    lines.push((i, range.clone()));
+                }
             }
+        }
+        PageWriter {
+            format,
+            monitors,
+            by_fam,
+            fam: 0,
+            at: 0,
+        }
+    }
+
+    /// Write the data families' page in `format` to `out` at once (see [`DataMetrics::page`]).
+    pub fn write_page(&self, format: Format, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut page = self.page(format);
+        let mut piece = Vec::new();
+        while page.fill(&mut piece, 256 * 1024) {
+            out.write_all(&piece)?;
+            piece.clear();
+        }
+        out.write_all(&piece)
+    }
+
+    /// About how many bytes the data families' page takes in the classic format.
+    pub fn page_size_hint(&self) -> usize {
+        self.lock().values().map(|e| e.encoded.text.all.len()).sum()
+    }
+}
+
+/// The data families' page being written ([`DataMetrics::page`]): each family (in [`Fam::ALL`]'s
+/// order; one without samples is left out) with its descriptor once, then every monitor's lines
+/// of it, as `prometheus-client` encoded them when the monitor last published.
+#[derive(Debug)]
+pub struct PageWriter {
+    format: Format,
+    monitors: Vec<Arc<Encoded>>,
+    /// Per family (as in [`Fam::ALL`]), the monitors that have lines of it and where they are.
+    by_fam: Vec<Vec<(u32, Range<u32>)>>,
+    /// The family being written, and the next of its monitors.
+    fam: usize,
+    at: usize,
+}
+
+impl PageWriter {
+    /// Append the page's next lines to `out` until it holds at least `at_least` bytes: true if
+    /// there is more to come, false once the page is written whole.
+    pub fn fill(&mut self, out: &mut Vec<u8>, at_least: usize) -> bool {
+        while let Some(lines) = self.by_fam.get(self.fam) {
+            while let Some((m, range)) = lines.get(self.at) {
+                if out.len() >= at_least {
+                    return true;
+                }
+                if self.at == 0 {
+                    let descriptor = descriptors().get(self.fam);
+                    out.extend_from_slice(descriptor.map_or("", |d| d.get(self.format)).as_bytes());
+                }
+                self.at += 1;
+                if let Some(m) = self.monitors.get(*m as usize) {
+                    out.extend_from_slice(m.get(self.format).of(range).as_bytes());
+                }
+            }
+            self.fam += 1;
+            self.at = 0;
+        }
+        false
+    }
+}
+
+/// Calls `f` with each sample of one monitor, families in page order.
+fn for_each_sample<'a>(entry: &'a Entry, mut f: impl FnMut(Fam, &'a [Label], f64)) {
+    f(Fam::MonitorUp, &entry.ident, f64::from(u8::from(entry.up)));
+    f(
+        Fam::MonitorLastErrorCode,
+        &entry.ident,
+        entry.last_error_code,
+    );
+    if let Some(t) = entry.last_success {
+        f(Fam::MonitorLastSuccess, &entry.ident, t);
+    }
+    for samples in entry.parts.values() {
+        for s in samples {
+            f(s.fam, &s.labels, s.value);
+        }
+    }
+    for ((fam, labels), value) in &entry.counters {
+        f(*fam, labels, *value);
+    }
+}
+
+// ---- encoding ----
+
+/// Text in both exposition formats.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct BothFormats {
+    text: String,
+    /// The OpenMetrics form, when it differs from the classic one (`prometheus-client` 0.26
+    /// writes gauge, counter and info samples alike in both; a difference is kept as it comes).
+    open: Option<String>,
+}
+
+impl BothFormats {
+    fn get(&self, format: Format) -> &str {
+        match (format, &self.open) {
+            (Format::OpenMetrics, Some(open)) => open,
+            _ => &self.text,
+        }
+    }
+}
+
+/// One monitor's sample lines as `prometheus-client` wrote them when the monitor last
+/// published, descriptor lines cut out: a scrape copies them, it encodes nothing.
+#[derive(Debug, Default)]
+struct Encoded {
+    /// In the classic text format.
+    text: Lines,
+    /// In OpenMetrics, when they differ from `text`.
+    open: Option<Lines>,
+}
+
+/// Sample lines of one monitor, family after family.
+#[derive(Debug, Default)]
+struct Lines {
+    all: Box<str>,
+    /// Each family present, in page order, and where its lines are in `all`.
+    fams: Box<[(Fam, Range<u32>)]>,
+}
+
+impl Lines {
+    /// Cut an encoded page's `#` lines out, and find each family's lines (a family starts at its
+    /// `# HELP` line; `fams` are the page's families, in order).
+    fn cut(page: &str, fams: &[Fam]) -> Self {
+        let mut all = String::with_capacity(page.len());
+        let mut at: Vec<(Fam, Range<u32>)> = Vec::with_capacity(fams.len());
+        let offset = |s: &String| u32::try_from(s.len()).unwrap_or(u32::MAX);
+        let mut next = fams.iter();
+        for line in page.split_inclusive('\n') {
+            if line.starts_with("# HELP ") {
+                if let Some(fam) = next.next() {
+                    at.push((*fam, offset(&all)..offset(&all)));
+                }
+            } else if !line.starts_with('#') {
+                all.push_str(line);
+                if let Some((_, r)) = at.last_mut() {
+                    r.end = offset(&all);
+                }
+            }
+        }
+        Lines {
+            all: all.into_boxed_str(),
+            fams: at.into_boxed_slice(),
+        }
+    }
+
+    fn of(&self, range: &Range<u32>) -> &str {
+        self.all
+            .get(range.start as usize..range.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+impl Encoded {
+    fn get(&self, format: Format) -> &Lines {
+        match (format, &self.open) {
+            (Format::OpenMetrics, Some(open)) => open,
+            _ => &self.text,
+        }
+    }
+
+    /// Encode one monitor's samples (by `prometheus-client`, in both formats).
+    fn of(entry: &Entry) -> Self {
+        let mut samples: Vec<(Fam, Vec<Label>, f64)> = Vec::new();
+        for_each_sample(entry, |fam, labels, value| {
+            samples.push((fam, labels.to_vec(), value))
+        });
+        // Stable: within a family, the order of `for_each_sample`.
+        samples.sort_by_key(|s| s.0);
+        let mut fams: Vec<Fam> = samples.iter().map(|s| s.0).collect();
+        fams.dedup();
+        let both = encode_both(SamplesCollector(samples));
+        Encoded {
+            text: Lines::cut(&both.text, &fams),
+            open: both.open.map(|open| Lines::cut(&open, &fams)),
+        }
+    }
+}
+
+/// Encode one collector's families in both formats (OpenMetrics without its `# EOF`).
+fn encode_both(collector: impl Collector) -> BothFormats {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut text = String::new();
+    let mut open = String::new();
+    let encoded = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        .and_then(|()| prometheus_client::encoding::text::encode_registry(&mut open, &registry));
+    if let Err(e) = encoded {
+        // Writing to a String does not fail; an encoder refusing a value would be a bug here.
+        tracing::error!(error = %e, "metrics: encoding failed");
+    }
+    BothFormats {
+        open: (open != text).then_some(open),
+        text,
+    }
+}
+
+/// Each family's `# HELP` and `# TYPE` lines as `prometheus-client` writes them, in both formats
+/// (in [`Fam::ALL`]'s order).
+fn descriptors() -> &'static [BothFormats] {
+    static DESCRIPTORS: OnceLock<Vec<BothFormats>> = OnceLock::new();
+    DESCRIPTORS.get_or_init(|| {
+        let both = encode_both(DescriptorsCollector);
+        let split = |page: &str| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            for line in page.split_inclusive('\n') {
+                match out.last_mut() {
+                    Some(last) if !line.starts_with("# HELP ") => last.push_str(line),
+                    _ => out.push(line.to_owned()),
+                }
+            }
+            out
+        };
+        let text = split(&both.text);
+        let open = both.open.as_deref().map(split);
+        text.into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let open = open.as_ref().and_then(|o| o.get(i)).cloned();
+                BothFormats {
+                    open: open.filter(|o| *o != text),
+                    text,
+                }
+            })
+            .collect()
+    })
+}
+
+/// `v` as an integer when it is one that an f64 holds exactly.
+fn whole(v: f64) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (v.fract() == 0.0 && v.abs() <= EXACT).then_some(v as i64)
+}
+
+/// Every family's descriptor and no sample, as a `prometheus-client` collector.
+#[derive(Debug)]
+struct DescriptorsCollector;
+
+impl Collector for DescriptorsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for fam in Fam::ALL {
             let (name, help, kind) = fam.def();
+            encoder.encode_descriptor(name, help, None, kind)?;
+        }
+        Ok(())
+    }
+}
+
+/// Samples (family, labels, value), in page order, as a `prometheus-client` collector.
+#[derive(Debug)]
+struct SamplesCollector(Vec<(Fam, Vec<Label>, f64)>);
+
+impl Collector for SamplesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for group in self.0.chunk_by(|a, b| a.0 == b.0) {
+            let (name, help, kind) = group[0].0.def();
             let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for (labels, value) in samples {
-                match kind {
-                    MetricType::Info => family.encode_info(&labels)?,
-                    MetricType::Counter => family
-                        .encode_family(&labels)?
-                        .encode_counter::<NoLabelSet, f64, f64>(&value, None)?,
-                    _ => family.encode_family(&labels)?.encode_gauge(&value)?,
+            for (_, labels, value) in group {
+                // A whole number is written as one (`1`, not `1.0`): most values are.
+                let whole = whole(*value);
+                let mut sample = match kind {
+                    MetricType::Info => {
+                        family.encode_info(labels)?;
+                        continue;
+                    }
+                    _ => family.encode_family(labels)?,
+                };
+                match (kind, whole) {
+                    (MetricType::Counter, Some(v)) => match u64::try_from(v) {
+                        Ok(v) => sample.encode_counter::<NoLabelSet, u64, f64>(&v, None)?,
+                        Err(_) => sample.encode_counter::<NoLabelSet, f64, f64>(value, None)?,
+                    },
+                    (MetricType::Counter, None) => {
+                        sample.encode_counter::<NoLabelSet, f64, f64>(value, None)?
+                    }
+                    (_, Some(v)) => sample.encode_gauge(&v)?,
+                    (_, None) => sample.encode_gauge(value)?,
                 }
             }
         }
@@ -258,49 +549,21 @@ impl DataMetrics {
     }
 }
 
-fn for_each_sample<'a>(
-    monitors: &'a BTreeMap<String, Entry>,
-    mut f: impl FnMut(Fam, &'a [Label], f64),
-) {
-    for entry in monitors.values() {
-        f(Fam::MonitorUp, &entry.ident, f64::from(u8::from(entry.up)));
-        f(
-            Fam::MonitorLastErrorCode,
-            &entry.ident,
-            entry.last_error_code,
-        );
-        if let Some(t) = entry.last_success {
-            f(Fam::MonitorLastSuccess, &entry.ident, t);
-        }
-        for samples in entry.parts.values() {
-            for s in samples {
-                f(s.fam, &s.labels, s.value);
-            }
-        }
-        for ((fam, labels), value) in &entry.counters {
-            f(*fam, labels, *value);
-        }
-    }
-}
-
-/// The data families as a `prometheus-client` collector, encoding from the kept state.
-#[derive(Debug, Clone)]
-pub struct DataCollector(pub Arc<DataMetrics>);
-
-impl Collector for DataCollector {
-    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-}
-
 // ---- decoding ----
 
-fn s(meta: &Map<String, Value>, key: &str) -> String {
-    match meta.get(key) {
+/// A JSON value as a label value: a string as it is, `""` for null or nothing, other values as
+/// JSON (`true`, `4`).
+fn label_value(v: Option<&Value>) -> String {
+    match v {
         Some(Value::String(v)) => v.clone(),
         Some(Value::Null) | None => String::new(),
         Some(v) => v.to_string(),
     }
+}
+
+/// A meta_data field as a label value.
+fn s(meta: &Map<String, Value>, key: &str) -> String {
+    label_value(meta.get(key))
 }
 
 /// A number from a JSON number, a bool, a decimal or `0x` hex string; `None` for anything else.
@@ -435,10 +698,14 @@ fn observe(monitors: &mut BTreeMap<String, Entry>, key: RawDataKey, body: &Value
         }
     }
     entry.up = entry.part_up.values().all(|up| *up);
+    entry.encoded = Arc::new(Encoded::of(entry));
 }
 
 /// The part holding a monitor's `_info` series (its names), refreshed by every envelope.
 const INFO_PART: &str = "#info";
+
+/// Reads a figure from a JSON field.
+type Reader = fn(Option<&Value>) -> Option<f64>;
 
 struct Out<'a> {
     ids: &'a [Label],
@@ -456,6 +723,12 @@ impl Out<'_> {
     fn gauge(&mut self, fam: Fam, value: Option<f64>) {
         self.push(fam, Vec::new(), value);
     }
+    /// One sample a family (no extra labels), each read from a field of `data`.
+    fn fields(&mut self, data: &Value, table: &[(Fam, &str, Reader)]) {
+        for (fam, field, read) in table {
+            self.gauge(*fam, read(data.get(*field)));
+        }
+    }
     fn info(&mut self, fam: Fam, extra: Vec<Label>) {
         self.push(fam, extra, Some(1.0));
     }
@@ -470,88 +743,82 @@ fn pct(v: Option<&Value>) -> Option<f64> {
     }
 }
 
-fn flag(meta: &Map<String, Value>, key: &str) -> String {
-    match meta.get(key) {
-        Some(Value::Bool(b)) => b.to_string(),
-        _ => s(meta, key),
-    }
+/// Where a label of an `_info` series comes from: the monitor's name, or a meta_data field.
+#[derive(Clone, Copy)]
+enum Src {
+    Name,
+    Meta(&'static str),
 }
 
-/// The `_info` series with the monitor's names (published with results and errors alike).
-fn info(key: RawDataKey, meta: &Map<String, Value>, name: &str, out: &mut Out<'_>) {
-    let monitor = ("monitor", name.to_owned());
-    match key {
-        RawDataKey::System => out.info(
+/// An `_info` family and its labels: the first ones (name, where from), then meta_data fields
+/// under their own names.
+type InfoLabels = (Fam, &'static [(&'static str, Src)], &'static [&'static str]);
+
+/// The `_info` family of each monitor type and its labels, in order.
+fn info_labels(key: RawDataKey) -> Option<InfoLabels> {
+    use Src::{Meta, Name};
+    const NODE: [(&str, Src); 3] = [
+        ("node_name", Meta("node_name")),
+        ("parent_id", Meta("node_parent_id")),
+        ("monitor", Name),
+    ];
+    const NETWORK: &[(&str, Src)] = &[("chain", Meta("chain_name")), ("monitor", Name)];
+    Some(match key {
+        RawDataKey::System => (
             Fam::SystemInfo,
-            vec![
-                ("system_name", s(meta, "system_name")),
-                ("parent_id", s(meta, "system_parent_id")),
-                monitor,
+            &[
+                ("system_name", Meta("system_name")),
+                ("parent_id", Meta("system_parent_id")),
+                ("monitor", Name),
             ],
+            &[],
         ),
-        RawDataKey::Github => out.info(
+        RawDataKey::Github => (
             Fam::GithubInfo,
-            vec![
-                ("repo_name", s(meta, "repo_name")),
-                ("parent_id", s(meta, "repo_parent_id")),
-                monitor,
+            &[
+                ("repo_name", Meta("repo_name")),
+                ("parent_id", Meta("repo_parent_id")),
+                ("monitor", Name),
             ],
+            &[],
         ),
-        RawDataKey::Dockerhub => out.info(
+        RawDataKey::Dockerhub => (
             Fam::DockerhubInfo,
-            vec![
-                ("repo_namespace", s(meta, "repo_namespace")),
-                ("repo_name", s(meta, "repo_name")),
-                ("parent_id", s(meta, "repo_parent_id")),
-                monitor,
+            &[
+                ("repo_namespace", Meta("repo_namespace")),
+                ("repo_name", Meta("repo_name")),
+                ("parent_id", Meta("repo_parent_id")),
+                ("monitor", Name),
             ],
+            &[],
         ),
-        RawDataKey::EvmNode => out.info(
-            Fam::EvmInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-            ],
-        ),
-        RawDataKey::ChainlinkNode => out.info(
-            Fam::ClInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-                ("last_source_used", s(meta, "last_source_used")),
-            ],
-        ),
-        RawDataKey::CosmosNode => out.info(
+        RawDataKey::EvmNode => (Fam::EvmInfo, &NODE, &[]),
+        RawDataKey::ChainlinkNode => (Fam::ClInfo, &NODE, &["last_source_used"]),
+        RawDataKey::CosmosNode => (
             Fam::CosmosInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-                ("is_validator", flag(meta, "is_validator")),
-                ("operator_address", s(meta, "operator_address")),
-            ],
+            &NODE,
+            &["is_validator", "operator_address"],
         ),
-        RawDataKey::SubstrateNode => out.info(
-            Fam::SubInfo,
-            vec![
-                ("node_name", s(meta, "node_name")),
-                ("parent_id", s(meta, "node_parent_id")),
-                monitor,
-                ("is_validator", flag(meta, "is_validator")),
-                ("stash_address", s(meta, "stash_address")),
-            ],
-        ),
-        RawDataKey::CosmosNetwork => out.info(
-            Fam::CosmosNetInfo,
-            vec![("chain", s(meta, "chain_name")), monitor],
-        ),
-        RawDataKey::SubstrateNetwork => out.info(
-            Fam::SubNetInfo,
-            vec![("chain", s(meta, "chain_name")), monitor],
-        ),
-        RawDataKey::ChainlinkContracts => {}
+        RawDataKey::SubstrateNode => (Fam::SubInfo, &NODE, &["is_validator", "stash_address"]),
+        RawDataKey::CosmosNetwork => (Fam::CosmosNetInfo, NETWORK, &[]),
+        RawDataKey::SubstrateNetwork => (Fam::SubNetInfo, NETWORK, &[]),
+        RawDataKey::ChainlinkContracts => return None,
+    })
+}
+
+/// The `_info` series with the monitor's names (published with results and errors alike; a
+/// boolean such as `is_validator` reads `true` or `false`).
+fn info(key: RawDataKey, meta: &Map<String, Value>, name: &str, out: &mut Out<'_>) {
+    if let Some((fam, first, same_named)) = info_labels(key) {
+        let labels = first
+            .iter()
+            .map(|(label, from)| match from {
+                Src::Name => (*label, name.to_owned()),
+                Src::Meta(k) => (*label, s(meta, k)),
+            })
+            .chain(same_named.iter().map(|k| (*k, s(meta, k))))
+            .collect();
+        out.info(fam, labels);
     }
 }
 
@@ -566,33 +833,31 @@ fn decode(
     let d = |k: &str| data.get(k);
     match key {
         RawDataKey::System => {
-            out.push(
-                Fam::SystemProcessCpu,
-                Vec::new(),
-                num(d("process_cpu_seconds_total")),
+            out.fields(
+                data,
+                &[
+                    (Fam::SystemProcessCpu, "process_cpu_seconds_total", num),
+                    (Fam::SystemProcessMemory, "process_memory_usage", pct),
+                    (Fam::SystemVirtualMemory, "virtual_memory_usage", num),
+                    (Fam::SystemOpenFds, "open_file_descriptors", pct),
+                    (Fam::SystemCpu, "system_cpu_usage", pct),
+                    (Fam::SystemRam, "system_ram_usage", pct),
+                    (Fam::SystemStorage, "system_storage_usage", pct),
+                    (Fam::SystemNetRx, "network_receive_bytes_total", num),
+                    (Fam::SystemNetTx, "network_transmit_bytes_total", num),
+                    (Fam::SystemDiskIo, "disk_io_time_seconds_total", num),
+                ],
             );
-            out.gauge(Fam::SystemProcessMemory, pct(d("process_memory_usage")));
-            out.gauge(Fam::SystemVirtualMemory, num(d("virtual_memory_usage")));
-            out.gauge(Fam::SystemOpenFds, pct(d("open_file_descriptors")));
-            out.gauge(Fam::SystemCpu, pct(d("system_cpu_usage")));
-            out.gauge(Fam::SystemRam, pct(d("system_ram_usage")));
-            out.gauge(Fam::SystemStorage, pct(d("system_storage_usage")));
-            out.gauge(Fam::SystemNetRx, num(d("network_receive_bytes_total")));
-            out.gauge(Fam::SystemNetTx, num(d("network_transmit_bytes_total")));
-            out.gauge(Fam::SystemDiskIo, num(d("disk_io_time_seconds_total")));
         }
         RawDataKey::Github => {
             let releases = data.as_object();
             out.gauge(Fam::GithubReleases, releases.map(|r| r.len() as f64));
             if let Some(latest) = releases.and_then(|r| r.get("0")) {
-                let tag = latest.get("tag_name").map(json_str).unwrap_or_default();
+                let tag = text(latest, "tag_name");
                 out.info(
                     Fam::GithubRelease,
                     vec![
-                        (
-                            "release_name",
-                            latest.get("release_name").map(json_str).unwrap_or_default(),
-                        ),
+                        ("release_name", text(latest, "release_name")),
                         ("tag_name", tag.clone()),
                     ],
                 );
@@ -619,41 +884,44 @@ fn decode(
                         }
                     });
             if let Some((tag, at)) = newest {
-                out.info(
-                    Fam::DockerhubTag,
-                    vec![(
-                        "tag_name",
-                        tag.get("tag_name").map(json_str).unwrap_or_default(),
-                    )],
-                );
+                out.info(Fam::DockerhubTag, vec![("tag_name", text(tag, "tag_name"))]);
                 out.gauge(Fam::DockerhubTagTime, Some(at));
             }
         }
         RawDataKey::EvmNode => {
-            out.gauge(Fam::EvmHeight, num(d("current_height")));
-            out.gauge(Fam::EvmSyncing, num(d("syncing")));
+            out.fields(
+                data,
+                &[
+                    (Fam::EvmHeight, "current_height", num),
+                    (Fam::EvmSyncing, "syncing", num),
+                ],
+            );
         }
         RawDataKey::ChainlinkNode => {
-            out.gauge(Fam::ClHead, num(d("head_tracker_current_head")));
-            out.gauge(
-                Fam::ClHeadsReceived,
-                num(d("head_tracker_heads_received_total")),
-            );
-            out.gauge(Fam::ClMaxUnconfirmed, num(d("max_unconfirmed_blocks")));
-            out.gauge(Fam::ClStartTime, num(d("process_start_time_seconds")));
-            out.gauge(Fam::ClUnconfirmedTxs, num(d("unconfirmed_transactions")));
-            out.gauge(Fam::ClGasBumps, num(d("tx_manager_num_gas_bumps_total")));
-            out.gauge(
-                Fam::ClGasBumpExceeds,
-                num(d("tx_manager_gas_bump_exceeds_limit_total")),
+            out.fields(
+                data,
+                &[
+                    (Fam::ClHead, "head_tracker_current_head", num),
+                    (
+                        Fam::ClHeadsReceived,
+                        "head_tracker_heads_received_total",
+                        num,
+                    ),
+                    (Fam::ClMaxUnconfirmed, "max_unconfirmed_blocks", num),
+                    (Fam::ClStartTime, "process_start_time_seconds", num),
+                    (Fam::ClUnconfirmedTxs, "unconfirmed_transactions", num),
+                    (Fam::ClGasBumps, "tx_manager_num_gas_bumps_total", num),
+                    (
+                        Fam::ClGasBumpExceeds,
+                        "tx_manager_gas_bump_exceeds_limit_total",
+                        num,
+                    ),
+                ],
             );
             if let Some(g) = d("gas_updater_set_gas_price") {
                 out.push(
                     Fam::ClGasPrice,
-                    vec![(
-                        "percentile",
-                        g.get("percentile").map(json_str).unwrap_or_default(),
-                    )],
+                    vec![("percentile", text(g, "percentile"))],
                     num(g.get("price")),
                 );
             }
@@ -661,11 +929,8 @@ fn decode(
                 out.push(
                     Fam::ClBalance,
                     vec![
-                        (
-                            "address",
-                            b.get("address").map(json_str).unwrap_or_default(),
-                        ),
-                        ("symbol", b.get("symbol").map(json_str).unwrap_or_default()),
+                        ("address", text(b, "address")),
+                        ("symbol", text(b, "symbol")),
                     ],
                     num(b.get("balance")),
                 );
@@ -674,13 +939,20 @@ fn decode(
         }
         RawDataKey::CosmosNode => match part {
             "prometheus" => {
-                out.gauge(
-                    Fam::CosmosHeight,
-                    num(d("tendermint_consensus_latest_block_height")),
-                );
-                out.gauge(
-                    Fam::CosmosPower,
-                    num(d("tendermint_consensus_validator_power")),
+                out.fields(
+                    data,
+                    &[
+                        (
+                            Fam::CosmosHeight,
+                            "tendermint_consensus_latest_block_height",
+                            num,
+                        ),
+                        (
+                            Fam::CosmosPower,
+                            "tendermint_consensus_validator_power",
+                            num,
+                        ),
+                    ],
                 );
             }
             "cosmos_rest" => {
@@ -723,9 +995,7 @@ fn decode(
             let mut by_status: BTreeMap<String, f64> = BTreeMap::new();
             let mut latest: Option<f64> = None;
             for p in proposals.into_iter().flatten() {
-                *by_status
-                    .entry(p.get("status").map(json_str).unwrap_or_default())
-                    .or_default() += 1.0;
+                *by_status.entry(text(p, "status")).or_default() += 1.0;
                 if let Some(id) = num(p.get("proposal_id")) {
                     latest = Some(latest.map_or(id, |l| l.max(id)));
                 }
@@ -736,16 +1006,21 @@ fn decode(
             out.gauge(Fam::CosmosLatestProposal, latest);
         }
         RawDataKey::SubstrateNode => {
-            out.gauge(Fam::SubBest, num(d("best_height")));
-            out.gauge(Fam::SubTarget, num(d("target_height")));
-            out.gauge(Fam::SubFinalized, num(d("finalized_height")));
-            out.gauge(Fam::SubSession, num(d("current_session")));
-            out.gauge(Fam::SubEra, num(d("current_era")));
-            out.gauge(Fam::SubAuthored, num(d("authored_blocks")));
-            out.gauge(Fam::SubActive, num(d("active")));
-            out.gauge(Fam::SubElected, num(d("elected")));
-            out.gauge(Fam::SubDisabled, num(d("disabled")));
-            out.gauge(Fam::SubHeartbeat, num(d("sent_heartbeat")));
+            out.fields(
+                data,
+                &[
+                    (Fam::SubBest, "best_height", num),
+                    (Fam::SubTarget, "target_height", num),
+                    (Fam::SubFinalized, "finalized_height", num),
+                    (Fam::SubSession, "current_session", num),
+                    (Fam::SubEra, "current_era", num),
+                    (Fam::SubAuthored, "authored_blocks", num),
+                    (Fam::SubActive, "active", num),
+                    (Fam::SubElected, "elected", num),
+                    (Fam::SubDisabled, "disabled", num),
+                    (Fam::SubHeartbeat, "sent_heartbeat", num),
+                ],
+            );
             let history = d("historical").and_then(Value::as_array);
             if let Some(newest) = history.and_then(|h| h.first()) {
                 out.gauge(Fam::SubOffline, num(newest.get("is_offline")));
@@ -773,10 +1048,15 @@ fn decode(
                     Some(_) => Some(1.0),
                 },
             );
-            out.gauge(Fam::SubPropCount, num(d("public_prop_count")));
-            out.gauge(Fam::SubActiveProps, len_or_num(d("active_proposals")));
-            out.gauge(Fam::SubRefCount, num(d("referendum_count")));
-            out.gauge(Fam::SubActiveRefs, len_or_num(d("active_referendums")));
+            out.fields(
+                data,
+                &[
+                    (Fam::SubPropCount, "public_prop_count", num),
+                    (Fam::SubActiveProps, "active_proposals", len_or_num),
+                    (Fam::SubRefCount, "referendum_count", num),
+                    (Fam::SubActiveRefs, "active_referendums", len_or_num),
+                ],
+            );
         }
         RawDataKey::ChainlinkContracts => {
             let node = ("node_id", s(meta, "node_id"));
@@ -788,41 +1068,25 @@ fn decode(
                     [
                         labels.clone(),
                         vec![
-                            (
-                                "aggregator",
-                                f.get("aggregatorAddress").map(json_str).unwrap_or_default(),
-                            ),
-                            (
-                                "description",
-                                f.get("description").map(json_str).unwrap_or_default(),
-                            ),
-                            (
-                                "version",
-                                f.get("contractVersion").map(json_str).unwrap_or_default(),
-                            ),
+                            ("aggregator", text(f, "aggregatorAddress")),
+                            ("description", text(f, "description")),
+                            ("version", text(f, "contractVersion")),
                         ],
                     ]
                     .concat(),
                     Some(1.0),
                 );
-                out.push(Fam::FeedRound, labels.clone(), num(f.get("latestRound")));
-                out.push(Fam::FeedAnswer, labels.clone(), num(f.get("latestAnswer")));
-                out.push(Fam::FeedTime, labels.clone(), num(f.get("latestTimestamp")));
-                out.push(
-                    Fam::FeedAnsweredIn,
-                    labels.clone(),
-                    num(f.get("answeredInRound")),
-                );
-                out.push(
-                    Fam::FeedPayment,
-                    labels.clone(),
-                    num(f.get("withdrawablePayment").or(f.get("owedPayment"))),
-                );
-                out.push(
-                    Fam::FeedObserved,
-                    labels.clone(),
-                    num(f.get("lastRoundObserved")),
-                );
+                let payment = f.get("withdrawablePayment").or(f.get("owedPayment"));
+                for (fam, v) in [
+                    (Fam::FeedRound, f.get("latestRound")),
+                    (Fam::FeedAnswer, f.get("latestAnswer")),
+                    (Fam::FeedTime, f.get("latestTimestamp")),
+                    (Fam::FeedAnsweredIn, f.get("answeredInRound")),
+                    (Fam::FeedPayment, payment),
+                    (Fam::FeedObserved, f.get("lastRoundObserved")),
+                ] {
+                    out.push(fam, labels.clone(), num(v));
+                }
                 let mut ids = out.ids.to_vec();
                 ids.extend(labels);
                 let rounds = f
@@ -854,12 +1118,9 @@ fn len_or_num(v: Option<&Value>) -> Option<f64> {
     }
 }
 
-fn json_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// A field of `v` as a label value.
+fn text(v: &Value, key: &str) -> String {
+    label_value(v.get(key))
 }
 
 /// Adds historical entries to counters once each: only entries above the newest already counted
@@ -1522,16 +1783,53 @@ mod tests {
         data
     }
 
+    /// The data families' page, as a scrape writes it.
     fn page(data: DataMetrics, openmetrics: bool) -> String {
-        let mut registry = prometheus_client::registry::Registry::default();
-        registry.register_collector(Box::new(DataCollector(Arc::new(data))));
-        let mut out = String::new();
-        if openmetrics {
-            prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        let format = if openmetrics {
+            Format::OpenMetrics
         } else {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+            Format::Text
+        };
+        let mut out = Vec::new();
+        data.write_page(format, &mut out).unwrap();
+        let mut page = String::from_utf8(out).unwrap();
+        if openmetrics {
+            prometheus_client::encoding::text::encode_eof(&mut page).unwrap();
         }
-        out
+        page
+    }
+
+    /// The page a scrape writes from the lines kept per monitor is, to the byte, what
+    /// `prometheus-client` writes of every sample at once, in both formats; and it follows new
+    /// publications and removals.
+    #[test]
+    fn the_kept_lines_are_what_prometheus_client_encodes_of_every_sample() {
+        let data = every_type();
+        let check = |data: &DataMetrics| {
+            let samples = data
+                .samples()
+                .into_iter()
+                .map(|s| (s.fam, s.labels, s.value))
+                .collect();
+            let both = encode_both(SamplesCollector(samples));
+            for format in [Format::Text, Format::OpenMetrics] {
+                let mut out = Vec::new();
+                data.write_page(format, &mut out).unwrap();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    both.get(format),
+                    "{format:?}"
+                );
+            }
+        };
+        check(&data);
+        feed(&data, RawDataKey::System, &system_result(3.0, 42.0));
+        assert!(page(DataMetrics::new(), false).is_empty());
+        check(&data);
+        data.retain(|name| name != "System monitor (h)");
+        check(&data);
+        data.retain(|_| false);
+        check(&data);
     }
 
     /// Every family is on the page, and Debian's `promtool check metrics` (Prometheus 2.42,
