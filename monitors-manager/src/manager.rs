@@ -1,12 +1,12 @@
 //! The manager's main loop: config messages in, supervised monitors out, pings answered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use monitor_bus::{declare_bound_queue, publish_json, Delivery};
 use monitor_bus::{Bus, BusError, StallWatch, Watched};
-use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
+use monitor_core::envelope::MonitorableSource;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, MANAGER_CONFIG_BINDINGS, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
     PING_ROUTING_KEY,
@@ -81,6 +81,14 @@ struct Running {
 /// Bucket of running specs: (config routing key, planner name).
 type BucketKey = (String, &'static str);
 
+/// A [`MonitorableMessage`](monitor_core::envelope::MonitorableMessage) serialised from borrowed sources (the same JSON; no copy of every
+/// running monitor's entry per config message).
+#[derive(serde::Serialize)]
+struct BorrowedMonitorableMessage<'a> {
+    manager_name: &'a str,
+    sources: Vec<&'a MonitorableSource>,
+}
+
 enum Event {
     Shutdown,
     Config(Option<Delivery>),
@@ -105,7 +113,7 @@ struct Run {
     settings: ManagerSettings,
     manager_name: String,
     planners: Vec<Arc<dyn Planner>>,
-    running: BTreeMap<BucketKey, BTreeMap<String, Running>>,
+    running: BTreeMap<BucketKey, HashMap<String, Running>>,
     supervisors: JoinSet<TaskKey>,
     supervisor_ids: HashMap<tokio::task::Id, TaskKey>,
     /// Graceful stop of every monitor (a child of the caller's token).
@@ -483,58 +491,49 @@ impl Run {
     }
 
     /// Apply one planner's plan for one key: start new ids, stop missing ones, restart changed ones.
+    ///
+    /// Linear in the plan: hash lookups by id, the running specs updated in place (an unchanged
+    /// monitor only takes the new spec's monitorables and names).
     fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<MonitorSpec>) {
-        let mut wanted: BTreeMap<String, MonitorSpec> = BTreeMap::new();
-        for spec in specs {
-            if !self.in_shard(routing_key, &spec.id) {
-                tracing::debug!(
-                    routing_key,
-                    planner,
-                    id = spec.id,
-                    "spec belongs to another shard"
-                );
-                continue;
-            }
-            if wanted.contains_key(&spec.id) {
-                warn_limited!(
-                    self.shared.limiter,
-                    &format!("config {routing_key}"),
-                    routing_key,
-                    planner,
-                    id = spec.id,
-                    "duplicate spec id, first kept"
-                );
-                continue;
-            }
-            wanted.insert(spec.id.clone(), spec);
-        }
         let bucket: BucketKey = (routing_key.to_owned(), planner);
-        let windows = self.phase_windows(&bucket, &wanted);
-        // Every wanted spec's group is counted, so the lookup always finds it.
-        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
-        let current = self.running.remove(&bucket).unwrap_or_default();
-        let mut next = BTreeMap::new();
-        for (id, mut running) in current {
-            match wanted.remove(&id) {
-                Some(spec) if spec.fingerprint == running.spec.fingerprint => {
-                    // Unchanged: keep it running (take the new spec's monitorables and names).
-                    running.spec = spec;
-                    next.insert(id, running);
-                }
-                Some(spec) => {
-                    tracing::info!(
+        let mut current = self.running.remove(&bucket).unwrap_or_default();
+        // Which specs are wanted (in this shard, the first of an id), and the running monitors
+        // that are not: stopped first.
+        let mut keep = Vec::with_capacity(specs.len());
+        {
+            let mut wanted: HashSet<&str> = HashSet::with_capacity(specs.len());
+            for spec in &specs {
+                let kept = if !self.in_shard(routing_key, &spec.id) {
+                    tracing::debug!(
                         routing_key,
                         planner,
-                        id,
-                        component = spec.component_name,
-                        "config changed: restarting monitor"
+                        id = spec.id,
+                        "spec belongs to another shard"
                     );
-                    self.stop(running);
-                    let w = window(&spec);
-                    let started = self.start(routing_key, planner, spec, w);
-                    next.insert(id, started);
-                }
-                None => {
+                    false
+                } else if !wanted.insert(spec.id.as_str()) {
+                    warn_limited!(
+                        self.shared.limiter,
+                        &format!("config {routing_key}"),
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        "duplicate spec id, first kept"
+                    );
+                    false
+                } else {
+                    true
+                };
+                keep.push(kept);
+            }
+            let mut gone: Vec<String> = current
+                .keys()
+                .filter(|id| !wanted.contains(id.as_str()))
+                .cloned()
+                .collect();
+            gone.sort_unstable();
+            for id in gone {
+                if let Some(running) = current.remove(&id) {
                     tracing::info!(
                         routing_key,
                         planner,
@@ -546,37 +545,67 @@ impl Run {
                 }
             }
         }
-        for (id, spec) in wanted {
-            tracing::info!(
-                routing_key,
-                planner,
-                id,
-                component = spec.component_name,
-                "starting monitor"
-            );
-            let w = window(&spec);
-            let started = self.start(routing_key, planner, spec, w);
-            next.insert(id, started);
+        let wanted = specs
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(spec, kept)| kept.then_some(spec));
+        let wanted: Vec<MonitorSpec> = wanted.collect();
+        // `bucket` is out of `running`: the others are the rest.
+        let windows = self.phase_windows(&wanted);
+        // Every wanted spec's group is counted, so the lookup always finds it.
+        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
+        for spec in wanted {
+            match current.get_mut(&spec.id) {
+                Some(running) if spec.fingerprint == running.spec.fingerprint => {
+                    // Unchanged: keep it running (take the new spec's monitorables and names).
+                    running.spec = spec;
+                }
+                Some(_) => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "config changed: restarting monitor"
+                    );
+                    if let Some(old) = current.remove(&spec.id) {
+                        self.stop(old);
+                    }
+                    let id = spec.id.clone();
+                    let w = window(&spec);
+                    let started = self.start(routing_key, planner, spec, w);
+                    current.insert(id, started);
+                }
+                None => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "starting monitor"
+                    );
+                    let id = spec.id.clone();
+                    let w = window(&spec);
+                    let started = self.start(routing_key, planner, spec, w);
+                    current.insert(id, started);
+                }
+            }
         }
-        if !next.is_empty() {
-            self.running.insert(bucket, next);
+        if !current.is_empty() {
+            self.running.insert(bucket, current);
         }
     }
 
-    /// The phase window of each period group once `wanted` replaces what `bucket` runs: sized by
-    /// the group's monitors in the other buckets plus the wanted ones (see `schedule`).
-    fn phase_windows(
-        &self,
-        bucket: &BucketKey,
-        wanted: &BTreeMap<String, MonitorSpec>,
-    ) -> BTreeMap<PeriodGroup, std::time::Duration> {
+    /// The phase window of each period group once `wanted` joins what the other buckets run (the
+    /// bucket being diffed is out of `running`): sized by the group's monitors in the other
+    /// buckets plus the wanted ones (see `schedule`).
+    fn phase_windows(&self, wanted: &[MonitorSpec]) -> BTreeMap<PeriodGroup, std::time::Duration> {
         let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
         let others = self
             .running
-            .iter()
-            .filter(|(key, _)| *key != bucket)
-            .flat_map(|(_, specs)| specs.values().map(|r| &r.spec));
-        for spec in others.chain(wanted.values()) {
+            .values()
+            .flat_map(|specs| specs.values().map(|r| &r.spec));
+        for spec in others.chain(wanted) {
             *counts.entry(spec.group).or_default() += 1;
         }
         counts
@@ -634,7 +663,7 @@ impl Run {
     fn find(&self, key: TaskKey) -> Option<&Running> {
         self.running
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(HashMap::values)
             .find(|r| r.ctx.key == key)
     }
 
@@ -660,23 +689,29 @@ impl Run {
 
     async fn publish_monitorables(&self, base_chain: &str, types: &BTreeSet<MonitorableType>) {
         let base = base_chain.to_lowercase();
+        // `to_lowercase` of every monitorable's base chain only when it is not ASCII.
+        let same_base = |chain: &str| {
+            if chain.is_ascii() {
+                chain.eq_ignore_ascii_case(&base)
+            } else {
+                chain.to_lowercase() == base
+            }
+        };
         for &monitorable_type in types {
-            let mut sources: Vec<MonitorableSource> = self
+            let mut sources: Vec<&MonitorableSource> = self
                 .running
                 .values()
-                .flat_map(BTreeMap::values)
+                .flat_map(HashMap::values)
                 .flat_map(|r| r.spec.monitorables.iter())
-                .filter(|m| {
-                    m.monitorable_type == monitorable_type && m.base_chain.to_lowercase() == base
-                })
-                .map(|m| m.source.clone())
+                .filter(|m| m.monitorable_type == monitorable_type && same_base(&m.base_chain))
+                .map(|m| &m.source)
                 .collect();
-            sources.sort();
+            sources.sort_unstable();
             sources.dedup();
             let key = MonitorableKey::new(&base, monitorable_type).routing_key();
             let count = sources.len();
-            let message = MonitorableMessage {
-                manager_name: self.manager_name.clone(),
+            let message = BorrowedMonitorableMessage {
+                manager_name: &self.manager_name,
                 sources,
             };
             match publish_json(&*self.shared.bus, MONITORABLE_EXCHANGE, &key, &message).await {
@@ -740,12 +775,12 @@ impl Run {
                 remaining = self.supervisors.len(),
                 "grace period over: aborting rounds still in flight"
             );
-            for running in self.running.values().flat_map(BTreeMap::values) {
+            for running in self.running.values().flat_map(HashMap::values) {
                 running.ctx.kill.cancel();
             }
             self.supervisors.shutdown().await;
         }
-        for running in self.running.values().flat_map(BTreeMap::values) {
+        for running in self.running.values().flat_map(HashMap::values) {
             self.shared.liveness.unregister(running.ctx.key);
         }
         self.running.clear();
@@ -943,7 +978,7 @@ impl Run {
             self.restored.insert(routing_key.clone(), body.clone());
         }
 
-        let monitors: usize = self.running.values().map(BTreeMap::len).sum();
+        let monitors: usize = self.running.values().map(HashMap::len).sum();
         tracing::info!(
             stream = CONFIG_STREAM,
             messages_read = read,
@@ -997,5 +1032,41 @@ impl Run {
         }
         self.since_snapshot = 0;
         tracing::debug!(entries = written, "config stream: snapshot written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_core::envelope::MonitorableMessage;
+
+    #[test]
+    fn borrowed_monitorable_message_is_the_same_json() {
+        let source = |i: u32| MonitorableSource {
+            chain_id: format!("chain_{i}"),
+            chain_name: "general".to_owned(),
+            source_id: format!("id \"{i}\""),
+            source_name: format!("name é {i}"),
+        };
+        let owned = MonitorableMessage {
+            manager_name: "Manager".to_owned(),
+            sources: (0..3).map(source).collect(),
+        };
+        let borrowed = BorrowedMonitorableMessage {
+            manager_name: &owned.manager_name,
+            sources: owned.sources.iter().collect(),
+        };
+        assert_eq!(
+            serde_json::to_string(&borrowed).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+        let empty = BorrowedMonitorableMessage {
+            manager_name: "m",
+            sources: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"manager_name":"m","sources":[]}"#
+        );
     }
 }
