@@ -239,7 +239,7 @@ mod raw {
     use std::collections::{BTreeMap, HashMap, HashSet};
     use std::fmt;
 
-    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
     use serde_json::Value;
 
     /// With the `arbitrary_precision` feature (on in this workspace) serde_json hands a number to
@@ -260,7 +260,7 @@ mod raw {
     }
 
     /// Visits a JSON value: its pairs when it is an object (each value read by `V`), else
-    /// `None` (the value consumed).
+    /// `None` (the value read as serde_json's `Value` reads it, so that the same bodies fail).
     struct ObjectOf<V>(std::marker::PhantomData<V>);
 
     impl<'de, V: Deserialize<'de>> Visitor<'de> for ObjectOf<V> {
@@ -291,16 +291,18 @@ mod raw {
             Ok(None)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            // Read as `Value` reads it (a number token inside is checked the same way).
+            while seq.next_element::<Value>()?.is_some() {}
             Ok(None)
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            // serde_json gives no size hint: room for a section's usual few fields at once.
+            let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(8));
             match map.next_key::<String>()? {
                 None => return Ok(Some(pairs)),
                 Some(k) if k == NUMBER_TOKEN => {
-                    map.next_value::<IgnoredAny>()?;
-                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    // As `Value` does: the number's text, and nothing more read of the map.
+                    map.next_value::<NumberFromString>()?;
                     return Ok(None);
                 }
                 Some(k) => {
@@ -312,6 +314,27 @@ mod raw {
                 pairs.push((k, v));
             }
             Ok(Some(pairs))
+        }
+    }
+
+    /// A number's text under [`NUMBER_TOKEN`], read as serde_json's `Value` reads it (same
+    /// errors).
+    struct NumberFromString;
+
+    impl<'de> Deserialize<'de> for NumberFromString {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = NumberFromString;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("string containing a number")
+                }
+                fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                    s.parse::<serde_json::Number>().map_err(E::custom)?;
+                    Ok(NumberFromString)
+                }
+            }
+            d.deserialize_str(V)
         }
     }
 
@@ -577,6 +600,63 @@ mod tests {
         );
         assert_eq!(m.sections.len(), 2000);
         assert_eq!(m.sections[1999].id, "s1999");
+    }
+
+    /// Random bodies from a small grammar (repeated ids and names, every JSON type, nesting):
+    /// the one-pass reader agrees with the reference on each.
+    #[test]
+    fn one_pass_reader_agrees_on_generated_bodies() {
+        struct Lcg(u64);
+        impl Lcg {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (self.0 >> 33) % n
+            }
+        }
+        fn value(r: &mut Lcg, depth: u32) -> String {
+            match r.below(if depth > 2 { 6 } else { 8 }) {
+                0 => ["\"v1\"", "\"5\"", "\"-1.5e3\""][r.below(3) as usize].to_owned(),
+                1 => ["true", "false"][r.below(2) as usize].to_owned(),
+                2 => ["0", "-7", "1.50", "1e400", "123456789012345678901234567890"]
+                    [r.below(5) as usize]
+                    .to_owned(),
+                3 => "null".to_owned(),
+                4 => "\"\"".to_owned(),
+                5 => "\"\\u00e9\\n\"".to_owned(),
+                6 => format!("[{}]", value(r, depth + 1)),
+                _ => object(r, depth + 1),
+            }
+        }
+        fn object(r: &mut Lcg, depth: u32) -> String {
+            let n = r.below(5);
+            let pairs: Vec<String> = (0..n)
+                .map(|_| {
+                    let key = match r.below(6) {
+                        0 => "DEFAULT".to_owned(),
+                        1 => "$serde_json::private::Number".to_owned(),
+                        k => format!("k{k}"),
+                    };
+                    format!("\"{key}\": {}", value(r, depth))
+                })
+                .collect();
+            format!("{{{}}}", pairs.join(", "))
+        }
+        let mut r = Lcg(14);
+        for _ in 0..5000 {
+            let body = if r.below(10) == 0 {
+                value(&mut r, 0)
+            } else {
+                object(&mut r, 0)
+            };
+            assert_eq!(
+                ConfigMessage::parse("general.systems_config", body.as_bytes()),
+                parse_through_value("general.systems_config", body.as_bytes()),
+                "{body}"
+            );
+        }
     }
 
     #[test]

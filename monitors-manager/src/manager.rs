@@ -114,6 +114,10 @@ struct Run {
     manager_name: String,
     planners: Vec<Arc<dyn Planner>>,
     running: BTreeMap<BucketKey, HashMap<String, Running>>,
+    /// The last monitorables message body (and its count of sources) per (lowercase base chain,
+    /// type): published again as it is while no diff changes what the running specs account for
+    /// (cleared by any such change).
+    monitorables_cache: HashMap<(String, MonitorableType), (bytes::Bytes, usize)>,
     supervisors: JoinSet<TaskKey>,
     supervisor_ids: HashMap<tokio::task::Id, TaskKey>,
     /// Graceful stop of every monitor (a child of the caller's token).
@@ -260,6 +264,7 @@ impl MonitorsManager {
             settings: self.settings,
             planners: self.planners,
             running: BTreeMap::new(),
+            monitorables_cache: HashMap::new(),
             supervisors: JoinSet::new(),
             supervisor_ids: HashMap::new(),
             tasks_shutdown: shutdown.child_token(),
@@ -497,6 +502,8 @@ impl Run {
     fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<MonitorSpec>) {
         let bucket: BucketKey = (routing_key.to_owned(), planner);
         let mut current = self.running.remove(&bucket).unwrap_or_default();
+        // Whether what the running specs account for (their monitorables) changes.
+        let mut monitorables_changed = false;
         // Which specs are wanted (in this shard, the first of an id), and the running monitors
         // that are not: stopped first.
         let mut keep = Vec::with_capacity(specs.len());
@@ -541,6 +548,7 @@ impl Run {
                         component = running.spec.component_name,
                         "monitor removed: stopping"
                     );
+                    monitorables_changed = true;
                     self.stop(running);
                 }
             }
@@ -558,6 +566,7 @@ impl Run {
             match current.get_mut(&spec.id) {
                 Some(running) if spec.fingerprint == running.spec.fingerprint => {
                     // Unchanged: keep it running (take the new spec's monitorables and names).
+                    monitorables_changed |= running.spec.monitorables != spec.monitorables;
                     running.spec = spec;
                 }
                 Some(_) => {
@@ -569,6 +578,7 @@ impl Run {
                         "config changed: restarting monitor"
                     );
                     if let Some(old) = current.remove(&spec.id) {
+                        monitorables_changed |= old.spec.monitorables != spec.monitorables;
                         self.stop(old);
                     }
                     let id = spec.id.clone();
@@ -584,6 +594,7 @@ impl Run {
                         component = spec.component_name,
                         "starting monitor"
                     );
+                    monitorables_changed = true;
                     let id = spec.id.clone();
                     let w = window(&spec);
                     let started = self.start(routing_key, planner, spec, w);
@@ -593,6 +604,9 @@ impl Run {
         }
         if !current.is_empty() {
             self.running.insert(bucket, current);
+        }
+        if monitorables_changed {
+            self.monitorables_cache.clear();
         }
     }
 
@@ -687,34 +701,36 @@ impl Run {
         }
     }
 
-    async fn publish_monitorables(&self, base_chain: &str, types: &BTreeSet<MonitorableType>) {
+    async fn publish_monitorables(&mut self, base_chain: &str, types: &BTreeSet<MonitorableType>) {
         let base = base_chain.to_lowercase();
-        // `to_lowercase` of every monitorable's base chain only when it is not ASCII.
-        let same_base = |chain: &str| {
-            if chain.is_ascii() {
-                chain.eq_ignore_ascii_case(&base)
-            } else {
-                chain.to_lowercase() == base
-            }
-        };
         for &monitorable_type in types {
-            let mut sources: Vec<&MonitorableSource> = self
-                .running
-                .values()
-                .flat_map(HashMap::values)
-                .flat_map(|r| r.spec.monitorables.iter())
-                .filter(|m| m.monitorable_type == monitorable_type && same_base(&m.base_chain))
-                .map(|m| &m.source)
-                .collect();
-            sources.sort_unstable();
-            sources.dedup();
             let key = MonitorableKey::new(&base, monitorable_type).routing_key();
-            let count = sources.len();
-            let message = BorrowedMonitorableMessage {
-                manager_name: &self.manager_name,
-                sources,
+            let cache_key = (base.clone(), monitorable_type);
+            let (body, count) = match self.monitorables_cache.get(&cache_key) {
+                Some(cached) => cached.clone(),
+                None => match self.monitorables_body(&base, monitorable_type) {
+                    Ok(fresh) => {
+                        self.monitorables_cache.insert(cache_key, fresh.clone());
+                        fresh
+                    }
+                    Err(e) => {
+                        warn_limited!(
+                            self.shared.limiter,
+                            "monitorables publish failed",
+                            routing_key = key,
+                            error = %e,
+                            "encoding monitorables failed"
+                        );
+                        continue;
+                    }
+                },
             };
-            match publish_json(&*self.shared.bus, MONITORABLE_EXCHANGE, &key, &message).await {
+            match self
+                .shared
+                .bus
+                .publish(MONITORABLE_EXCHANGE, &key, body)
+                .await
+            {
                 Ok(()) => tracing::debug!(routing_key = key, count, "monitorables published"),
                 Err(BusError::Unroutable { .. }) => tracing::debug!(
                     routing_key = key,
@@ -730,6 +746,39 @@ impl Run {
                 ),
             }
         }
+    }
+
+    /// The monitorables message of (lowercase `base`, `monitorable_type`): every source of the
+    /// running specs, sorted and deduplicated, and how many.
+    fn monitorables_body(
+        &self,
+        base: &str,
+        monitorable_type: MonitorableType,
+    ) -> Result<(bytes::Bytes, usize), serde_json::Error> {
+        // `to_lowercase` of a monitorable's base chain only when it is not ASCII.
+        let same_base = |chain: &str| {
+            if chain.is_ascii() {
+                chain.eq_ignore_ascii_case(base)
+            } else {
+                chain.to_lowercase() == base
+            }
+        };
+        let mut sources: Vec<&MonitorableSource> = self
+            .running
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(|r| r.spec.monitorables.iter())
+            .filter(|m| m.monitorable_type == monitorable_type && same_base(&m.base_chain))
+            .map(|m| &m.source)
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let count = sources.len();
+        let message = BorrowedMonitorableMessage {
+            manager_name: &self.manager_name,
+            sources,
+        };
+        Ok((bytes::Bytes::from(serde_json::to_vec(&message)?), count))
     }
 
     /// Count and ack the pings waiting, then answer them with one manager heartbeat.
@@ -784,6 +833,7 @@ impl Run {
             self.shared.liveness.unregister(running.ctx.key);
         }
         self.running.clear();
+        self.monitorables_cache.clear();
         self.supervisor_ids.clear();
         // Rounds are over: flush what they left in the outbox within the grace period, then stop
         // the publisher (it counts and reports what it could not publish).
