@@ -97,11 +97,16 @@ pub(crate) async fn react(args: ReactArgs) -> Result<ReactResult, BenchError> {
         end: far,
     })?);
     let sink = Sink::open(None, Arc::clone(&recorder)).await?;
+    let mut message = systems_config(n, &args.url);
+    let message_bytes = message.to_string().len();
+    let defaults = ManagerSettings::default();
     let settings = ManagerSettings {
         periods: [(PeriodGroup::System, args.period)].into_iter().collect(),
         queue_suffix: "_bench".to_owned(),
         shutdown_grace: Duration::from_secs(5),
-        ..ManagerSettings::default()
+        // 100,000 sections are above the default bound (16 MiB): room for the changed URLs.
+        max_config_bytes: defaults.max_config_bytes.max(message_bytes + 64 * 1024),
+        ..defaults
     };
     let bus = &*sink.bus;
     declare_bound_queue(
@@ -141,8 +146,6 @@ pub(crate) async fn react(args: ReactArgs) -> Result<ReactResult, BenchError> {
             "the manager did not handle a config message within 30 s".into(),
         ));
     }
-    let mut message = systems_config(n, &args.url);
-    let message_bytes = message.to_string().len();
     let mut notes = Vec::new();
 
     // 1. Start N monitors from one message.

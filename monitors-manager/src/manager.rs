@@ -1,12 +1,12 @@
 //! The manager's main loop: config messages in, supervised monitors out, pings answered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use monitor_bus::{declare_bound_queue, publish_json, Delivery};
 use monitor_bus::{Bus, BusError, StallWatch, Watched};
-use monitor_core::envelope::{MonitorableMessage, MonitorableSource};
+use monitor_core::envelope::MonitorableSource;
 use monitor_core::keys::{
     HEALTH_CHECK_EXCHANGE, MANAGER_CONFIG_BINDINGS, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
     PING_ROUTING_KEY,
@@ -81,6 +81,14 @@ struct Running {
 /// Bucket of running specs: (config routing key, planner name).
 type BucketKey = (String, &'static str);
 
+/// A [`MonitorableMessage`](monitor_core::envelope::MonitorableMessage) serialised from borrowed sources (the same JSON; no copy of every
+/// running monitor's entry per config message).
+#[derive(serde::Serialize)]
+struct BorrowedMonitorableMessage<'a> {
+    manager_name: &'a str,
+    sources: Vec<&'a MonitorableSource>,
+}
+
 enum Event {
     Shutdown,
     Config(Option<Delivery>),
@@ -105,7 +113,11 @@ struct Run {
     settings: ManagerSettings,
     manager_name: String,
     planners: Vec<Arc<dyn Planner>>,
-    running: BTreeMap<BucketKey, BTreeMap<String, Running>>,
+    running: BTreeMap<BucketKey, HashMap<String, Running>>,
+    /// The last monitorables message body (and its count of sources) per (lowercase base chain,
+    /// type): published again as it is while no diff changes what the running specs account for
+    /// (cleared by any such change).
+    monitorables_cache: HashMap<(String, MonitorableType), (bytes::Bytes, usize)>,
     supervisors: JoinSet<TaskKey>,
     supervisor_ids: HashMap<tokio::task::Id, TaskKey>,
     /// Graceful stop of every monitor (a child of the caller's token).
@@ -252,6 +264,7 @@ impl MonitorsManager {
             settings: self.settings,
             planners: self.planners,
             running: BTreeMap::new(),
+            monitorables_cache: HashMap::new(),
             supervisors: JoinSet::new(),
             supervisor_ids: HashMap::new(),
             tasks_shutdown: shutdown.child_token(),
@@ -483,58 +496,51 @@ impl Run {
     }
 
     /// Apply one planner's plan for one key: start new ids, stop missing ones, restart changed ones.
+    ///
+    /// Linear in the plan: hash lookups by id, the running specs updated in place (an unchanged
+    /// monitor only takes the new spec's monitorables and names).
     fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<MonitorSpec>) {
-        let mut wanted: BTreeMap<String, MonitorSpec> = BTreeMap::new();
-        for spec in specs {
-            if !self.in_shard(routing_key, &spec.id) {
-                tracing::debug!(
-                    routing_key,
-                    planner,
-                    id = spec.id,
-                    "spec belongs to another shard"
-                );
-                continue;
-            }
-            if wanted.contains_key(&spec.id) {
-                warn_limited!(
-                    self.shared.limiter,
-                    &format!("config {routing_key}"),
-                    routing_key,
-                    planner,
-                    id = spec.id,
-                    "duplicate spec id, first kept"
-                );
-                continue;
-            }
-            wanted.insert(spec.id.clone(), spec);
-        }
         let bucket: BucketKey = (routing_key.to_owned(), planner);
-        let windows = self.phase_windows(&bucket, &wanted);
-        // Every wanted spec's group is counted, so the lookup always finds it.
-        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
-        let current = self.running.remove(&bucket).unwrap_or_default();
-        let mut next = BTreeMap::new();
-        for (id, mut running) in current {
-            match wanted.remove(&id) {
-                Some(spec) if spec.fingerprint == running.spec.fingerprint => {
-                    // Unchanged: keep it running (take the new spec's monitorables and names).
-                    running.spec = spec;
-                    next.insert(id, running);
-                }
-                Some(spec) => {
-                    tracing::info!(
+        let mut current = self.running.remove(&bucket).unwrap_or_default();
+        // Whether what the running specs account for (their monitorables) changes.
+        let mut monitorables_changed = false;
+        // Which specs are wanted (in this shard, the first of an id), and the running monitors
+        // that are not: stopped first.
+        let mut keep = Vec::with_capacity(specs.len());
+        {
+            let mut wanted: HashSet<&str> = HashSet::with_capacity(specs.len());
+            for spec in &specs {
+                let kept = if !self.in_shard(routing_key, &spec.id) {
+                    tracing::debug!(
                         routing_key,
                         planner,
-                        id,
-                        component = spec.component_name,
-                        "config changed: restarting monitor"
+                        id = spec.id,
+                        "spec belongs to another shard"
                     );
-                    self.stop(running);
-                    let w = window(&spec);
-                    let started = self.start(routing_key, planner, spec, w);
-                    next.insert(id, started);
-                }
-                None => {
+                    false
+                } else if !wanted.insert(spec.id.as_str()) {
+                    warn_limited!(
+                        self.shared.limiter,
+                        &format!("config {routing_key}"),
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        "duplicate spec id, first kept"
+                    );
+                    false
+                } else {
+                    true
+                };
+                keep.push(kept);
+            }
+            let mut gone: Vec<String> = current
+                .keys()
+                .filter(|id| !wanted.contains(id.as_str()))
+                .cloned()
+                .collect();
+            gone.sort_unstable();
+            for id in gone {
+                if let Some(running) = current.remove(&id) {
                     tracing::info!(
                         routing_key,
                         planner,
@@ -542,41 +548,78 @@ impl Run {
                         component = running.spec.component_name,
                         "monitor removed: stopping"
                     );
+                    monitorables_changed = true;
                     self.stop(running);
                 }
             }
         }
-        for (id, spec) in wanted {
-            tracing::info!(
-                routing_key,
-                planner,
-                id,
-                component = spec.component_name,
-                "starting monitor"
-            );
-            let w = window(&spec);
-            let started = self.start(routing_key, planner, spec, w);
-            next.insert(id, started);
+        let wanted = specs
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(spec, kept)| kept.then_some(spec));
+        let wanted: Vec<MonitorSpec> = wanted.collect();
+        // `bucket` is out of `running`: the others are the rest.
+        let windows = self.phase_windows(&wanted);
+        // Every wanted spec's group is counted, so the lookup always finds it.
+        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
+        for spec in wanted {
+            match current.get_mut(&spec.id) {
+                Some(running) if spec.fingerprint == running.spec.fingerprint => {
+                    // Unchanged: keep it running (take the new spec's monitorables and names).
+                    monitorables_changed |= running.spec.monitorables != spec.monitorables;
+                    running.spec = spec;
+                }
+                Some(_) => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "config changed: restarting monitor"
+                    );
+                    if let Some(old) = current.remove(&spec.id) {
+                        monitorables_changed |= old.spec.monitorables != spec.monitorables;
+                        self.stop(old);
+                    }
+                    let id = spec.id.clone();
+                    let w = window(&spec);
+                    let started = self.start(routing_key, planner, spec, w);
+                    current.insert(id, started);
+                }
+                None => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "starting monitor"
+                    );
+                    monitorables_changed = true;
+                    let id = spec.id.clone();
+                    let w = window(&spec);
+                    let started = self.start(routing_key, planner, spec, w);
+                    current.insert(id, started);
+                }
+            }
         }
-        if !next.is_empty() {
-            self.running.insert(bucket, next);
+        if !current.is_empty() {
+            self.running.insert(bucket, current);
+        }
+        if monitorables_changed {
+            self.monitorables_cache.clear();
         }
     }
 
-    /// The phase window of each period group once `wanted` replaces what `bucket` runs: sized by
-    /// the group's monitors in the other buckets plus the wanted ones (see `schedule`).
-    fn phase_windows(
-        &self,
-        bucket: &BucketKey,
-        wanted: &BTreeMap<String, MonitorSpec>,
-    ) -> BTreeMap<PeriodGroup, std::time::Duration> {
+    /// The phase window of each period group once `wanted` joins what the other buckets run (the
+    /// bucket being diffed is out of `running`): sized by the group's monitors in the other
+    /// buckets plus the wanted ones (see `schedule`).
+    fn phase_windows(&self, wanted: &[MonitorSpec]) -> BTreeMap<PeriodGroup, std::time::Duration> {
         let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
         let others = self
             .running
-            .iter()
-            .filter(|(key, _)| *key != bucket)
-            .flat_map(|(_, specs)| specs.values().map(|r| &r.spec));
-        for spec in others.chain(wanted.values()) {
+            .values()
+            .flat_map(|specs| specs.values().map(|r| &r.spec));
+        for spec in others.chain(wanted) {
             *counts.entry(spec.group).or_default() += 1;
         }
         counts
@@ -634,7 +677,7 @@ impl Run {
     fn find(&self, key: TaskKey) -> Option<&Running> {
         self.running
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(HashMap::values)
             .find(|r| r.ctx.key == key)
     }
 
@@ -658,28 +701,36 @@ impl Run {
         }
     }
 
-    async fn publish_monitorables(&self, base_chain: &str, types: &BTreeSet<MonitorableType>) {
+    async fn publish_monitorables(&mut self, base_chain: &str, types: &BTreeSet<MonitorableType>) {
         let base = base_chain.to_lowercase();
         for &monitorable_type in types {
-            let mut sources: Vec<MonitorableSource> = self
-                .running
-                .values()
-                .flat_map(BTreeMap::values)
-                .flat_map(|r| r.spec.monitorables.iter())
-                .filter(|m| {
-                    m.monitorable_type == monitorable_type && m.base_chain.to_lowercase() == base
-                })
-                .map(|m| m.source.clone())
-                .collect();
-            sources.sort();
-            sources.dedup();
             let key = MonitorableKey::new(&base, monitorable_type).routing_key();
-            let count = sources.len();
-            let message = MonitorableMessage {
-                manager_name: self.manager_name.clone(),
-                sources,
+            let cache_key = (base.clone(), monitorable_type);
+            let (body, count) = match self.monitorables_cache.get(&cache_key) {
+                Some(cached) => cached.clone(),
+                None => match self.monitorables_body(&base, monitorable_type) {
+                    Ok(fresh) => {
+                        self.monitorables_cache.insert(cache_key, fresh.clone());
+                        fresh
+                    }
+                    Err(e) => {
+                        warn_limited!(
+                            self.shared.limiter,
+                            "monitorables publish failed",
+                            routing_key = key,
+                            error = %e,
+                            "encoding monitorables failed"
+                        );
+                        continue;
+                    }
+                },
             };
-            match publish_json(&*self.shared.bus, MONITORABLE_EXCHANGE, &key, &message).await {
+            match self
+                .shared
+                .bus
+                .publish(MONITORABLE_EXCHANGE, &key, body)
+                .await
+            {
                 Ok(()) => tracing::debug!(routing_key = key, count, "monitorables published"),
                 Err(BusError::Unroutable { .. }) => tracing::debug!(
                     routing_key = key,
@@ -695,6 +746,39 @@ impl Run {
                 ),
             }
         }
+    }
+
+    /// The monitorables message of (lowercase `base`, `monitorable_type`): every source of the
+    /// running specs, sorted and deduplicated, and how many.
+    fn monitorables_body(
+        &self,
+        base: &str,
+        monitorable_type: MonitorableType,
+    ) -> Result<(bytes::Bytes, usize), serde_json::Error> {
+        // `to_lowercase` of a monitorable's base chain only when it is not ASCII.
+        let same_base = |chain: &str| {
+            if chain.is_ascii() {
+                chain.eq_ignore_ascii_case(base)
+            } else {
+                chain.to_lowercase() == base
+            }
+        };
+        let mut sources: Vec<&MonitorableSource> = self
+            .running
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(|r| r.spec.monitorables.iter())
+            .filter(|m| m.monitorable_type == monitorable_type && same_base(&m.base_chain))
+            .map(|m| &m.source)
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let count = sources.len();
+        let message = BorrowedMonitorableMessage {
+            manager_name: &self.manager_name,
+            sources,
+        };
+        Ok((bytes::Bytes::from(serde_json::to_vec(&message)?), count))
     }
 
     /// Count and ack the pings waiting, then answer them with one manager heartbeat.
@@ -740,15 +824,16 @@ impl Run {
                 remaining = self.supervisors.len(),
                 "grace period over: aborting rounds still in flight"
             );
-            for running in self.running.values().flat_map(BTreeMap::values) {
+            for running in self.running.values().flat_map(HashMap::values) {
                 running.ctx.kill.cancel();
             }
             self.supervisors.shutdown().await;
         }
-        for running in self.running.values().flat_map(BTreeMap::values) {
+        for running in self.running.values().flat_map(HashMap::values) {
             self.shared.liveness.unregister(running.ctx.key);
         }
         self.running.clear();
+        self.monitorables_cache.clear();
         self.supervisor_ids.clear();
         // Rounds are over: flush what they left in the outbox within the grace period, then stop
         // the publisher (it counts and reports what it could not publish).
@@ -943,7 +1028,7 @@ impl Run {
             self.restored.insert(routing_key.clone(), body.clone());
         }
 
-        let monitors: usize = self.running.values().map(BTreeMap::len).sum();
+        let monitors: usize = self.running.values().map(HashMap::len).sum();
         tracing::info!(
             stream = CONFIG_STREAM,
             messages_read = read,
@@ -997,5 +1082,41 @@ impl Run {
         }
         self.since_snapshot = 0;
         tracing::debug!(entries = written, "config stream: snapshot written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_core::envelope::MonitorableMessage;
+
+    #[test]
+    fn borrowed_monitorable_message_is_the_same_json() {
+        let source = |i: u32| MonitorableSource {
+            chain_id: format!("chain_{i}"),
+            chain_name: "general".to_owned(),
+            source_id: format!("id \"{i}\""),
+            source_name: format!("name é {i}"),
+        };
+        let owned = MonitorableMessage {
+            manager_name: "Manager".to_owned(),
+            sources: (0..3).map(source).collect(),
+        };
+        let borrowed = BorrowedMonitorableMessage {
+            manager_name: &owned.manager_name,
+            sources: owned.sources.iter().collect(),
+        };
+        assert_eq!(
+            serde_json::to_string(&borrowed).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+        let empty = BorrowedMonitorableMessage {
+            manager_name: "m",
+            sources: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"manager_name":"m","sources":[]}"#
+        );
     }
 }

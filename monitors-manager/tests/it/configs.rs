@@ -273,6 +273,91 @@ async fn monitorables_after_start_remove_and_empty_across_sub_chains() {
     h.stop().await.unwrap();
 }
 
+/// Every config message publishes the monitorables again, whether or not the list changed; the
+/// list follows starts, removals and a monitorable renamed without a restart, and not a restart
+/// that leaves it as it was.
+#[tokio::test(start_paused = true)]
+async fn monitorables_are_published_after_every_message_and_follow_every_change() {
+    let probe = Probe::default();
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], test_settings()).await;
+    let mut cap = monitorable_capture(&h.bus, "monitorables").await;
+    let last = async |cap: &mut crate::harness::Capture| -> MonitorableMessage {
+        let got = cap.drain().await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].routing_key, "general.systems");
+        serde_json::from_value(got[0].body.clone()).unwrap()
+    };
+    let renamed = |id: &str, name: &str| {
+        let mut s = section(id, true);
+        s["source_name"] = json!(name);
+        s
+    };
+    let two = json!({"b": section("b", true), "a": section("a", true)}).to_string();
+    h.config(GENERAL, &two).await;
+    let first = last(&mut cap).await;
+    assert_eq!(
+        first.sources,
+        [
+            source("GENERAL", "general", "a"),
+            source("GENERAL", "general", "b")
+        ]
+    );
+    // The same message again: the same list, published again.
+    h.config(GENERAL, &two).await;
+    assert_eq!(last(&mut cap).await, first);
+    // `b` restarted (another field): the same list.
+    let mut b = section("b", true);
+    b["extra"] = json!("1");
+    let restarted = json!({"b": b.clone(), "a": section("a", true)}).to_string();
+    h.config(GENERAL, &restarted).await;
+    h.advance(Duration::from_secs(1)).await;
+    assert_eq!(probe.stats("b").builds, 2);
+    assert_eq!(last(&mut cap).await, first);
+    // `a`'s monitorable renamed, no restart: the list follows.
+    h.config(
+        GENERAL,
+        &json!({"b": b.clone(), "a": renamed("a", "A")}).to_string(),
+    )
+    .await;
+    h.advance(Duration::from_secs(1)).await;
+    assert_eq!(probe.stats("a").builds, 1);
+    let mut a_renamed = source("GENERAL", "general", "a");
+    a_renamed.source_name = "A".to_owned();
+    assert_eq!(
+        last(&mut cap).await.sources,
+        [a_renamed.clone(), source("GENERAL", "general", "b")]
+    );
+    // `c` added, then `b` removed.
+    h.config(
+        GENERAL,
+        &json!({"b": b, "a": renamed("a", "A"), "c": section("c", true)}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        last(&mut cap).await.sources,
+        [
+            a_renamed.clone(),
+            source("GENERAL", "general", "b"),
+            source("GENERAL", "general", "c")
+        ]
+    );
+    h.config(
+        GENERAL,
+        &json!({"a": renamed("a", "A"), "c": section("c", true)}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        last(&mut cap).await.sources,
+        [a_renamed, source("GENERAL", "general", "c")]
+    );
+    // A bad body publishes nothing; `{}` publishes the empty list.
+    h.config(GENERAL, "nope").await;
+    assert!(cap.drain().await.is_empty());
+    h.config(GENERAL, "{}").await;
+    assert!(last(&mut cap).await.sources.is_empty());
+    h.stop().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn monitorables_unroutable_is_not_an_error() {
     let probe = Probe::default();

@@ -9,6 +9,7 @@
 //!   (the first build's rounds panic), `hang` (every round hangs), `hang_first` (the first build's
 //!   rounds hang), `panic_build` (the build panics), `sleep` (round sleeps `round_secs` seconds), `fail_build` (build fails
 //!   `fail_builds` times, default forever);
+//! * `source_name`: the monitorable's source name (default `name`), not in the fingerprint;
 //! * any other field only changes the fingerprint.
 
 use std::collections::HashMap;
@@ -253,7 +254,7 @@ impl Planner for FakePlanner {
                 chain_id: section.opt_str("parent_id").unwrap_or("GENERAL").to_owned(),
                 chain_name: message.key.sub_chain.clone(),
                 source_id: section.id.clone(),
-                source_name: name.clone(),
+                source_name: section.opt_str("source_name").unwrap_or(&name).to_owned(),
             };
             let probe = self.probe.clone();
             let id = section.id.clone();
@@ -267,7 +268,14 @@ impl Planner for FakePlanner {
                     monitorable_type: self.monitorable_type,
                     source,
                 }],
-                fingerprint: fingerprint(&section.fields),
+                // `source_name` only renames the monitorable: not a restart.
+                fingerprint: fingerprint(
+                    &section
+                        .fields
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "source_name")
+                        .collect::<Vec<_>>(),
+                ),
                 build: Arc::new(move || {
                     let incarnation = probe.built(&id);
                     if behaviour == Behaviour::PanicBuild {
