@@ -193,6 +193,10 @@ mod tests {
         let (fixed, now) = pool(256, 4096, 0);
         let _all: Vec<_> = (0..100_000).map(|_| fixed.join(minute)).collect();
         assert_eq!(now.load(Ordering::Relaxed), 256);
+        // A cap below the floor: no growth either.
+        let (capped, now) = pool(256, 100, 1000);
+        let _all: Vec<_> = (0..100_000).map(|_| capped.join(minute)).collect();
+        assert_eq!(now.load(Ordering::Relaxed), 256);
     }
 
     #[test]

@@ -55,8 +55,9 @@ pub struct ManagerSettings {
     /// average. 100,000 monitors at 60 s get 1,667 permits. Zero: the bound stays
     /// `max_in_flight`, whatever the number of monitors.
     pub round_budget: Duration,
-    /// The most the bound on polls in flight grows to (default 4,096; at least `max_in_flight`):
-    /// each poll in flight may hold a socket, so this also bounds the sockets of polls.
+    /// The most the bound on polls in flight grows to (default 4,096; a cap below
+    /// `max_in_flight` means no growth: the bound stays `max_in_flight`): each poll in flight may
+    /// hold a socket, so this also bounds the sockets of polls.
     pub max_in_flight_cap: usize,
     /// Permits of the slow lane (default 64, at least 1): monitors whose last round was slow (ran
     /// longer than [`ManagerSettings::slow_round_percent`] of its timeout, or timed out) run
@@ -266,12 +267,9 @@ impl ManagerSettings {
                 tokio::sync::Semaphore::MAX_PERMITS
             ));
         }
-        if self.max_in_flight_cap < self.max_in_flight
-            || self.max_in_flight_cap > tokio::sync::Semaphore::MAX_PERMITS
-        {
+        if self.max_in_flight_cap > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(format!(
-                "max_in_flight_cap must be between max_in_flight ({}) and {}",
-                self.max_in_flight,
+                "max_in_flight_cap must be at most {}",
                 tokio::sync::Semaphore::MAX_PERMITS
             ));
         }
@@ -368,8 +366,7 @@ mod tests {
                 ..ManagerSettings::default()
             },
             ManagerSettings {
-                max_in_flight: 512,
-                max_in_flight_cap: 511,
+                max_in_flight_cap: usize::MAX,
                 ..ManagerSettings::default()
             },
             ManagerSettings {
