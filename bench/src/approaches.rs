@@ -163,8 +163,8 @@ pub(crate) fn system_monitor(
 }
 
 /// One round at `tick`: lateness, the round, its outcome, its publishes.
-async fn timed_round(
-    monitor: &mut SystemMonitor,
+async fn timed_round<M: Monitor>(
+    monitor: &mut M,
     tick: Instant,
     recorder: &Recorder,
     bus: &dyn Bus,
@@ -182,9 +182,9 @@ async fn timed_round(
 
 /// The fixed-rate loop of monitor `i` until `stop_at` (no round starts at or after it); missed
 /// ticks are skipped, a round never overlaps itself.
-pub(crate) async fn monitor_loop(
+pub(crate) async fn monitor_loop<M: Monitor>(
     i: usize,
-    mut monitor: SystemMonitor,
+    mut monitor: M,
     grid: Grid,
     recorder: &Recorder,
     bus: &dyn Bus,
@@ -488,9 +488,33 @@ pub(crate) struct TimedPlanner {
     t0: Instant,
     period: Duration,
     window: Duration,
+    /// Size the window per message as the manager does (see [`TimedPlanner::sized_like`]).
+    sizing: Option<Sizing>,
+}
+
+/// The manager's window rule, replayed: the group's monitors once the message is applied.
+struct Sizing {
+    settings: ManagerSettings,
+    group: PeriodGroup,
+    /// Specs planned per config key (base chain, sub chain, type): a later message of a key
+    /// replaces its count.
+    counts: Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl TimedPlanner {
+    /// Compute each message's phase window as the manager does, instead of the fixed one:
+    /// `settings.phase_window(group, n)` with `n` the specs of every key planned so far (the
+    /// latest message of each key) once this message's are counted. Exact when this is the
+    /// manager's only planner and every spec is of `group`.
+    pub(crate) fn sized_like(mut self, settings: &ManagerSettings, group: PeriodGroup) -> Self {
+        self.sizing = Some(Sizing {
+            settings: settings.clone(),
+            group,
+            counts: Mutex::default(),
+        });
+        self
+    }
+
     /// Wraps a `SystemsPlanner` using `settings`; `window` is the manager's phase window.
     pub(crate) fn new(
         settings: StrategySettings,
@@ -524,6 +548,7 @@ impl TimedPlanner {
             t0,
             period,
             window,
+            sizing: None,
         }
     }
 }
@@ -543,8 +568,17 @@ impl Planner for TimedPlanner {
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
         let mut plan = self.inner.plan(message);
+        let window = self.sizing.as_ref().map_or(self.window, |s| {
+            let mut counts = s.counts.lock().unwrap_or_else(|e| e.into_inner());
+            let key = format!(
+                "{}.{}.{:?}",
+                message.key.base_chain, message.key.sub_chain, message.key.config_type
+            );
+            counts.insert(key, plan.specs.len());
+            s.settings.phase_window(s.group, counts.values().sum())
+        });
         for spec in &mut plan.specs {
-            let phase = monitors_manager::phase(&spec.component_name, &spec.id, self.window);
+            let phase = monitors_manager::phase(&spec.component_name, &spec.id, window);
             let inner_build = Arc::clone(&spec.build);
             let recorder = Arc::clone(&self.recorder);
             let rounds = Arc::clone(&self.rounds);

@@ -247,6 +247,23 @@ struct ScaleCli {
     /// Idle connections kept per host.
     #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_IDLE_PER_HOST)]
     max_idle_per_host: usize,
+    /// Rounds that may hold one connection for both requests to a host without a keep-alive
+    /// place (ConnectionLimits::max_held; 0: a connection per request).
+    #[arg(long, default_value_t = monitor_strategies::DEFAULT_MAX_HELD)]
+    max_held: usize,
+    /// The manager's least bound on rounds in flight (ManagerSettings::max_in_flight).
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// The mean round duration the bound is sized for, seconds (ManagerSettings::round_budget;
+    /// 0: the bound stays --max-in-flight, the manager before #14's fix).
+    #[arg(long, default_value_t = 1.0)]
+    round_budget: f64,
+    /// The most the bound grows to (ManagerSettings::max_in_flight_cap).
+    #[arg(long, default_value_t = monitors_manager::DEFAULT_MAX_IN_FLIGHT_CAP)]
+    max_in_flight_cap: usize,
+    /// No manager: one bare tokio task per monitor (the same strategy and bus), for comparison.
+    #[arg(long)]
+    bare: bool,
     /// Write the result (JSON) here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -476,6 +493,7 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             settings.connections = monitor_strategies::ConnectionLimits {
                 max_kept_hosts: c.max_kept_hosts,
                 max_idle_per_host: c.max_idle_per_host,
+                max_held: c.max_held,
                 ..settings.connections
             };
             let args = super::scale::ScaleArgs {
@@ -489,6 +507,14 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
                 sample_every: seconds("sample-every", c.sample_every)?,
                 per_message: c.per_message,
                 settings,
+                in_flight: (
+                    c.max_in_flight,
+                    Duration::try_from_secs_f64(c.round_budget).map_err(|_| {
+                        BenchError::Usage("--round-budget must be ≥ 0 seconds".into())
+                    })?,
+                    c.max_in_flight_cap,
+                ),
+                bare: c.bare,
             };
             let cpu0 = super::proc::cpu_seconds(stand_in.pid()).unwrap_or(0.0);
             let mut result = runtime(true)?.block_on(super::scale::evm_scale(args))?;

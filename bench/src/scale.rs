@@ -17,14 +17,14 @@ use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
 use monitor_core::plan::Planner;
 use monitor_core::PeriodGroup;
-use monitor_strategies::{EvmNodesPlanner, StrategySettings};
+use monitor_strategies::{EvmNodeConfig, EvmNodeMonitor, EvmNodesPlanner, StrategySettings};
 use monitors_manager::{ManagerSettings, MonitorsManager};
 use tokio_util::sync::CancellationToken;
 
-use super::approaches::{ManagerRounds, TimedPlanner};
+use super::approaches::{monitor_loop, ManagerRounds, TimedPlanner};
 use super::children::loopback_addr;
 use super::proc;
-use super::record::{Lateness, Recorder, Window};
+use super::record::{Grid, Lateness, Recorder, Window};
 use super::sink::Sink;
 use super::BenchError;
 
@@ -43,6 +43,26 @@ pub(crate) struct ScaleArgs {
     pub(crate) per_message: usize,
     /// Strategy settings (connection limits included).
     pub(crate) settings: StrategySettings,
+    /// The manager's bound on rounds in flight: floor, round budget, cap.
+    pub(crate) in_flight: (usize, Duration, usize),
+    /// No manager: one bare tokio task per monitor (the same `EvmNodeMonitor`, a fixed-rate
+    /// loop, rounds handed to the bus), for a side-by-side comparison.
+    pub(crate) bare: bool,
+}
+
+/// One second of the window.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Second {
+    /// Seconds since the window's start.
+    pub(crate) t: u32,
+    /// Rounds counted (ticks in the window) that started during this second.
+    pub(crate) started: u64,
+    /// Rounds in flight at the end of the second.
+    pub(crate) in_flight: u64,
+    /// The main pool's bound at the end of the second.
+    pub(crate) permits: u64,
+    /// File descriptors of this process at the end of the second.
+    pub(crate) fds: u64,
 }
 
 /// One `evm-scale` run.
@@ -54,6 +74,8 @@ pub(crate) struct ScaleResult {
     pub(crate) period_s: f64,
     pub(crate) warmup_s: f64,
     pub(crate) measure_s: f64,
+    /// `manager` or `bare`.
+    pub(crate) approach: String,
     /// Monitors started (first builds).
     pub(crate) running: usize,
     /// From `run` to the last first build, seconds.
@@ -84,6 +106,17 @@ pub(crate) struct ScaleResult {
     pub(crate) stand_in_fds: u64,
     /// The manager's own counters at the end.
     pub(crate) manager: serde_json::Value,
+    /// The manager's settings of the bound on rounds in flight: floor, budget (s), cap.
+    pub(crate) in_flight_settings: (usize, f64, usize),
+    /// Rounds due per second (monitors / period).
+    pub(crate) due_per_second: f64,
+    /// Rounds started per second over the window: least, mean, most.
+    pub(crate) started_per_second: (u64, f64, u64),
+    /// Rounds in flight at the seconds' ends: mean, most; the main pool's bound at the end.
+    pub(crate) in_flight_mean_max: (f64, u64),
+    pub(crate) permits_end: u64,
+    /// Every second of the window.
+    pub(crate) timeline: Vec<Second>,
     pub(crate) notes: Vec<String>,
 }
 
@@ -170,10 +203,11 @@ fn sample(window: Window, every: Duration) -> Sampled {
     out
 }
 
-/// Run the manager with `args.monitors` EVM node monitors and measure it.
-// Owns the manager task: `run` is awaited after the window.
+/// `args.monitors` bare tokio tasks, each an `EvmNodeMonitor` in a fixed-rate loop (phases spread
+/// evenly over the period), measured as the manager is.
+// Owns its tasks: they end at the window's end and are awaited.
 #[allow(clippy::disallowed_methods)]
-pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError> {
+async fn evm_scale_bare(args: ScaleArgs) -> Result<ScaleResult, BenchError> {
     let t_start = Instant::now();
     let window = Window {
         start: t_start + args.warmup,
@@ -181,12 +215,158 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
     };
     let recorder = Arc::new(Recorder::new(window)?);
     let sink = Sink::open(None, Arc::clone(&recorder)).await?;
+    let sampler = {
+        let every = args.sample_every;
+        std::thread::Builder::new()
+            .name("sampler".into())
+            .spawn(move || sample(window, every))
+            .map_err(|e| BenchError::io("spawning the sampler thread", e))?
+    };
+    let http = args
+        .settings
+        .evm_http(PeriodGroup::Node)
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let grid = Grid {
+        epoch: Instant::now(),
+        period: args.period,
+        n: args.monitors,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.monitors {
+        let config = EvmNodeConfig {
+            node_id: format!("bench_evm_{i}"),
+            parent_id: format!("chain_bench_{}", i / args.per_message.max(1)),
+            node_name: format!("evm_{i}"),
+            node_http_url: format!(
+                "http://{}:{}",
+                loopback_addr(i % args.targets.max(1)),
+                args.port
+            ),
+        };
+        let monitor = EvmNodeMonitor::new(config, http.clone());
+        let recorder = Arc::clone(&recorder);
+        let bus = Arc::clone(&sink.bus);
+        tasks.spawn(async move {
+            monitor_loop(i, monitor, grid, &recorder, &*bus, window.end).await;
+        });
+    }
+    let startup = t_start.elapsed();
+    let mut timeline: Vec<Second> = Vec::new();
+    let mut last_rounds = 0u64;
+    let mut next_second = window.start + Duration::from_secs(1);
+    tokio::time::sleep_until(window.start.into()).await;
+    while Instant::now() < window.end {
+        tokio::time::sleep_until(next_second.min(window.end).into()).await;
+        let counted = recorder.rounds.load(Ordering::Relaxed);
+        timeline.push(Second {
+            t: u32::try_from(timeline.len()).unwrap_or(u32::MAX),
+            started: counted - last_rounds,
+            in_flight: 0,
+            permits: 0,
+            fds: fds(),
+        });
+        last_rounds = counted;
+        next_second += Duration::from_secs(1);
+    }
+    let sampled = tokio::task::spawn_blocking(move || sampler.join())
+        .await
+        .map_err(|e| BenchError::Setup(format!("sampler: {e}")))?
+        .map_err(|_| BenchError::Setup("the sampler thread panicked".into()))?;
+    while tasks.join_next().await.is_some() {}
+    sink.close().await;
+    let mut result = summarise(&args, &recorder, &sampled, timeline);
+    result.approach = "bare".to_owned();
+    result.running = args.monitors;
+    result.startup_s = startup.as_secs_f64();
+    result.notes.push(
+        "bare: one tokio task per monitor, no manager; lateness against the task's own grid"
+            .to_owned(),
+    );
+    Ok(result)
+}
+
+/// The fields every approach fills the same way.
+fn summarise(
+    args: &ScaleArgs,
+    r: &Recorder,
+    sampled: &Sampled,
+    timeline: Vec<Second>,
+) -> ScaleResult {
+    let rounds_n = r.rounds.load(Ordering::Relaxed);
+    let measure_s = args.measure.as_secs_f64();
+    let n = timeline.len().max(1) as f64;
+    ScaleResult {
+        monitors: args.monitors,
+        targets: args.targets,
+        config_messages: 0,
+        period_s: args.period.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        measure_s,
+        rounds: rounds_n,
+        expected_rounds: args.monitors as f64 * measure_s / args.period.as_secs_f64(),
+        results: r.results.load(Ordering::Relaxed),
+        error_envelopes: r.error_envelopes.load(Ordering::Relaxed),
+        round_errors: r.round_errors.load(Ordering::Relaxed),
+        cpu_s: sampled.cpu_s,
+        cpu_ms_per_round: if rounds_n > 0 {
+            sampled.cpu_s * 1000.0 / rounds_n as f64
+        } else {
+            0.0
+        },
+        cores: sampled.cpu_s / measure_s,
+        rss_steady_bytes: sampled.rss_steady,
+        rss_peak_bytes: sampled.rss_peak,
+        rss_per_monitor_bytes: sampled.rss_steady as f64 / args.monitors.max(1) as f64,
+        fds_peak: sampled.fds_peak,
+        fds_mean: sampled.fds_mean,
+        ulimit_n: proc::limits().max_open_files,
+        lateness: r.lateness(),
+        due_per_second: args.monitors as f64 / args.period.as_secs_f64(),
+        started_per_second: (
+            timeline.iter().map(|s| s.started).min().unwrap_or(0),
+            timeline.iter().map(|s| s.started as f64).sum::<f64>() / n,
+            timeline.iter().map(|s| s.started).max().unwrap_or(0),
+        ),
+        in_flight_mean_max: (
+            timeline.iter().map(|s| s.in_flight as f64).sum::<f64>() / n,
+            timeline.iter().map(|s| s.in_flight).max().unwrap_or(0),
+        ),
+        timeline,
+        ..ScaleResult::default()
+    }
+}
+
+/// Run `args.monitors` EVM node monitors (in the manager, or bare with `args.bare`) and measure.
+pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError> {
+    if args.bare {
+        evm_scale_bare(args).await
+    } else {
+        evm_scale_manager(args).await
+    }
+}
+
+/// Run the manager with `args.monitors` EVM node monitors and measure it.
+// Owns the manager task: `run` is awaited after the window.
+#[allow(clippy::disallowed_methods)]
+async fn evm_scale_manager(args: ScaleArgs) -> Result<ScaleResult, BenchError> {
+    let t_start = Instant::now();
+    let window = Window {
+        start: t_start + args.warmup,
+        end: t_start + args.warmup + args.measure,
+    };
+    let recorder = Arc::new(Recorder::new(window)?);
+    let sink = Sink::open(None, Arc::clone(&recorder)).await?;
+    let (max_in_flight, round_budget, max_in_flight_cap) = args.in_flight;
     let settings = ManagerSettings {
         periods: [(PeriodGroup::Node, args.period)].into_iter().collect(),
         queue_suffix: "_bench".to_owned(),
         shutdown_grace: Duration::from_secs(5),
+        max_in_flight,
+        round_budget,
+        max_in_flight_cap,
         ..ManagerSettings::default()
     };
+    settings.validate().map_err(BenchError::Usage)?;
     let bus = &*sink.bus;
     declare_bound_queue(
         bus,
@@ -215,7 +395,8 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
             args.period,
             settings.phase_window(PeriodGroup::Node, args.monitors),
         ),
-    );
+    )
+    .sized_like(&settings, PeriodGroup::Node);
     let builds = Arc::clone(&planner.builds);
     let manager = MonitorsManager::new(Arc::clone(&sink.bus), vec![Arc::new(planner)], settings);
     let status = manager.status_handle();
@@ -227,7 +408,23 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
     }
     drop(messages);
     let mut startup = None;
+    let mut timeline: Vec<Second> = Vec::new();
+    let mut last_rounds = 0u64;
+    let mut next_second = window.start + Duration::from_secs(1);
     while Instant::now() < window.end {
+        let now = Instant::now();
+        if now >= next_second {
+            let counted = recorder.rounds.load(Ordering::Relaxed);
+            timeline.push(Second {
+                t: u32::try_from(timeline.len()).unwrap_or(u32::MAX),
+                started: counted - last_rounds,
+                in_flight: status.rounds_in_flight(),
+                permits: status.round_permits(),
+                fds: fds(),
+            });
+            last_rounds = counted;
+            next_second += Duration::from_secs(1);
+        }
         if startup.is_none() && builds.started() >= args.monitors {
             let last = builds
                 .last_first_build
@@ -241,8 +438,14 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
         } else {
             Duration::from_millis(1000)
         };
-        let left = window.end.saturating_duration_since(Instant::now());
-        tokio::time::sleep(step.min(left)).await;
+        let now = Instant::now();
+        let left = window.end.saturating_duration_since(now);
+        let to_second = if now >= window.start {
+            next_second.saturating_duration_since(now)
+        } else {
+            window.start.saturating_duration_since(now) + Duration::from_secs(1)
+        };
+        tokio::time::sleep(step.min(left).min(to_second)).await;
         if run.is_finished() {
             break;
         }
@@ -252,6 +455,7 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
         .map_err(|e| BenchError::Setup(format!("sampler: {e}")))?
         .map_err(|_| BenchError::Setup("the sampler thread panicked".into()))?;
     let s = status.status();
+    let permits_end = status.round_permits();
     token.cancel();
     match run.await {
         Ok(Ok(())) => {}
@@ -263,9 +467,6 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .upper_p99_ms();
-    let r = &recorder;
-    let rounds_n = r.rounds.load(Ordering::Relaxed);
-    let measure_s = args.measure.as_secs_f64();
     let mut notes = Vec::new();
     if startup.is_none() {
         notes.push(format!(
@@ -281,36 +482,11 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
         startup.unwrap_or_default().as_secs_f64()
     ));
     Ok(ScaleResult {
-        monitors: args.monitors,
-        targets: args.targets,
+        approach: "manager".to_owned(),
         config_messages: n_messages,
-        period_s: args.period.as_secs_f64(),
-        warmup_s: args.warmup.as_secs_f64(),
-        measure_s,
         running: builds.started(),
         startup_s: startup.unwrap_or_default().as_secs_f64(),
-        rounds: rounds_n,
-        expected_rounds: args.monitors as f64 * measure_s / args.period.as_secs_f64(),
-        results: r.results.load(Ordering::Relaxed),
-        error_envelopes: r.error_envelopes.load(Ordering::Relaxed),
-        round_errors: r.round_errors.load(Ordering::Relaxed),
-        cpu_s: sampled.cpu_s,
-        cpu_ms_per_round: if rounds_n > 0 {
-            sampled.cpu_s * 1000.0 / rounds_n as f64
-        } else {
-            0.0
-        },
-        cores: sampled.cpu_s / measure_s,
-        rss_steady_bytes: sampled.rss_steady,
-        rss_peak_bytes: sampled.rss_peak,
-        rss_per_monitor_bytes: sampled.rss_steady as f64 / args.monitors.max(1) as f64,
-        fds_peak: sampled.fds_peak,
-        fds_mean: sampled.fds_mean,
-        ulimit_n: proc::limits().max_open_files,
-        lateness: r.lateness(),
         lateness_upper_p99_ms: upper,
-        stand_in_cpu_s: 0.0,
-        stand_in_fds: 0,
         manager: serde_json::json!({
             "rounds_ok": s.rounds_ok,
             "rounds_err": s.rounds_err,
@@ -323,7 +499,10 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
             "config_errors": s.config_errors,
             "outbox_dropped": s.outbox_dropped,
         }),
+        in_flight_settings: (max_in_flight, round_budget.as_secs_f64(), max_in_flight_cap),
+        permits_end,
         notes,
+        ..summarise(&args, &recorder, &sampled, timeline)
     })
 }
 
@@ -331,9 +510,12 @@ pub(crate) async fn evm_scale(args: ScaleArgs) -> Result<ScaleResult, BenchError
 pub(crate) fn markdown(r: &ScaleResult) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     format!(
-        "| monitors | targets | period s | rounds (expected) | errors | CPU ms / round | cores | RSS steady / peak MiB | KiB / monitor | lateness p50 / p99 / max ms | fds peak (ulimit -n) | start-up s |\n\
-         |--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
-         | {} | {} | {} | {} ({:.0}) | {} | {:.3} | {:.2} | {:.1} / {:.1} | {:.2} | {:.2} / {:.2} / {:.1} | {} ({}) | {:.2} |\n\n{}\n",
+        "| approach | monitors | targets | period s | rounds (expected) | errors | CPU ms / round | cores | RSS steady / peak MiB | KiB / monitor | lateness p50 / p99 / max ms | fds peak (ulimit -n) | start-up s |\n\
+         |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
+         | {} | {} | {} | {} | {} ({:.0}) | {} | {:.3} | {:.2} | {:.1} / {:.1} | {:.2} | {:.2} / {:.2} / {:.1} | {} ({}) | {:.2} |\n\n\
+         rounds started per second {} / {:.0} / {} (least / mean / most; due {:.0}); in flight mean {:.0}, most {}; \
+         main-pool bound {} (floor {}, budget {} s, cap {}); stand-in CPU {:.2} s\n\n{}\n",
+        r.approach,
         r.monitors,
         r.targets,
         r.period_s,
@@ -351,6 +533,17 @@ pub(crate) fn markdown(r: &ScaleResult) -> String {
         r.fds_peak,
         r.ulimit_n.map_or_else(|| "?".to_owned(), |n| n.to_string()),
         r.startup_s,
+        r.started_per_second.0,
+        r.started_per_second.1,
+        r.started_per_second.2,
+        r.due_per_second,
+        r.in_flight_mean_max.0,
+        r.in_flight_mean_max.1,
+        r.permits_end,
+        r.in_flight_settings.0,
+        r.in_flight_settings.1,
+        r.in_flight_settings.2,
+        r.stand_in_cpu_s,
         r.notes
             .iter()
             .map(|n| format!("- {n}"))

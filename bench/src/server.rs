@@ -110,9 +110,7 @@ fn content_length(head: &[u8]) -> usize {
 /// `LISTENING <addr>` on stdout once bound, and exits when stdin reaches end of file (the parent
 /// went away).
 pub(crate) async fn serve(addr: SocketAddr, what: Serve) -> Result<(), BenchError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| BenchError::io(format!("binding {addr}"), e))?;
+    let listener = listen(addr).map_err(|e| BenchError::io(format!("binding {addr}"), e))?;
     let local = listener
         .local_addr()
         .map_err(|e| BenchError::io("reading the bound address", e))?;
@@ -171,6 +169,22 @@ pub(crate) async fn serve(addr: SocketAddr, what: Serve) -> Result<(), BenchErro
     connections.shutdown().await;
     tracing::info!(served = served.load(Ordering::Relaxed), "server stops");
     Ok(())
+}
+
+/// Accept backlog of the stand-in: the kernel caps it at `net.core.somaxconn` (4,096 here).
+/// tokio's `TcpListener::bind` asks for 1,024, which a start-up burst of new connections to a
+/// stand-in starved of CPU overflows (the kernel then drops the SYNs: `TcpExtListenOverflows`).
+const BACKLOG: u32 = 65_535;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 async fn connection(

@@ -317,6 +317,55 @@ fn evm_scale_tiny() {
         fds > 0 && fds < r["ulimit_n"].as_u64().unwrap_or(u64::MAX),
         "{r}"
     );
+    assert_eq!(r["approach"], "manager", "{r}");
+    // 100 monitors at 1 s ask for 100 permits of 1 s: the floor of 256 holds.
+    assert_eq!(r["permits_end"], 256, "{r}");
+    let started: u64 = r["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["started"].as_u64().unwrap())
+        .sum();
+    assert!(started > 0 && started <= rounds, "{r}");
+}
+
+/// `evm-scale --bare`, tiny: the same monitors as bare tasks.
+#[test]
+fn evm_scale_bare_tiny() {
+    let output = bench()
+        .args([
+            "evm-scale",
+            "--bare",
+            "--monitors",
+            "100",
+            "--targets",
+            "10",
+            "--period",
+            "1",
+            "--warmup",
+            "2",
+            "--measure",
+            "2",
+            "--sample-every",
+            "0.25",
+            "--max-kept-hosts",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "evm-scale --bare failed:\n{stderr}"
+    );
+    let r = last_json(&output.stdout);
+    assert_eq!(r["approach"], "bare", "{r}");
+    assert_eq!(r["running"], 100, "{r}");
+    let rounds = r["rounds"].as_u64().unwrap();
+    assert!(rounds > 0, "{r}");
+    assert_eq!(r["lateness"]["count"].as_u64().unwrap(), rounds, "{r}");
+    assert_eq!(r["results"].as_u64().unwrap(), rounds, "{r}");
+    assert_eq!(r["error_envelopes"], 0, "{r}");
 }
 
 /// `react`, tiny: 100 sections, 3 changes of one section; the other monitors are not restarted.

@@ -23,7 +23,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, Url};
 use tracing::debug;
 
-use crate::settings::KeepAliveBudget;
+use crate::settings::{Hold, KeepAliveBudget};
 
 /// How a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,14 +161,34 @@ impl Http {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<HttpResponse, HttpError> {
+        self.post_json_with(url, body, false).await
+    }
+
+    /// `POST url` with a JSON body; `keep_open`: leave the connection open for the next request
+    /// of the round even if the host has no keep-alive place (the caller holds a [`Hold`]).
+    pub(crate) async fn post_json_with(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        keep_open: bool,
+    ) -> Result<HttpResponse, HttpError> {
         let bytes = body.to_string().into_bytes();
-        self.request(
+        self.exchange_with(
             Method::POST,
             url,
             &[("content-type", "application/json")],
             Some(bytes),
+            keep_open,
         )
         .await
+    }
+
+    /// A place to hold the connection to `url` between the requests of one round (see
+    /// [`ConnectionLimits`](crate::ConnectionLimits)): `None` when the host keeps its connections
+    /// anyway, every place is taken, or the URL does not parse.
+    pub(crate) fn hold(&self, url: &str) -> Option<Hold> {
+        let budget = self.keep_alive.as_ref()?;
+        budget.hold(&parse_url(url).ok()?)
     }
 
     /// One exchange: the whole of it (connect, headers, body) within the timeout.
@@ -179,11 +199,23 @@ impl Http {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<HttpResponse, HttpError> {
+        self.exchange_with(method, url, headers, body, false).await
+    }
+
+    async fn exchange_with(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        keep_open: bool,
+    ) -> Result<HttpResponse, HttpError> {
         let parsed = parse_url(url)?;
-        let close = self
-            .keep_alive
-            .as_ref()
-            .is_some_and(|budget| !budget.keep_alive(&parsed));
+        let close = !keep_open
+            && self
+                .keep_alive
+                .as_ref()
+                .is_some_and(|budget| !budget.keep_alive(&parsed));
         let mut builder = self.client.request(method, parsed).timeout(self.timeout);
         if close {
             builder = builder.header(reqwest::header::CONNECTION, "close");

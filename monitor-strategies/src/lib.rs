@@ -129,7 +129,7 @@ pub use prometheus::{
 pub use settings::{
     ChainlinkSettings, ClientBuildError, ConnectionLimits, DockerHubSettings, EvmSettings,
     GithubSettings, GithubToken, StrategySettings, SubstrateSettings, Target, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_MAX_KEPT_HOSTS, MAX_REDIRECTS,
+    DEFAULT_MAX_HELD, DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_MAX_KEPT_HOSTS, MAX_REDIRECTS,
 };
 pub use substrate::chain::{BlockView, ChainError, NodeClient};
 pub use substrate::metadata::{ss58_decode, ss58_encode, DValue, DecodeError, KeyArg, Metadata};

@@ -3,7 +3,7 @@
 //! [`ChainlinkSettings`], [`EvmSettings`]). The binaries build it from env and flags; libraries
 //! read no env.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -159,6 +159,9 @@ pub const DEFAULT_MAX_KEPT_HOSTS: usize = 1024;
 /// Default [`ConnectionLimits::max_idle_per_host`].
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 2;
 
+/// Default [`ConnectionLimits::max_held`].
+pub const DEFAULT_MAX_HELD: usize = 4096;
+
 /// Default [`ConnectionLimits::idle_timeout`] (above PANIC's default periods of 10 and 60 s, so a
 /// kept connection is reused by the next round).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -171,13 +174,20 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// time, each keeping at most [`max_idle_per_host`] idle connections for at most
 /// [`idle_timeout`]. A host that has not sent a request for `idle_timeout` gives its place back.
 /// Requests to a host without a place are sent with `Connection: close` (as PANIC sent every
-/// request), so they hold a socket only while in flight. Sockets open are therefore about
-/// `max_idle_per_host × max_kept_hosts` (at most twice that while the pool's reaper catches up
-/// with hosts that gave their place back) plus the requests in flight, which the manager bounds.
+/// request), so they hold a socket only while in flight. A round of several requests to one host
+/// (the EVM node monitor's two JSON-RPC calls) may *hold* its connection between them: its first
+/// request leaves the connection open and the last one closes it, one connection per round
+/// instead of one per request; at most [`max_held`] rounds hold a connection at a time, and a
+/// round that ends before its last request (an error) keeps its place for `idle_timeout` (its
+/// connection may still be idle in the pool until then). Sockets open are therefore at most
+/// about `max_idle_per_host × max_kept_hosts` (twice that while the pool's reaper catches up
+/// with hosts that gave their place back) plus `max_held` plus the requests in flight, which
+/// the manager bounds, whatever the number of targets.
 ///
 /// [`max_kept_hosts`]: ConnectionLimits::max_kept_hosts
 /// [`max_idle_per_host`]: ConnectionLimits::max_idle_per_host
 /// [`idle_timeout`]: ConnectionLimits::idle_timeout
+/// [`max_held`]: ConnectionLimits::max_held
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Hosts that may keep connections alive at one time (at least 1; default 1,024).
@@ -186,6 +196,9 @@ pub struct ConnectionLimits {
     pub max_idle_per_host: usize,
     /// An idle connection is closed after this long (default 90 s).
     pub idle_timeout: Duration,
+    /// Rounds that may hold a connection between their requests to a host without a keep-alive
+    /// place, at one time (default 4,096; 0: each such request has its own connection).
+    pub max_held: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -194,6 +207,7 @@ impl Default for ConnectionLimits {
             max_kept_hosts: DEFAULT_MAX_KEPT_HOSTS,
             max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_held: DEFAULT_MAX_HELD,
         }
     }
 }
@@ -203,6 +217,7 @@ impl Default for ConnectionLimits {
 pub(crate) struct KeepAliveBudget {
     max_hosts: usize,
     idle: Duration,
+    max_held: usize,
     state: Mutex<BudgetState>,
 }
 
@@ -212,6 +227,33 @@ struct BudgetState {
     hosts: HashMap<u64, Instant>,
     /// Expired hosts are looked for at most this often when the budget is full.
     next_purge: Instant,
+    /// Rounds holding a connection now (see [`ConnectionLimits::max_held`]).
+    held: usize,
+    /// Places of rounds that ended before their last request, until these instants (in order:
+    /// each is its end plus the idle timeout).
+    lingering: VecDeque<Instant>,
+}
+
+/// A round's place to hold its connection to a host between requests (see
+/// [`ConnectionLimits`]); [`Hold::finish`] when the last request was sent, else the place
+/// lingers for the idle timeout.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    budget: Arc<KeepAliveBudget>,
+    finished: bool,
+}
+
+impl Hold {
+    /// The round's last request was sent with `Connection: close`: the place is free at once.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.budget.release_hold(self.finished, Instant::now());
+    }
 }
 
 impl KeepAliveBudget {
@@ -219,10 +261,45 @@ impl KeepAliveBudget {
         KeepAliveBudget {
             max_hosts: limits.max_kept_hosts.max(1),
             idle: limits.idle_timeout,
+            max_held: limits.max_held,
             state: Mutex::new(BudgetState {
                 hosts: HashMap::new(),
                 next_purge: Instant::now(),
+                held: 0,
+                lingering: VecDeque::new(),
             }),
+        }
+    }
+
+    /// A place for a round to hold its connection to `url` between its requests: `None` when the
+    /// host keeps its connections anyway (nothing to hold) or every place is taken.
+    pub(crate) fn hold(self: &Arc<Self>, url: &reqwest::Url) -> Option<Hold> {
+        self.hold_at(host_key(url), Instant::now())
+    }
+
+    fn hold_at(self: &Arc<Self>, key: u64, now: Instant) -> Option<Hold> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.hosts.contains_key(&key) {
+            return None;
+        }
+        while state.lingering.front().is_some_and(|until| *until <= now) {
+            state.lingering.pop_front();
+        }
+        if state.held + state.lingering.len() >= self.max_held {
+            return None;
+        }
+        state.held += 1;
+        Some(Hold {
+            budget: Arc::clone(self),
+            finished: false,
+        })
+    }
+
+    fn release_hold(&self, finished: bool, now: Instant) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.held = state.held.saturating_sub(1);
+        if !finished {
+            state.lingering.push_back(now + self.idle);
         }
     }
 
@@ -585,11 +662,39 @@ mod tests {
     }
 
     #[test]
+    fn rounds_hold_connections_to_a_bounded_number_and_abandoned_places_linger() {
+        let budget = Arc::new(KeepAliveBudget::new(&ConnectionLimits {
+            max_kept_hosts: 1,
+            max_idle_per_host: 1,
+            idle_timeout: Duration::from_secs(10),
+            max_held: 2,
+        }));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(budget.keep_alive_at(1, at(0)));
+        // A kept host has nothing to hold.
+        assert!(budget.hold_at(1, at(0)).is_none());
+        let a = budget.hold_at(2, at(0)).unwrap();
+        let b = budget.hold_at(3, at(0)).unwrap();
+        assert!(budget.hold_at(4, at(0)).is_none(), "two places only");
+        a.finish();
+        let c = budget.hold_at(4, at(0)).unwrap();
+        // `b` ends before its last request: its place lingers for the idle timeout.
+        budget.release_hold(false, at(1));
+        std::mem::forget(b); // released by hand above, at a chosen instant
+        assert!(budget.hold_at(5, at(5)).is_none());
+        let d = budget.hold_at(5, at(11)).unwrap();
+        assert!(budget.hold_at(6, at(11)).is_none());
+        drop((c, d));
+    }
+
+    #[test]
     fn keep_alive_is_granted_to_a_bounded_number_of_hosts() {
         let budget = KeepAliveBudget::new(&ConnectionLimits {
             max_kept_hosts: 2,
             max_idle_per_host: 1,
             idle_timeout: Duration::from_secs(10),
+            max_held: 0,
         });
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);

@@ -157,6 +157,8 @@ struct State {
     routes: HashMap<String, Handler>,
     fallback: Option<Handler>,
     requests: Vec<RecordedRequest>,
+    /// Connections accepted.
+    accepted: usize,
 }
 
 /// The server. Dropping it stops it and closes every connection.
@@ -262,6 +264,11 @@ impl TestServer {
         self.lock().requests.clone()
     }
 
+    /// How many connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        self.lock().accepted
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -299,6 +306,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    state.lock().unwrap_or_else(|e| e.into_inner()).accepted += 1;
                     let state = Arc::clone(&state);
                     match tls.clone() {
                         None => {

@@ -26,7 +26,9 @@
 //!   capped jittered backoff, reported dead meanwhile), fixed-rate rounds on a per-monitor phase
 //!   (hash of component name and id modulo a window that grows with the monitor's period group,
 //!   from 1 s for a handful to `min(period, max_phase_spread)` for thousands: see `schedule`), missed ticks skipped (a round never overlaps itself), at most
-//!   [`ManagerSettings::max_in_flight`] polls in flight across all healthy monitors (publishing
+//!   a bound of polls in flight across all healthy monitors that grows with their rate of rounds
+//!   (from [`ManagerSettings::max_in_flight`] up to [`ManagerSettings::max_in_flight_cap`], sized
+//!   by [`ManagerSettings::round_budget`]: see `inflight`) (publishing
 //!   holds no permit; slow monitors use the slow lane, below), each round under a
 //!   timeout equal to its period. **Strategies must keep their own request timeouts below the
 //!   period**, so that a slow target gives an error envelope rather than a cut-off round. A
@@ -43,8 +45,8 @@
 //!   permit, or, if the slow lane is full, is cut off (counted in
 //!   [`ManagerStatus::rounds_cut_off`] and as timed out); the monitor's next rounds wait for the
 //!   slow lane. So a main permit is never held longer than the threshold, healthy rounds start
-//!   on their tick even beside 1,000 unanswered targets, and at most `max_in_flight +
-//!   slow_in_flight` rounds are in flight. The cost: a monitor whose rounds are legitimately slow
+//!   on their tick even beside 1,000 unanswered targets, and at most the main pool's bound (at
+//!   most `max_in_flight_cap`) plus `slow_in_flight` rounds are in flight. The cost: a monitor whose rounds are legitimately slow
 //!   (over 10 % of its period) shares the slow lane with the unanswered ones. Waiting for a
 //!   permit does not count towards being hung. [`ManagerStatus::slow_monitors`] counts the slow
 //!   lane.
@@ -75,6 +77,7 @@
 //!   diffing and monitorables;
 //! * `supervisor`: the per-monitor supervisor and incarnation (build, schedule, round, hand to the
 //!   outbox);
+//! * `inflight`: the main pool of round permits, its bound sized by the monitors' rate of rounds;
 //! * `publisher`: the byte-bounded outbox and the publisher task draining it;
 //!   a hung incarnation is aborted and awaited by a tracker the manager owns, never detached;
 //! * `liveness`: the supervisor's bookkeeping, beside it: per-monitor state, hang clock, the
@@ -85,6 +88,7 @@
 //! * [`settings`] — [`ManagerSettings`];
 //! * [`status`] — [`ManagerStatus`] and [`StatusHandle`].
 
+mod inflight;
 mod liveness;
 mod manager;
 mod publisher;
@@ -97,7 +101,7 @@ pub use manager::{ManagerError, MonitorsManager};
 pub use schedule::phase;
 pub use settings::{
     configs_queue_name, shard_suffix, Backoff, ManagerSettings, Shard, DEFAULT_MANAGER_NAME,
-    DEFAULT_MAX_CONFIG_BYTES, DEFAULT_OUTBOX_BYTES,
+    DEFAULT_MAX_CONFIG_BYTES, DEFAULT_MAX_IN_FLIGHT_CAP, DEFAULT_OUTBOX_BYTES,
 };
 pub use status::{
     KindCount, ManagerStatus, StateCounts, StatusHandle, TaskKey, TaskState, TaskStatus,

@@ -24,7 +24,7 @@
 //! unregistered monitor is no longer reported anywhere but in the totals.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use monitor_core::envelope::ManagerHeartbeat;
@@ -137,8 +137,8 @@ pub(crate) struct Report {
 
 #[derive(Debug)]
 struct Entry {
-    component_name: String,
-    label: String,
+    component_name: Arc<str>,
+    label: Arc<str>,
     period: Duration,
     state: TaskState,
     /// Start of the hang clock: the last finished round or the start of the incarnation, moved
@@ -156,8 +156,8 @@ impl Entry {
     fn status(&self, key: TaskKey) -> TaskStatus {
         TaskStatus {
             key,
-            component_name: self.component_name.clone(),
-            label: self.label.clone(),
+            component_name: self.component_name.to_string(),
+            label: self.label.to_string(),
             period: self.period,
             state: self.state,
             rounds_ok: self.counts.rounds_ok,
@@ -212,15 +212,20 @@ impl Liveness {
     }
 
     /// Register a monitor (state [`TaskState::Starting`]).
-    pub(crate) fn register(&self, component_name: &str, label: &str, period: Duration) -> TaskKey {
+    pub(crate) fn register(
+        &self,
+        component_name: Arc<str>,
+        label: Arc<str>,
+        period: Duration,
+    ) -> TaskKey {
         let mut inner = self.lock();
         inner.next_key += 1;
         let key = TaskKey(inner.next_key);
         inner.entries.insert(
             key,
             Entry {
-                component_name: component_name.to_owned(),
-                label: label.to_owned(),
+                component_name,
+                label,
                 period,
                 state: TaskState::Starting,
                 last_progress: Instant::now(),
@@ -375,9 +380,9 @@ impl Liveness {
                 e.unreported_death || matches!(e.state, TaskState::Failing | TaskState::Dead);
             e.unreported_death = false;
             if is_dead {
-                dead.push(e.component_name.clone());
+                dead.push(e.component_name.to_string());
             } else {
-                running.push(e.component_name.clone());
+                running.push(e.component_name.to_string());
             }
         }
         drop(inner);
@@ -415,9 +420,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deaths_are_reported_once_and_failing_while_failing() {
         let l = Liveness::new();
-        let a = l.register("System monitor (a)", "a", Duration::from_secs(60));
-        let b = l.register("System monitor (b)", "b", Duration::from_secs(60));
-        let c = l.register("System monitor (c)", "c", Duration::from_secs(60));
+        let a = l.register(
+            "System monitor (a)".into(),
+            "a".into(),
+            Duration::from_secs(60),
+        );
+        let b = l.register(
+            "System monitor (b)".into(),
+            "b".into(),
+            Duration::from_secs(60),
+        );
+        let c = l.register(
+            "System monitor (c)".into(),
+            "c".into(),
+            Duration::from_secs(60),
+        );
         l.built(a);
         l.built(b);
         l.build_failed(c);
@@ -453,7 +470,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unregistered_monitors_vanish_even_with_an_unreported_death() {
         let l = Liveness::new();
-        let a = l.register("A", "a", Duration::from_secs(60));
+        let a = l.register("A".into(), "a".into(), Duration::from_secs(60));
         l.died(a);
         assert!(l.unregister(a));
         assert!(!l.unregister(a));
@@ -470,7 +487,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn hang_clock_ignores_permit_waits() {
         let l = Liveness::new();
-        let a = l.register("A", "a", Duration::from_secs(60));
+        let a = l.register("A".into(), "a".into(), Duration::from_secs(60));
         let allowed = Duration::from_secs(40);
         let t0 = Instant::now();
         assert_eq!(l.hung_deadline(a, allowed), Some(t0 + allowed), "building");
@@ -505,8 +522,8 @@ mod tests {
     async fn snapshot_counts_rounds() {
         let l = Liveness::new();
         let a = l.register(
-            "A",
-            "general.systems_config/systems/a",
+            "A".into(),
+            "general.systems_config/systems/a".into(),
             Duration::from_secs(60),
         );
         l.built(a);

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::inflight::RoundPermits;
 use crate::liveness::{Liveness, TaskKey};
 use crate::publisher::{self, Outbox};
 use crate::schedule::phase;
@@ -231,6 +232,8 @@ impl MonitorsManager {
             heartbeat_queue,
             planners = ?names,
             max_in_flight = self.settings.max_in_flight,
+            max_in_flight_cap = self.settings.max_in_flight_cap,
+            round_budget = ?self.settings.round_budget,
             slow_in_flight = self.settings.slow_in_flight,
             outbox_bytes = self.settings.outbox_bytes,
             "monitors manager started"
@@ -252,7 +255,10 @@ impl MonitorsManager {
             restored: BTreeMap::new(),
             shared: Arc::new(Shared {
                 bus: Arc::clone(&self.bus),
-                permits: Arc::new(Semaphore::new(self.settings.max_in_flight)),
+                permits: Arc::new(RoundPermits::new(
+                    &self.settings,
+                    Arc::clone(&self.counters.round_permits),
+                )),
                 slow_permits: Arc::new(Semaphore::new(self.settings.slow_in_flight)),
                 liveness: Arc::clone(&self.liveness),
                 counters: Arc::clone(&self.counters),
@@ -635,16 +641,16 @@ impl Run {
         spec: MonitorSpec,
         window: std::time::Duration,
     ) -> Running {
-        let label = format!("{routing_key}/{planner}/{}", spec.id);
+        let label: Arc<str> = Arc::from(format!("{routing_key}/{planner}/{}", spec.id));
+        let component_name: Arc<str> = Arc::from(spec.component_name.as_str());
         let period = self.settings.period(spec.group);
-        let key = self
-            .shared
-            .liveness
-            .register(&spec.component_name, &label, period);
+        let key =
+            self.shared
+                .liveness
+                .register(Arc::clone(&component_name), Arc::clone(&label), period);
         let ctx = Arc::new(MonitorCtx {
             key,
-            component_name: spec.component_name.clone(),
-            component_name_shared: Arc::from(spec.component_name.as_str()),
+            component_name,
             label,
             build: Arc::clone(&spec.build),
             period,

@@ -44,13 +44,26 @@ pub struct ManagerSettings {
     pub manager_name: String,
     /// Period per monitor family; a missing group uses [`PeriodGroup::default_period`].
     pub periods: BTreeMap<PeriodGroup, Duration>,
-    /// Bound on polls in flight across all monitors (at least 1): a permit is held while a strategy
-    /// runs its round, not while its results are published.
+    /// The least bound on polls in flight across all monitors (at least 1, default 256): a permit
+    /// is held while a strategy runs its round, not while its results are published. The bound
+    /// grows with the monitors' rate of rounds, see [`ManagerSettings::round_budget`].
     pub max_in_flight: usize,
+    /// The mean round duration the main pool of permits is sized for (default 1 s): the bound on
+    /// polls in flight is `clamp(⌈Σ round_budget / period⌉, max_in_flight, max_in_flight_cap)`
+    /// over the running monitors, the rounds due per second times this duration (Little's law),
+    /// so the pool can start every round on its tick while rounds take up to this long on
+    /// average. 100,000 monitors at 60 s get 1,667 permits. Zero: the bound stays
+    /// `max_in_flight`, whatever the number of monitors.
+    pub round_budget: Duration,
+    /// The most the bound on polls in flight grows to (default 4,096; a cap below
+    /// `max_in_flight` means no growth: the bound stays `max_in_flight`): each poll in flight may
+    /// hold a socket, so this also bounds the sockets of polls.
+    pub max_in_flight_cap: usize,
     /// Permits of the slow lane (default 64, at least 1): monitors whose last round was slow (ran
     /// longer than [`ManagerSettings::slow_round_percent`] of its timeout, or timed out) run
     /// their rounds under these instead of the main pool, until a round is fast again. At most
-    /// `max_in_flight + slow_in_flight` rounds are in flight.
+    /// the main pool's bound (at most `max_in_flight_cap`) plus `slow_in_flight` rounds are in
+    /// flight.
     pub slow_in_flight: usize,
     /// A round is slow when it runs longer than this percentage of its timeout (default 10: 1 s at
     /// a 10 s period). A main-pool round still running then leaves the main pool for the slow
@@ -105,6 +118,10 @@ pub struct ManagerSettings {
 /// period about 2 minutes.
 pub const DEFAULT_OUTBOX_BYTES: usize = 256 * 1024 * 1024;
 
+/// Default [`ManagerSettings::max_in_flight_cap`]: 4,096 polls in flight at most (a socket each,
+/// well below a `ulimit -n` of 20,000 beside the kept connections).
+pub const DEFAULT_MAX_IN_FLIGHT_CAP: usize = 4096;
+
 /// Default [`ManagerSettings::max_config_bytes`]: 16 MiB, far above any real PANIC config (a
 /// config of 50,000 sections is about 7 MB).
 pub const DEFAULT_MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
@@ -131,6 +148,8 @@ impl Default for ManagerSettings {
             manager_name: DEFAULT_MANAGER_NAME.to_owned(),
             periods: BTreeMap::new(),
             max_in_flight: 256,
+            round_budget: Duration::from_secs(1),
+            max_in_flight_cap: DEFAULT_MAX_IN_FLIGHT_CAP,
             slow_in_flight: 64,
             slow_round_percent: 10,
             shutdown_grace: Duration::from_secs(10),
@@ -248,6 +267,12 @@ impl ManagerSettings {
                 tokio::sync::Semaphore::MAX_PERMITS
             ));
         }
+        if self.max_in_flight_cap > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "max_in_flight_cap must be at most {}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
+        }
         if let Some(shard) = self.shard {
             if shard.count == 0 || shard.index >= shard.count {
                 return Err(format!(
@@ -338,6 +363,10 @@ mod tests {
         for bad in [
             ManagerSettings {
                 max_in_flight: 0,
+                ..ManagerSettings::default()
+            },
+            ManagerSettings {
+                max_in_flight_cap: usize::MAX,
                 ..ManagerSettings::default()
             },
             ManagerSettings {

@@ -27,6 +27,8 @@ pub(crate) struct Counters {
     pub(crate) config_messages: AtomicU64,
     pub(crate) config_errors: AtomicU64,
     pub(crate) pings: AtomicU64,
+    /// The bound on main-pool rounds in flight now (see `inflight`).
+    pub(crate) round_permits: Arc<AtomicU64>,
 }
 
 impl Counters {
@@ -141,6 +143,19 @@ pub struct StatusHandle {
 }
 
 impl StatusHandle {
+    /// The bound on rounds in flight in the main pool now (it follows the monitors' rate of
+    /// rounds, between [`ManagerSettings::max_in_flight`](crate::ManagerSettings::max_in_flight)
+    /// and [`ManagerSettings::max_in_flight_cap`](crate::ManagerSettings::max_in_flight_cap);
+    /// 0 before the manager runs).
+    pub fn round_permits(&self) -> u64 {
+        self.counters.round_permits.load(Ordering::Relaxed)
+    }
+
+    /// Rounds in flight now (main pool and slow lane), without building the whole status.
+    pub fn rounds_in_flight(&self) -> u64 {
+        self.counters.rounds_in_flight.load(Ordering::Relaxed)
+    }
+
     /// The status now.
     pub fn status(&self) -> ManagerStatus {
         let c = &self.counters;

@@ -24,6 +24,7 @@
 //! heartbeat) to the manager's outbox (`publisher`): a round never waits for the broker, so time
 //! the broker is away is never counted as hung.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::inflight::RoundPermits;
 use crate::liveness::{Liveness, TaskKey};
 use crate::publisher::{Batch, Outbox};
 use crate::schedule::first_tick;
@@ -50,8 +52,8 @@ use monitor_bus::warn_limited;
 /// What every monitor task shares with the manager.
 pub(crate) struct Shared {
     pub(crate) bus: Arc<dyn Bus>,
-    /// The main pool of round permits ([`ManagerSettings::max_in_flight`](crate::ManagerSettings)).
-    pub(crate) permits: Arc<Semaphore>,
+    /// The main pool of round permits, sized by the monitors' rate of rounds (see `inflight`).
+    pub(crate) permits: Arc<RoundPermits>,
     /// The slow lane's permits (`slow_in_flight`), for monitors whose rounds are slow.
     pub(crate) slow_permits: Arc<Semaphore>,
     pub(crate) liveness: Arc<Liveness>,
@@ -67,10 +69,10 @@ pub(crate) struct Shared {
 /// One monitor as the supervisor runs it.
 pub(crate) struct MonitorCtx {
     pub(crate) key: TaskKey,
-    pub(crate) component_name: String,
-    /// The same, shared by the batches of its rounds.
-    pub(crate) component_name_shared: Arc<str>,
-    pub(crate) label: String,
+    /// PANIC's component name, shared with the monitor's liveness entry and its rounds' batches.
+    pub(crate) component_name: Arc<str>,
+    /// `<routing key>/<planner>/<id>`, shared with the liveness entry.
+    pub(crate) label: Arc<str>,
     pub(crate) build: BuildFn,
     pub(crate) period: Duration,
     /// When the monitor was first started: its tick grid is `epoch + phase + k × period`.
@@ -159,6 +161,8 @@ pub(crate) async fn supervise(ctx: Arc<MonitorCtx>) -> TaskKey {
 
 async fn supervise_inner(ctx: Arc<MonitorCtx>, span: tracing::Span) -> TaskKey {
     let _leave = LeaveSlowLane(&ctx);
+    // This monitor's rate of rounds counts in the main pool's bound while it is supervised.
+    let _demand = ctx.shared.permits.join(ctx.period);
     let liveness = &ctx.shared.liveness;
     let mut failures: u32 = 0;
     while !ctx.stopping() {
@@ -335,11 +339,14 @@ async fn build(ctx: &MonitorCtx) -> Option<Box<dyn Monitor>> {
 }
 
 /// One incarnation: build, then rounds at a fixed rate until told to stop.
+///
+/// Building and each round run in futures of their own, boxed: between rounds the task holds only
+/// its tick wait, not the state of a round (its timeouts, selects and permit wait are most of the
+/// future's size), which is allocated when the round starts and freed when it ends.
 async fn run_incarnation(ctx: Arc<MonitorCtx>) {
-    let Some(mut monitor) = build(&ctx).await else {
+    let Some(mut monitor) = Box::pin(build(&ctx)).await else {
         return;
     };
-    let shared = &ctx.shared;
     let start = first_tick(ctx.epoch, ctx.phase, ctx.period, Instant::now());
     let mut ticks = tokio::time::interval_at(start, ctx.period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -350,101 +357,120 @@ async fn run_incarnation(ctx: Arc<MonitorCtx>) {
             () = ctx.shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        // Slow monitors take a permit of the slow lane, the others of the main pool.
-        let slow = ctx.is_slow();
-        let pool = if slow {
-            &shared.slow_permits
+        if Box::pin(one_round(&ctx, &mut monitor)).await.is_break() {
+            return;
+        }
+    }
+}
+
+/// One round of a built monitor: a permit, the round under its timeout (and the slow lane's
+/// threshold), the outbox. `Break` when the monitor must stop (killed, shut down, the manager
+/// gone).
+async fn one_round(ctx: &MonitorCtx, monitor: &mut Box<dyn Monitor>) -> ControlFlow<()> {
+    let shared = &ctx.shared;
+    // Slow monitors take a permit of the slow lane, the others of the main pool.
+    let slow = ctx.is_slow();
+    let pool = if slow {
+        &shared.slow_permits
+    } else {
+        shared.permits.semaphore()
+    };
+    // Whether `permit` is the main pool's (it may move to the slow lane mid-round).
+    let mut main_permit = !slow;
+    shared.liveness.waiting_for_permit(ctx.key);
+    let mut permit = tokio::select! {
+        biased;
+        () = ctx.kill.cancelled() => return ControlFlow::Break(()),
+        () = ctx.shutdown.cancelled() => return ControlFlow::Break(()),
+        permit = Arc::clone(pool).acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return ControlFlow::Break(()), // closed: the manager is gone
+        },
+    };
+    shared.liveness.permit_acquired(ctx.key);
+    let in_flight = InFlight::new(&shared.counters);
+    let started = Instant::now();
+    let outcome = {
+        let round = tokio::time::timeout(ctx.round_timeout, monitor.round());
+        tokio::pin!(round);
+        let early = if slow || ctx.slow_after >= ctx.round_timeout {
+            None
         } else {
-            &shared.permits
-        };
-        shared.liveness.waiting_for_permit(ctx.key);
-        let mut permit = tokio::select! {
-            biased;
-            () = ctx.kill.cancelled() => return,
-            () = ctx.shutdown.cancelled() => return,
-            permit = Arc::clone(pool).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return, // closed: the manager is gone
-            },
-        };
-        shared.liveness.permit_acquired(ctx.key);
-        let in_flight = InFlight::new(&shared.counters);
-        let started = Instant::now();
-        let outcome = {
-            let round = tokio::time::timeout(ctx.round_timeout, monitor.round());
-            tokio::pin!(round);
-            let early = if slow || ctx.slow_after >= ctx.round_timeout {
-                None
-            } else {
-                // A main-pool round still running at `slow_after` leaves the main pool.
-                tokio::select! {
-                    biased;
-                    () = ctx.kill.cancelled() => return,
-                    outcome = &mut round => Some(outcome.map_err(RoundEnd::from)),
-                    () = tokio::time::sleep(ctx.slow_after) => {
-                        ctx.set_slow(true);
-                        match Arc::clone(&shared.slow_permits).try_acquire_owned() {
-                            Ok(slow_permit) => {
-                                permit = slow_permit; // the main permit is released
-                                None
-                            }
-                            Err(_) => Some(Err(RoundEnd::CutOff)),
+            // A main-pool round still running at `slow_after` leaves the main pool.
+            tokio::select! {
+                biased;
+                () = ctx.kill.cancelled() => return ControlFlow::Break(()),
+                outcome = &mut round => Some(outcome.map_err(RoundEnd::from)),
+                () = tokio::time::sleep(ctx.slow_after) => {
+                    ctx.set_slow(true);
+                    match Arc::clone(&shared.slow_permits).try_acquire_owned() {
+                        Ok(slow_permit) => {
+                            let main = std::mem::replace(&mut permit, slow_permit);
+                            shared.permits.release(main);
+                            main_permit = false;
+                            None
                         }
+                        Err(_) => Some(Err(RoundEnd::CutOff)),
                     }
                 }
-            };
-            match early {
-                Some(outcome) => outcome,
-                None => tokio::select! {
-                    biased;
-                    () = ctx.kill.cancelled() => return,
-                    outcome = &mut round => outcome.map_err(RoundEnd::from),
-                },
             }
         };
-        // The bound is on polls in flight: publishing is the publisher's (the round only queues
-        // its publications), so a slow or absent broker holds no permit and hangs no round.
+        match early {
+            Some(outcome) => outcome,
+            None => tokio::select! {
+                biased;
+                () = ctx.kill.cancelled() => return ControlFlow::Break(()),
+                outcome = &mut round => outcome.map_err(RoundEnd::from),
+            },
+        }
+    };
+    // The bound is on polls in flight: publishing is the publisher's (the round only queues
+    // its publications), so a slow or absent broker holds no permit and hangs no round.
+    if main_permit {
+        shared.permits.release(permit);
+    } else {
         drop(permit);
-        if outcome.is_ok() {
-            // Fast again (or still fast) when it finished within `slow_after`.
-            ctx.set_slow(started.elapsed() > ctx.slow_after);
-        } else {
-            ctx.set_slow(true);
-        }
-        match outcome {
-            Err(RoundEnd::CutOff) => {
-                shared.liveness.round_timed_out(ctx.key);
-                Counters::bump(&shared.counters.rounds_cut_off);
-                warn_limited!(ctx.shared.limiter, "round cut off",
-                    slow_after = ?ctx.slow_after,
-                    "round still running after its slow threshold and the slow lane is full: \
-                     cut off; the monitor waits for the slow lane");
-            }
-            Err(RoundEnd::TimedOut) => {
-                shared.liveness.round_timed_out(ctx.key);
-                warn_limited!(ctx.shared.limiter, "round timed out",
-                    timeout = ?ctx.round_timeout, "round timed out");
-            }
-            Ok(Err(e)) => {
-                shared.liveness.round_finished(ctx.key, false);
-                warn_limited!(ctx.shared.limiter, "round failed", error = %e,
-                    "round failed: the monitor's error envelope (if any) and heartbeat published");
-                if ctx.kill.is_cancelled() {
-                    return;
-                }
-                // Never silence: what the monitor says about the failure, then its heartbeat.
-                publish_round(&ctx, monitor.failed_round(&e));
-            }
-            Ok(Ok(publications)) => {
-                shared.liveness.round_finished(ctx.key, true);
-                if ctx.kill.is_cancelled() {
-                    return;
-                }
-                publish_round(&ctx, publications);
-            }
-        }
-        drop(in_flight);
     }
+    if outcome.is_ok() {
+        // Fast again (or still fast) when it finished within `slow_after`.
+        ctx.set_slow(started.elapsed() > ctx.slow_after);
+    } else {
+        ctx.set_slow(true);
+    }
+    match outcome {
+        Err(RoundEnd::CutOff) => {
+            shared.liveness.round_timed_out(ctx.key);
+            Counters::bump(&shared.counters.rounds_cut_off);
+            warn_limited!(ctx.shared.limiter, "round cut off",
+                slow_after = ?ctx.slow_after,
+                "round still running after its slow threshold and the slow lane is full: \
+                 cut off; the monitor waits for the slow lane");
+        }
+        Err(RoundEnd::TimedOut) => {
+            shared.liveness.round_timed_out(ctx.key);
+            warn_limited!(ctx.shared.limiter, "round timed out",
+                timeout = ?ctx.round_timeout, "round timed out");
+        }
+        Ok(Err(e)) => {
+            shared.liveness.round_finished(ctx.key, false);
+            warn_limited!(ctx.shared.limiter, "round failed", error = %e,
+                "round failed: the monitor's error envelope (if any) and heartbeat published");
+            if ctx.kill.is_cancelled() {
+                return ControlFlow::Break(());
+            }
+            // Never silence: what the monitor says about the failure, then its heartbeat.
+            publish_round(ctx, monitor.failed_round(&e));
+        }
+        Ok(Ok(publications)) => {
+            shared.liveness.round_finished(ctx.key, true);
+            if ctx.kill.is_cancelled() {
+                return ControlFlow::Break(());
+            }
+            publish_round(ctx, publications);
+        }
+    }
+    drop(in_flight);
+    ControlFlow::Continue(())
 }
 
 /// Hand a round's data and its worker heartbeat to the outbox (never waits for the broker).
@@ -466,9 +492,83 @@ fn publish_round(ctx: &MonitorCtx, publications: Vec<monitor_core::Publication>)
             }
         }
     }
-    ctx.shared.outbox.push(Batch::new(
-        ctx.key,
-        Arc::clone(&ctx.component_name_shared),
-        data,
-    ));
+    ctx.shared
+        .outbox
+        .push(Batch::new(ctx.key, Arc::clone(&ctx.component_name), data));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Arc<MonitorCtx> {
+        let settings = crate::ManagerSettings::default();
+        let counters = Arc::new(Counters::default());
+        let shared = Arc::new(Shared {
+            bus: Arc::new(monitor_bus::MemoryBus::new()),
+            permits: Arc::new(RoundPermits::new(
+                &settings,
+                Arc::clone(&counters.round_permits),
+            )),
+            slow_permits: Arc::new(Semaphore::new(1)),
+            liveness: Arc::new(Liveness::new()),
+            counters,
+            outbox: Arc::new(Outbox::new(1024)),
+            limiter: LogLimiter::per_minute(1),
+            hung: TaskTracker::new(),
+        });
+        let period = Duration::from_secs(60);
+        let key = shared.liveness.register("c".into(), "l".into(), period);
+        Arc::new(MonitorCtx {
+            key,
+            component_name: "c".into(),
+            label: "l".into(),
+            build: Arc::new(|| Ok(Box::new(Idle) as Box<dyn Monitor>)),
+            period,
+            epoch: Instant::now(),
+            phase: Duration::ZERO,
+            round_timeout: period,
+            slow_after: period / 10,
+            slow: AtomicBool::new(false),
+            hung_after: period * 4,
+            backoff: Backoff::default(),
+            shared,
+            shutdown: CancellationToken::new(),
+            kill: CancellationToken::new(),
+        })
+    }
+
+    /// What a monitor holds between rounds: its two tasks' futures. The round's state (permit
+    /// wait, timeout, slow-lane select) is boxed per round, so the incarnation's future, held for
+    /// the monitor's whole life, is smaller than one round's.
+    #[tokio::test]
+    async fn a_round_state_is_not_held_between_rounds() {
+        let ctx = ctx();
+        let supervisor = std::mem::size_of_val(&supervise(Arc::clone(&ctx)));
+        let incarnation = std::mem::size_of_val(&run_incarnation(Arc::clone(&ctx)));
+        let mut monitor: Box<dyn Monitor> = Box::new(Idle);
+        let round = std::mem::size_of_val(&one_round(&ctx, &mut monitor));
+        let building = std::mem::size_of_val(&build(&ctx));
+        println!(
+            "future bytes: supervisor {supervisor}, incarnation {incarnation}, one round \
+             {round}, build {building}"
+        );
+        assert!(incarnation < round, "{incarnation} vs {round}");
+        assert!(incarnation < building, "{incarnation} vs {building}");
+    }
+
+    struct Idle;
+
+    #[async_trait::async_trait]
+    impl Monitor for Idle {
+        fn name(&self) -> &str {
+            "idle"
+        }
+
+        async fn round(
+            &mut self,
+        ) -> Result<Vec<monitor_core::Publication>, monitor_core::RoundError> {
+            Ok(Vec::new())
+        }
+    }
 }

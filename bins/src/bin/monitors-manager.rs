@@ -57,9 +57,19 @@ struct Args {
     #[arg(long, value_name = "FILE", requires = "config_dir")]
     output: Option<PathBuf>,
 
-    /// At most this many monitoring rounds in flight across all monitors.
+    /// At least this many monitoring rounds may be in flight across all monitors; the bound grows
+    /// with the monitors' rate of rounds (see --round-budget), up to --max-in-flight-cap.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_in_flight: usize,
+
+    /// The most rounds in flight the bound grows to (a socket each).
+    #[arg(long, value_name = "N", default_value_t = monitors_manager::DEFAULT_MAX_IN_FLIGHT_CAP)]
+    max_in_flight_cap: usize,
+
+    /// The mean round duration the bound on rounds in flight is sized for: rounds due per second
+    /// × this (0s: the bound stays --max-in-flight).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = cli::parse_duration)]
+    round_budget: Duration,
 
     /// Run only the monitors of shard I of N (several managers on one RabbitMQ), e.g. `0/3`.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
@@ -258,6 +268,8 @@ async fn main() -> ExitCode {
 fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> {
     let mut manager = ManagerSettings {
         max_in_flight: args.max_in_flight,
+        max_in_flight_cap: args.max_in_flight_cap,
+        round_budget: args.round_budget,
         shard: args.shard,
         shutdown_grace: args.shutdown_grace,
         outbox_bytes: args.outbox_bytes,

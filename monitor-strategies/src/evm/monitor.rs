@@ -65,8 +65,14 @@ impl EvmNodeMonitor {
     }
 
     async fn retrieve(&self) -> Result<Value, RpcError> {
-        let current_height = self.rpc.block_number().await?;
+        // One connection for both calls, also to a host without a keep-alive place: the first
+        // leaves it open, the second closes it (see `ConnectionLimits::max_held`).
+        let hold = self.rpc.hold();
+        let current_height = self.rpc.block_number_with(hold.is_some()).await?;
         let syncing = self.rpc.syncing().await?;
+        if let Some(hold) = hold {
+            hold.finish();
+        }
         let mut data = Map::new();
         data.insert("current_height".to_owned(), Value::from(current_height));
         data.insert("syncing".to_owned(), Value::from(syncing));

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use tracing::debug;
 
 use crate::http::{Http, HttpError, HttpErrorKind};
+use crate::settings::Hold;
 
 /// Why a JSON-RPC call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,9 +87,29 @@ impl JsonRpc {
 
     /// One call: the `result`, or why there is none.
     pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, RpcError> {
+        self.call_with(method, params, false).await
+    }
+
+    /// A place to hold the connection between the calls of one round (`None`: each call uses
+    /// the pool as usual); see [`ConnectionLimits`](crate::ConnectionLimits).
+    pub(crate) fn hold(&self) -> Option<Hold> {
+        self.http.hold(&self.url)
+    }
+
+    /// One call; `keep_open`: the connection stays open for the round's next call (the caller
+    /// holds a [`Hold`]).
+    async fn call_with(
+        &self,
+        method: &'static str,
+        params: Value,
+        keep_open: bool,
+    ) -> Result<Value, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let response = self.http.post_json(&self.url, &request).await?;
+        let response = self
+            .http
+            .post_json_with(&self.url, &request, keep_open)
+            .await?;
         let result = decode_answer(&self.url, method, response.status, &response.body)?;
         debug!(url = %monitor_core::redact_url(&self.url), method, "json-rpc answer");
         Ok(result)
@@ -105,7 +126,14 @@ impl JsonRpc {
 
     /// `eth_blockNumber`.
     pub async fn block_number(&self) -> Result<u64, RpcError> {
-        let result = self.call("eth_blockNumber", json!([])).await?;
+        self.block_number_with(false).await
+    }
+
+    /// `eth_blockNumber`, leaving the connection open for the next call when `keep_open`.
+    pub(crate) async fn block_number_with(&self, keep_open: bool) -> Result<u64, RpcError> {
+        let result = self
+            .call_with("eth_blockNumber", json!([]), keep_open)
+            .await?;
         quantity(&result).map_err(|p| self.bad_answer("eth_blockNumber", p))
     }
 

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use monitor_core::config::ConfigMessage;
 use monitor_core::{Monitor, MonitorableType, PeriodGroup, Planner, RawDataKey};
 use monitor_strategies::testing::{refused_url, BodyMode, RecordedRequest, Reply, TestServer};
-use monitor_strategies::{EvmNodeConfig, EvmNodeMonitor, EvmNodesPlanner, StrategySettings};
+use monitor_strategies::{
+    ConnectionLimits, EvmNodeConfig, EvmNodeMonitor, EvmNodesPlanner, StrategySettings,
+};
 
 use crate::common::{self, check_meta};
 
@@ -61,6 +63,51 @@ async fn one_round(url: &str) -> Value {
     let mut m = monitor(url);
     assert_eq!(m.name(), "Node monitor (geth_1)");
     common::one_body(&mut m, RawDataKey::EvmNode).await
+}
+
+/// Beyond the hosts that keep connections alive, a round still uses one connection for both of
+/// its calls (the first leaves it open, the second closes it); with `max_held` 0, one per call.
+#[tokio::test]
+async fn a_round_holds_one_connection_for_both_calls_beyond_the_kept_hosts() {
+    for (max_held, per_round) in [(16, 1), (0, 2)] {
+        let kept = node("eth_syncing_false.json").await;
+        let other = node("eth_syncing_false.json").await;
+        let mut s = settings();
+        s.connections = ConnectionLimits {
+            max_kept_hosts: 1,
+            max_held,
+            ..ConnectionLimits::default()
+        };
+        let http = s.evm_http(PeriodGroup::Node).unwrap();
+        let config = |url: String| EvmNodeConfig {
+            node_id: "evm_1".to_owned(),
+            parent_id: "chain_eth".to_owned(),
+            node_name: "geth_1".to_owned(),
+            node_http_url: url,
+        };
+        // The first host takes the only keep-alive place.
+        let mut first = EvmNodeMonitor::new(config(kept.url("/")), http.clone());
+        let body = common::one_body(&mut first, RawDataKey::EvmNode).await;
+        assert!(body.get("result").is_some(), "{body}");
+        let mut m = EvmNodeMonitor::new(config(other.url("/")), http);
+        for _ in 0..3 {
+            let body = common::one_body(&mut m, RawDataKey::EvmNode).await;
+            assert_eq!(
+                body["result"]["data"]["current_height"], 15_985_432,
+                "{body}"
+            );
+        }
+        assert_eq!(other.connections(), 3 * per_round, "max_held {max_held}");
+        let closes: Vec<bool> = other
+            .requests()
+            .iter()
+            .map(|r| r.header("connection") == Some("close"))
+            .collect();
+        let expected: Vec<bool> = (0..6).map(|i| per_round == 2 || i % 2 == 1).collect();
+        assert_eq!(closes, expected, "max_held {max_held}");
+        // The kept host's one connection stays open, with no `Connection: close`.
+        assert_eq!(kept.connections(), 1);
+    }
 }
 
 /// The monitor's meta_data (`time` near now).

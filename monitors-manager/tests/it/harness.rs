@@ -425,6 +425,11 @@ impl Harness {
         self.status.status()
     }
 
+    /// The main pool's bound on rounds in flight now.
+    pub(crate) fn round_permits(&self) -> u64 {
+        self.status.round_permits()
+    }
+
     /// Publish a config message and wait until the manager handled it.
     pub(crate) async fn config(&mut self, routing_key: &str, body: &str) {
         self.config_bytes(routing_key, Bytes::from(body.to_owned()))

@@ -80,6 +80,57 @@ async fn a_slow_round_skips_missed_ticks_and_never_overlaps_itself() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_in_flight_bound_grows_with_the_rate_of_rounds_and_shrinks_back() {
+    let probe = Probe::default();
+    // Floor 3, sized for rounds of 1 s: 60 monitors at 10 s are due 6 rounds a second, so the
+    // pool needs 6 permits; with rounds of 9 s (slow lane off, as above) it stays full.
+    let settings = ManagerSettings {
+        max_in_flight: 3,
+        max_in_flight_cap: 50,
+        round_budget: Duration::from_secs(1),
+        slow_round_percent: 100,
+        ..test_settings()
+    };
+    let mut h = Harness::start(vec![FakePlanner::systems(&probe)], settings).await;
+    assert_eq!(h.round_permits(), 3);
+    h.config(
+        GENERAL,
+        &sections(60, json!({"behaviour": "sleep", "round_secs": "9"})).to_string(),
+    )
+    .await;
+    let mut seen_in_flight = 0;
+    for _ in 0..60 {
+        h.advance(Duration::from_millis(500)).await;
+        seen_in_flight = seen_in_flight.max(h.status().rounds_in_flight);
+    }
+    assert_eq!(h.round_permits(), 6);
+    assert_eq!(probe.max_in_flight(), 6);
+    assert_eq!(seen_in_flight, 6);
+    // All removed: back to the floor, and the permits of rounds cut short are not lost.
+    h.config(GENERAL, "{}").await;
+    h.advance(Duration::from_secs(1)).await;
+    assert_eq!(h.round_permits(), 3);
+    h.config(
+        GENERAL,
+        &sections(20, json!({"behaviour": "sleep", "round_secs": "9"})).to_string(),
+    )
+    .await;
+    let before = probe.max_in_flight();
+    let mut seen_in_flight = 0;
+    for _ in 0..60 {
+        h.advance(Duration::from_millis(500)).await;
+        seen_in_flight = seen_in_flight.max(h.status().rounds_in_flight);
+    }
+    assert_eq!(
+        h.round_permits(),
+        3,
+        "20 monitors at 10 s ask for 2: the floor"
+    );
+    assert_eq!(seen_in_flight, 3);
+    assert_eq!(before, 6);
+}
+
+#[tokio::test(start_paused = true)]
 async fn max_in_flight_bounds_concurrent_rounds() {
     let probe = Probe::default();
     // Rounds of 9 s are slow (over 10 % of their 10 s timeout): with the default they would move
