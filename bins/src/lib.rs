@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod config_dir;
 pub mod data_metrics;
+pub mod fds;
 pub mod metrics;
 pub mod pretty;
 pub mod sink;

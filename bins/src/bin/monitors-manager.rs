@@ -302,7 +302,24 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
         .ok()
         .filter(|t| !t.trim().is_empty());
     strategies = strategies.with_github_token(token.as_deref());
+    fit_open_file_limit(&mut manager, &mut strategies);
     Ok((manager, strategies))
+}
+
+/// Raise the open-file limit to the hard limit, and where the socket bounds still do not fit
+/// under it, lower them and say so (`bins::fds`).
+fn fit_open_file_limit(manager: &mut ManagerSettings, strategies: &mut StrategySettings) {
+    match bins::fds::raise_limit() {
+        Ok(limit) => {
+            if let Some(lowered) = bins::fds::fit(limit, manager, &mut strategies.connections) {
+                tracing::warn!("{lowered}");
+            }
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not read or raise the open-file limit; the socket bounds are left as set"
+        ),
+    }
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -1,6 +1,6 @@
 //! Issue #15, for operators: a first round soon after start at PANIC's default 60 s period, the
 //! start-up line, the readable output (`--format pretty`), and `monitors-manager check` on good
-//! and broken config folders.
+//! and broken config folders; a low open-file limit is fitted under, not failed on.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -33,7 +33,17 @@ struct Manager {
 /// The manager on `dir` at PANIC's default system period (no period variable), raw data to
 /// `output`, its log read from a pipe while it runs.
 fn spawn_manager(dir: &Path, output: &Path, extra: &[&str]) -> Manager {
-    let mut child = tokio::process::Command::new(BIN)
+    spawn_command(tokio::process::Command::new(BIN), dir, output, extra)
+}
+
+/// [`spawn_manager`] started by `command` (the binary, or a shell that execs it).
+fn spawn_command(
+    mut command: tokio::process::Command,
+    dir: &Path,
+    output: &Path,
+    extra: &[&str],
+) -> Manager {
+    let mut child = command
         .arg("--config-dir")
         .arg(dir)
         .arg("--output")
@@ -118,6 +128,44 @@ async fn a_fresh_manager_gives_its_first_round_within_seconds_and_says_what_runs
     assert!(
         started.contains(&format!("raw data: {} (JSON lines)", out.display())),
         "{started}"
+    );
+}
+
+#[tokio::test]
+async fn a_low_open_file_limit_lowers_the_socket_bounds_with_a_warning_and_the_manager_runs() {
+    let server = TestServer::start().await.unwrap();
+    server.route("/metrics", Reply::ok(node_exporter_fixture()));
+    let dir = TempDir::new("panic-nofile");
+    let cfg = dir.0.join("config");
+    write_systems(
+        &cfg.join("general/systems_config.ini"),
+        &[("system_a", "alpha", &server.url("/metrics"))],
+    );
+    let out = dir.0.join("raw.jsonl");
+    // `ulimit -n` in sh sets the soft and the hard limit: the manager cannot raise it.
+    let mut shell = tokio::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("ulimit -n 512 && exec \"$0\" \"$@\"")
+        .arg(BIN);
+    let child = spawn_command(shell, &cfg, &out, &[]);
+
+    let lines = wait_lines(&out, 1, FIRST_ROUND_BOUND).await;
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["body"]["result"]["meta_data"]["system_name"], "alpha");
+    let log = stop(child).await;
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("open-file limit is 512"))
+        .unwrap_or_else(|| panic!("no open-file warning in\n{log}"));
+    // 75 % of 512 less the reserve of 256: 128 sockets; a quarter each for the kept hosts (2 idle
+    // each) and the slow lane, the rest for the main pool.
+    assert!(
+        warning.contains(
+            "polls in flight at most 64 (was 4096), hosts kept alive 16 (was 1024), \
+             slow lane 32 (was 64)"
+        ),
+        "{warning}"
     );
 }
 
