@@ -16,14 +16,19 @@
 //!   then query; [`monitor_strategies::system_figures`]) and the sink's previous line building
 //!   (parse the body back into a `Value` and write it again, [`sink_line_reparsed`]);
 //! * `floor`: read the body from memory and find the lines the monitor needs (each line found
-//!   with `memchr`, a prefix check against the 14 metric names), nothing else.
+//!   with `memchr`, a prefix check against the 14 metric names), nothing else;
+//! * `chainlink`, `cosmos`: the Prometheus part of a Chainlink node round (its 10 metrics) or of a
+//!   Cosmos node round's `prometheus` source (its 2 metrics) on the body (`--fixture`
+//!   `chainlink/metrics.txt` or `tendermint/metrics.txt`): UTF-8 check, a fresh scratch and
+//!   `query_text`, then `to_metrics_data`, as the two monitors do on every scrape.
 
 use std::hint::black_box;
 
 use monitor_core::envelope::{envelope, MetaData};
 use monitor_strategies::{
-    parse_prometheus, query_prometheus, system_figures, Requirement, StrategySettings,
-    SystemConfig, SystemMonitor, Target, SYSTEM_METRICS,
+    parse_prometheus, query_prometheus, query_prometheus_text, system_figures, PrometheusLimits,
+    PrometheusScratch, Requirement, StrategySettings, SystemConfig, SystemMonitor, Target,
+    CHAINLINK_METRICS, COSMOS_PROMETHEUS_METRICS, SYSTEM_METRICS,
 };
 use serde_json::Value;
 
@@ -38,6 +43,10 @@ pub(crate) enum Mode {
     Before,
     /// Find the wanted lines and nothing else.
     Floor,
+    /// The Prometheus part of a Chainlink node round.
+    Chainlink,
+    /// The `prometheus` source of a Cosmos node round.
+    Cosmos,
 }
 
 /// Runs `rounds` rounds of `mode` on `body`; prints a checksum line (so nothing is optimised
@@ -63,7 +72,7 @@ pub(crate) fn run(mode: Mode, body: &[u8], rounds: usize) -> Result<(), BenchErr
         "mode {mode:?}: {rounds} rounds, {total} bytes out, last line {} bytes",
         first.len()
     );
-    if mode != Mode::Floor {
+    if matches!(mode, Mode::After | Mode::Before) {
         // The line without its `time`, for comparing modes by eye.
         let text = String::from_utf8_lossy(&first);
         println!("{}", text.trim_end());
@@ -141,6 +150,22 @@ fn one_round(
                 start += len + 1;
             }
             out.extend_from_slice(&found.to_le_bytes());
+        }
+        Mode::Chainlink | Mode::Cosmos => {
+            let requested: &[(&str, Requirement)] = if mode == Mode::Chainlink {
+                &CHAINLINK_METRICS
+            } else {
+                &COSMOS_PROMETHEUS_METRICS
+            };
+            let text = std::str::from_utf8(body).map_err(|e| setup(e.to_string()))?;
+            // The monitors take a fresh scratch per scrape.
+            let mut scratch = PrometheusScratch::new();
+            let found =
+                query_prometheus_text(text, requested, &PrometheusLimits::default(), &mut scratch)
+                    .map_err(|e| setup(e.to_string()))?;
+            let data = black_box(found.to_metrics_data());
+            let present = data.0.iter().filter(|(_, v)| v.is_some()).count();
+            out.extend_from_slice(&present.to_le_bytes());
         }
     }
     Ok(())

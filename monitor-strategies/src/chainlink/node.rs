@@ -32,8 +32,8 @@ use crate::prometheus::{
     self, LabelledValue, Limits, MetricValue, MetricsData, QueryError, Requirement, TextQueryError,
 };
 
-/// The metrics PANIC v1.3.1 requests, in its order.
-pub(crate) const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
+/// The metrics PANIC v1.3.1 requests of a Chainlink node, in its order.
+pub const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
     ("head_tracker_current_head", Requirement::Strict),
     ("head_tracker_heads_received_total", Requirement::Strict),
     ("max_unconfirmed_blocks", Requirement::Strict),

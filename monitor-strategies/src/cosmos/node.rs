@@ -27,7 +27,7 @@ use crate::http::{Http, HttpError, HttpErrorKind};
 use crate::prometheus::{self, MetricValue, Requirement};
 
 /// The Prometheus metrics of a Cosmos node (PANIC: height strict, validator power optional).
-pub(crate) const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
+pub const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
     (
         "tendermint_consensus_latest_block_height",
         Requirement::Strict,
