@@ -331,7 +331,7 @@ enum Family {
 }
 
 impl Family {
-    fn from_type_words(mut words: std::str::SplitWhitespace<'_>) -> Self {
+    fn from_type_words<'t>(mut words: impl Iterator<Item = &'t str>) -> Self {
         // `parse` joins the remaining words with spaces: only a single word can be a type.
         match (words.next(), words.next()) {
             (Some("counter"), None) => Family::Counter,
@@ -361,6 +361,113 @@ fn is_ws(c: char) -> bool {
 /// The ASCII bytes `char::is_whitespace` accepts.
 fn is_ascii_ws(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// `s.trim()` of an ASCII line, bytewise (`char::is_whitespace` is [`is_ascii_ws`] on ASCII).
+fn trim_ascii_line(s: &str) -> &str {
+    let bytes = s.as_bytes();
+    let start = bytes.iter().position(|&b| !is_ascii_ws(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_ascii_ws(b))
+        .map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or("")
+}
+
+/// `split_whitespace` of a line: bytewise when the line is ASCII.
+enum Words<'t> {
+    /// What is left of an ASCII line.
+    Ascii(&'t str),
+    Unicode(std::str::SplitWhitespace<'t>),
+}
+
+impl<'t> Words<'t> {
+    fn new(s: &'t str, ascii: bool) -> Self {
+        if ascii {
+            Words::Ascii(s)
+        } else {
+            Words::Unicode(s.split_whitespace())
+        }
+    }
+}
+
+impl<'t> Iterator for Words<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        match self {
+            Words::Ascii(rest) => {
+                let bytes = rest.as_bytes();
+                let start = bytes.iter().position(|&b| !is_ascii_ws(b))?;
+                let len = bytes
+                    .get(start..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .position(|&b| is_ascii_ws(b))
+                    .unwrap_or(bytes.len() - start);
+                let word = rest.get(start..start + len).unwrap_or("");
+                *rest = rest.get(start + len..).unwrap_or("");
+                Some(word)
+            }
+            Words::Unicode(words) => words.next(),
+        }
+    }
+
+    fn last(self) -> Option<&'t str> {
+        match self {
+            Words::Ascii(rest) => {
+                let bytes = rest.as_bytes();
+                let end = bytes.iter().rposition(|&b| !is_ascii_ws(b))? + 1;
+                let start = bytes
+                    .get(..end)
+                    .unwrap_or(&[])
+                    .iter()
+                    .rposition(|&b| is_ascii_ws(b))
+                    .map_or(0, |i| i + 1);
+                rest.get(start..end)
+            }
+            Words::Unicode(words) => words.last(),
+        }
+    }
+}
+
+/// Whether `parse_float(token)` (Rust's `f64::from_str`) accepts `token`, without computing the
+/// value: an optional sign, then `inf`, `infinity` or `nan` in any case, or digits with at most
+/// one `.` and at least one digit, then optionally `e`/`E`, an optional sign and at least one
+/// digit. The property test `value_check_is_parse_float` holds it to `parse_float`.
+pub(crate) fn is_float(token: &str) -> bool {
+    let mut b = token.as_bytes();
+    if let Some((b'+' | b'-', rest)) = b.split_first() {
+        b = rest;
+    }
+    if b.is_empty() {
+        return false;
+    }
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let int = digits(b);
+    let mut i = int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        frac = digits(b.get(i + 1..).unwrap_or(&[]));
+        i += 1 + frac;
+    }
+    if int + frac == 0 {
+        return b.eq_ignore_ascii_case(b"inf")
+            || b.eq_ignore_ascii_case(b"nan")
+            || b.eq_ignore_ascii_case(b"infinity");
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let exp = digits(b.get(i..).unwrap_or(&[]));
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
 }
 
 /// `s.trim_start_matches(char::is_whitespace)`, bytewise while the text is ASCII.
@@ -414,13 +521,26 @@ pub fn query_text<'a>(
     // The first mixed-labels error; from then on nothing more is kept (the query has failed), but
     // every line is still checked, since a parse error comes first.
     let mut mixed: Option<usize> = None;
-    for (index, raw) in text.split('\n').enumerate() {
-        let line = raw.trim();
+    // Every line of an ASCII body is ASCII; otherwise each line is checked.
+    let all_ascii = text.is_ascii();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    // `text.split('\n')`, with the newlines found by a SIMD search over the body.
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for (index, end) in ends.enumerate() {
+        let raw = text.get(start..end).unwrap_or("");
+        start = end + 1;
+        let ascii = all_ascii || raw.is_ascii();
+        let line = if ascii {
+            trim_ascii_line(raw)
+        } else {
+            raw.trim()
+        };
         if line.is_empty() {
             continue;
         }
         if line.starts_with('#') {
-            let mut parts = line.split_whitespace().skip(1);
+            let mut parts = Words::new(line, ascii).skip(1);
             let keyword = parts.next();
             let Some(name) = parts.next() else {
                 continue;
@@ -430,7 +550,7 @@ pub fn query_text<'a>(
                     family = Some((name, Family::Plain));
                 }
                 Some("TYPE") => {
-                    let mut rest = line.split_whitespace();
+                    let mut rest = Words::new(line, ascii);
                     // `#`, `TYPE`, the name: what follows is the type.
                     rest.nth(2);
                     family = Some((name, Family::from_type_words(rest)));
@@ -478,14 +598,21 @@ pub fn query_text<'a>(
             };
             labelled = !scratch.line.is_empty();
         }
-        let mut tokens = rest.split_whitespace();
+        let mut tokens = Words::new(rest, ascii);
         let Some(value_text) = tokens.next() else {
             return Err(error(format!("metric `{name}` has no value")).into());
         };
-        let value = parse_float(value_text)
-            .ok_or_else(|| error(format!("metric `{name}`: `{value_text}` is not a number")))?;
+        let not_a_number = || error(format!("metric `{name}`: `{value_text}` is not a number"));
+        // Of a sample not asked for, only whether the value is a number matters.
+        let value = if wanted.is_some() {
+            parse_float(value_text).ok_or_else(not_a_number)?
+        } else if is_float(value_text) {
+            0.0
+        } else {
+            return Err(not_a_number().into());
+        };
         if let Some(timestamp) = tokens.last() {
-            if parse_float(timestamp).is_none() {
+            if !is_float(timestamp) {
                 return Err(error(format!(
                     "metric `{name}`: timestamp `{timestamp}` is not a number"
                 ))
@@ -756,4 +883,89 @@ fn push_unescaped(arena: &mut String, raw: &str, escaped: bool) -> Span {
         }
     }
     (start, to_u32(arena.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_float, parse_float, Words};
+
+    /// The alphabet of float syntax and its near misses.
+    const ALPHABET: [&str; 20] = [
+        "0", "1", "9", ".", "e", "E", "+", "-", "i", "I", "n", "N", "f", "F", "a", "t", "y", "_",
+        "x", "é",
+    ];
+
+    fn agree(token: &str) {
+        assert_eq!(
+            is_float(token),
+            parse_float(token).is_some(),
+            "is_float and parse_float disagree on {token:?}"
+        );
+    }
+
+    /// `is_float` accepts exactly what `parse_float` accepts: every string of up to four symbols
+    /// of the alphabet, the named edge cases, and random concatenations of pieces of floats.
+    #[test]
+    fn value_check_is_parse_float() {
+        let mut level = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::with_capacity(level.len() * ALPHABET.len());
+            for prefix in &level {
+                for symbol in ALPHABET {
+                    let token = format!("{prefix}{symbol}");
+                    agree(&token);
+                    next.push(token);
+                }
+            }
+            level = next;
+        }
+        for token in [
+            "", "+", "-", ".", "+.", "-.", "NaN", "nan", "+NaN", "-nan", "Inf", "+Inf", "-Inf",
+            "inf", "INF", "infinity", "+Infinity", "-INFINITY", "infinit", "infinityy", "nana",
+            "0x1p3", "0x10", "1_000", "1e400", "-1e-400", "1e+5", "1E-5", "1e", "1e+", ".5", "5.",
+            "5.e3", ".e3", "1.2.3", "01", "00.00e00", "1e1e1", "++1", "+-1", "1 ", " 1", "٣",
+            "1e99999999999999999999", "123456789012345678901234567890",
+        ] {
+            agree(token);
+        }
+        let pieces = [
+            "inf", "infinity", "nan", "NaN", "Inf", "1", "23", "0", ".", "e", "E", "+", "-", "_",
+            "0x", "p", "é",
+        ];
+        let mut state: u64 = 0x5eed_0004;
+        for _ in 0..200_000 {
+            let mut token = String::new();
+            // A small LCG: the test needs no crate and stays deterministic.
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let len = (state >> 60) as usize;
+            for k in 0..len {
+                let pick = (state >> (4 * k % 56)) as usize % pieces.len();
+                token.push_str(pieces[pick]);
+            }
+            agree(&token);
+        }
+    }
+
+    /// The bytewise words are `split_whitespace`'s on ASCII, `last` included.
+    #[test]
+    fn ascii_words_are_split_whitespace() {
+        for line in [
+            "", " ", "a", " a ", "a b", "\ta\x0bb\x0cc\rd\n", "  x  1  2  ", "a  ", "a b c d e",
+        ] {
+            let want: Vec<&str> = line.split_whitespace().collect();
+            let got: Vec<&str> = Words::new(line, true).collect();
+            assert_eq!(want, got, "{line:?}");
+            assert_eq!(
+                line.split_whitespace().last(),
+                Words::new(line, true).last(),
+                "{line:?}"
+            );
+            let mut words = Words::new(line, true);
+            let mut reference = line.split_whitespace();
+            assert_eq!(words.next(), reference.next());
+            assert_eq!(words.last(), reference.last(), "{line:?} after one word");
+        }
+    }
 }

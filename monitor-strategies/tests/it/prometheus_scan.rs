@@ -182,6 +182,37 @@ fn same_answer_on_crafted_edge_cases() {
     check(&line, &mut scratch);
 }
 
+/// The value (and timestamp) of a sample not asked for is only checked for being a number, by a
+/// syntactic check rather than a float parse: a body is still rejected exactly when `parse`
+/// rejects it, with the same error, for every short token of float syntax and its near misses.
+#[test]
+fn same_answer_on_value_tokens() {
+    let alphabet = ["0", "1", ".", "e", "+", "-", "I", "n", "f", "a", "N", "_", "x", "é"];
+    let mut tokens = vec![String::new()];
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for prefix in &tokens {
+            for symbol in alphabet {
+                next.push(format!("{prefix}{symbol}"));
+            }
+        }
+        all.extend(next.iter().cloned());
+        tokens = next;
+    }
+    all.extend(
+        ["NaN", "+Inf", "-Inf", "Infinity", "-infinity", "1e400", "0x10", "1_0", "5.e-3", ".5E+2"]
+            .map(str::to_owned),
+    );
+    let mut scratch = PrometheusScratch::new();
+    for token in &all {
+        // As a value, as a timestamp, and on a labelled line.
+        check(&format!("x {token}\n"), &mut scratch);
+        check(&format!("x 1 {token}\n"), &mut scratch);
+        check(&format!("x{{a=\"b\"}} {token} 2\n"), &mut scratch);
+    }
+}
+
 #[test]
 fn series_cap_per_metric() {
     let limits = PrometheusLimits {
