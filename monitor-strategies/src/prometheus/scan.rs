@@ -436,7 +436,11 @@ impl<'t> Iterator for Words<'t> {
 /// one `.` and at least one digit, then optionally `e`/`E`, an optional sign and at least one
 /// digit. The property test `value_check_is_parse_float` holds it to `parse_float`.
 pub(crate) fn is_float(token: &str) -> bool {
-    let mut b = token.as_bytes();
+    is_float_bytes(token.as_bytes())
+}
+
+/// [`is_float`] on bytes.
+fn is_float_bytes(mut b: &[u8]) -> bool {
     if let Some((b'+' | b'-', rest)) = b.split_first() {
         b = rest;
     }
@@ -468,6 +472,89 @@ pub(crate) fn is_float(token: &str) -> bool {
         i += exp;
     }
     i == b.len()
+}
+
+/// Whether `line` (trimmed, ASCII, not a comment) is a sample of the usual shape, which the
+/// general code accepts: a name, optionally `{name="value",…}` with plain label names, one space,
+/// a number, optionally one space and a number. Returns where the name ends. `None` only means
+/// "not known to be acceptable": the general code then decides, and names the error.
+fn usual_sample(line: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(&b) = line.get(i) {
+        if b == b'{' || b == b' ' {
+            break;
+        }
+        if b < b' ' {
+            return None;
+        }
+        i += 1;
+    }
+    let name_end = i;
+    if name_end == 0 {
+        return None;
+    }
+    if line.get(i) == Some(&b'{') {
+        i += 1;
+        loop {
+            let start = i;
+            while line
+                .get(i)
+                .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                i += 1;
+            }
+            if i == start {
+                // `{}`, or `,}` after the last label.
+                if line.get(i) == Some(&b'}') {
+                    i += 1;
+                    break;
+                }
+                return None;
+            }
+            if line.get(i..i + 2) != Some(b"=\"") {
+                return None;
+            }
+            i += 2;
+            // The value: `\` escapes any one byte (as `skip_quoted`).
+            loop {
+                match line.get(i)? {
+                    b'"' => break,
+                    b'\\' => i += 2,
+                    _ => i += 1,
+                }
+            }
+            i += 1;
+            match line.get(i)? {
+                b',' => i += 1,
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    // One space, the value, and optionally one space and the timestamp (the line is trimmed).
+    let token = |from: usize| {
+        let rest = line.get(from..).unwrap_or(&[]);
+        let len = rest.iter().position(|&b| b <= b' ').unwrap_or(rest.len());
+        (rest.get(..len).unwrap_or(&[]), from + len)
+    };
+    if line.get(i) != Some(&b' ') {
+        return None;
+    }
+    let (value, end) = token(i + 1);
+    if !is_float_bytes(value) {
+        return None;
+    }
+    if end == line.len() {
+        return Some(name_end);
+    }
+    if line.get(end) != Some(&b' ') {
+        return None;
+    }
+    let (timestamp, end) = token(end + 1);
+    (end == line.len() && is_float_bytes(timestamp)).then_some(name_end)
 }
 
 /// `s.trim_start_matches(char::is_whitespace)`, bytewise while the text is ASCII.
@@ -523,6 +610,8 @@ pub fn query_text<'a>(
     let mut mixed: Option<usize> = None;
     // Every line of an ASCII body is ASCII; otherwise each line is checked.
     let all_ascii = text.is_ascii();
+    // The last sample's name and family type, and whether it was wanted (a name is never empty).
+    let mut last: (&str, Option<Family>, Option<usize>) = ("", None, None);
     let bytes = text.as_bytes();
     let mut start = 0;
     // `text.split('\n')`, with the newlines found by a SIMD search over the body.
@@ -563,7 +652,14 @@ pub fn query_text<'a>(
             line: index + 1,
             problem,
         };
-        let name_end = name_end(line);
+        // A usual ASCII line is checked whole here; the general code below checks the others
+        // (and reads a wanted sample).
+        let usual = if ascii {
+            usual_sample(line.as_bytes())
+        } else {
+            None
+        };
+        let name_end = usual.unwrap_or_else(|| name_end(line));
         let name = &line[..name_end];
         if name.is_empty() {
             return Err(error("sample without a metric name".to_owned()).into());
@@ -579,13 +675,23 @@ pub fn query_text<'a>(
         // The sample's Python name is `name`, or `name_total` for a counter's sample without it.
         let wanted = if mixed.is_some() {
             None
-        } else if ty == Some(Family::Counter) && !name.ends_with("_total") {
-            requested
-                .iter()
-                .position(|(r, _)| r.strip_suffix("_total") == Some(name))
+        } else if last.0 == name && last.1 == ty {
+            // Samples of a family come one after another.
+            last.2
         } else {
-            requested.iter().position(|(r, _)| *r == name)
+            let wanted = if ty == Some(Family::Counter) && !name.ends_with("_total") {
+                requested
+                    .iter()
+                    .position(|(r, _)| r.strip_suffix("_total") == Some(name))
+            } else {
+                requested.iter().position(|(r, _)| *r == name)
+            };
+            last = (name, ty, wanted);
+            wanted
         };
+        if wanted.is_none() && usual.is_some() {
+            continue;
+        }
         let mut rest = trim_ws_start(&line[name_end..]);
         scratch.line.clear();
         let line_start = scratch.unescaped.len();

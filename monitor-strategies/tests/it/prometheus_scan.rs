@@ -159,6 +159,15 @@ fn same_answer_on_crafted_edge_cases() {
         "m{a=\"é\u{2028}😀\"} 1\n\u{a0}n\u{a0}2\u{a0}\n",
         "m 1 2\nm 1 x\n",
         "m NaN\nm +Inf\nm -inf\nm 1e400\n",
+        // Shapes next to the usual one (checked bytewise in one pass) that the general code reads.
+        "u{a=\"1\",} 1\nu{} 1 2\nu{a=\"\\\\\"} 1\nu{a=\"\\\"\"} 1\nu 1  2\nu\t1\nu{a=\"1\"}1\n",
+        "u{a=\"1\"} 1 2 3\nu {a=\"1\"} 1\nu{a = \"1\"} 1\nu{a=\"1\" } 1\nu{a=\"1\"}  1\nu{a:b=\"1\"} 1\n",
+        "u{a=\"1\"} 1 x\n",
+        "u{a=\"1\"\n",
+        "u{a=\"1\\",
+        "u{a=\"1\"} \n",
+        "u{,} 1\n",
+        "u 1 2\x01\n",
     ] {
         check(text, &mut scratch);
         let requested = [
