@@ -363,6 +363,102 @@ fn is_ascii_ws(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
 }
 
+/// Where the pieces of `text.split('\n')` end: at each newline, and at the end. The newlines are
+/// found 64 bytes at a time, as a bit mask per block (a loop the compiler turns into vector
+/// compares), then read off the mask's set bits: a few instructions per block and per line.
+struct LineEnds<'t> {
+    blocks: std::slice::ChunksExact<'t, u8>,
+    /// The offset of the next block.
+    next_base: usize,
+    /// The offset of the block `mask` is of.
+    base: usize,
+    /// The newlines of the current block not yet returned.
+    mask: u64,
+    tail_read: bool,
+    done: bool,
+    len: usize,
+}
+
+impl<'t> LineEnds<'t> {
+    fn new(bytes: &'t [u8]) -> Self {
+        LineEnds {
+            blocks: bytes.chunks_exact(64),
+            next_base: 0,
+            base: 0,
+            mask: 0,
+            tail_read: false,
+            done: false,
+            len: bytes.len(),
+        }
+    }
+}
+
+/// Bit `i` set when `block[i]` is a newline (`block` has at most 64 bytes).
+fn newline_mask(block: &[u8]) -> u64 {
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (i, &b)| mask | (u64::from(b == b'\n') << i))
+}
+
+impl Iterator for LineEnds<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.mask != 0 {
+                let at = self.base + self.mask.trailing_zeros() as usize;
+                self.mask &= self.mask - 1;
+                return Some(at);
+            }
+            self.base = self.next_base;
+            if let Some(block) = self.blocks.next() {
+                self.mask = newline_mask(block);
+                self.next_base += 64;
+            } else if !self.tail_read {
+                self.tail_read = true;
+                self.mask = newline_mask(self.blocks.remainder());
+            } else if !self.done {
+                self.done = true;
+                return Some(self.len);
+            } else {
+                return None;
+            }
+        }
+    }
+}
+
+/// What a `# HELP` or `# TYPE` line of the usual shape (ASCII, `# `, the keyword, one space, the
+/// name, and for `TYPE` one space and one word) says, as the general code reads it; `None` for
+/// any other comment (the general code reads it).
+fn usual_comment(line: &str) -> Option<(bool, &str, Option<&str>)> {
+    let (help, rest) = if let Some(rest) = line.strip_prefix("# HELP ") {
+        (true, rest)
+    } else {
+        (false, line.strip_prefix("# TYPE ")?)
+    };
+    let bytes = rest.as_bytes();
+    let name_len = bytes
+        .iter()
+        .position(|&b| is_ascii_ws(b))
+        .unwrap_or(bytes.len());
+    if name_len == 0 {
+        return None;
+    }
+    let name = rest.get(..name_len)?;
+    if help {
+        return Some((true, name, None));
+    }
+    // The line is trimmed: after the name, nothing or whitespace and more.
+    let Some(after) = rest.get(name_len..).and_then(|r| r.strip_prefix(' ')) else {
+        return (name_len == bytes.len()).then_some((false, name, None));
+    };
+    if after.is_empty() || after.bytes().any(is_ascii_ws) {
+        return None;
+    }
+    Some((false, name, Some(after)))
+}
+
 /// `s.trim()` of an ASCII line, bytewise (`char::is_whitespace` is [`is_ascii_ws`] on ASCII).
 fn trim_ascii_line(s: &str) -> &str {
     let bytes = s.as_bytes();
@@ -614,9 +710,8 @@ pub fn query_text<'a>(
     let mut last: (&str, Option<Family>, Option<usize>) = ("", None, None);
     let bytes = text.as_bytes();
     let mut start = 0;
-    // `text.split('\n')`, with the newlines found by a SIMD search over the body.
-    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
-    for (index, end) in ends.enumerate() {
+    // `text.split('\n')`.
+    for (index, end) in LineEnds::new(bytes).enumerate() {
         let raw = text.get(start..end).unwrap_or("");
         start = end + 1;
         let ascii = all_ascii || raw.is_ascii();
@@ -629,6 +724,14 @@ pub fn query_text<'a>(
             continue;
         }
         if line.starts_with('#') {
+            if let Some((help, name, ty)) = ascii.then(|| usual_comment(line)).flatten() {
+                if !help {
+                    family = Some((name, Family::from_type_words(ty.into_iter())));
+                } else if family.is_none_or(|(n, _)| n != name) {
+                    family = Some((name, Family::Plain));
+                }
+                continue;
+            }
             let mut parts = Words::new(line, ascii).skip(1);
             let keyword = parts.next();
             let Some(name) = parts.next() else {
@@ -993,7 +1096,63 @@ fn push_unescaped(arena: &mut String, raw: &str, escaped: bool) -> Span {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_float, parse_float, Words};
+    use super::{is_float, parse_float, usual_comment, LineEnds, Words};
+
+    /// The line ends are those of `split('\n')`, with newlines on and around block boundaries.
+    #[test]
+    fn line_ends_are_split() {
+        let mut state: u64 = 0x5eed_0005;
+        for len in (0..200).chain([255, 256, 257, 1000]) {
+            for density in [0u64, 1, 8, 64] {
+                let body: String = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        if density > 0 && (state >> 33) % density == 0 {
+                            '\n'
+                        } else {
+                            'a'
+                        }
+                    })
+                    .collect();
+                let mut start = 0;
+                let got: Vec<&str> = LineEnds::new(body.as_bytes())
+                    .map(|end| {
+                        let line = &body[start..end];
+                        start = end + 1;
+                        line
+                    })
+                    .collect();
+                let want: Vec<&str> = body.split('\n').collect();
+                assert_eq!(got, want, "{len} bytes");
+            }
+        }
+    }
+
+    /// The usual comment shapes, and the near misses left to the general code.
+    #[test]
+    fn usual_comments() {
+        assert_eq!(usual_comment("# HELP a b c"), Some((true, "a", None)));
+        assert_eq!(usual_comment("# HELP a"), Some((true, "a", None)));
+        assert_eq!(usual_comment("# TYPE a"), Some((false, "a", None)));
+        assert_eq!(
+            usual_comment("# TYPE a counter"),
+            Some((false, "a", Some("counter")))
+        );
+        for other in [
+            "# TYPE a counter x",
+            "# TYPE a  counter",
+            "# TYPE a\tcounter",
+            "# HELP  a",
+            "#HELP a",
+            "# help a",
+            "# EOF",
+            "#",
+        ] {
+            assert_eq!(usual_comment(other), None, "{other:?}");
+        }
+    }
 
     /// The alphabet of float syntax and its near misses.
     const ALPHABET: [&str; 20] = [

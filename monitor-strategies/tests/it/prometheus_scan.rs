@@ -168,6 +168,8 @@ fn same_answer_on_crafted_edge_cases() {
         "u{a=\"1\"} \n",
         "u{,} 1\n",
         "u 1 2\x01\n",
+        "# TYPE c  counter\nc 1\n# TYPE c counter x\nc 2\n#TYPE c counter\nc 3\n# TYPE c\tcounter\nc 4\n",
+        "# TYPE c counter\n# HELP\tc x\nc 1\n# HELP  c\nc 2\n# TYPE c\nc 3\n# HELP c\nc_total 4\n",
     ] {
         check(text, &mut scratch);
         let requested = [
