@@ -363,69 +363,72 @@ fn is_ascii_ws(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
 }
 
-/// Where the pieces of `text.split('\n')` end: at each newline, and at the end. The newlines are
-/// found 64 bytes at a time, as a bit mask per block (a loop the compiler turns into vector
-/// compares), then read off the mask's set bits: a few instructions per block and per line.
+/// Where the pieces of `text.split('\n')` end: at each newline, and at the end. The newline is
+/// searched eight bytes at a time ([`find_first`]).
 struct LineEnds<'t> {
-    blocks: std::slice::ChunksExact<'t, u8>,
-    /// The offset of the next block.
-    next_base: usize,
-    /// The offset of the block `mask` is of.
-    base: usize,
-    /// The newlines of the current block not yet returned.
-    mask: u64,
-    tail_read: bool,
-    done: bool,
-    len: usize,
+    bytes: &'t [u8],
+    /// Where the search goes on; past the end when done.
+    from: usize,
 }
 
 impl<'t> LineEnds<'t> {
     fn new(bytes: &'t [u8]) -> Self {
-        LineEnds {
-            blocks: bytes.chunks_exact(64),
-            next_base: 0,
-            base: 0,
-            mask: 0,
-            tail_read: false,
-            done: false,
-            len: bytes.len(),
-        }
+        LineEnds { bytes, from: 0 }
     }
-}
-
-/// Bit `i` set when `block[i]` is a newline (`block` has at most 64 bytes).
-fn newline_mask(block: &[u8]) -> u64 {
-    block
-        .iter()
-        .enumerate()
-        .fold(0, |mask, (i, &b)| mask | (u64::from(b == b'\n') << i))
 }
 
 impl Iterator for LineEnds<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        loop {
-            if self.mask != 0 {
-                let at = self.base + self.mask.trailing_zeros() as usize;
-                self.mask &= self.mask - 1;
-                return Some(at);
-            }
-            self.base = self.next_base;
-            if let Some(block) = self.blocks.next() {
-                self.mask = newline_mask(block);
-                self.next_base += 64;
-            } else if !self.tail_read {
-                self.tail_read = true;
-                self.mask = newline_mask(self.blocks.remainder());
-            } else if !self.done {
-                self.done = true;
-                return Some(self.len);
-            } else {
-                return None;
-            }
+        if self.from > self.bytes.len() {
+            return None;
         }
+        let end = find_first(self.bytes, self.from, |w| eq_mask(w, b'\n'), |b| b == b'\n');
+        self.from = end + 1;
+        Some(end)
     }
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The high bit of each byte of `word` (little-endian) that equals `byte`: exact, no borrow
+/// between bytes.
+fn eq_mask(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    // A byte's high bit of `(x & LOW7) + LOW7` is set when its low seven bits are not all zero
+    // (no carry leaves a byte); with `x`'s own high bit, when the byte is not zero.
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// The high bit of each byte of `word` that is a space or a control byte (below `!`).
+fn space_or_control_mask(word: u64) -> u64 {
+    // For a byte below 0x80, `b + 0x5f` has its high bit set when `b >= 0x21`.
+    !(((word & LOW7).wrapping_add(ONES * 0x5f)) | word | LOW7)
+}
+
+/// The first position at or after `from` where `mask` (eight bytes at a time) or `stop` (on the
+/// last few bytes) finds a byte; `bytes.len()` if none. `mask` and `stop` must agree.
+fn find_first(
+    bytes: &[u8],
+    from: usize,
+    mask: impl Fn(u64) -> u64,
+    stop: impl Fn(u8) -> bool,
+) -> usize {
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let m = mask(u64::from_le_bytes(word));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or(&[]);
+    i + rest.iter().position(|&b| stop(b)).unwrap_or(rest.len())
 }
 
 /// What a `# HELP` or `# TYPE` line of the usual shape (ASCII, `# `, the keyword, one space, the
@@ -575,18 +578,14 @@ fn is_float_bytes(mut b: &[u8]) -> bool {
 /// a number, optionally one space and a number. Returns where the name ends. `None` only means
 /// "not known to be acceptable": the general code then decides, and names the error.
 fn usual_sample(line: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(&b) = line.get(i) {
-        if b == b'{' || b == b' ' {
-            break;
-        }
-        if b < b' ' {
-            return None;
-        }
-        i += 1;
-    }
+    let mut i = find_first(
+        line,
+        0,
+        |w| eq_mask(w, b'{') | space_or_control_mask(w),
+        |b| b == b'{' || b <= b' ',
+    );
     let name_end = i;
-    if name_end == 0 {
+    if name_end == 0 || line.get(i).is_some_and(|&b| b < b' ') {
         return None;
     }
     if line.get(i) == Some(&b'{') {
@@ -613,10 +612,15 @@ fn usual_sample(line: &[u8]) -> Option<usize> {
             i += 2;
             // The value: `\` escapes any one byte (as `skip_quoted`).
             loop {
+                i = find_first(
+                    line,
+                    i,
+                    |w| eq_mask(w, b'"') | eq_mask(w, b'\\'),
+                    |b| b == b'"' || b == b'\\',
+                );
                 match line.get(i)? {
                     b'"' => break,
-                    b'\\' => i += 2,
-                    _ => i += 1,
+                    _ => i += 2,
                 }
             }
             i += 1;
@@ -1096,7 +1100,41 @@ fn push_unescaped(arena: &mut String, raw: &str, escaped: bool) -> Span {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_float, parse_float, usual_comment, LineEnds, Words};
+    use super::{
+        eq_mask, is_float, parse_float, space_or_control_mask, usual_comment, LineEnds, Words,
+    };
+
+    /// Every byte value, beside every other, at every position of a word.
+    #[test]
+    fn word_masks_are_exact() {
+        let want = |bytes: &[u8; 8], pred: &dyn Fn(u8) -> bool| {
+            bytes
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &x)| m | (u64::from(pred(x)) << (8 * i + 7)))
+        };
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for at in 0..8 {
+                    let mut bytes = [b; 8];
+                    bytes[at] = a;
+                    let word = u64::from_le_bytes(bytes);
+                    for target in [b'\n', b'"', b'\\', b'{', 0, 0x80, 0xff] {
+                        assert_eq!(
+                            eq_mask(word, target),
+                            want(&bytes, &|x| x == target),
+                            "{bytes:?} {target}"
+                        );
+                    }
+                    assert_eq!(
+                        space_or_control_mask(word),
+                        want(&bytes, &|x| x <= b' '),
+                        "{bytes:?}"
+                    );
+                }
+            }
+        }
+    }
 
     /// The line ends are those of `split('\n')`, with newlines on and around block boundaries.
     #[test]
