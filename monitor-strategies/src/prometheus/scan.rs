@@ -465,7 +465,10 @@ fn usual_comment(line: &str) -> Option<(bool, &str, Option<&str>)> {
 /// `s.trim()` of an ASCII line, bytewise (`char::is_whitespace` is [`is_ascii_ws`] on ASCII).
 fn trim_ascii_line(s: &str) -> &str {
     let bytes = s.as_bytes();
-    let start = bytes.iter().position(|&b| !is_ascii_ws(b)).unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|&b| !is_ascii_ws(b))
+        .unwrap_or(bytes.len());
     let end = bytes
         .iter()
         .rposition(|&b| !is_ascii_ws(b))
@@ -1223,11 +1226,51 @@ mod tests {
             level = next;
         }
         for token in [
-            "", "+", "-", ".", "+.", "-.", "NaN", "nan", "+NaN", "-nan", "Inf", "+Inf", "-Inf",
-            "inf", "INF", "infinity", "+Infinity", "-INFINITY", "infinit", "infinityy", "nana",
-            "0x1p3", "0x10", "1_000", "1e400", "-1e-400", "1e+5", "1E-5", "1e", "1e+", ".5", "5.",
-            "5.e3", ".e3", "1.2.3", "01", "00.00e00", "1e1e1", "++1", "+-1", "1 ", " 1", "٣",
-            "1e99999999999999999999", "123456789012345678901234567890",
+            "",
+            "+",
+            "-",
+            ".",
+            "+.",
+            "-.",
+            "NaN",
+            "nan",
+            "+NaN",
+            "-nan",
+            "Inf",
+            "+Inf",
+            "-Inf",
+            "inf",
+            "INF",
+            "infinity",
+            "+Infinity",
+            "-INFINITY",
+            "infinit",
+            "infinityy",
+            "nana",
+            "0x1p3",
+            "0x10",
+            "1_000",
+            "1e400",
+            "-1e-400",
+            "1e+5",
+            "1E-5",
+            "1e",
+            "1e+",
+            ".5",
+            "5.",
+            "5.e3",
+            ".e3",
+            "1.2.3",
+            "01",
+            "00.00e00",
+            "1e1e1",
+            "++1",
+            "+-1",
+            "1 ",
+            " 1",
+            "٣",
+            "1e99999999999999999999",
+            "123456789012345678901234567890",
         ] {
             agree(token);
         }
@@ -1255,7 +1298,15 @@ mod tests {
     #[test]
     fn ascii_words_are_split_whitespace() {
         for line in [
-            "", " ", "a", " a ", "a b", "\ta\x0bb\x0cc\rd\n", "  x  1  2  ", "a  ", "a b c d e",
+            "",
+            " ",
+            "a",
+            " a ",
+            "a b",
+            "\ta\x0bb\x0cc\rd\n",
+            "  x  1  2  ",
+            "a  ",
+            "a b c d e",
         ] {
             let want: Vec<&str> = line.split_whitespace().collect();
             let got: Vec<&str> = Words::new(line, true).collect();

@@ -198,7 +198,9 @@ fn same_answer_on_crafted_edge_cases() {
 /// rejects it, with the same error, for every short token of float syntax and its near misses.
 #[test]
 fn same_answer_on_value_tokens() {
-    let alphabet = ["0", "1", ".", "e", "+", "-", "I", "n", "f", "a", "N", "_", "x", "é"];
+    let alphabet = [
+        "0", "1", ".", "e", "+", "-", "I", "n", "f", "a", "N", "_", "x", "é",
+    ];
     let mut tokens = vec![String::new()];
     let mut all = Vec::new();
     for _ in 0..3 {
@@ -212,8 +214,19 @@ fn same_answer_on_value_tokens() {
         tokens = next;
     }
     all.extend(
-        ["NaN", "+Inf", "-Inf", "Infinity", "-infinity", "1e400", "0x10", "1_0", "5.e-3", ".5E+2"]
-            .map(str::to_owned),
+        [
+            "NaN",
+            "+Inf",
+            "-Inf",
+            "Infinity",
+            "-infinity",
+            "1e400",
+            "0x10",
+            "1_0",
+            "5.e-3",
+            ".5E+2",
+        ]
+        .map(str::to_owned),
     );
     let mut scratch = PrometheusScratch::new();
     for token in &all {
