@@ -576,6 +576,18 @@ fn is_float_bytes(mut b: &[u8]) -> bool {
     i == b.len()
 }
 
+/// The bytes of a plain label name (`[A-Za-z0-9_]`), as a table.
+const LABEL_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 /// Whether `line` (trimmed, ASCII, not a comment) is a sample of the usual shape, which the
 /// general code accepts: a name, optionally `{name="value",…}` with plain label names, one space,
 /// a number, optionally one space and a number. Returns where the name ends. `None` only means
@@ -597,7 +609,7 @@ fn usual_sample(line: &[u8]) -> Option<usize> {
             let start = i;
             while line
                 .get(i)
-                .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_')
+                .is_some_and(|&b| LABEL_NAME_BYTES[usize::from(b)])
             {
                 i += 1;
             }
