@@ -9,6 +9,13 @@
 //! key PANIC uses, into an arena of [`Scratch`], which a monitor keeps across rounds so that a
 //! round in steady state allocates nothing here.
 //!
+//! The check is cheap on the lines exporters actually write (issue #14): an ASCII line is trimmed
+//! and split bytewise; a sample line of the usual shape (a name, plain labels, one space, a
+//! number, an optional timestamp) is checked in one pass, eight bytes at a time where it searches
+//! ([`usual_sample`]), with the value tested for being a number without being parsed
+//! ([`is_float`]); the usual `# HELP`/`# TYPE` lines are read the same way. Any other line, and
+//! every wanted sample, goes through the general code, which gives the errors.
+//!
 //! What one query may keep is bounded ([`Limits`]): label sets per metric and bytes of label-set
 //! keys in all; going over is a [`LimitError`] naming the bound. Everything else is bounded by the
 //! body, which the HTTP layer caps.
