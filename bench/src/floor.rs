@@ -16,14 +16,21 @@
 //!   then query; [`monitor_strategies::system_figures`]) and the sink's previous line building
 //!   (parse the body back into a `Value` and write it again, [`sink_line_reparsed`]);
 //! * `floor`: read the body from memory and find the lines the monitor needs (each line found
-//!   with `memchr`, a prefix check against the 14 metric names), nothing else.
+//!   byte by byte, a prefix check against the 14 metric names), nothing else; `floor-words`: the
+//!   same with the newlines searched eight bytes at a time, as the query now does;
+//! * `chainlink`, `cosmos`: the Prometheus part of a Chainlink node round (its 10 metrics) or of a
+//!   Cosmos node round's `prometheus` source (its 2 metrics) on the body (`--fixture`
+//!   `chainlink/metrics.txt` or `tendermint/metrics.txt`): UTF-8 check, `query_text` with the
+//!   scratch buffers kept across rounds, then `to_metrics_data`, as the two monitors do on every
+//!   scrape.
 
 use std::hint::black_box;
 
 use monitor_core::envelope::{envelope, MetaData};
 use monitor_strategies::{
-    parse_prometheus, query_prometheus, system_figures, Requirement, StrategySettings,
-    SystemConfig, SystemMonitor, Target, SYSTEM_METRICS,
+    parse_prometheus, query_prometheus, query_prometheus_text, system_figures, PrometheusLimits,
+    PrometheusScratch, Requirement, StrategySettings, SystemConfig, SystemMonitor, Target,
+    CHAINLINK_METRICS, COSMOS_PROMETHEUS_METRICS, SYSTEM_METRICS,
 };
 use serde_json::Value;
 
@@ -38,6 +45,12 @@ pub(crate) enum Mode {
     Before,
     /// Find the wanted lines and nothing else.
     Floor,
+    /// The same, the newlines searched eight bytes at a time (as `query_text` does now).
+    FloorWords,
+    /// The Prometheus part of a Chainlink node round.
+    Chainlink,
+    /// The `prometheus` source of a Cosmos node round.
+    Cosmos,
 }
 
 /// Runs `rounds` rounds of `mode` on `body`; prints a checksum line (so nothing is optimised
@@ -56,14 +69,16 @@ pub(crate) fn run(mode: Mode, body: &[u8], rounds: usize) -> Result<(), BenchErr
     let mut monitor = SystemMonitor::new(config.clone(), http);
     // One round outside the count: buffers reach their steady size.
     let mut out = Vec::new();
-    one_round(mode, &mut monitor, &config, body, &mut out)?;
+    // The Chainlink and Cosmos monitors keep their query buffers across rounds.
+    let mut scratch = PrometheusScratch::new();
+    one_round(mode, &mut monitor, &mut scratch, &config, body, &mut out)?;
     let first = out.clone();
-    let total = measured(mode, &mut monitor, &config, body, rounds)?;
+    let total = measured(mode, &mut monitor, &mut scratch, &config, body, rounds)?;
     println!(
         "mode {mode:?}: {rounds} rounds, {total} bytes out, last line {} bytes",
         first.len()
     );
-    if mode != Mode::Floor {
+    if matches!(mode, Mode::After | Mode::Before) {
         // The line without its `time`, for comparing modes by eye.
         let text = String::from_utf8_lossy(&first);
         println!("{}", text.trim_end());
@@ -76,6 +91,7 @@ pub(crate) fn run(mode: Mode, body: &[u8], rounds: usize) -> Result<(), BenchErr
 fn measured(
     mode: Mode,
     monitor: &mut SystemMonitor,
+    scratch: &mut PrometheusScratch,
     config: &SystemConfig,
     body: &[u8],
     rounds: usize,
@@ -84,7 +100,7 @@ fn measured(
     let mut out = Vec::new();
     for _ in 0..rounds {
         out.clear();
-        one_round(mode, monitor, config, black_box(body), &mut out)?;
+        one_round(mode, monitor, scratch, config, black_box(body), &mut out)?;
         total += black_box(out.len());
     }
     Ok(total)
@@ -93,6 +109,7 @@ fn measured(
 fn one_round(
     mode: Mode,
     monitor: &mut SystemMonitor,
+    scratch: &mut PrometheusScratch,
     config: &SystemConfig,
     body: &[u8],
     out: &mut Vec<u8>,
@@ -142,6 +159,36 @@ fn one_round(
             }
             out.extend_from_slice(&found.to_le_bytes());
         }
+        Mode::FloorWords => {
+            let mut found = 0usize;
+            let mut start = 0;
+            while start <= body.len() {
+                let end = newline_by_words(body, start);
+                let line = body.get(start..end).unwrap_or(&[]);
+                if SYSTEM_METRICS
+                    .iter()
+                    .any(|m| line.starts_with(m.as_bytes()))
+                {
+                    found += line.len();
+                }
+                start = end + 1;
+            }
+            out.extend_from_slice(&found.to_le_bytes());
+        }
+        Mode::Chainlink | Mode::Cosmos => {
+            let requested: &[(&str, Requirement)] = if mode == Mode::Chainlink {
+                &CHAINLINK_METRICS
+            } else {
+                &COSMOS_PROMETHEUS_METRICS
+            };
+            let text = std::str::from_utf8(body).map_err(|e| setup(e.to_string()))?;
+            let found =
+                query_prometheus_text(text, requested, &PrometheusLimits::default(), scratch)
+                    .map_err(|e| setup(e.to_string()))?;
+            let data = black_box(found.to_metrics_data());
+            let present = data.0.iter().filter(|(_, v)| v.is_some()).count();
+            out.extend_from_slice(&present.to_le_bytes());
+        }
     }
     Ok(())
 }
@@ -150,6 +197,26 @@ fn one_round(
 /// word-at-a-time scan).
 fn memchr_newline(s: &[u8]) -> Option<usize> {
     s.iter().position(|&b| b == b'\n')
+}
+
+/// The next newline at or after `from` (or the end), eight bytes at a time: the exact per-byte
+/// zero test of `x = word ^ 0x0a…0a` (a copy of `monitor_strategies`'s private `find_first`).
+fn newline_by_words(bytes: &[u8], from: usize) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let x = u64::from_le_bytes(word) ^ 0x0a0a_0a0a_0a0a_0a0a;
+        let m = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or(&[]);
+    i + rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len())
 }
 
 /// The sink's line as `bins/src/sink.rs` builds it now (a copy: the bench does not depend on

@@ -231,6 +231,20 @@ fn message_for_change(root: &Path, path: &Path) -> Option<ConfigFileMessage> {
     }
 }
 
+/// Whether an event of this kind can change what a file holds. notify's inotify watcher also
+/// reports opening, reading and closing a file unwritten, and the watcher's own reading of a
+/// changed file is such an event: taken as a change, it made the watcher read the file again
+/// after every debounce, for ever (with a large config, a few per cent of a core spent parsing
+/// ini files; found profiling issue #14's end-to-end round).
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// How many debounce periods one batch of changes may wait for the folder to be quiet.
 const MAX_DEBOUNCE_FACTOR: u32 = 10;
 
@@ -246,11 +260,12 @@ pub async fn watch(
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(event) => {
+            Ok(event) if changes_content(&event.kind) => {
                 for p in event.paths {
                     let _ = ev_tx.send(p);
                 }
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "config folder watch error"),
         })
         .map_err(|source| ConfigDirError::Watch {
@@ -347,6 +362,35 @@ pub async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opening, reading or closing a file unwritten is not a change (the watcher's own reads are
+    /// such events); a write, a close after writing, creation, removal and renames are.
+    #[test]
+    fn only_events_that_can_change_a_file_count() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+        };
+        use notify::EventKind;
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+        ] {
+            assert!(!changes_content(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(changes_content(&kind), "{kind:?}");
+        }
+    }
 
     #[test]
     fn routing_keys_follow_panic() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use monitor_bus::declare_bound_queue;
-use monitor_bus::{Bus, BusError};
+use monitor_bus::{Bus, BusError, Delivery};
 use monitor_core::keys::RAW_DATA_EXCHANGE;
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -12,6 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 /// The queue the sink reads; bound to every raw-data key.
 pub const RAW_DATA_SINK_QUEUE: &str = "panic_monitors_raw_data_sink";
+
+/// Lines are written (and flushed) together, at most this long after the first of them was
+/// received: a file written through tokio costs a hand-off to its blocking pool (two thread
+/// wake-ups) per write, which per line was a good part of a system round's CPU (issue #14).
+const WRITE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// ... or once this many bytes of lines are waiting.
+const WRITE_BYTES: usize = 64 * 1024;
 
 /// At shutdown, how long the sink waits for one more message before it stops.
 const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
@@ -94,7 +102,8 @@ pub fn is_compact_json(body: &[u8]) -> Option<&str> {
 }
 
 /// Write every raw-data message as a JSON line until `shutdown`, then drain what is already
-/// queued. Each message is acked only after its line is written and flushed.
+/// queued. Each message is acked only after its line is written and flushed; lines are written
+/// together, at most 100 ms after the first of them arrived (or at 64 KiB).
 pub async fn run<W: AsyncWrite + Unpin>(
     bus: Arc<dyn Bus>,
     out: W,
@@ -112,24 +121,64 @@ pub async fn run_rendered<W: AsyncWrite + Unpin>(
 ) -> Result<(), SinkError> {
     declare(bus.as_ref()).await?;
     let mut consumer = bus.consume(RAW_DATA_SINK_QUEUE, 256).await?;
+    // Lines rendered but not yet written, and their deliveries (acked once written).
+    let mut lines: Vec<u8> = Vec::new();
+    let mut held: Vec<Delivery> = Vec::new();
+    let mut deadline = tokio::time::Instant::now();
     loop {
-        let delivery = match shutdown.run_until_cancelled(consumer.next()).await {
-            Some(Some(d)) => d,
-            Some(None) => break,
+        let next = if held.is_empty() {
+            Some(shutdown.run_until_cancelled(consumer.next()).await)
+        } else {
+            // `Consumer::next` is cancel-safe (a channel receive, then nothing that waits).
+            tokio::select! {
+                d = shutdown.run_until_cancelled(consumer.next()) => Some(d),
+                () = tokio::time::sleep_until(deadline) => None,
+            }
+        };
+        let delivery = match next {
+            None => {
+                write_held(&mut out, &mut lines, &mut held).await?;
+                continue;
+            }
+            Some(Some(Some(d))) => d,
+            Some(Some(None)) => break,
             // Shutting down: drain what is ready without waiting for more.
-            None => match tokio::time::timeout(DRAIN_WAIT, consumer.next()).await {
+            Some(None) => match tokio::time::timeout(DRAIN_WAIT, consumer.next()).await {
                 Ok(Some(d)) => d,
                 _ => break,
             },
         };
-        out.write_all(render(&delivery.routing_key, &delivery.body).as_bytes())
-            .await?;
-        out.flush().await?;
+        if held.is_empty() {
+            deadline = tokio::time::Instant::now() + WRITE_EVERY;
+        }
+        lines.extend_from_slice(render(&delivery.routing_key, &delivery.body).as_bytes());
+        held.push(delivery);
+        if lines.len() >= WRITE_BYTES {
+            write_held(&mut out, &mut lines, &mut held).await?;
+        }
+    }
+    write_held(&mut out, &mut lines, &mut held).await?;
+    out.flush().await?;
+    Ok(())
+}
+
+/// Writes and flushes the held lines, then acks their deliveries.
+async fn write_held<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    lines: &mut Vec<u8>,
+    held: &mut Vec<Delivery>,
+) -> Result<(), SinkError> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    out.write_all(lines).await?;
+    out.flush().await?;
+    lines.clear();
+    for delivery in held.drain(..) {
         if let Err(e) = delivery.ack().await {
             tracing::warn!(error = %e, "raw data sink could not ack a written message");
         }
     }
-    out.flush().await?;
     Ok(())
 }
 

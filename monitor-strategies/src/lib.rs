@@ -100,10 +100,10 @@ use monitor_core::Planner;
 
 pub use chainlink::abi::checksum;
 pub use chainlink::contracts::{ChainlinkContractsConfig, ChainlinkContractsMonitor};
-pub use chainlink::node::{ChainlinkNodeConfig, ChainlinkNodeMonitor};
+pub use chainlink::node::{ChainlinkNodeConfig, ChainlinkNodeMonitor, CHAINLINK_METRICS};
 pub use chainlink::planner::{ChainlinkContractsPlanner, ChainlinkNodesPlanner};
 pub use cosmos::network::CosmosNetworkMonitor;
-pub use cosmos::node::CosmosNodeMonitor;
+pub use cosmos::node::{CosmosNodeMonitor, PROMETHEUS_METRICS as COSMOS_PROMETHEUS_METRICS};
 pub use cosmos::planner::{
     network_data_sources, node_data_sources, parse_nodes, CosmosNetworkPlanner, CosmosNodesPlanner,
 };

@@ -242,10 +242,12 @@ impl ChainlinkContractsMonitor {
         let requested = [("eth_balance", Requirement::Strict)];
         let mut found = Vec::new();
         let mut complete = true;
+        // One set of query buffers for this (rare) lookup.
+        let mut scratch = crate::prometheus::Scratch::new();
         for node in &self.config.node_configs {
             let mut address = None;
             for url in &node.node_prometheus_urls {
-                match scrape(&self.prometheus_http, url, &requested).await {
+                match scrape(&self.prometheus_http, url, &requested, &mut scratch).await {
                     Ok(data) => {
                         let account = match data.get("eth_balance") {
                             Some(MetricValue::Labelled(entries)) => {

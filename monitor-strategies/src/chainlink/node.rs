@@ -32,8 +32,8 @@ use crate::prometheus::{
     self, LabelledValue, Limits, MetricValue, MetricsData, QueryError, Requirement, TextQueryError,
 };
 
-/// The metrics PANIC v1.3.1 requests, in its order.
-pub(crate) const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
+/// The metrics PANIC v1.3.1 requests of a Chainlink node, in its order.
+pub const CHAINLINK_METRICS: [(&str, Requirement); 10] = [
     ("head_tracker_current_head", Requirement::Strict),
     ("head_tracker_heads_received_total", Requirement::Strict),
     ("max_unconfirmed_blocks", Requirement::Strict),
@@ -128,6 +128,7 @@ pub(crate) async fn scrape(
     http: &Http,
     url: &str,
     requested: &[(&str, Requirement)],
+    scratch: &mut prometheus::Scratch,
 ) -> Result<MetricsData, ScrapeError> {
     let response = http.get(url).await?;
     let redacted = monitor_core::redact_url(url);
@@ -135,8 +136,7 @@ pub(crate) async fn scrape(
         ScrapeError::Unusable(format!("the body from {redacted} is not UTF-8: {e}"))
     })?;
     // Only the requested families are kept, within the default bounds.
-    let mut scratch = prometheus::Scratch::new();
-    match prometheus::query_text(text, requested, &Limits::default(), &mut scratch) {
+    match prometheus::query_text(text, requested, &Limits::default(), scratch) {
         Ok(found) => Ok(found.to_metrics_data()),
         Err(TextQueryError::Parse(e)) => Err(ScrapeError::Unusable(format!(
             "the body from {redacted} is not Prometheus text: {e}"
@@ -172,6 +172,8 @@ pub struct ChainlinkNodeMonitor {
     last_source_used: String,
     symbol: Option<KnownSymbol>,
     symbol_limiter: Limiter,
+    /// The Prometheus query's buffers, kept across rounds (a steady round allocates nothing there).
+    scratch: prometheus::Scratch,
 }
 
 impl ChainlinkNodeMonitor {
@@ -204,6 +206,7 @@ impl ChainlinkNodeMonitor {
             chain_list_url: chain_list_url.to_owned(),
             symbol: None,
             symbol_limiter: Limiter::new(SYMBOL_REFRESH_PERIOD),
+            scratch: prometheus::Scratch::new(),
         })
     }
 
@@ -229,7 +232,7 @@ impl ChainlinkNodeMonitor {
     /// PANIC's `_get_prometheus_data`: last source first, then every source in order.
     async fn get_prometheus_data(&mut self) -> Result<MetricsData, ScrapeError> {
         let last = self.last_source_used.clone();
-        match scrape(&self.http, &last, &CHAINLINK_METRICS).await {
+        match scrape(&self.http, &last, &CHAINLINK_METRICS, &mut self.scratch).await {
             Err(ScrapeError::Http(e)) if e.kind == HttpErrorKind::Down => {
                 debug!(monitor = %self.name, url = %monitor_core::redact_url(&last), error = %e,
                     "could not connect, trying the other sources");
@@ -238,7 +241,7 @@ impl ChainlinkNodeMonitor {
         }
         let mut last_down = None;
         for source in self.config.node_prometheus_urls.clone() {
-            match scrape(&self.http, &source, &CHAINLINK_METRICS).await {
+            match scrape(&self.http, &source, &CHAINLINK_METRICS, &mut self.scratch).await {
                 Err(ScrapeError::Http(e)) if e.kind == HttpErrorKind::Down => {
                     debug!(monitor = %self.name, url = %monitor_core::redact_url(&source), error = %e, "could not connect");
                     last_down = Some(e);

@@ -27,7 +27,7 @@ use crate::http::{Http, HttpError, HttpErrorKind};
 use crate::prometheus::{self, MetricValue, Requirement};
 
 /// The Prometheus metrics of a Cosmos node (PANIC: height strict, validator power optional).
-pub(crate) const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
+pub const PROMETHEUS_METRICS: [(&str, Requirement); 2] = [
     (
         "tendermint_consensus_latest_block_height",
         Requirement::Strict,
@@ -61,6 +61,8 @@ pub struct CosmosNodeMonitor {
     http: Http,
     rest: SdkMemory,
     tendermint: TendermintState,
+    /// The Prometheus query's buffers, kept across rounds (a steady round allocates nothing there).
+    scratch: prometheus::Scratch,
 }
 
 impl CosmosNodeMonitor {
@@ -84,6 +86,7 @@ impl CosmosNodeMonitor {
             http,
             rest: SdkMemory::default(),
             tendermint: TendermintState::default(),
+            scratch: prometheus::Scratch::new(),
         })
     }
 
@@ -169,10 +172,11 @@ impl Monitor for CosmosNodeMonitor {
         };
         let rest_memory = &mut self.rest;
         let tm_state = &mut self.tendermint;
+        let scratch = &mut self.scratch;
         let (prometheus, cosmos_rest, tendermint_rpc) = tokio::join!(
             async {
                 if ctx.config.monitor_prometheus {
-                    Some(prometheus_data(&ctx).await)
+                    Some(prometheus_data(&ctx, scratch).await)
                 } else {
                     None
                 }
@@ -232,7 +236,10 @@ impl Monitor for CosmosNodeMonitor {
 }
 
 /// The `prometheus` source.
-async fn prometheus_data(ctx: &Ctx<'_>) -> Result<Value, PanicError> {
+async fn prometheus_data(
+    ctx: &Ctx<'_>,
+    scratch: &mut prometheus::Scratch,
+) -> Result<Value, PanicError> {
     let url = &ctx.config.prometheus_url;
     let response = ctx.http.get(url).await.map_err(|e| {
         warn!(monitor = %ctx.name, error = %e, "prometheus data could not be obtained");
@@ -246,12 +253,11 @@ async fn prometheus_data(ctx: &Ctx<'_>) -> Result<Value, PanicError> {
         .text()
         .map_err(|e| unreadable(format!("not UTF-8: {e}")))?;
     // Only the two requested families are kept, within the default bounds.
-    let mut scratch = prometheus::Scratch::new();
     let data = match prometheus::query_text(
         text,
         &PROMETHEUS_METRICS,
         &prometheus::Limits::default(),
-        &mut scratch,
+        scratch,
     ) {
         Ok(found) => found.to_metrics_data(),
         Err(prometheus::TextQueryError::Parse(e)) => return Err(unreadable(e.to_string())),

@@ -9,6 +9,13 @@
 //! key PANIC uses, into an arena of [`Scratch`], which a monitor keeps across rounds so that a
 //! round in steady state allocates nothing here.
 //!
+//! The check is cheap on the lines exporters actually write (issue #14): an ASCII line is trimmed
+//! and split bytewise; a sample line of the usual shape (a name, plain labels, one space, a
+//! number, an optional timestamp) is checked in one pass, eight bytes at a time where it searches
+//! ([`usual_sample`]), with the value tested for being a number without being parsed
+//! ([`is_float`]); the usual `# HELP`/`# TYPE` lines are read the same way. Any other line, and
+//! every wanted sample, goes through the general code, which gives the errors.
+//!
 //! What one query may keep is bounded ([`Limits`]): label sets per metric and bytes of label-set
 //! keys in all; going over is a [`LimitError`] naming the bound. Everything else is bounded by the
 //! body, which the HTTP layer caps.
@@ -331,7 +338,7 @@ enum Family {
 }
 
 impl Family {
-    fn from_type_words(mut words: std::str::SplitWhitespace<'_>) -> Self {
+    fn from_type_words<'t>(mut words: impl Iterator<Item = &'t str>) -> Self {
         // `parse` joins the remaining words with spaces: only a single word can be a type.
         match (words.next(), words.next()) {
             (Some("counter"), None) => Family::Counter,
@@ -361,6 +368,315 @@ fn is_ws(c: char) -> bool {
 /// The ASCII bytes `char::is_whitespace` accepts.
 fn is_ascii_ws(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// Where the pieces of `text.split('\n')` end: at each newline, and at the end. The newline is
+/// searched eight bytes at a time ([`find_first`]).
+struct LineEnds<'t> {
+    bytes: &'t [u8],
+    /// Where the search goes on; past the end when done.
+    from: usize,
+}
+
+impl<'t> LineEnds<'t> {
+    fn new(bytes: &'t [u8]) -> Self {
+        LineEnds { bytes, from: 0 }
+    }
+}
+
+impl Iterator for LineEnds<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.from > self.bytes.len() {
+            return None;
+        }
+        let end = find_first(self.bytes, self.from, |w| eq_mask(w, b'\n'), |b| b == b'\n');
+        self.from = end + 1;
+        Some(end)
+    }
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The high bit of each byte of `word` (little-endian) that equals `byte`: exact, no borrow
+/// between bytes.
+fn eq_mask(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    // A byte's high bit of `(x & LOW7) + LOW7` is set when its low seven bits are not all zero
+    // (no carry leaves a byte); with `x`'s own high bit, when the byte is not zero.
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+}
+
+/// The high bit of each byte of `word` that is a space or a control byte (below `!`).
+fn space_or_control_mask(word: u64) -> u64 {
+    // For a byte below 0x80, `b + 0x5f` has its high bit set when `b >= 0x21`.
+    !(((word & LOW7).wrapping_add(ONES * 0x5f)) | word | LOW7)
+}
+
+/// The first position at or after `from` where `mask` (eight bytes at a time) or `stop` (on the
+/// last few bytes) finds a byte; `bytes.len()` if none. `mask` and `stop` must agree.
+fn find_first(
+    bytes: &[u8],
+    from: usize,
+    mask: impl Fn(u64) -> u64,
+    stop: impl Fn(u8) -> bool,
+) -> usize {
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+    {
+        let m = mask(u64::from_le_bytes(word));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or(&[]);
+    i + rest.iter().position(|&b| stop(b)).unwrap_or(rest.len())
+}
+
+/// What a `# HELP` or `# TYPE` line of the usual shape (ASCII, `# `, the keyword, one space, the
+/// name, and for `TYPE` one space and one word) says, as the general code reads it; `None` for
+/// any other comment (the general code reads it).
+fn usual_comment(line: &str) -> Option<(bool, &str, Option<&str>)> {
+    let (help, rest) = if let Some(rest) = line.strip_prefix("# HELP ") {
+        (true, rest)
+    } else {
+        (false, line.strip_prefix("# TYPE ")?)
+    };
+    let bytes = rest.as_bytes();
+    let name_len = bytes
+        .iter()
+        .position(|&b| is_ascii_ws(b))
+        .unwrap_or(bytes.len());
+    if name_len == 0 {
+        return None;
+    }
+    let name = rest.get(..name_len)?;
+    if help {
+        return Some((true, name, None));
+    }
+    // The line is trimmed: after the name, nothing or whitespace and more.
+    let Some(after) = rest.get(name_len..).and_then(|r| r.strip_prefix(' ')) else {
+        return (name_len == bytes.len()).then_some((false, name, None));
+    };
+    if after.is_empty() || after.bytes().any(is_ascii_ws) {
+        return None;
+    }
+    Some((false, name, Some(after)))
+}
+
+/// `s.trim()` of an ASCII line, bytewise (`char::is_whitespace` is [`is_ascii_ws`] on ASCII).
+fn trim_ascii_line(s: &str) -> &str {
+    let bytes = s.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|&b| !is_ascii_ws(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_ascii_ws(b))
+        .map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or("")
+}
+
+/// `split_whitespace` of a line: bytewise when the line is ASCII.
+enum Words<'t> {
+    /// What is left of an ASCII line.
+    Ascii(&'t str),
+    Unicode(std::str::SplitWhitespace<'t>),
+}
+
+impl<'t> Words<'t> {
+    fn new(s: &'t str, ascii: bool) -> Self {
+        if ascii {
+            Words::Ascii(s)
+        } else {
+            Words::Unicode(s.split_whitespace())
+        }
+    }
+}
+
+impl<'t> Iterator for Words<'t> {
+    type Item = &'t str;
+
+    fn next(&mut self) -> Option<&'t str> {
+        match self {
+            Words::Ascii(rest) => {
+                let bytes = rest.as_bytes();
+                let start = bytes.iter().position(|&b| !is_ascii_ws(b))?;
+                let len = bytes
+                    .get(start..)
+                    .unwrap_or(&[])
+                    .iter()
+                    .position(|&b| is_ascii_ws(b))
+                    .unwrap_or(bytes.len() - start);
+                let word = rest.get(start..start + len).unwrap_or("");
+                *rest = rest.get(start + len..).unwrap_or("");
+                Some(word)
+            }
+            Words::Unicode(words) => words.next(),
+        }
+    }
+
+    fn last(self) -> Option<&'t str> {
+        match self {
+            Words::Ascii(rest) => {
+                let bytes = rest.as_bytes();
+                let end = bytes.iter().rposition(|&b| !is_ascii_ws(b))? + 1;
+                let start = bytes
+                    .get(..end)
+                    .unwrap_or(&[])
+                    .iter()
+                    .rposition(|&b| is_ascii_ws(b))
+                    .map_or(0, |i| i + 1);
+                rest.get(start..end)
+            }
+            Words::Unicode(words) => words.last(),
+        }
+    }
+}
+
+/// Whether `parse_float(token)` (Rust's `f64::from_str`) accepts `token`, without computing the
+/// value: an optional sign, then `inf`, `infinity` or `nan` in any case, or digits with at most
+/// one `.` and at least one digit, then optionally `e`/`E`, an optional sign and at least one
+/// digit. The property test `value_check_is_parse_float` holds it to `parse_float`.
+pub(crate) fn is_float(token: &str) -> bool {
+    is_float_bytes(token.as_bytes())
+}
+
+/// [`is_float`] on bytes.
+fn is_float_bytes(mut b: &[u8]) -> bool {
+    if let Some((b'+' | b'-', rest)) = b.split_first() {
+        b = rest;
+    }
+    if b.is_empty() {
+        return false;
+    }
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let int = digits(b);
+    let mut i = int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        frac = digits(b.get(i + 1..).unwrap_or(&[]));
+        i += 1 + frac;
+    }
+    if int + frac == 0 {
+        return b.eq_ignore_ascii_case(b"inf")
+            || b.eq_ignore_ascii_case(b"nan")
+            || b.eq_ignore_ascii_case(b"infinity");
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let exp = digits(b.get(i..).unwrap_or(&[]));
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
+}
+
+/// The bytes of a plain label name (`[A-Za-z0-9_]`), as a table.
+const LABEL_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
+/// Whether `line` (trimmed, ASCII, not a comment) is a sample of the usual shape, which the
+/// general code accepts: a name, optionally `{name="value",…}` with plain label names, one space,
+/// a number, optionally one space and a number. Returns where the name ends. `None` only means
+/// "not known to be acceptable": the general code then decides, and names the error.
+fn usual_sample(line: &[u8]) -> Option<usize> {
+    let mut i = find_first(
+        line,
+        0,
+        |w| eq_mask(w, b'{') | space_or_control_mask(w),
+        |b| b == b'{' || b <= b' ',
+    );
+    let name_end = i;
+    if name_end == 0 || line.get(i).is_some_and(|&b| b < b' ') {
+        return None;
+    }
+    if line.get(i) == Some(&b'{') {
+        i += 1;
+        loop {
+            let start = i;
+            while line
+                .get(i)
+                .is_some_and(|&b| LABEL_NAME_BYTES[usize::from(b)])
+            {
+                i += 1;
+            }
+            if i == start {
+                // `{}`, or `,}` after the last label.
+                if line.get(i) == Some(&b'}') {
+                    i += 1;
+                    break;
+                }
+                return None;
+            }
+            if line.get(i..i + 2) != Some(b"=\"") {
+                return None;
+            }
+            i += 2;
+            // The value: `\` escapes any one byte (as `skip_quoted`).
+            loop {
+                i = find_first(
+                    line,
+                    i,
+                    |w| eq_mask(w, b'"') | eq_mask(w, b'\\'),
+                    |b| b == b'"' || b == b'\\',
+                );
+                match line.get(i)? {
+                    b'"' => break,
+                    _ => i += 2,
+                }
+            }
+            i += 1;
+            match line.get(i)? {
+                b',' => i += 1,
+                b'}' => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    // One space, the value, and optionally one space and the timestamp (the line is trimmed).
+    let token = |from: usize| {
+        let rest = line.get(from..).unwrap_or(&[]);
+        let len = rest.iter().position(|&b| b <= b' ').unwrap_or(rest.len());
+        (rest.get(..len).unwrap_or(&[]), from + len)
+    };
+    if line.get(i) != Some(&b' ') {
+        return None;
+    }
+    let (value, end) = token(i + 1);
+    if !is_float_bytes(value) {
+        return None;
+    }
+    if end == line.len() {
+        return Some(name_end);
+    }
+    if line.get(end) != Some(&b' ') {
+        return None;
+    }
+    let (timestamp, end) = token(end + 1);
+    (end == line.len() && is_float_bytes(timestamp)).then_some(name_end)
 }
 
 /// `s.trim_start_matches(char::is_whitespace)`, bytewise while the text is ASCII.
@@ -414,13 +730,35 @@ pub fn query_text<'a>(
     // The first mixed-labels error; from then on nothing more is kept (the query has failed), but
     // every line is still checked, since a parse error comes first.
     let mut mixed: Option<usize> = None;
-    for (index, raw) in text.split('\n').enumerate() {
-        let line = raw.trim();
+    // Every line of an ASCII body is ASCII; otherwise each line is checked.
+    let all_ascii = text.is_ascii();
+    // The last sample's name and family type, and whether it was wanted (a name is never empty).
+    let mut last: (&str, Option<Family>, Option<usize>) = ("", None, None);
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    // `text.split('\n')`.
+    for (index, end) in LineEnds::new(bytes).enumerate() {
+        let raw = text.get(start..end).unwrap_or("");
+        start = end + 1;
+        let ascii = all_ascii || raw.is_ascii();
+        let line = if ascii {
+            trim_ascii_line(raw)
+        } else {
+            raw.trim()
+        };
         if line.is_empty() {
             continue;
         }
         if line.starts_with('#') {
-            let mut parts = line.split_whitespace().skip(1);
+            if let Some((help, name, ty)) = ascii.then(|| usual_comment(line)).flatten() {
+                if !help {
+                    family = Some((name, Family::from_type_words(ty.into_iter())));
+                } else if family.is_none_or(|(n, _)| n != name) {
+                    family = Some((name, Family::Plain));
+                }
+                continue;
+            }
+            let mut parts = Words::new(line, ascii).skip(1);
             let keyword = parts.next();
             let Some(name) = parts.next() else {
                 continue;
@@ -430,7 +768,7 @@ pub fn query_text<'a>(
                     family = Some((name, Family::Plain));
                 }
                 Some("TYPE") => {
-                    let mut rest = line.split_whitespace();
+                    let mut rest = Words::new(line, ascii);
                     // `#`, `TYPE`, the name: what follows is the type.
                     rest.nth(2);
                     family = Some((name, Family::from_type_words(rest)));
@@ -443,7 +781,14 @@ pub fn query_text<'a>(
             line: index + 1,
             problem,
         };
-        let name_end = name_end(line);
+        // A usual ASCII line is checked whole here; the general code below checks the others
+        // (and reads a wanted sample).
+        let usual = if ascii {
+            usual_sample(line.as_bytes())
+        } else {
+            None
+        };
+        let name_end = usual.unwrap_or_else(|| name_end(line));
         let name = &line[..name_end];
         if name.is_empty() {
             return Err(error("sample without a metric name".to_owned()).into());
@@ -459,13 +804,23 @@ pub fn query_text<'a>(
         // The sample's Python name is `name`, or `name_total` for a counter's sample without it.
         let wanted = if mixed.is_some() {
             None
-        } else if ty == Some(Family::Counter) && !name.ends_with("_total") {
-            requested
-                .iter()
-                .position(|(r, _)| r.strip_suffix("_total") == Some(name))
+        } else if last.0 == name && last.1 == ty {
+            // Samples of a family come one after another.
+            last.2
         } else {
-            requested.iter().position(|(r, _)| *r == name)
+            let wanted = if ty == Some(Family::Counter) && !name.ends_with("_total") {
+                requested
+                    .iter()
+                    .position(|(r, _)| r.strip_suffix("_total") == Some(name))
+            } else {
+                requested.iter().position(|(r, _)| *r == name)
+            };
+            last = (name, ty, wanted);
+            wanted
         };
+        if wanted.is_none() && usual.is_some() {
+            continue;
+        }
         let mut rest = trim_ws_start(&line[name_end..]);
         scratch.line.clear();
         let line_start = scratch.unescaped.len();
@@ -478,14 +833,21 @@ pub fn query_text<'a>(
             };
             labelled = !scratch.line.is_empty();
         }
-        let mut tokens = rest.split_whitespace();
+        let mut tokens = Words::new(rest, ascii);
         let Some(value_text) = tokens.next() else {
             return Err(error(format!("metric `{name}` has no value")).into());
         };
-        let value = parse_float(value_text)
-            .ok_or_else(|| error(format!("metric `{name}`: `{value_text}` is not a number")))?;
+        let not_a_number = || error(format!("metric `{name}`: `{value_text}` is not a number"));
+        // Of a sample not asked for, only whether the value is a number matters.
+        let value = if wanted.is_some() {
+            parse_float(value_text).ok_or_else(not_a_number)?
+        } else if is_float(value_text) {
+            0.0
+        } else {
+            return Err(not_a_number().into());
+        };
         if let Some(timestamp) = tokens.last() {
-            if parse_float(timestamp).is_none() {
+            if !is_float(timestamp) {
                 return Err(error(format!(
                     "metric `{name}`: timestamp `{timestamp}` is not a number"
                 ))
@@ -756,4 +1118,227 @@ fn push_unescaped(arena: &mut String, raw: &str, escaped: bool) -> Span {
         }
     }
     (start, to_u32(arena.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        eq_mask, is_float, parse_float, space_or_control_mask, usual_comment, LineEnds, Words,
+    };
+
+    /// Every byte value, beside every other, at every position of a word.
+    #[test]
+    fn word_masks_are_exact() {
+        let want = |bytes: &[u8; 8], pred: &dyn Fn(u8) -> bool| {
+            bytes
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, &x)| m | (u64::from(pred(x)) << (8 * i + 7)))
+        };
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for at in 0..8 {
+                    let mut bytes = [b; 8];
+                    bytes[at] = a;
+                    let word = u64::from_le_bytes(bytes);
+                    for target in [b'\n', b'"', b'\\', b'{', 0, 0x80, 0xff] {
+                        assert_eq!(
+                            eq_mask(word, target),
+                            want(&bytes, &|x| x == target),
+                            "{bytes:?} {target}"
+                        );
+                    }
+                    assert_eq!(
+                        space_or_control_mask(word),
+                        want(&bytes, &|x| x <= b' '),
+                        "{bytes:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The line ends are those of `split('\n')`, with newlines on and around block boundaries.
+    #[test]
+    fn line_ends_are_split() {
+        let mut state: u64 = 0x5eed_0005;
+        for len in (0..200).chain([255, 256, 257, 1000]) {
+            for density in [0u64, 1, 8, 64] {
+                let body: String = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        if density > 0 && (state >> 33) % density == 0 {
+                            '\n'
+                        } else {
+                            'a'
+                        }
+                    })
+                    .collect();
+                let mut start = 0;
+                let got: Vec<&str> = LineEnds::new(body.as_bytes())
+                    .map(|end| {
+                        let line = &body[start..end];
+                        start = end + 1;
+                        line
+                    })
+                    .collect();
+                let want: Vec<&str> = body.split('\n').collect();
+                assert_eq!(got, want, "{len} bytes");
+            }
+        }
+    }
+
+    /// The usual comment shapes, and the near misses left to the general code.
+    #[test]
+    fn usual_comments() {
+        assert_eq!(usual_comment("# HELP a b c"), Some((true, "a", None)));
+        assert_eq!(usual_comment("# HELP a"), Some((true, "a", None)));
+        assert_eq!(usual_comment("# TYPE a"), Some((false, "a", None)));
+        assert_eq!(
+            usual_comment("# TYPE a counter"),
+            Some((false, "a", Some("counter")))
+        );
+        for other in [
+            "# TYPE a counter x",
+            "# TYPE a  counter",
+            "# TYPE a\tcounter",
+            "# HELP  a",
+            "#HELP a",
+            "# help a",
+            "# EOF",
+            "#",
+        ] {
+            assert_eq!(usual_comment(other), None, "{other:?}");
+        }
+    }
+
+    /// The alphabet of float syntax and its near misses.
+    const ALPHABET: [&str; 20] = [
+        "0", "1", "9", ".", "e", "E", "+", "-", "i", "I", "n", "N", "f", "F", "a", "t", "y", "_",
+        "x", "é",
+    ];
+
+    fn agree(token: &str) {
+        assert_eq!(
+            is_float(token),
+            parse_float(token).is_some(),
+            "is_float and parse_float disagree on {token:?}"
+        );
+    }
+
+    /// `is_float` accepts exactly what `parse_float` accepts: every string of up to four symbols
+    /// of the alphabet, the named edge cases, and random concatenations of pieces of floats.
+    #[test]
+    fn value_check_is_parse_float() {
+        let mut level = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::with_capacity(level.len() * ALPHABET.len());
+            for prefix in &level {
+                for symbol in ALPHABET {
+                    let token = format!("{prefix}{symbol}");
+                    agree(&token);
+                    next.push(token);
+                }
+            }
+            level = next;
+        }
+        for token in [
+            "",
+            "+",
+            "-",
+            ".",
+            "+.",
+            "-.",
+            "NaN",
+            "nan",
+            "+NaN",
+            "-nan",
+            "Inf",
+            "+Inf",
+            "-Inf",
+            "inf",
+            "INF",
+            "infinity",
+            "+Infinity",
+            "-INFINITY",
+            "infinit",
+            "infinityy",
+            "nana",
+            "0x1p3",
+            "0x10",
+            "1_000",
+            "1e400",
+            "-1e-400",
+            "1e+5",
+            "1E-5",
+            "1e",
+            "1e+",
+            ".5",
+            "5.",
+            "5.e3",
+            ".e3",
+            "1.2.3",
+            "01",
+            "00.00e00",
+            "1e1e1",
+            "++1",
+            "+-1",
+            "1 ",
+            " 1",
+            "٣",
+            "1e99999999999999999999",
+            "123456789012345678901234567890",
+        ] {
+            agree(token);
+        }
+        let pieces = [
+            "inf", "infinity", "nan", "NaN", "Inf", "1", "23", "0", ".", "e", "E", "+", "-", "_",
+            "0x", "p", "é",
+        ];
+        let mut state: u64 = 0x5eed_0004;
+        for _ in 0..200_000 {
+            let mut token = String::new();
+            // A small LCG: the test needs no crate and stays deterministic.
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let len = (state >> 60) as usize;
+            for k in 0..len {
+                let pick = (state >> (4 * k % 56)) as usize % pieces.len();
+                token.push_str(pieces[pick]);
+            }
+            agree(&token);
+        }
+    }
+
+    /// The bytewise words are `split_whitespace`'s on ASCII, `last` included.
+    #[test]
+    fn ascii_words_are_split_whitespace() {
+        for line in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "a b",
+            "\ta\x0bb\x0cc\rd\n",
+            "  x  1  2  ",
+            "a  ",
+            "a b c d e",
+        ] {
+            let want: Vec<&str> = line.split_whitespace().collect();
+            let got: Vec<&str> = Words::new(line, true).collect();
+            assert_eq!(want, got, "{line:?}");
+            assert_eq!(
+                line.split_whitespace().last(),
+                Words::new(line, true).last(),
+                "{line:?}"
+            );
+            let mut words = Words::new(line, true);
+            let mut reference = line.split_whitespace();
+            assert_eq!(words.next(), reference.next());
+            assert_eq!(words.last(), reference.last(), "{line:?} after one word");
+        }
+    }
 }

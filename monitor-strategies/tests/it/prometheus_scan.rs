@@ -159,6 +159,17 @@ fn same_answer_on_crafted_edge_cases() {
         "m{a=\"é\u{2028}😀\"} 1\n\u{a0}n\u{a0}2\u{a0}\n",
         "m 1 2\nm 1 x\n",
         "m NaN\nm +Inf\nm -inf\nm 1e400\n",
+        // Shapes next to the usual one (checked bytewise in one pass) that the general code reads.
+        "u{a=\"1\",} 1\nu{} 1 2\nu{a=\"\\\\\"} 1\nu{a=\"\\\"\"} 1\nu 1  2\nu\t1\nu{a=\"1\"}1\n",
+        "u{a=\"1\"} 1 2 3\nu {a=\"1\"} 1\nu{a = \"1\"} 1\nu{a=\"1\" } 1\nu{a=\"1\"}  1\nu{a:b=\"1\"} 1\n",
+        "u{a=\"1\"} 1 x\n",
+        "u{a=\"1\"\n",
+        "u{a=\"1\\",
+        "u{a=\"1\"} \n",
+        "u{,} 1\n",
+        "u 1 2\x01\n",
+        "# TYPE c  counter\nc 1\n# TYPE c counter x\nc 2\n#TYPE c counter\nc 3\n# TYPE c\tcounter\nc 4\n",
+        "# TYPE c counter\n# HELP\tc x\nc 1\n# HELP  c\nc 2\n# TYPE c\nc 3\n# HELP c\nc_total 4\n",
     ] {
         check(text, &mut scratch);
         let requested = [
@@ -180,6 +191,50 @@ fn same_answer_on_crafted_edge_cases() {
     }
     line.push_str("} 1\n");
     check(&line, &mut scratch);
+}
+
+/// The value (and timestamp) of a sample not asked for is only checked for being a number, by a
+/// syntactic check rather than a float parse: a body is still rejected exactly when `parse`
+/// rejects it, with the same error, for every short token of float syntax and its near misses.
+#[test]
+fn same_answer_on_value_tokens() {
+    let alphabet = [
+        "0", "1", ".", "e", "+", "-", "I", "n", "f", "a", "N", "_", "x", "é",
+    ];
+    let mut tokens = vec![String::new()];
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for prefix in &tokens {
+            for symbol in alphabet {
+                next.push(format!("{prefix}{symbol}"));
+            }
+        }
+        all.extend(next.iter().cloned());
+        tokens = next;
+    }
+    all.extend(
+        [
+            "NaN",
+            "+Inf",
+            "-Inf",
+            "Infinity",
+            "-infinity",
+            "1e400",
+            "0x10",
+            "1_0",
+            "5.e-3",
+            ".5E+2",
+        ]
+        .map(str::to_owned),
+    );
+    let mut scratch = PrometheusScratch::new();
+    for token in &all {
+        // As a value, as a timestamp, and on a labelled line.
+        check(&format!("x {token}\n"), &mut scratch);
+        check(&format!("x 1 {token}\n"), &mut scratch);
+        check(&format!("x{{a=\"b\"}} {token} 2\n"), &mut scratch);
+    }
 }
 
 #[test]
