@@ -54,7 +54,7 @@ use tracing::{debug, warn};
 pub enum WsError {
     /// The node cannot be reached: connection refused or lost, handshake failed, or the pool is
     /// backing off after a failed attempt.
-    #[error("`{url}` is unreachable: {reason}")]
+    #[error("`{}` is unreachable: {reason}", monitor_core::redact_url(url))]
     Down {
         /// The node URL.
         url: String,
@@ -62,7 +62,7 @@ pub enum WsError {
         reason: String,
     },
     /// No answer within the deadline.
-    #[error("`{method}` at `{url}` timed out")]
+    #[error("`{method}` at `{}` timed out", monitor_core::redact_url(url))]
     Timeout {
         /// The node URL.
         url: String,
@@ -70,7 +70,10 @@ pub enum WsError {
         method: String,
     },
     /// The node answered with a JSON-RPC `error` object.
-    #[error("`{method}` at `{url}` answered error {code}: {message}")]
+    #[error(
+        "`{method}` at `{}` answered error {code}: {message}",
+        monitor_core::redact_url(url)
+    )]
     Rpc {
         /// The node URL.
         url: String,
@@ -82,12 +85,13 @@ pub enum WsError {
         message: String,
     },
     /// The URL is not a `ws://` or `wss://` URL.
-    #[error("invalid websocket URL `{0}`")]
+    #[error("invalid websocket URL `{}`", monitor_core::redact_url(.0))]
     InvalidUrl(String),
     /// While the call was in flight the node sent a message that is not a JSON object (see the
     /// module doc, "Garbage"): the answer cannot be read.
     #[error(
-        "`{method}` at `{url}`: the node sent a message that is not a JSON-RPC answer ({reason})"
+        "`{method}` at `{}`: the node sent a message that is not a JSON-RPC answer ({reason})",
+        monitor_core::redact_url(url)
     )]
     Malformed {
         /// The node URL.
