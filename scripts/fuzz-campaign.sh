@@ -5,9 +5,9 @@
 # minimises what it found together with the committed corpus into fuzz/corpus/<target>/ (inputs
 # cut to 4 KB, duplicates and files identical to a fixture dropped). libFuzzer's logs, each line
 # prefixed with the seconds since the run started, go to $CARGO_TARGET_DIR/fuzz/campaign/<target>.log;
-# crashes to fuzz/artifacts/<target>/. Prints, per target, one row of the RELIABILITY.md table:
-# executions, exec/s, cov, ft, when `cov` last grew (seconds and share of the run), whether the run
-# plateaued (no new `cov` edge in the last half of the run), corpus kept, crashes.
+# crashes to fuzz/artifacts/<target>/. Prints, per target, one row of the RELIABILITY.md table
+# (scripts/fuzz-plateau.py: executions, exec/s, cov, ft, when `cov` last grew, the edges gained in
+# the last half of the run, whether it plateaued: none), corpus kept, crashes.
 #
 #   scripts/fuzz-campaign.sh [SECONDS] [TARGET[=SECONDS]...]     (default 120 s, every target)
 #
@@ -68,29 +68,6 @@ for n in os.listdir(corpus):
         f.write(data)
 PY
     crashes=$(find "artifacts/$t" -type f | wc -l)
-    python3 - "$LOGS/$t.log" "$t" "$secs" "$(ls "corpus/$t" | wc -l)" "$(cat "corpus/$t"/* 2>/dev/null | wc -c)" "$crashes" <<'PY'
-import re, sys
-log, target, secs, files, size, crashes = sys.argv[1:7]
-last_cov, last_t, end, cov, ft, execs, rate = None, 0.0, 0.0, 0, 0, 0, 0
-for line in open(log, errors="replace"):
-    m = re.match(r"(\d+\.\d) #(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)", line)
-    if m:
-        t, n, c, f = float(m[1]), int(m[2]), int(m[3]), int(m[4])
-        if last_cov is None or c > last_cov:
-            last_cov, last_t = c, t
-        cov, ft, end = c, f, t
-    m = re.search(r"stat::number_of_executed_units: (\d+)", line)
-    if m:
-        execs = int(m[1])
-    m = re.search(r"stat::average_exec_per_sec: (\d+)", line)
-    if m:
-        rate = int(m[1])
-    if "ERROR" in line or "panicked at" in line:
-        print("   ", line.rstrip())
-run = max(end, 1.0)
-plateau = "yes" if last_t <= run / 2 else "no"
-print(f"| `{target}` | {secs} s | {execs:,} | {rate:,} | {cov:,} | {ft:,} | "
-      f"{last_t:.0f} s ({100 * last_t / run:.0f} %) | {plateau} | "
-      f"{int(files):,}, {int(size) // 1024} KB | {crashes} |")
-PY
+    python3 "$ROOT/scripts/fuzz-plateau.py" "$LOGS/$t.log" "$t" "$secs" "$(ls "corpus/$t" | wc -l)" \
+        "$(cat "corpus/$t"/* 2>/dev/null | wc -c)" "$crashes"
 done
