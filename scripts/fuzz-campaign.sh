@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # The fuzzing campaign of docs/RELIABILITY.md ("Fuzzing (#16)"): builds the targets, writes the
-# seeds (scripts/fuzz-corpus.sh), fuzzes each target in turn for SECONDS (nice 10, one at a
-# time) starting from its committed corpus and the seeds, then minimises what it found together
-# with the committed corpus into fuzz/corpus/<target>/. libFuzzer's logs (with its final stats)
-# go to $CARGO_TARGET_DIR/fuzz/campaign/<target>.log; crashes to fuzz/artifacts/<target>/.
+# seeds (scripts/fuzz-corpus.sh), fuzzes each target in turn (nice 10, one process at a time,
+# libFuzzer's default single worker) starting from its committed corpus and the seeds, then
+# minimises what it found together with the committed corpus into fuzz/corpus/<target>/ (inputs
+# cut to 4 KB, duplicates and files identical to a fixture dropped). libFuzzer's logs, each line
+# prefixed with the seconds since the run started, go to $CARGO_TARGET_DIR/fuzz/campaign/<target>.log;
+# crashes to fuzz/artifacts/<target>/. Prints, per target, one row of the RELIABILITY.md table
+# (scripts/fuzz-plateau.py: executions, exec/s, cov, ft, when `cov` last grew, the edges gained in
+# the last half of the run, whether it plateaued: none), corpus kept, crashes.
 #
-#   scripts/fuzz-campaign.sh [SECONDS] [TARGET...]     (default 120 s, every target)
+#   scripts/fuzz-campaign.sh [SECONDS] [TARGET[=SECONDS]...]     (default 120 s, every target)
+#
+# e.g. `scripts/fuzz-campaign.sh 180 manager_diff=480 prometheus=480 abi` fuzzes manager_diff and
+# prometheus for 480 s and abi for 180 s.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SECONDS_PER_TARGET="${1:-120}"
 shift || true
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/fuzz"
+FIXTURES="${FIXTURES:-$ROOT/../shared/fixtures}"
 export RUSTC_BOOTSTRAP=1
 cd "$ROOT/fuzz"
 FLAGS=(--sanitizer none --debug-assertions --target-dir "$TARGET_DIR")
@@ -21,13 +29,17 @@ LOGS="$TARGET_DIR/campaign"
 mkdir -p "$LOGS"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
-for t in "${targets[@]}"; do
-    mkdir -p "corpus/$t" "artifacts/$t" "$LOGS/new-$t"
-    echo "== $t: fuzzing ${SECONDS_PER_TARGET} s"
+for spec in "${targets[@]}"; do
+    t="${spec%%=*}"
+    secs="$SECONDS_PER_TARGET"
+    [ "$spec" != "$t" ] && secs="${spec#*=}"
+    mkdir -p "corpus/$t" "artifacts/$t" "$LOGS/new-$t" "seeds/$t"
+    echo "== $t: fuzzing ${secs} s ($(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
     nice -n 10 "$BIN/$t" "$LOGS/new-$t" "corpus/$t" "seeds/$t" \
-        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$LOGS/$t.log" 2>&1 || true
-    grep -E "^#[0-9]+.*(DONE|INITED)|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|^==[0-9]+== ERROR|panicked at|Test unit written" "$LOGS/$t.log" || true
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 \
+        | perl -MTime::HiRes=time -ne 'BEGIN { $| = 1; $s = time } printf "%.1f %s", time - $s, $_' \
+        >"$LOGS/$t.log" || true
     # Minimise: the committed corpus, the seeds and what was found, into a fresh folder.
     rm -rf "$LOGS/min-$t" && mkdir -p "$LOGS/min-$t"
     nice -n 10 "$BIN/$t" -merge=1 "$LOGS/min-$t" "corpus/$t" "seeds/$t" "$LOGS/new-$t" \
@@ -35,5 +47,27 @@ for t in "${targets[@]}"; do
     if [ -n "$(ls -A "$LOGS/min-$t")" ]; then
         rm -rf "corpus/$t" && mv "$LOGS/min-$t" "corpus/$t"
     fi
-    echo "   corpus/$t: $(ls "corpus/$t" | wc -l) inputs, $(du -sk "corpus/$t" | cut -f1) KB"
+    # Cut to 4 KB, name by content (drops duplicates the cut makes), drop verbatim fixtures.
+    python3 - "corpus/$t" "$FIXTURES" <<'PY'
+import hashlib, os, sys
+corpus, fixtures = sys.argv[1:3]
+fixture_hashes = set()
+for dirpath, _, names in os.walk(fixtures):
+    for n in names:
+        with open(os.path.join(dirpath, n), "rb") as f:
+            fixture_hashes.add(hashlib.sha1(f.read()).hexdigest())
+for n in os.listdir(corpus):
+    path = os.path.join(corpus, n)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    if hashlib.sha1(data).hexdigest() in fixture_hashes:
+        continue
+    data = data[:4096]
+    with open(os.path.join(corpus, hashlib.sha1(data).hexdigest()), "wb") as f:
+        f.write(data)
+PY
+    crashes=$(find "artifacts/$t" -type f | wc -l)
+    python3 "$ROOT/scripts/fuzz-plateau.py" "$LOGS/$t.log" "$t" "$secs" "$(ls "corpus/$t" | wc -l)" \
+        "$(cat "corpus/$t"/* 2>/dev/null | wc -c)" "$crashes"
 done

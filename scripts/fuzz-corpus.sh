@@ -81,6 +81,22 @@ for rel in ["node_exporter/metrics.txt", "chainlink/metrics.txt", "tendermint/me
     if os.path.exists(os.path.join(fx, rel)):
         seed("prometheus", read(rel))
 seed("prometheus", '# TYPE x counter\nx_total{a="1",b="q\\"uote"} 1e3\nx_created 1.5\n# TYPE s summary\ns{quantile="0.5"} NaN\ns_sum +Inf\ns_count 2\n')
+# query_prometheus_text: byte 0 picks limits and request (fuzz_targets/query_prometheus_text.rs):
+# the defaults with each of the four requests, and tiny limits.
+PROM_TEXTS = [read(rel) for rel in ["node_exporter/metrics.txt", "chainlink/metrics.txt",
+              "tendermint/metrics.txt", "tendermint/metrics_evmos_devnet.txt"]
+              if os.path.exists(os.path.join(fx, rel))]
+PROM_TEXTS += [t.encode() for t in [
+    '# TYPE x counter\nx_total{a="1",b="q\\"uote"} 1e3\nx_created 1.5\n# TYPE s summary\ns{quantile="0.5"} NaN\ns_sum +Inf\ns_count 2\n',
+    '# TYPE c counter\nc 1\nc_total 2\nu 3\n# HELP c x\nc 4\n',
+    '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 2\nh_count 3\nh 4\nh_sum 5\n',
+    'm{a="1",b="2",a="3"} 1\nm{ a = "3" , b="2" ,} 2\nm{a="x\\"y\\\\z\\n\\q"} 3\n',
+    'm{} 1\nm 2\nm{a="1"} 3\n', 'm{a="1"} 1\nm{a="2"} 2\nm{a="3"} 3\nm{a="1"} 4\n',
+    'node_cpu_seconds_total{cpu="0",mode="idle"} 1\nnode_cpu_seconds_total{cpu="1",mode="idle"} 2\n',
+]]
+for text in PROM_TEXTS:
+    for sel in [0, 2, 4, 6, 1, 0x0b, 0x4d, 0xc7]:
+        seed("query_prometheus_text", bytes([sel]) + text)
 
 # --- JSON-RPC (EVM) and ABI return data ---------------------------------------------------------
 METHODS = {"eth_blockNumber": 0, "eth_syncing": 1, "eth_call": 2, "eth_getLogs": 3}
@@ -135,6 +151,38 @@ rng = random.Random(16)
 for ty in list(range(0, 40)) + [rng.randrange(0, 1200) for _ in range(40)]:
     for payload in [b"", b"\x00", b"\x01" * 32, b"\x04\x2a", bytes(rng.randrange(256) for _ in range(24))]:
         seed("scale_value", struct.pack("<I", ty) + payload)
+
+# --- Substrate: websocket JSON-RPC answers (fuzz_targets/substrate_ws_answer.rs; calls 1, 2, 3 in
+# flight): each fixture's RPC results as answers (metadata left out: megabytes), errors,
+# notifications, answers to no call, garbage.
+for path in sorted(os.listdir(os.path.join(root, "fixtures", "substrate"))):
+    d = os.path.join(root, "fixtures", "substrate", path)
+    for n in (sorted(os.listdir(d)) if os.path.isdir(d) else []):
+        if not n.endswith(".json") or n == "expected.json":
+            continue
+        with open(os.path.join(d, n)) as f:
+            rpc = json.load(f).get("rpc", {})
+        for i, (method, results) in enumerate(sorted(rpc.items())):
+            if method == "state_getMetadata":
+                continue
+            values = list(results.values())[:2] if isinstance(results, dict) else [results]
+            for v in values:
+                frame = json.dumps({"jsonrpc": "2.0", "id": 1 + i % 4, "result": v})
+                if len(frame) <= 4096:
+                    seed("substrate_ws_answer", frame)
+for frame in [
+    '{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"Method not found"}}',
+    '{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"boom","data":"0x"}}',
+    '{"jsonrpc":"2.0","id":1,"error":null,"result":{"isSyncing":false,"peers":3,"shouldHavePeers":true}}',
+    '{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"Parse error"}}',
+    '{"jsonrpc":"2.0","id":"1","result":1}', '{"jsonrpc":"2.0","id":1.0,"result":1}',
+    '{"jsonrpc":"2.0","id":18446744073709551615,"result":[]}', '{"id":1}',
+    '{"jsonrpc":"2.0","method":"chain_newHead","params":{"subscription":"abc","result":{"number":"0x10"}}}',
+    '{"jsonrpc":"2.0","id":1,"result":NaN}', '[{"jsonrpc":"2.0","id":1,"result":1}]', '12', 'null',
+    '"x"', '\u0001garbage{{{ not json', '[' * 200, '{"a":' * 130 + '1' + '}' * 130,
+]:
+    seed("substrate_ws_answer", frame)
+seed("substrate_ws_answer", bytes(range(256)))
 
 # --- The manager's config diff (structure-aware: any bytes are an input) ------------------------
 for i in range(16):

@@ -2,8 +2,9 @@
 # CI smoke run of the fuzz targets (fuzz/, issue #16): builds every target with cargo fuzz
 # (libFuzzer, debug assertions on, no sanitizer: the stable toolchain has none; RUSTC_BOOTSTRAP
 # lets cargo fuzz pass its -Z flags to stable rustc) and runs each over its committed corpus
-# (fuzz/corpus/<target>/) once, without mutating: a crash, a panic or a failed invariant on any
-# committed input fails the script. Installs cargo-fuzz when it is missing.
+# (fuzz/corpus/<target>/, and fuzz/regressions/<target>/ where a crash was found) once, without
+# mutating: a crash, a panic or a failed invariant on any committed input fails the script.
+# Installs cargo-fuzz when it is missing.
 #
 #   scripts/fuzz-smoke.sh [SECONDS]   also fuzz each target for SECONDS after the corpus run
 #
@@ -26,9 +27,12 @@ failed=0
 for target in $(cargo fuzz list); do
     corpus="corpus/$target"
     [ -d "$corpus" ] || { echo "fuzz-smoke: no corpus for $target" >&2; failed=1; continue; }
+    inputs=("$corpus")
+    # Inputs that once crashed a target (each also replayed by a unit test in its crate).
+    [ -d "regressions/$target" ] && inputs+=("regressions/$target")
     args=(-runs=0)
     [ "$EXTRA" -gt 0 ] && args=(-max_total_time="$EXTRA")
-    if ! cargo fuzz run "${FLAGS[@]}" "$target" "$corpus" -- "${args[@]}" \
+    if ! cargo fuzz run "${FLAGS[@]}" "$target" "${inputs[@]}" -- "${args[@]}" \
         -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 >"$TARGET_DIR/smoke-$target.log" 2>&1; then
         echo "fuzz-smoke: $target FAILED (log: $TARGET_DIR/smoke-$target.log)" >&2
         tail -30 "$TARGET_DIR/smoke-$target.log" >&2

@@ -24,6 +24,7 @@ use crate::github::rate_limit::RateBudget;
 use crate::http::Http;
 use crate::settings::{StrategySettings, Target};
 use crate::substrate::metadata::{KeyArg, Metadata};
+use crate::substrate::rpc::{self as ws, Frame, Pending, WsError};
 
 const URL: &str = "http://fuzz.invalid/path";
 
@@ -306,6 +307,102 @@ pub fn type_count(meta: &Metadata) -> u32 {
     meta.type_count()
 }
 
+/// The ids of the calls [`substrate_ws_frame`] has in flight.
+pub const WS_IN_FLIGHT: [u64; 3] = [1, 2, 3];
+
+/// One websocket message (text or binary) from a Substrate node, routed as the connection task
+/// routes it, with the calls [`WS_IN_FLIGHT`] waiting. Checks the routing against
+/// [`read_frame`](crate::substrate::rpc::read_frame): an answer reaches the call with its id and
+/// no other, its result or JSON-RPC error unchanged; garbage fails every call in flight as
+/// malformed; a notification reaches none.
+pub fn substrate_ws_frame(bytes: &[u8]) {
+    const WS_URL: &str = "ws://user:secret@fuzz.invalid:9944";
+    let mut pending: Pending = Pending::new();
+    let mut waiting = Vec::new();
+    for id in WS_IN_FLIGHT {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        pending.insert(id, (format!("method_{id}"), reply));
+        waiting.push((id, answer));
+    }
+    let frame = ws::read_frame(bytes);
+    ws::answer(bytes, &mut pending, WS_URL);
+    let answered = match &frame {
+        Frame::Answer { id, .. } if WS_IN_FLIGHT.contains(id) => 1,
+        Frame::Answer { .. } | Frame::Unrouted => 0,
+        Frame::Garbage(_) => WS_IN_FLIGHT.len(),
+    };
+    assert_eq!(pending.len(), WS_IN_FLIGHT.len() - answered, "{frame:?}");
+    for (id, mut answer) in waiting {
+        let got = answer.try_recv().ok();
+        match (&frame, got) {
+            (Frame::Garbage(reason), Some(Err(e @ WsError::Malformed { .. }))) => {
+                assert!(!reason.is_empty());
+                let _ = e.to_string();
+            }
+            (Frame::Answer { id: to, result }, got) if *to == id => match (result, got) {
+                (Ok(want), Some(Ok(value))) => assert_eq!(want, &value),
+                (Err((want_code, want_message)), Some(Err(WsError::Rpc { code, message, .. }))) => {
+                    assert_eq!((want_code, want_message), (&code, &message));
+                }
+                (result, got) => panic!("answer {id}: {result:?} routed as {got:?}"),
+            },
+            (Frame::Answer { .. } | Frame::Unrouted, None) => {}
+            (frame, got) => panic!("call {id}: {frame:?} routed as {got:?}"),
+        }
+    }
+}
+
+/// A Prometheus text body through the one-pass query the monitors run
+/// ([`query_text`](crate::prometheus::query_text)), for `requested`, within `limits`, with a
+/// `scratch` kept across calls as a monitor keeps it; checked against the two-step
+/// [`parse`](crate::prometheus::parse) + [`query`](crate::prometheus::query) it replaces, which
+/// its doc says it equals (the same answer, the same error, a parse error first) unless a bound
+/// is reached.
+pub fn prometheus_text(
+    text: &str,
+    requested: &[(&str, crate::prometheus::Requirement)],
+    limits: &crate::prometheus::Limits,
+    scratch: &mut crate::prometheus::Scratch,
+) {
+    use crate::prometheus::{parse, query, query_text, TextQueryError};
+    let got = query_text(text, requested, limits, scratch).map(|found| {
+        for i in 0..requested.len() {
+            match found.metric(i) {
+                crate::prometheus::Metric::Absent => {}
+                crate::prometheus::Metric::Single(v) => {
+                    let _ = v.to_string();
+                }
+                crate::prometheus::Metric::Labelled(sets) => {
+                    assert!(!sets.is_empty(), "a found labelled metric has a label set");
+                    assert_eq!(
+                        sets.first().map(|s| s.key()),
+                        sets.iter().next().map(|s| s.key())
+                    );
+                    for set in sets.iter() {
+                        let _ = (set.key().len(), set.value());
+                        if let Some((first, _)) = set.labels().next() {
+                            assert!(set.label(first).is_some());
+                        }
+                    }
+                }
+            }
+        }
+        found.to_metrics_data()
+    });
+    if matches!(got, Err(TextQueryError::Limit(_))) {
+        return;
+    }
+    let want = parse(text)
+        .map_err(TextQueryError::Parse)
+        .and_then(|samples| query(&samples, requested).map_err(TextQueryError::Query));
+    // NaN != NaN: compare through the Debug text, as tests/it/prometheus_scan.rs does.
+    let (want, got) = (format!("{want:?}"), format!("{got:?}"));
+    assert!(
+        want == got,
+        "one-pass query differs\nold: {want}\nnew: {got}"
+    );
+}
+
 fn render<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) {
     match r {
         Ok(v) => {
@@ -344,4 +441,53 @@ fn http() -> &'static Http {
             Err(_) => Http::new(reqwest::Client::new(), Duration::from_secs(1), 1 << 20),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prometheus::{Limits, Requirement, Scratch};
+
+    #[test]
+    fn the_ws_frame_checks_hold_on_every_kind_of_message() {
+        let deep = "[".repeat(100_000);
+        for frame in [
+            br#"{"jsonrpc":"2.0","id":2,"result":{"isSyncing":false}}"#.as_slice(),
+            br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"boom"}}"#,
+            br#"{"jsonrpc":"2.0","id":9,"result":1}"#,
+            br#"{"jsonrpc":"2.0","method":"chain_newHead","params":{}}"#,
+            br#"{"id":1,"result":NaN}"#,
+            deep.as_bytes(),
+            b"[1]",
+            b"\xff",
+        ] {
+            substrate_ws_frame(frame);
+        }
+    }
+
+    #[test]
+    fn the_one_pass_query_equals_parse_and_query_on_small_texts() {
+        let mut scratch = Scratch::new();
+        let tiny = Limits {
+            max_series_per_metric: 1,
+            max_label_bytes: 16,
+        };
+        for text in [
+            "# TYPE c counter\nc 1\nc_total 2\nu 3\n",
+            "m{a=\"1\"} 1\nm{a=\"2\"} 2\nm 3\n",
+            "m{a=\"1\"} 1\nbad line\n",
+            "m NaN\n",
+        ] {
+            for requested in [
+                &[
+                    ("m", Requirement::Optional),
+                    ("c_total", Requirement::Strict),
+                ][..],
+                &[("m", Requirement::Strict)][..],
+            ] {
+                prometheus_text(text, requested, &Limits::default(), &mut scratch);
+                prometheus_text(text, requested, &tiny, &mut scratch);
+            }
+        }
+    }
 }

@@ -294,9 +294,13 @@ impl ChainlinkContractsMonitor {
         for (index, rpc) in self.evm.iter().enumerate() {
             match rpc.syncing().await {
                 Ok(false) => return Some(index),
-                Ok(true) => debug!(monitor = %self.name, url = rpc.url(), "evm node is syncing"),
-                Err(e) => debug!(monitor = %self.name, url = rpc.url(), error = %e,
-                    "evm node not usable"),
+                Ok(true) => {
+                    debug!(monitor = %self.name, url = %monitor_core::redact_url(rpc.url()), "evm node is syncing")
+                }
+                Err(e) => {
+                    debug!(monitor = %self.name, url = %monitor_core::redact_url(rpc.url()), error = %e,
+                    "evm node not usable")
+                }
             }
         }
         None
@@ -690,8 +694,10 @@ impl Monitor for ChainlinkContractsMonitor {
                         self.node_contracts = node_contracts;
                         self.refilter_pending = false;
                     }
-                    Err(e) => warn!(monitor = %self.name, url = rpc.url(), error = %e,
-                        "could not filter contracts by node; retried next round"),
+                    Err(e) => {
+                        warn!(monitor = %self.name, url = %monitor_core::redact_url(rpc.url()), error = %e,
+                        "could not filter contracts by node; retried next round")
+                    }
                 }
             }
         }
@@ -704,7 +710,7 @@ impl Monitor for ChainlinkContractsMonitor {
                     let url = self
                         .evm
                         .get(rpc_index)
-                        .map(JsonRpc::url)
+                        .map(|rpc| monitor_core::redact_url(rpc.url()).into_owned())
                         .unwrap_or_default();
                     if e.is_http(HttpErrorKind::Down) {
                         warn!(monitor = %self.name, node = %node_id, url, error = %e,

@@ -113,7 +113,7 @@ pub(crate) enum ScrapeError {
     #[error(transparent)]
     Http(#[from] HttpError),
     /// A strict metric is absent.
-    #[error("metric `{metric}` not found at {url}")]
+    #[error("metric `{metric}` not found at {}", monitor_core::redact_url(url))]
     MetricNotFound { metric: String, url: String },
     /// The body is not Prometheus text (or a metric mixes labelled and unlabelled samples).
     #[error("{0}")]
@@ -215,7 +215,8 @@ impl ChainlinkNodeMonitor {
         &self.config
     }
 
-    /// The Prometheus URL that answered last (initially the first URL).
+    /// The Prometheus URL that answered last (initially the first URL), as configured: what is
+    /// published (`meta_data.last_source_used`) and logged has its password redacted.
     pub fn last_source_used(&self) -> &str {
         &self.last_source_used
     }
@@ -223,7 +224,10 @@ impl ChainlinkNodeMonitor {
     fn meta_data(&self) -> MetaData {
         MetaData::new(&self.name)
             .with("node_name", self.config.node_name.as_str())
-            .with("last_source_used", self.last_source_used.as_str())
+            .with(
+                "last_source_used",
+                monitor_core::redact_url(&self.last_source_used).as_ref(),
+            )
             .with("node_id", self.config.node_id.as_str())
             .with("node_parent_id", self.config.parent_id.as_str())
             .timed()
@@ -248,7 +252,8 @@ impl ChainlinkNodeMonitor {
                 }
                 other => {
                     if source != self.last_source_used {
-                        info!(monitor = %self.name, from = %self.last_source_used, to = %source,
+                        info!(monitor = %self.name, from = %monitor_core::redact_url(&self.last_source_used),
+                            to = %monitor_core::redact_url(&source),
                             "switched prometheus source");
                     }
                     self.last_source_used = source;

@@ -19,7 +19,10 @@ pub enum RpcError {
     #[error(transparent)]
     Http(#[from] HttpError),
     /// The node answered with a JSON-RPC `error` object.
-    #[error("`{method}` at `{url}` answered error {code}: {message}")]
+    #[error(
+        "`{method}` at `{}` answered error {code}: {message}",
+        monitor_core::redact_url(url)
+    )]
     Rpc {
         /// The node URL.
         url: String,
@@ -33,7 +36,10 @@ pub enum RpcError {
         data: Option<String>,
     },
     /// The answer is not a JSON-RPC answer, or its `result` does not have the expected shape.
-    #[error("`{method}` at `{url}`: bad answer: {problem}")]
+    #[error(
+        "`{method}` at `{}`: bad answer: {problem}",
+        monitor_core::redact_url(url)
+    )]
     BadAnswer {
         /// The node URL.
         url: String,

@@ -20,7 +20,8 @@ const PROPERTIES_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Why a read failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    /// The call failed (node down, timeout, JSON-RPC error).
+    /// The call failed (node down, timeout, JSON-RPC error); never [`WsError::Malformed`], which
+    /// [`NodeClient::call`] turns into [`ChainError::Malformed`].
     #[error(transparent)]
     Call(#[from] WsError),
     /// The answer or a value could not be read (wrong JSON shape, SCALE that does not decode).
@@ -65,9 +66,16 @@ impl NodeClient {
         }
     }
 
-    /// A raw call.
+    /// A raw call. A message from the node that is not a JSON-RPC answer while the call was in
+    /// flight ([`WsError::Malformed`]) is malformed data, not a failed call.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, ChainError> {
-        Ok(self.rpc.call(method, params).await?)
+        match self.rpc.call(method, params).await {
+            Ok(v) => Ok(v),
+            Err(WsError::Malformed { method, reason, .. }) => {
+                Err(self.malformed(format!("`{method}`: {reason}")))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `system_health.isSyncing`.

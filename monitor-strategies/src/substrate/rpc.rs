@@ -23,6 +23,16 @@
 //! Every request has a deadline (the caller's timeout, below the monitor's period); an answer
 //! larger than [`WsConfig::max_message_bytes`] closes the connection and fails the request.
 //! Answers are matched to requests by id; an answer nobody waits for any more is dropped.
+//!
+//! # Garbage
+//!
+//! A message that is not a JSON object (not JSON, invalid UTF-8, `NaN`, nesting past
+//! `serde_json`'s limit, an array or a scalar) names no request: the node is speaking garbage and
+//! which call it answered cannot be known, so every call in flight fails at once as
+//! [`WsError::Malformed`] (PANIC's "data could not be read", 5033/5034, rather than "down" after
+//! the timeout). The connection stays open. A JSON object without a numeric `id` (a subscription
+//! notification, an id-less error) is dropped: nothing waits for it. [`read_frame`] is the pure
+//! half of this.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +54,7 @@ use tracing::{debug, warn};
 pub enum WsError {
     /// The node cannot be reached: connection refused or lost, handshake failed, or the pool is
     /// backing off after a failed attempt.
-    #[error("`{url}` is unreachable: {reason}")]
+    #[error("`{}` is unreachable: {reason}", monitor_core::redact_url(url))]
     Down {
         /// The node URL.
         url: String,
@@ -52,7 +62,7 @@ pub enum WsError {
         reason: String,
     },
     /// No answer within the deadline.
-    #[error("`{method}` at `{url}` timed out")]
+    #[error("`{method}` at `{}` timed out", monitor_core::redact_url(url))]
     Timeout {
         /// The node URL.
         url: String,
@@ -60,7 +70,10 @@ pub enum WsError {
         method: String,
     },
     /// The node answered with a JSON-RPC `error` object.
-    #[error("`{method}` at `{url}` answered error {code}: {message}")]
+    #[error(
+        "`{method}` at `{}` answered error {code}: {message}",
+        monitor_core::redact_url(url)
+    )]
     Rpc {
         /// The node URL.
         url: String,
@@ -72,8 +85,22 @@ pub enum WsError {
         message: String,
     },
     /// The URL is not a `ws://` or `wss://` URL.
-    #[error("invalid websocket URL `{0}`")]
+    #[error("invalid websocket URL `{}`", monitor_core::redact_url(.0))]
     InvalidUrl(String),
+    /// While the call was in flight the node sent a message that is not a JSON object (see the
+    /// module doc, "Garbage"): the answer cannot be read.
+    #[error(
+        "`{method}` at `{}`: the node sent a message that is not a JSON-RPC answer ({reason})",
+        monitor_core::redact_url(url)
+    )]
+    Malformed {
+        /// The node URL.
+        url: String,
+        /// The method called.
+        method: String,
+        /// What is wrong with the message (never its content).
+        reason: String,
+    },
 }
 
 impl WsError {
@@ -244,7 +271,7 @@ struct Conn {
 }
 
 /// Requests sent and not answered yet: id → (method, reply).
-type Pending = HashMap<u64, (String, oneshot::Sender<Result<Value, WsError>>)>;
+pub(crate) type Pending = HashMap<u64, (String, oneshot::Sender<Result<Value, WsError>>)>;
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -388,32 +415,85 @@ async fn serve(
     }
 }
 
-/// Routes one answer to the request with its id; anything else is logged and dropped.
-fn answer(bytes: &[u8], pending: &mut Pending, url: &str) {
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) else {
-        warn!(url = %monitor_core::redact_url(url), "substrate node sent a message that is not a JSON object");
-        return;
+/// What one message from the node is to the calls in flight ([`read_frame`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Frame {
+    /// Not a JSON object: every call in flight fails as [`WsError::Malformed`] with this reason.
+    Garbage(String),
+    /// A JSON object without a numeric `id` (a subscription notification, an id-less error):
+    /// nothing waits for it.
+    Unrouted,
+    /// The answer to request `id`: its `result` (`null` when absent), or its JSON-RPC `error`
+    /// (code, message).
+    Answer {
+        /// The request id.
+        id: u64,
+        /// The result or the error.
+        result: Result<Value, (i64, String)>,
+    },
+}
+
+/// Reads one websocket message (text or binary) from the node: pure, no state.
+pub(crate) fn read_frame(bytes: &[u8]) -> Frame {
+    let mut body = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(body)) => body,
+        Ok(other) => {
+            let kind = match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            return Frame::Garbage(format!("JSON {kind}, not an object"));
+        }
+        Err(e) => return Frame::Garbage(format!("not JSON: {e}")),
     };
     let Some(id) = body.get("id").and_then(Value::as_u64) else {
-        // Subscription notifications and id-less errors: nothing waits for them.
-        return;
-    };
-    let Some((method, reply)) = pending.remove(&id) else {
-        return;
+        return Frame::Unrouted;
     };
     let result = match body.remove("error").filter(|e| !e.is_null()) {
-        Some(error) => Err(WsError::Rpc {
-            url: url.to_owned(),
-            method,
-            code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
-            message: error
+        Some(error) => Err((
+            error.get("code").and_then(Value::as_i64).unwrap_or(0),
+            error
                 .get("message")
                 .and_then(Value::as_str)
                 .map_or_else(|| error.to_string(), str::to_owned),
-        }),
+        )),
         None => Ok(body.remove("result").unwrap_or(Value::Null)),
     };
-    let _ = reply.send(result);
+    Frame::Answer { id, result }
+}
+
+/// Routes one message from the node ([`read_frame`]): an answer to the request with its id
+/// (an answer nobody waits for is dropped), garbage to every request in flight, anything else
+/// nowhere.
+pub(crate) fn answer(bytes: &[u8], pending: &mut Pending, url: &str) {
+    match read_frame(bytes) {
+        Frame::Garbage(reason) => {
+            warn!(url = %monitor_core::redact_url(url), error = %reason, in_flight = pending.len(),
+                "substrate node sent a message that is not a JSON object; failing the calls in flight");
+            for (_, (method, reply)) in pending.drain() {
+                let _ = reply.send(Err(WsError::Malformed {
+                    url: url.to_owned(),
+                    method,
+                    reason: reason.clone(),
+                }));
+            }
+        }
+        Frame::Unrouted => {}
+        Frame::Answer { id, result } => {
+            let Some((method, reply)) = pending.remove(&id) else {
+                return;
+            };
+            let _ = reply.send(result.map_err(|(code, message)| WsError::Rpc {
+                url: url.to_owned(),
+                method,
+                code,
+                message,
+            }));
+        }
+    }
 }
 
 /// The rustls client config: the platform's roots when verifying, else a verifier that accepts
@@ -484,5 +564,83 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_flight(ids: &[u64]) -> (Pending, Vec<oneshot::Receiver<Result<Value, WsError>>>) {
+        let mut pending = Pending::new();
+        let mut answers = Vec::new();
+        for &id in ids {
+            let (reply, answer) = oneshot::channel();
+            pending.insert(id, (format!("m{id}"), reply));
+            answers.push(answer);
+        }
+        (pending, answers)
+    }
+
+    #[test]
+    fn an_answer_reaches_its_call_only() {
+        let (mut pending, mut answers) = in_flight(&[1, 2]);
+        answer(
+            br#"{"jsonrpc":"2.0","id":2,"result":{"a":1}}"#,
+            &mut pending,
+            "ws://h",
+        );
+        assert_eq!(answers[1].try_recv().unwrap().unwrap(), json!({"a": 1}));
+        assert!(answers[0].try_recv().is_err());
+        assert_eq!(pending.len(), 1);
+        // An error answer, an answer nobody waits for, a notification: only the first routes.
+        answer(
+            br#"{"id":1,"error":{"code":-32601,"message":"no"}}"#,
+            &mut pending,
+            "ws://h",
+        );
+        assert!(matches!(
+            answers[0].try_recv().unwrap(),
+            Err(WsError::Rpc { code: -32601, .. })
+        ));
+        let (mut pending, mut answers) = in_flight(&[1]);
+        answer(br#"{"id":7,"result":1}"#, &mut pending, "ws://h");
+        answer(
+            br#"{"jsonrpc":"2.0","method":"chain_newHead","params":{"subscription":"s","result":{}}}"#,
+            &mut pending,
+            "ws://h",
+        );
+        answer(
+            br#"{"id":null,"error":{"code":-32700}}"#,
+            &mut pending,
+            "ws://h",
+        );
+        assert!(answers[0].try_recv().is_err());
+        assert_eq!(pending.len(), 1);
+    }
+
+    #[test]
+    fn garbage_fails_every_call_in_flight_as_malformed() {
+        let deep = "[".repeat(100_000);
+        let cases: [&[u8]; 7] = [
+            b"\x01garbage{{{ not json",
+            b"\xff\xfe\x00binary",
+            br#"{"jsonrpc":"2.0","id":1,"result":NaN}"#,
+            deep.as_bytes(),
+            b"[1,2]",
+            b"12",
+            b"",
+        ];
+        for bytes in cases {
+            let (mut pending, answers) = in_flight(&[1, 2, 3]);
+            assert!(matches!(read_frame(bytes), Frame::Garbage(_)));
+            answer(bytes, &mut pending, "ws://user:secret@h");
+            assert!(pending.is_empty());
+            for mut a in answers {
+                let e = a.try_recv().unwrap().unwrap_err();
+                assert!(matches!(e, WsError::Malformed { .. }), "{e:?}");
+                assert!(!e.is_down());
+            }
+        }
     }
 }

@@ -202,14 +202,14 @@ impl SystemMonitor {
                 )))
             }
             Err(TextQueryError::Query(prometheus::QueryError::MetricNotFound(metric))) => {
-                warn!(monitor = %self.name, url = %url, metric = %metric, "metric not found");
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), metric = %metric, "metric not found");
                 Err(PanicError::metric_not_found(&metric, url))
             }
             Err(TextQueryError::Query(e @ prometheus::QueryError::MixedLabels(_))) => {
                 return Err(RoundError::new(format!("{url}: {e}")))
             }
             Err(TextQueryError::Limit(e)) => {
-                warn!(monitor = %self.name, url = %url, error = %e, "scrape over a bound");
+                warn!(monitor = %self.name, url = %monitor_core::redact_url(url), error = %e, "scrape over a bound");
                 Err(self.data_reading(Some(&e.to_string())))
             }
         };

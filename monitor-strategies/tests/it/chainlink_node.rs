@@ -469,3 +469,74 @@ fn registry_routes_chainlink_keys() {
     assert!(!nodes.contains(&"systems"));
     assert!(accepting("chains.chainlink.ethereum.evm_nodes_config").contains(&"evm_nodes"));
 }
+
+/// Every event logged on the current thread while it is alive, as `field=value` text.
+#[derive(Default)]
+struct Captured(std::sync::Mutex<String>);
+
+impl tracing::field::Visit for &Captured {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let mut text = self.0.lock().unwrap();
+        let _ = write!(text, "{}={value:?} ", field.name());
+    }
+}
+
+struct Capture(Arc<Captured>);
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        span.record(&mut &*self.0);
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut &*self.0);
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        event.record(&mut &*self.0);
+        self.0 .0.lock().unwrap().push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn a_password_in_a_prometheus_url_is_published_and_logged_redacted() {
+    let captured = Arc::new(Captured::default());
+    let _logs = tracing::subscriber::set_default(Capture(Arc::clone(&captured)));
+    let with_password = |url: &str| url.replacen("http://", "http://user:secret@", 1);
+    let server = chainlink_server().await;
+    let down = with_password(&refused_url("/metrics").await.unwrap());
+    let up = with_password(&server.url("/metrics"));
+    let mut m = monitor(
+        &[down.clone(), up.clone()],
+        &server.url("/chains_mini.json"),
+    );
+    let mut bodies = Vec::new();
+    // A fail-over (logged at info) and a result naming the source used.
+    let envelope = round(&mut m).await;
+    let redacted = up.replacen(":secret@", ":***@", 1);
+    check_meta(&envelope["result"]["meta_data"], &redacted);
+    bodies.push(envelope);
+    // An error envelope (5003 names the endpoint), then every source down (5015).
+    server.route("/metrics", Reply::ok("# nothing here\n"));
+    let envelope = round(&mut m).await;
+    assert_eq!(error_of(&envelope, &redacted).0, 5003);
+    bodies.push(envelope);
+    server.route("/metrics", Reply::ok("").mode(BodyMode::Close));
+    bodies.push(round(&mut m).await);
+    // The URL is otherwise the one configured, and the monitor still holds it whole.
+    assert_eq!(m.last_source_used(), up);
+    for body in &bodies {
+        let text = body.to_string();
+        assert!(!text.contains("secret"), "{text}");
+    }
+    let logs = captured.0.lock().unwrap().clone();
+    assert!(logs.contains("switched prometheus source"), "{logs}");
+    assert!(logs.contains("user:***@"), "{logs}");
+    assert!(!logs.contains("secret"), "{logs}");
+}

@@ -220,18 +220,12 @@ impl Case {
     }
 
     /// Whether the target makes the monitor wait for its timeout. A websocket message that is
-    /// not a JSON object names no request, so the client drops it and the call times out.
+    /// not a JSON object fails the calls in flight at once (malformed), so those cases run with
+    /// the long timeout: a call that waited for it would read as down, not as 5033.
     fn waits(self) -> bool {
         matches!(
             self,
-            Case::NeverAnswers
-                | Case::SlowHeaders
-                | Case::BodyStalls
-                | Case::WsSilent
-                | Case::WsGarbageText
-                | Case::WsBinary
-                | Case::WsNaN
-                | Case::WsDeepNesting
+            Case::NeverAnswers | Case::SlowHeaders | Case::BodyStalls | Case::WsSilent
         )
     }
 
@@ -675,8 +669,10 @@ async fn cell(ty: Type, case: Case, s: &StrategySettings) -> Result<String, Stri
 /// Prometheus text), 5012 for invalid JSON (GitHub, DockerHub), 5003 for a scrape without the
 /// metrics, 5019 when no data source passes the sync check (networks, the contracts' EVM node),
 /// Cosmos REST and Tendermint's "no version fits" (5023, 5029) and API error (5024), Substrate's
-/// API error (5031) and unreadable data (5033). A websocket message that is not a JSON object
-/// names no request: the call times out, and the node is reported down (5015).
+/// API error (5031) and unreadable data (5033): a websocket message that is not a JSON object
+/// (garbage text, a binary frame, `NaN`, 100k nesting) fails the calls in flight as malformed, at
+/// once. The network reports 5019 for all of them: a source whose answers cannot be read fails
+/// the sync check, so no source is synced.
 const EXPECTED: &[(Type, &str)] = &[
     (
         Type::System,
@@ -755,7 +751,7 @@ const EXPECTED: &[(Type, &str)] = &[
         concat!(
             "5015 5015 5015 5015 5015 5015 5015 5015 5015 ",
             "5015 5015 5015 5015 5015 5015 5015 5015 5015 ",
-            "5015 5015 5015 5033 5031 5015 5015 5015 5015",
+            "5015 5033 5033 5033 5031 5033 5033 5015 5015",
         ),
     ),
     (

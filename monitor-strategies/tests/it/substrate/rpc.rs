@@ -147,3 +147,41 @@ fn substrate_rpc_outside_a_runtime_is_an_error_not_a_panic() {
     let pool = WsPool::default();
     assert!(pool.client("ws://127.0.0.1:1", T).is_err());
 }
+
+#[tokio::test]
+async fn substrate_rpc_garbage_fails_the_calls_in_flight_as_malformed_at_once() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    // A node that answers every request with a text frame that is not JSON, then, on the
+    // connection's second request, with a proper answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://user:secret@{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let mut n = 0;
+        while let Some(Ok(message)) = ws.next().await {
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"].clone();
+            n += 1;
+            let answer = if n == 1 {
+                "\u{1}garbage{{{ not json".to_owned()
+            } else {
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"fine"}}"#)
+            };
+            ws.send(Message::text(answer)).await.unwrap();
+        }
+    });
+    let pool = WsPool::default();
+    // A timeout far above the test's run time: a call that waited for it would hang the test.
+    let c = pool.client(&url, Duration::from_secs(3600)).unwrap();
+    let e = c.call("system_health", json!([])).await.unwrap_err();
+    assert!(matches!(e, WsError::Malformed { .. }), "{e:?}");
+    assert!(!e.is_down(), "{e:?}");
+    // The connection stays up: the next call is answered on it.
+    assert_eq!(c.call("system_health", json!([])).await.unwrap(), "fine");
+    drop(c);
+    server.await.unwrap();
+}
