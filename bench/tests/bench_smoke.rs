@@ -276,9 +276,9 @@ fn prometheus_compare_tiny() {
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
 
-/// `evm-scale`, tiny: 100 EVM node monitors on 10 targets, a 1 s period, keep-alive for 4 hosts.
-#[test]
-fn evm_scale_tiny() {
+/// `evm-scale` with 100 monitors on 10 targets at 1 s, 2 s of warm-up and 2 of window, 4 kept
+/// hosts, and `extra`; its result (the run must succeed).
+fn tiny_evm_scale(extra: &[&str]) -> Value {
     let output = bench()
         .args([
             "evm-scale",
@@ -294,16 +294,24 @@ fn evm_scale_tiny() {
             "2",
             "--sample-every",
             "0.25",
-            "--per-message",
-            "40",
             "--max-kept-hosts",
             "4",
         ])
+        .args(extra)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "evm-scale failed:\n{stderr}");
-    let r = last_json(&output.stdout);
+    assert!(
+        output.status.success(),
+        "evm-scale {extra:?} failed:\n{stderr}"
+    );
+    last_json(&output.stdout)
+}
+
+/// `evm-scale`, tiny: 100 EVM node monitors on 10 targets, a 1 s period, keep-alive for 4 hosts.
+#[test]
+fn evm_scale_tiny() {
+    let r = tiny_evm_scale(&["--per-message", "40"]);
     assert_eq!(r["running"], 100, "{r}");
     assert_eq!(r["config_messages"], 3, "{r}");
     let rounds = r["rounds"].as_u64().unwrap();
@@ -332,33 +340,7 @@ fn evm_scale_tiny() {
 /// `evm-scale --bare`, tiny: the same monitors as bare tasks.
 #[test]
 fn evm_scale_bare_tiny() {
-    let output = bench()
-        .args([
-            "evm-scale",
-            "--bare",
-            "--monitors",
-            "100",
-            "--targets",
-            "10",
-            "--period",
-            "1",
-            "--warmup",
-            "2",
-            "--measure",
-            "2",
-            "--sample-every",
-            "0.25",
-            "--max-kept-hosts",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "evm-scale --bare failed:\n{stderr}"
-    );
-    let r = last_json(&output.stdout);
+    let r = tiny_evm_scale(&["--bare"]);
     assert_eq!(r["approach"], "bare", "{r}");
     assert_eq!(r["running"], 100, "{r}");
     let rounds = r["rounds"].as_u64().unwrap();
