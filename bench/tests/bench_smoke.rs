@@ -299,7 +299,7 @@ fn tiny_evm_scale(extra: &[&str]) -> Value {
         ])
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("running bench: {e}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
