@@ -66,12 +66,34 @@ enum Cmd {
     /// Reacting at scale: publish → all N monitors started from one N-section message, and
     /// publish → restart of the one monitor whose section changed (the others must not restart).
     React(ReactCli),
+    /// (internal) A poller that only fetches, for `prometheus-compare --floors`: polls the
+    /// targets of --targets-file every --period and drops the bodies; writes its counts to
+    /// --count-file.
+    #[command(hide = true)]
+    FetchFloor(FetchFloorCli),
     /// (internal) One monitor loop as one OS process; prints one JSON report line.
     #[command(hide = true)]
     Worker(WorkerCli),
     /// One system round in-process on a body from memory, repeated, for callgrind (issue #14):
     /// `valgrind --tool=callgrind --toggle-collect='bench::floor::measured' bench callgrind-round`.
     CallgrindRound(CallgrindCli),
+}
+
+/// `bench fetch-floor`.
+#[derive(Debug, Args)]
+struct FetchFloorCli {
+    /// `http` (the manager's HTTP layer) or `raw` (a kept TCP connection, a fixed request).
+    #[arg(long, value_enum)]
+    client: super::fetch::Client,
+    /// One `IP:PORT` per line.
+    #[arg(long)]
+    targets_file: PathBuf,
+    /// Period, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    period: f64,
+    /// Where "OK FAILED" is written every 250 ms.
+    #[arg(long)]
+    count_file: PathBuf,
 }
 
 /// `bench callgrind-round`.
@@ -215,6 +237,11 @@ struct CompareCli {
     /// Keep the work folder (TSDB, raw output).
     #[arg(long)]
     keep_work: bool,
+    /// Also run two fetch-only pollers in the same window (`fetch-floor raw`: a kept TCP
+    /// connection and a fixed request; `fetch-floor http`: the manager's HTTP layer), bodies
+    /// read whole and dropped: what the fetch alone costs per round.
+    #[arg(long, conflicts_with = "sequential")]
+    floors: bool,
 }
 
 #[derive(Debug, Args)]
@@ -472,6 +499,7 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
                 out_dir: c.out_dir,
                 sequential: c.sequential,
                 keep_work: c.keep_work,
+                floors: c.floors,
             };
             let result = super::compare::compare(&args)?;
             print!("{}", super::compare::markdown(&result));
@@ -557,6 +585,16 @@ fn dispatch(cmd: Cmd) -> Result<(), BenchError> {
             print!("{}", super::react::markdown(&result));
             println!("{json}");
             Ok(())
+        }
+        Cmd::FetchFloor(f) => {
+            let period = Duration::try_from_secs_f64(f.period)
+                .map_err(|e| BenchError::Usage(format!("--period {}: {e}", f.period)))?;
+            runtime(true)?.block_on(super::fetch::run(
+                f.client,
+                f.targets_file,
+                period,
+                f.count_file,
+            ))
         }
         Cmd::CallgrindRound(c) => {
             let body = std::fs::read(&c.fixture)

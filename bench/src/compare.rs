@@ -55,6 +55,9 @@ pub(crate) struct CompareArgs {
     pub(crate) out_dir: PathBuf,
     pub(crate) sequential: bool,
     pub(crate) keep_work: bool,
+    /// Also run the two fetch-only pollers (`bench fetch-floor`, raw TCP and the manager's HTTP
+    /// layer) in the same window (not with `sequential`).
+    pub(crate) floors: bool,
 }
 
 /// The body both pollers read.
@@ -119,6 +122,9 @@ pub(crate) struct CompareResult {
     pub(crate) stand_in_cpu_s: f64,
     /// Samples Prometheus kept per scrape after `metric_relabel_configs`.
     pub(crate) prometheus_samples_kept_per_scrape: Option<f64>,
+    /// The fetch-only pollers of `--floors` (`fetch-floor raw`, `fetch-floor http`), same window.
+    #[serde(default)]
+    pub(crate) floors: Vec<Side>,
 }
 
 /// Run the comparison; writes `results.json`, `results.md`, the body, the generated configs and
@@ -161,6 +167,7 @@ pub(crate) fn compare(args: &CompareArgs) -> Result<CompareResult, BenchError> {
     }
     let server_cpu0 = proc::cpu_seconds(stand_in.pid()).unwrap_or(0.0);
 
+    let mut floors = Vec::new();
     let (manager, prometheus) = if args.sequential {
         let m = {
             let mut m = Manager::start(args, &work, &targets)?;
@@ -184,17 +191,28 @@ pub(crate) fn compare(args: &CompareArgs) -> Result<CompareResult, BenchError> {
     } else {
         let mut m = Manager::start(args, &work, &targets)?;
         let mut p = Prometheus::start(args, &work, &targets)?;
+        let mut f = if args.floors {
+            Floor::start_both(args, &work, &targets)?
+        } else {
+            Vec::new()
+        };
         let window = window_after(args.warmup, args.measure);
         let output = m.output.clone();
         let addr = p.addr;
-        let (mut s, marks) = measure(
-            &mut [&mut m.child, &mut p.child],
-            window,
-            args.sample_every,
-            &|| vec![file_len(&output), scrape_count(addr)],
-        )?;
-        let ps = s.pop().unwrap_or_default();
-        let ms = s.pop().unwrap_or_default();
+        let count_files: Vec<PathBuf> = f.iter().map(|f| f.count_file.clone()).collect();
+        let mut children: Vec<&mut Owned> = vec![&mut m.child, &mut p.child];
+        children.extend(f.iter_mut().map(|f| &mut f.child));
+        let (s, marks) = measure(&mut children, window, args.sample_every, &|| {
+            let mut marks = vec![file_len(&output), scrape_count(addr)];
+            marks.extend(count_files.iter().map(|c| Floor::mark(c)));
+            marks
+        })?;
+        let mut s = s.into_iter();
+        let ms = s.next().unwrap_or_default();
+        let ps = s.next().unwrap_or_default();
+        for ((floor, sampled), mark) in f.into_iter().zip(s).zip(marks.iter().skip(2)) {
+            floors.push(floor.finish(args, *mark, &sampled));
+        }
         let pr = p.finish(args, marks[1], ps)?;
         (m.finish(args, marks[0], ms)?, pr)
     };
@@ -226,6 +244,7 @@ pub(crate) fn compare(args: &CompareArgs) -> Result<CompareResult, BenchError> {
         ratio,
         stand_in_cpu_s,
         prometheus_samples_kept_per_scrape: samples_kept,
+        floors,
     };
     let json = serde_json::to_string_pretty(&result)
         .map_err(|e| BenchError::Setup(format!("encoding the results: {e}")))?;
@@ -559,6 +578,81 @@ fn count_lines(bytes: &[u8], start: usize, end: usize) -> (u64, u64, u64) {
     (ok, errors, other)
 }
 
+/// One fetch-only poller (`bench fetch-floor`) and its count file.
+struct Floor {
+    client: super::fetch::Client,
+    child: Owned,
+    count_file: PathBuf,
+}
+
+impl Floor {
+    /// Both floors (raw, then the manager's HTTP layer) on `targets`.
+    fn start_both(
+        args: &CompareArgs,
+        work: &Path,
+        targets: &[SocketAddr],
+    ) -> Result<Vec<Self>, BenchError> {
+        let list: String = targets.iter().map(|t| format!("{t}\n")).collect();
+        let targets_file = work.join("floor-targets.txt");
+        write(&targets_file, list.as_bytes())?;
+        let exe = std::env::current_exe()
+            .map_err(|e| BenchError::io("locating the bench executable", e))?;
+        [super::fetch::Client::Raw, super::fetch::Client::Http]
+            .into_iter()
+            .map(|client| {
+                let count_file = work.join(format!("floor-{}.count", client.name()));
+                let child = Owned::spawn(
+                    &format!("fetch-floor {}", client.name()),
+                    &exe,
+                    &[
+                        "fetch-floor".into(),
+                        "--client".into(),
+                        client.name().into(),
+                        "--targets-file".into(),
+                        targets_file.clone().into_os_string(),
+                        "--period".into(),
+                        format!("{}", args.period.as_secs_f64()).into(),
+                        "--count-file".into(),
+                        count_file.clone().into_os_string(),
+                    ],
+                    &[],
+                    Some(&work.join(format!("floor-{}.log", client.name()))),
+                )?;
+                Ok(Floor {
+                    client,
+                    child,
+                    count_file,
+                })
+            })
+            .collect()
+    }
+
+    /// The completed fetches so far (0 when the count file cannot be read yet).
+    fn mark(count_file: &Path) -> u64 {
+        super::fetch::read_counts(count_file).map_or(0, |(ok, _)| ok)
+    }
+
+    /// The side of this floor over the window `range` (its completed fetches at both edges).
+    fn finish(self, args: &CompareArgs, range: (u64, u64), s: &Sampled) -> Side {
+        let failed = super::fetch::read_counts(&self.count_file).map_or(0, |(_, f)| f);
+        let mut side = side(
+            &format!("fetch-floor {}", self.client.name()),
+            match self.client {
+                super::fetch::Client::Raw => "kept TCP connection, fixed request".to_owned(),
+                super::fetch::Client::Http => "the manager's HTTP layer".to_owned(),
+            },
+            s,
+            range.1.saturating_sub(range.0),
+            args,
+        );
+        // Over the whole run, warm-up included (the count file keeps no history): 0 is 0 in the
+        // window too.
+        side.failures = failed;
+        drop(self.child);
+        side
+    }
+}
+
 /// The Prometheus child.
 struct Prometheus {
     child: Owned,
@@ -684,7 +778,7 @@ pub(crate) fn markdown(r: &CompareResult) -> String {
         "| | polls in window (expected) | CPU s | cores | CPU per round / scrape | RSS steady / peak MiB | threads | failed polls |"
     );
     let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
-    for s in [&r.manager, &r.prometheus] {
+    for s in [&r.manager, &r.prometheus].into_iter().chain(&r.floors) {
         let _ = writeln!(
             out,
             "| {} ({}) | {} ({:.0}) | {:.3} | {:.3} | {:.3} ms | {:.1} / {:.1} | {} | {} |",
@@ -719,7 +813,22 @@ pub(crate) fn markdown(r: &CompareResult) -> String {
             "Prometheus kept {k:.0} samples per scrape after `metric_relabel_configs`."
         );
     }
-    for s in [&r.manager, &r.prometheus] {
+    for f in &r.floors {
+        if r.prometheus.cpu_ms_per_poll > 0.0 {
+            let _ = writeln!(
+                out,
+                "{} (fetch only, body dropped) / Prometheus: {:.3}×; manager / it: {:.2}×.",
+                f.what,
+                f.cpu_ms_per_poll / r.prometheus.cpu_ms_per_poll,
+                if f.cpu_ms_per_poll > 0.0 {
+                    r.manager.cpu_ms_per_poll / f.cpu_ms_per_poll
+                } else {
+                    0.0
+                }
+            );
+        }
+    }
+    for s in [&r.manager, &r.prometheus].into_iter().chain(&r.floors) {
         for n in &s.notes {
             let _ = writeln!(out, "- {}: {n}", s.what);
         }

@@ -37,6 +37,7 @@ mod approaches;
 mod children;
 mod cli;
 mod compare;
+mod fetch;
 mod floor;
 mod proc;
 mod react;

@@ -223,8 +223,8 @@ fn last_json(stdout: &[u8]) -> Value {
         .unwrap_or_else(|| panic!("no JSON line in {}", String::from_utf8_lossy(stdout)))
 }
 
-/// `prometheus-compare`, tiny: 5 targets every second, 3 s measured after Prometheus's first
-/// scrapes (its scrape manager starts targets about 5 s after it is ready).
+/// `prometheus-compare --floors`, tiny: 5 targets every second, 3 s measured after Prometheus's
+/// first scrapes (its scrape manager starts targets about 5 s after it is ready).
 #[test]
 fn prometheus_compare_tiny() {
     let out_dir = std::env::temp_dir().join(format!("bench-compare-{}", std::process::id()));
@@ -242,6 +242,7 @@ fn prometheus_compare_tiny() {
             "3",
             "--sample-every",
             "0.5",
+            "--floors",
             "--manager-bin",
         ])
         .arg(manager_bin())
@@ -268,7 +269,17 @@ fn prometheus_compare_tiny() {
         assert!(s["rss_steady_bytes"].as_u64().unwrap() > 0, "{side}: {s}");
     }
     assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+    // The two fetch-only pollers of `--floors`, in the same window.
+    let floors = r["floors"].as_array().unwrap();
+    assert_eq!(floors.len(), 2, "{r}");
+    for (f, what) in floors.iter().zip(["fetch-floor raw", "fetch-floor http"]) {
+        assert_eq!(f["what"], what, "{f}");
+        assert!(f["polls"].as_u64().unwrap() > 0, "{f}");
+        assert_eq!(f["failures"], 0, "{f}");
+        assert!(f["cpu_s"].as_f64().unwrap() > 0.0, "{f}");
+    }
     let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
+    assert!(md.contains("| fetch-floor raw") && md.contains("| fetch-floor http"), "{md}");
     assert!(md.contains("| monitors-manager"), "{md}");
     assert!(md.contains("| prometheus"), "{md}");
     let yml = std::fs::read_to_string(out_dir.join("prometheus.yml")).unwrap();

@@ -6,7 +6,7 @@
 //! (the main pool's cap plus the slow lane) and the idle connections kept alive (hosts × idle per
 //! host), plus a few for RabbitMQ, Redis, the output, `/metrics` and Substrate websockets
 //! ([`RESERVE`]). A soft limit of 1,024 (the usual default of a login shell, and of a systemd
-//! unit without `LimitNOFILE=`) is below the defaults' ≈ 6,200; the hard limit usually is not.
+//! unit without `LimitNOFILE=`) is below the defaults' ≈ 12,400; the hard limit usually is not.
 
 use monitor_strategies::ConnectionLimits;
 use monitors_manager::ManagerSettings;
@@ -110,10 +110,10 @@ mod tests {
     fn the_defaults_fit_a_limit_of_twenty_thousand_and_nothing_changes() {
         let mut manager = ManagerSettings::default();
         let mut connections = ConnectionLimits::default();
-        assert_eq!(sockets_needed(&manager, &connections), 4096 + 64 + 1024 * 2);
+        assert_eq!(sockets_needed(&manager, &connections), 4096 + 64 + 4096 * 2);
         assert_eq!(fit(20_000, &mut manager, &mut connections), None);
         assert_eq!(manager.max_in_flight_cap, 4096);
-        assert_eq!(connections.max_kept_hosts, 1024);
+        assert_eq!(connections.max_kept_hosts, 4096);
     }
 
     #[test]
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(manager.max_in_flight, 256);
         let now = sockets_needed(&manager, &connections);
         assert!(now + RESERVE <= 1024 * SHARE_PERCENT / 100, "{now}");
-        assert_eq!(lowered.needed, (6208, now));
+        assert_eq!(lowered.needed, (12_352, now));
         let message = lowered.to_string();
         assert!(message.contains("open-file limit is 1024"), "{message}");
         assert!(

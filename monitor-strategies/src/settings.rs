@@ -154,7 +154,7 @@ impl Default for EvmSettings {
 }
 
 /// Default [`ConnectionLimits::max_kept_hosts`].
-pub const DEFAULT_MAX_KEPT_HOSTS: usize = 1024;
+pub const DEFAULT_MAX_KEPT_HOSTS: usize = 4096;
 
 /// Default [`ConnectionLimits::max_idle_per_host`].
 pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 2;
@@ -190,7 +190,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// [`max_held`]: ConnectionLimits::max_held
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Hosts that may keep connections alive at one time (at least 1; default 1,024).
+    /// Hosts that may keep connections alive at one time (at least 1; default 4,096).
     pub max_kept_hosts: usize,
     /// Idle connections kept per host (default 2).
     pub max_idle_per_host: usize,

@@ -75,6 +75,12 @@ struct Args {
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<Shard>,
 
+    /// Hosts (scheme, host, port) that may keep HTTP connections alive between rounds at one time
+    /// (2 idle connections each); requests to the others close their connection, as PANIC's did.
+    #[arg(long, value_name = "N", default_value_t = monitor_strategies::DEFAULT_MAX_KEPT_HOSTS as u32,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    max_kept_hosts: u32,
+
     /// Timeout of one HTTP request (always kept below each monitor type's period).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::parse_duration)]
     request_timeout: Duration,
@@ -281,6 +287,7 @@ fn settings(args: &Args) -> Result<(ManagerSettings, StrategySettings), String> 
         .with_request_timeout(args.request_timeout)
         .with_max_body_bytes(args.max_body_bytes)
         .with_verify_tls_monitored(args.verify_monitored_tls);
+    strategies.connections.max_kept_hosts = args.max_kept_hosts as usize;
     // Substrate nodes are monitored endpoints too: the flag covers their `wss://` websockets.
     strategies.substrate =
         monitor_strategies::SubstrateSettings::with_ws_config(monitor_strategies::WsConfig {

@@ -162,7 +162,7 @@ async fn a_low_open_file_limit_lowers_the_socket_bounds_with_a_warning_and_the_m
     // each) and the slow lane, the rest for the main pool.
     assert!(
         warning.contains(
-            "polls in flight at most 64 (was 4096), hosts kept alive 16 (was 1024), \
+            "polls in flight at most 64 (was 4096), hosts kept alive 16 (was 4096), \
              slow lane 32 (was 64)"
         ),
         "{warning}"
