@@ -92,8 +92,8 @@ fn json_rpc_response(body: &[u8], close: bool) -> Vec<u8> {
     out
 }
 
-/// The `Content-Length` of a request head (0 if absent or unreadable).
-fn content_length(head: &[u8]) -> usize {
+/// The `Content-Length` of a request or response head (0 if absent or unreadable).
+pub(crate) fn content_length(head: &[u8]) -> usize {
     String::from_utf8_lossy(head)
         .split("\r\n")
         .find_map(|l| {
@@ -229,7 +229,7 @@ async fn connection(
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 

@@ -279,7 +279,10 @@ fn prometheus_compare_tiny() {
         assert!(f["cpu_s"].as_f64().unwrap() > 0.0, "{f}");
     }
     let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
-    assert!(md.contains("| fetch-floor raw") && md.contains("| fetch-floor http"), "{md}");
+    assert!(
+        md.contains("| fetch-floor raw") && md.contains("| fetch-floor http"),
+        "{md}"
+    );
     assert!(md.contains("| monitors-manager"), "{md}");
     assert!(md.contains("| prometheus"), "{md}");
     let yml = std::fs::read_to_string(out_dir.join("prometheus.yml")).unwrap();
