@@ -12,7 +12,10 @@ use monitor_core::keys::{
     PING_ROUTING_KEY,
 };
 use monitor_core::plan::{fingerprint, MonitorSpec, Plan, Planner};
-use monitor_core::{ConfigError, ConfigMessage, MonitorableKey, MonitorableType, PeriodGroup};
+use monitor_core::RawConfig;
+use monitor_core::{
+    ConfigError, ConfigKey, ConfigMessage, MonitorableKey, MonitorableType, PeriodGroup,
+};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
@@ -75,8 +78,50 @@ impl std::fmt::Debug for MonitorsManager {
 
 /// One running spec.
 struct Running {
-    spec: MonitorSpec,
+    spec: Arc<MonitorSpec>,
     ctx: Arc<MonitorCtx>,
+}
+
+/// What one section of a routing key's last message gave, remembered for the next message of the
+/// key (see [`SectionMemo`]).
+struct MemoEntry {
+    /// The section's JSON text: a slice of the last message's body (no copy).
+    raw: bytes::Bytes,
+    /// The [`SectionMemo::generation`] of the last message that had this section.
+    seen: u64,
+    outcome: SectionOutcome,
+}
+
+/// A section read and planned.
+enum SectionOutcome {
+    /// Not an object of strings (a [`ConfigError::BadSection`]).
+    Rejected(ConfigError),
+    /// The plan of the section by each planner accepting the key (all section-local), in the
+    /// registry's order.
+    Planned(Box<[Result<Option<Arc<MonitorSpec>>, ConfigError>]>),
+}
+
+/// The sections of the last message of one routing key whose planners are all section-local
+/// ([`Planner::section_local`]), with what reading and planning each gave. A section of the next
+/// message whose id and JSON text are the same is neither read nor planned again: its reading is a
+/// function of (routing key, id, text) ([`monitor_core::RawSection::parse`]) and its plan a function
+/// of (key, section) (the section-local contract), so the remembered outcome is the one a full
+/// reading and planning would give. Sections absent from the message are forgotten.
+#[derive(Default)]
+struct SectionMemo {
+    /// Counts the messages applied through this memo.
+    generation: u64,
+    sections: HashMap<String, MemoEntry>,
+}
+
+/// `part` (a subslice of `body`) as a slice of `body` (a reference count, no copy); a copy if it
+/// is not a subslice.
+fn slice_of(body: &bytes::Bytes, part: &[u8]) -> bytes::Bytes {
+    let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= body.len() => body.slice(start..end),
+        _ => bytes::Bytes::copy_from_slice(part),
+    }
 }
 
 /// Bucket of running specs: (config routing key, planner name).
@@ -115,6 +160,9 @@ struct Run {
     manager_name: String,
     planners: Vec<Arc<dyn Planner>>,
     running: BTreeMap<BucketKey, HashMap<String, Running>>,
+    /// Per routing key (as received) whose planners are all section-local: its last message's
+    /// sections and their outcomes.
+    section_memos: HashMap<String, SectionMemo>,
     /// The last monitorables message body (and its count of sources) per (lowercase base chain,
     /// type): published again as it is while no diff changes what the running specs account for
     /// (cleared by any such change).
@@ -270,6 +318,7 @@ impl MonitorsManager {
             settings: self.settings,
             planners: self.planners,
             running: BTreeMap::new(),
+            section_memos: HashMap::new(),
             monitorables_cache: HashMap::new(),
             supervisors: JoinSet::new(),
             supervisor_ids: HashMap::new(),
@@ -428,7 +477,16 @@ impl Run {
         }
     }
 
-    async fn parse_and_apply(&mut self, routing_key: &str, body: &[u8]) {
+    /// Apply one config body: section by section when every planner accepting its key is
+    /// section-local (only the sections that changed since the key's last message are read and
+    /// planned), else (or when the body is not a plain object of sections) read and planned whole.
+    /// Both give the same monitors, errors and monitorables.
+    async fn parse_and_apply(&mut self, routing_key: &str, body: &bytes::Bytes) {
+        if let Some(planners) = self.section_local_planners(routing_key) {
+            if self.apply_sections(routing_key, body, &planners).await {
+                return;
+            }
+        }
         match ConfigMessage::parse(routing_key, body) {
             Ok(message) => self.apply(&message).await,
             Err(e) => {
@@ -437,6 +495,152 @@ impl Run {
                     routing_key, error = %e, "config message ignored");
             }
         }
+    }
+
+    /// The planners accepting `routing_key`'s key when there are some and all are section-local.
+    fn section_local_planners(&self, routing_key: &str) -> Option<Vec<Arc<dyn Planner>>> {
+        let key = ConfigKey::parse(routing_key).ok()?;
+        let accepting: Vec<Arc<dyn Planner>> = self
+            .planners
+            .iter()
+            .filter(|p| p.accepts(&key))
+            .cloned()
+            .collect();
+        let all_local = accepting.iter().all(|p| p.section_local().is_some());
+        (!accepting.is_empty() && all_local).then_some(accepting)
+    }
+
+    /// [`Run::apply`] for a key whose `planners` (every planner accepting it) are section-local,
+    /// with the key's [`SectionMemo`]: a section whose id and text are those of the key's last
+    /// message takes its remembered outcome; the others are read and planned. The same logs,
+    /// counters, diffs and monitorables as `apply`, in the same order. `false`, with nothing
+    /// applied, when the body must be read whole ([`RawConfig`]'s contract).
+    async fn apply_sections(
+        &mut self,
+        routing_key: &str,
+        body: &bytes::Bytes,
+        planners: &[Arc<dyn Planner>],
+    ) -> bool {
+        let Some(split) = RawConfig::split(routing_key, body) else {
+            return false;
+        };
+        let key = &split.key;
+        let mut memo = self.section_memos.remove(routing_key).unwrap_or_default();
+        memo.generation += 1;
+        let generation = memo.generation;
+        let n = split.sections.len();
+        let mut rejected: Vec<ConfigError> = Vec::new();
+        let mut specs: Vec<Vec<Arc<MonitorSpec>>> =
+            planners.iter().map(|_| Vec::with_capacity(n)).collect();
+        let mut errors: Vec<Vec<ConfigError>> = planners.iter().map(|_| Vec::new()).collect();
+        let mut panicked = vec![false; planners.len()];
+        let mut planned = 0usize;
+        let take = |outcome: &SectionOutcome,
+                    rejected: &mut Vec<ConfigError>,
+                    specs: &mut [Vec<Arc<MonitorSpec>>],
+                    errors: &mut [Vec<ConfigError>]| match outcome {
+            SectionOutcome::Rejected(e) => rejected.push(e.clone()),
+            SectionOutcome::Planned(plans) => {
+                for ((plan, specs), errors) in plans.iter().zip(specs).zip(errors) {
+                    match plan {
+                        Ok(Some(spec)) => specs.push(Arc::clone(spec)),
+                        Ok(None) => {}
+                        Err(e) => errors.push(e.clone()),
+                    }
+                }
+            }
+        };
+        for section in &split.sections {
+            let raw = section.raw.as_bytes();
+            if let Some(entry) = memo.sections.get_mut(&*section.id) {
+                if entry.raw[..] == *raw {
+                    entry.raw = slice_of(body, raw);
+                    entry.seen = generation;
+                    take(&entry.outcome, &mut rejected, &mut specs, &mut errors);
+                    continue;
+                }
+            }
+            let Some(read) = section.parse(routing_key) else {
+                // Read whole instead (what is remembered stays true).
+                self.section_memos.insert(routing_key.to_owned(), memo);
+                return false;
+            };
+            planned += 1;
+            let mut remember = true;
+            let outcome = match read {
+                Err(bad) => SectionOutcome::Rejected(bad),
+                Ok(parsed) => SectionOutcome::Planned(
+                    planners
+                        .iter()
+                        .zip(&mut panicked)
+                        .map(|(planner, panicked)| {
+                            // Every one is section-local (`section_local_planners`).
+                            let Some(local) = planner.section_local() else {
+                                return Ok(None);
+                            };
+                            // A planner is outside code: a panic in it must not take the
+                            // manager down.
+                            let plan = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                local.plan_section(key, &parsed)
+                            }));
+                            match plan {
+                                Ok(plan) => plan.map(|spec| spec.map(Arc::new)),
+                                Err(_) => {
+                                    *panicked = true;
+                                    remember = false;
+                                    Ok(None)
+                                }
+                            }
+                        })
+                        .collect(),
+                ),
+            };
+            take(&outcome, &mut rejected, &mut specs, &mut errors);
+            if remember {
+                let entry = MemoEntry {
+                    raw: slice_of(body, raw),
+                    seen: generation,
+                    outcome,
+                };
+                memo.sections.insert(section.id.clone().into_owned(), entry);
+            } else {
+                memo.sections.remove(&*section.id);
+            }
+        }
+        memo.sections.retain(|_, entry| entry.seen == generation);
+        self.section_memos.insert(routing_key.to_owned(), memo);
+
+        let canonical = key.routing_key();
+        for error in &rejected {
+            self.log_config_error(&canonical, None, error);
+        }
+        let mut types = BTreeSet::new();
+        for ((planner, specs), (errors, panicked)) in
+            planners.iter().zip(specs).zip(errors.iter().zip(panicked))
+        {
+            types.extend(planner.monitorable_types(key));
+            if panicked {
+                Counters::bump(&self.shared.counters.config_errors);
+                tracing::error!(
+                    routing_key = canonical,
+                    planner = planner.name(),
+                    "planner panicked: its monitors for this key are left as they were"
+                );
+                continue;
+            }
+            for error in errors {
+                self.log_config_error(&canonical, Some(planner.name()), error);
+            }
+            self.diff(&canonical, planner.name(), specs);
+        }
+        self.publish_monitorables(&key.base_chain, &types).await;
+        tracing::debug!(
+            routing_key,
+            sections = n,
+            planned,
+            "config applied section by section (unchanged sections remembered)"
+        );
+        true
     }
 
     fn log_config_error(&self, routing_key: &str, planner: Option<&str>, error: &ConfigError) {
@@ -482,7 +686,8 @@ impl Run {
             for error in &plan.errors {
                 self.log_config_error(&routing_key, Some(planner.name()), error);
             }
-            self.diff(&routing_key, planner.name(), plan.specs);
+            let specs = plan.specs.into_iter().map(Arc::new).collect();
+            self.diff(&routing_key, planner.name(), specs);
         }
         if accepted {
             self.publish_monitorables(&message.key.base_chain, &types)
@@ -504,8 +709,9 @@ impl Run {
     /// Apply one planner's plan for one key: start new ids, stop missing ones, restart changed ones.
     ///
     /// Linear in the plan: hash lookups by id, the running specs updated in place (an unchanged
-    /// monitor only takes the new spec's monitorables and names).
-    fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<MonitorSpec>) {
+    /// monitor only takes the new spec's monitorables and names; a spec that is the very one it
+    /// runs, remembered from the key's last message, costs nothing more than its lookups).
+    fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<Arc<MonitorSpec>>) {
         let bucket: BucketKey = (routing_key.to_owned(), planner);
         let mut current = self.running.remove(&bucket).unwrap_or_default();
         // Whether what the running specs account for (their monitorables) changes.
@@ -563,17 +769,17 @@ impl Run {
             .into_iter()
             .zip(keep)
             .filter_map(|(spec, kept)| kept.then_some(spec));
-        let wanted: Vec<MonitorSpec> = wanted.collect();
-        // `bucket` is out of `running`: the others are the rest.
-        let windows = self.phase_windows(&wanted);
-        // Every wanted spec's group is counted, so the lookup always finds it.
-        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
-        for spec in wanted {
+        let wanted: Vec<Arc<MonitorSpec>> = wanted.collect();
+        // `bucket` is out of `running`: the others are the rest. Sized at the first start.
+        let mut windows: Option<BTreeMap<PeriodGroup, std::time::Duration>> = None;
+        for spec in &wanted {
             match current.get_mut(&spec.id) {
+                // The spec it runs (remembered section): nothing changed.
+                Some(running) if Arc::ptr_eq(&running.spec, spec) => {}
                 Some(running) if spec.fingerprint == running.spec.fingerprint => {
                     // Unchanged: keep it running (take the new spec's monitorables and names).
                     monitorables_changed |= running.spec.monitorables != spec.monitorables;
-                    running.spec = spec;
+                    running.spec = Arc::clone(spec);
                 }
                 Some(_) => {
                     tracing::info!(
@@ -587,10 +793,9 @@ impl Run {
                         monitorables_changed |= old.spec.monitorables != spec.monitorables;
                         self.stop(old);
                     }
-                    let id = spec.id.clone();
-                    let w = window(&spec);
-                    let started = self.start(routing_key, planner, spec, w);
-                    current.insert(id, started);
+                    let w = self.window(&mut windows, &wanted, spec.group);
+                    let started = self.start(routing_key, planner, Arc::clone(spec), w);
+                    current.insert(spec.id.clone(), started);
                 }
                 None => {
                     tracing::info!(
@@ -601,10 +806,9 @@ impl Run {
                         "starting monitor"
                     );
                     monitorables_changed = true;
-                    let id = spec.id.clone();
-                    let w = window(&spec);
-                    let started = self.start(routing_key, planner, spec, w);
-                    current.insert(id, started);
+                    let w = self.window(&mut windows, &wanted, spec.group);
+                    let started = self.start(routing_key, planner, Arc::clone(spec), w);
+                    current.insert(spec.id.clone(), started);
                 }
             }
         }
@@ -619,7 +823,10 @@ impl Run {
     /// The phase window of each period group once `wanted` joins what the other buckets run (the
     /// bucket being diffed is out of `running`): sized by the group's monitors in the other
     /// buckets plus the wanted ones (see `schedule`).
-    fn phase_windows(&self, wanted: &[MonitorSpec]) -> BTreeMap<PeriodGroup, std::time::Duration> {
+    fn phase_windows(
+        &self,
+        wanted: &[Arc<MonitorSpec>],
+    ) -> BTreeMap<PeriodGroup, std::time::Duration> {
         let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
         let others = self
             .running
@@ -634,11 +841,24 @@ impl Run {
             .collect()
     }
 
+    /// The phase window of `group` (see [`Run::phase_windows`]), the windows computed at the
+    /// first call of a diff.
+    fn window(
+        &self,
+        windows: &mut Option<BTreeMap<PeriodGroup, std::time::Duration>>,
+        wanted: &[Arc<MonitorSpec>],
+        group: PeriodGroup,
+    ) -> std::time::Duration {
+        let windows = windows.get_or_insert_with(|| self.phase_windows(wanted));
+        // Every wanted spec's group is counted, so the lookup always finds it.
+        windows.get(&group).copied().unwrap_or_default()
+    }
+
     fn start(
         &mut self,
         routing_key: &str,
         planner: &'static str,
-        spec: MonitorSpec,
+        spec: Arc<MonitorSpec>,
         window: std::time::Duration,
     ) -> Running {
         let label: Arc<str> = Arc::from(format!("{routing_key}/{planner}/{}", spec.id));
