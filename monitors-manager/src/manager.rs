@@ -107,11 +107,76 @@ enum SectionOutcome {
 /// function of (routing key, id, text) ([`monitor_core::RawSection::parse`]) and its plan a function
 /// of (key, section) (the section-local contract), so the remembered outcome is the one a full
 /// reading and planning would give. Sections absent from the message are forgotten.
-#[derive(Default)]
 struct SectionMemo {
-    /// Counts the messages applied through this memo.
+    /// Counts the messages applied (or tried) through this memo.
     generation: u64,
     sections: HashMap<String, MemoEntry>,
+    /// Per planner: the specs of the remembered outcomes by spec id.
+    ids: Vec<HashMap<String, Vec<Arc<MonitorSpec>>>>,
+    /// Per planner: how many ids of `ids` have several specs (duplicate spec ids).
+    repeated: Vec<usize>,
+}
+
+impl SectionMemo {
+    fn new(planners: usize) -> Self {
+        SectionMemo {
+            generation: 0,
+            sections: HashMap::new(),
+            ids: (0..planners).map(|_| HashMap::new()).collect(),
+            repeated: vec![0; planners],
+        }
+    }
+}
+
+/// Count `outcome`'s specs in a memo's `ids` and `repeated`.
+fn memo_add(
+    ids: &mut [HashMap<String, Vec<Arc<MonitorSpec>>>],
+    repeated: &mut [usize],
+    outcome: &SectionOutcome,
+) {
+    let SectionOutcome::Planned(plans) = outcome else {
+        return;
+    };
+    for ((plan, ids), repeated) in plans.iter().zip(ids).zip(repeated) {
+        if let Ok(Some(spec)) = plan {
+            let specs = ids.entry(spec.id.clone()).or_default();
+            specs.push(Arc::clone(spec));
+            if specs.len() == 2 {
+                *repeated += 1;
+            }
+        }
+    }
+}
+
+/// Forget `outcome`'s specs in a memo's `ids` and `repeated`, each also pushed to `removed` (per
+/// planner).
+fn memo_remove(
+    ids: &mut [HashMap<String, Vec<Arc<MonitorSpec>>>],
+    repeated: &mut [usize],
+    outcome: &SectionOutcome,
+    removed: &mut [Vec<Arc<MonitorSpec>>],
+) {
+    let SectionOutcome::Planned(plans) = outcome else {
+        return;
+    };
+    for (((plan, ids), repeated), removed) in plans.iter().zip(ids).zip(repeated).zip(removed) {
+        let Ok(Some(spec)) = plan else {
+            continue;
+        };
+        removed.push(Arc::clone(spec));
+        let Some(specs) = ids.get_mut(&spec.id) else {
+            continue;
+        };
+        if let Some(i) = specs.iter().position(|s| Arc::ptr_eq(s, spec)) {
+            specs.swap_remove(i);
+            if specs.len() == 1 {
+                *repeated = repeated.saturating_sub(1);
+            }
+            if specs.is_empty() {
+                ids.remove(&spec.id);
+            }
+        }
+    }
 }
 
 /// `part` (a subslice of `body`) as a slice of `body` (a reference count, no copy); a copy if it
@@ -163,6 +228,11 @@ struct Run {
     /// Per routing key (as received) whose planners are all section-local: its last message's
     /// sections and their outcomes.
     section_memos: HashMap<String, SectionMemo>,
+    /// Buckets whose running specs are exactly the diff of a [`SectionMemo`]'s outcomes: the
+    /// routing key (as received) and memo generation of the last diff, cleared by any other diff.
+    synced: HashMap<BucketKey, (String, u64)>,
+    /// Running monitors per period group (every start counted, every stop uncounted).
+    group_counts: BTreeMap<PeriodGroup, usize>,
     /// The last monitorables message body (and its count of sources) per (lowercase base chain,
     /// type): published again as it is while no diff changes what the running specs account for
     /// (cleared by any such change).
@@ -319,6 +389,8 @@ impl MonitorsManager {
             planners: self.planners,
             running: BTreeMap::new(),
             section_memos: HashMap::new(),
+            synced: HashMap::new(),
+            group_counts: BTreeMap::new(),
             monitorables_cache: HashMap::new(),
             supervisors: JoinSet::new(),
             supervisor_ids: HashMap::new(),
@@ -525,47 +597,66 @@ impl Run {
             return false;
         };
         let key = &split.key;
-        let mut memo = self.section_memos.remove(routing_key).unwrap_or_default();
+        let canonical = key.routing_key();
+        let np = planners.len();
+        let mut memo = self
+            .section_memos
+            .remove(routing_key)
+            .filter(|m| m.ids.len() == np)
+            .unwrap_or_else(|| SectionMemo::new(np));
         memo.generation += 1;
         let generation = memo.generation;
+        // Per planner: whether its bucket runs exactly the diff of the memo's last message, with
+        // no duplicate spec id (then only what changed needs a look).
+        let was_synced: Vec<bool> = planners
+            .iter()
+            .zip(&memo.repeated)
+            .map(|(planner, repeated)| {
+                *repeated == 0
+                    && self
+                        .synced
+                        .get(&(canonical.clone(), planner.name()))
+                        .is_some_and(|(rk, g)| rk == routing_key && *g + 1 == generation)
+            })
+            .collect();
         let n = split.sections.len();
         let mut rejected: Vec<ConfigError> = Vec::new();
-        let mut specs: Vec<Vec<Arc<MonitorSpec>>> =
-            planners.iter().map(|_| Vec::with_capacity(n)).collect();
         let mut errors: Vec<Vec<ConfigError>> = planners.iter().map(|_| Vec::new()).collect();
-        let mut panicked = vec![false; planners.len()];
-        let mut planned = 0usize;
-        let take = |outcome: &SectionOutcome,
-                    rejected: &mut Vec<ConfigError>,
-                    specs: &mut [Vec<Arc<MonitorSpec>>],
-                    errors: &mut [Vec<ConfigError>]| match outcome {
+        // Per planner: the specs of the sections read and planned now (message order), and those
+        // of the sections changed or gone.
+        let mut fresh: Vec<Vec<Arc<MonitorSpec>>> = planners.iter().map(|_| Vec::new()).collect();
+        let mut removed: Vec<Vec<Arc<MonitorSpec>>> = planners.iter().map(|_| Vec::new()).collect();
+        let mut panicked = vec![false; np];
+        // Outcomes not remembered (a planner panicked), by section index.
+        let mut transient: HashMap<usize, SectionOutcome> = HashMap::new();
+        let log_of = |outcome: &SectionOutcome,
+                      rejected: &mut Vec<ConfigError>,
+                      errors: &mut [Vec<ConfigError>]| match outcome {
             SectionOutcome::Rejected(e) => rejected.push(e.clone()),
             SectionOutcome::Planned(plans) => {
-                for ((plan, specs), errors) in plans.iter().zip(specs).zip(errors) {
-                    match plan {
-                        Ok(Some(spec)) => specs.push(Arc::clone(spec)),
-                        Ok(None) => {}
-                        Err(e) => errors.push(e.clone()),
+                for (plan, errors) in plans.iter().zip(errors) {
+                    if let Err(e) = plan {
+                        errors.push(e.clone());
                     }
                 }
             }
         };
-        for section in &split.sections {
+        for (index, section) in split.sections.iter().enumerate() {
             let raw = section.raw.as_bytes();
             if let Some(entry) = memo.sections.get_mut(&*section.id) {
                 if entry.raw[..] == *raw {
                     entry.raw = slice_of(body, raw);
                     entry.seen = generation;
-                    take(&entry.outcome, &mut rejected, &mut specs, &mut errors);
+                    log_of(&entry.outcome, &mut rejected, &mut errors);
                     continue;
                 }
             }
             let Some(read) = section.parse(routing_key) else {
-                // Read whole instead (what is remembered stays true).
+                // Read whole instead (what is remembered stays true; the generation moved on,
+                // so no bucket counts as synced).
                 self.section_memos.insert(routing_key.to_owned(), memo);
                 return false;
             };
-            planned += 1;
             let mut remember = true;
             let outcome = match read {
                 Err(bad) => SectionOutcome::Rejected(bad),
@@ -595,31 +686,90 @@ impl Run {
                         .collect(),
                 ),
             };
-            take(&outcome, &mut rejected, &mut specs, &mut errors);
-            if remember {
+            log_of(&outcome, &mut rejected, &mut errors);
+            if let SectionOutcome::Planned(plans) = &outcome {
+                for (plan, fresh) in plans.iter().zip(&mut fresh) {
+                    if let Ok(Some(spec)) = plan {
+                        fresh.push(Arc::clone(spec));
+                    }
+                }
+            }
+            let old = if remember {
+                memo_add(&mut memo.ids, &mut memo.repeated, &outcome);
                 let entry = MemoEntry {
                     raw: slice_of(body, raw),
                     seen: generation,
                     outcome,
                 };
-                memo.sections.insert(section.id.clone().into_owned(), entry);
+                memo.sections.insert(section.id.clone().into_owned(), entry)
             } else {
-                memo.sections.remove(&*section.id);
+                transient.insert(index, outcome);
+                memo.sections.remove(&*section.id)
+            };
+            if let Some(old) = old {
+                memo_remove(
+                    &mut memo.ids,
+                    &mut memo.repeated,
+                    &old.outcome,
+                    &mut removed,
+                );
             }
         }
-        memo.sections.retain(|_, entry| entry.seen == generation);
+        {
+            let SectionMemo {
+                sections,
+                ids,
+                repeated,
+                ..
+            } = &mut memo;
+            sections.retain(|_, entry| {
+                let keep = entry.seen == generation;
+                if !keep {
+                    memo_remove(ids, repeated, &entry.outcome, &mut removed);
+                }
+                keep
+            });
+        }
+        // The whole plan of the planners whose bucket is not synced (or has duplicate ids). A
+        // section not remembered (a planner panicked on it) is not counted in `ids`: the whole
+        // plan for every planner then, and none synced after.
+        let any_panicked = panicked.iter().any(|p| *p);
+        let fast: Vec<bool> = was_synced
+            .iter()
+            .zip(&memo.repeated)
+            .map(|(synced, repeated)| *synced && *repeated == 0 && !any_panicked)
+            .collect();
+        let mut whole: Vec<Option<Vec<Arc<MonitorSpec>>>> = Vec::with_capacity(np);
+        for j in 0..np {
+            if fast.get(j).copied().unwrap_or(false) || panicked.get(j).copied().unwrap_or(false) {
+                whole.push(None);
+                continue;
+            }
+            let mut specs = Vec::with_capacity(n);
+            for (index, section) in split.sections.iter().enumerate() {
+                let outcome = transient
+                    .get(&index)
+                    .or_else(|| memo.sections.get(&*section.id).map(|e| &e.outcome));
+                if let Some(SectionOutcome::Planned(plans)) = outcome {
+                    if let Some(Ok(Some(spec))) = plans.get(j) {
+                        specs.push(Arc::clone(spec));
+                    }
+                }
+            }
+            whole.push(Some(specs));
+        }
+        let planned = fresh.iter().map(Vec::len).sum::<usize>();
         self.section_memos.insert(routing_key.to_owned(), memo);
 
-        let canonical = key.routing_key();
         for error in &rejected {
             self.log_config_error(&canonical, None, error);
         }
         let mut types = BTreeSet::new();
-        for ((planner, specs), (errors, panicked)) in
-            planners.iter().zip(specs).zip(errors.iter().zip(panicked))
-        {
+        for (j, planner) in planners.iter().enumerate() {
             types.extend(planner.monitorable_types(key));
-            if panicked {
+            let bucket: BucketKey = (canonical.clone(), planner.name());
+            if panicked.get(j).copied().unwrap_or(false) {
+                self.synced.remove(&bucket);
                 Counters::bump(&self.shared.counters.config_errors);
                 tracing::error!(
                     routing_key = canonical,
@@ -628,10 +778,23 @@ impl Run {
                 );
                 continue;
             }
-            for error in errors {
+            for error in errors.get(j).into_iter().flatten() {
                 self.log_config_error(&canonical, Some(planner.name()), error);
             }
-            self.diff(&canonical, planner.name(), specs);
+            match whole.get_mut(j).and_then(Option::take) {
+                Some(specs) => self.diff(&canonical, planner.name(), specs),
+                None => {
+                    let fresh = fresh.get_mut(j).map(std::mem::take).unwrap_or_default();
+                    let removed = removed.get_mut(j).map(std::mem::take).unwrap_or_default();
+                    self.diff_changed(&canonical, planner.name(), fresh, removed);
+                }
+            }
+            if any_panicked {
+                self.synced.remove(&bucket);
+            } else {
+                self.synced
+                    .insert(bucket, (routing_key.to_owned(), generation));
+            }
         }
         self.publish_monitorables(&key.base_chain, &types).await;
         tracing::debug!(
@@ -713,6 +876,7 @@ impl Run {
     /// runs, remembered from the key's last message, costs nothing more than its lookups).
     fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<Arc<MonitorSpec>>) {
         let bucket: BucketKey = (routing_key.to_owned(), planner);
+        self.synced.remove(&bucket);
         let mut current = self.running.remove(&bucket).unwrap_or_default();
         // Whether what the running specs account for (their monitorables) changes.
         let mut monitorables_changed = false;
@@ -820,6 +984,132 @@ impl Run {
         }
     }
 
+    /// [`Run::diff`] of a bucket that runs exactly the diff of its key's last remembered plan,
+    /// given only what changed: `fresh`, the specs of the sections read and planned now (message
+    /// order), and `removed`, those of the sections changed or gone. Both plans have no duplicate
+    /// spec id, so every other spec of the plan is the one running (nothing to do) and the result
+    /// is the full diff's: the removed ids not planned again are stopped (sorted), then each
+    /// fresh spec in this shard is started, restarted or kept as the full diff would. Costs
+    /// lookups for what changed only.
+    fn diff_changed(
+        &mut self,
+        routing_key: &str,
+        planner: &'static str,
+        fresh: Vec<Arc<MonitorSpec>>,
+        removed: Vec<Arc<MonitorSpec>>,
+    ) {
+        let bucket: BucketKey = (routing_key.to_owned(), planner);
+        let mut current = self.running.remove(&bucket).unwrap_or_default();
+        let mut monitorables_changed = false;
+        let mut wanted: Vec<Arc<MonitorSpec>> = Vec::with_capacity(fresh.len());
+        for spec in fresh {
+            if self.in_shard(routing_key, &spec.id) {
+                wanted.push(spec);
+            } else {
+                tracing::debug!(
+                    routing_key,
+                    planner,
+                    id = spec.id,
+                    "spec belongs to another shard"
+                );
+            }
+        }
+        let planned: HashSet<&str> = wanted.iter().map(|s| s.id.as_str()).collect();
+        let mut gone: Vec<&str> = removed
+            .iter()
+            .map(|s| s.id.as_str())
+            .filter(|id| !planned.contains(id) && current.contains_key(*id))
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        // The groups once the plan is applied (what `phase_windows` counts): every running
+        // monitor, less the stopped and replaced ones, plus the wanted ones.
+        let mut counts = self.group_counts.clone();
+        let replaced = wanted.iter().filter_map(|s| current.get(&s.id));
+        let leaving = gone.iter().filter_map(|id| current.get(*id));
+        for running in replaced.chain(leaving) {
+            if let Some(c) = counts.get_mut(&running.spec.group) {
+                *c = c.saturating_sub(1);
+            }
+        }
+        for spec in &wanted {
+            *counts.entry(spec.group).or_default() += 1;
+        }
+        let windows: BTreeMap<PeriodGroup, std::time::Duration> = counts
+            .into_iter()
+            .map(|(group, n)| (group, self.settings.phase_window(group, n)))
+            .collect();
+        let window = |group: PeriodGroup| windows.get(&group).copied().unwrap_or_default();
+        for id in gone {
+            if let Some(running) = current.remove(id) {
+                tracing::info!(
+                    routing_key,
+                    planner,
+                    id,
+                    component = running.spec.component_name,
+                    "monitor removed: stopping"
+                );
+                monitorables_changed = true;
+                self.stop(running);
+            }
+        }
+        for spec in &wanted {
+            match current.get_mut(&spec.id) {
+                Some(running) if Arc::ptr_eq(&running.spec, spec) => {}
+                Some(running) if spec.fingerprint == running.spec.fingerprint => {
+                    monitorables_changed |= running.spec.monitorables != spec.monitorables;
+                    running.spec = Arc::clone(spec);
+                }
+                Some(_) => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "config changed: restarting monitor"
+                    );
+                    if let Some(old) = current.remove(&spec.id) {
+                        monitorables_changed |= old.spec.monitorables != spec.monitorables;
+                        self.stop(old);
+                    }
+                    let started =
+                        self.start(routing_key, planner, Arc::clone(spec), window(spec.group));
+                    current.insert(spec.id.clone(), started);
+                }
+                None => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "starting monitor"
+                    );
+                    monitorables_changed = true;
+                    let started =
+                        self.start(routing_key, planner, Arc::clone(spec), window(spec.group));
+                    current.insert(spec.id.clone(), started);
+                }
+            }
+        }
+        if !current.is_empty() {
+            self.running.insert(bucket, current);
+        }
+        if monitorables_changed {
+            self.monitorables_cache.clear();
+        }
+        // The counts kept are the counts of what runs (checked in debug builds: the tests).
+        debug_assert_eq!(self.group_counts, self.counted_groups());
+    }
+
+    /// Running monitors per period group, counted.
+    fn counted_groups(&self) -> BTreeMap<PeriodGroup, usize> {
+        let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
+        for running in self.running.values().flat_map(HashMap::values) {
+            *counts.entry(running.spec.group).or_default() += 1;
+        }
+        counts
+    }
+
     /// The phase window of each period group once `wanted` joins what the other buckets run (the
     /// bucket being diffed is out of `running`): sized by the group's monitors in the other
     /// buckets plus the wanted ones (see `schedule`).
@@ -886,6 +1176,7 @@ impl Run {
             kill: CancellationToken::new(),
         });
         self.spawn_supervisor(&ctx);
+        *self.group_counts.entry(spec.group).or_default() += 1;
         Running { spec, ctx }
     }
 
@@ -896,6 +1187,12 @@ impl Run {
 
     /// Stop a monitor at once; it is no longer reported anywhere.
     fn stop(&mut self, running: Running) {
+        if let Some(c) = self.group_counts.get_mut(&running.spec.group) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.group_counts.remove(&running.spec.group);
+            }
+        }
         running.ctx.kill.cancel();
         self.shared.liveness.unregister(running.ctx.key);
     }
@@ -1059,6 +1356,8 @@ impl Run {
             self.shared.liveness.unregister(running.ctx.key);
         }
         self.running.clear();
+        self.group_counts.clear();
+        self.synced.clear();
         self.monitorables_cache.clear();
         self.supervisor_ids.clear();
         // Rounds are over: flush what they left in the outbox within the grace period, then stop
