@@ -89,6 +89,8 @@ struct MemoEntry {
     raw: bytes::Bytes,
     /// The [`SectionMemo::generation`] of the last message that had this section.
     seen: u64,
+    /// Whether `outcome` has errors to log (most have none: not looked at then).
+    has_errors: bool,
     outcome: SectionOutcome,
 }
 
@@ -647,7 +649,9 @@ impl Run {
                 if entry.raw[..] == *raw {
                     entry.raw = slice_of(body, raw);
                     entry.seen = generation;
-                    log_of(&entry.outcome, &mut rejected, &mut errors);
+                    if entry.has_errors {
+                        log_of(&entry.outcome, &mut rejected, &mut errors);
+                    }
                     continue;
                 }
             }
@@ -696,9 +700,14 @@ impl Run {
             }
             let old = if remember {
                 memo_add(&mut memo.ids, &mut memo.repeated, &outcome);
+                let has_errors = match &outcome {
+                    SectionOutcome::Rejected(_) => true,
+                    SectionOutcome::Planned(plans) => plans.iter().any(Result::is_err),
+                };
                 let entry = MemoEntry {
                     raw: slice_of(body, raw),
                     seen: generation,
+                    has_errors,
                     outcome,
                 };
                 memo.sections.insert(section.id.clone().into_owned(), entry)
