@@ -82,13 +82,40 @@ struct Running {
     ctx: Arc<MonitorCtx>,
 }
 
-/// What one section of a routing key's last message gave, remembered for the next message of the
-/// key (see [`SectionMemo`]).
+/// Where a text of a message is: a range of its body (no copy), or owned (an id with escapes).
+enum Text {
+    In(usize, usize),
+    Own(Box<[u8]>),
+}
+
+impl Text {
+    /// `part` of `body`: its range when it is a subslice of `body`, else a copy.
+    fn of(body: &[u8], part: &[u8]) -> Text {
+        let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if end <= body.len() => Text::In(start, end),
+            _ => Text::Own(part.into()),
+        }
+    }
+
+    /// The bytes, `body` being the message's body.
+    fn get<'a>(&'a self, body: &'a [u8]) -> &'a [u8] {
+        match self {
+            Text::In(start, end) => body.get(*start..*end).unwrap_or_default(),
+            Text::Own(bytes) => bytes,
+        }
+    }
+}
+
+/// One section of a routing key's last message and what reading and planning it gave (see
+/// [`SectionMemo`]).
 struct MemoEntry {
-    /// The section's JSON text: a slice of the last message's body (no copy).
-    raw: bytes::Bytes,
-    /// The [`SectionMemo::generation`] of the last message that had this section.
-    seen: u64,
+    /// The section id.
+    id: Text,
+    /// The section's JSON text.
+    raw: Text,
+    /// Whether the outcome may be taken for the same text again (not when a planner panicked).
+    remembered: bool,
     /// Whether `outcome` has errors to log (most have none: not looked at then).
     has_errors: bool,
     outcome: SectionOutcome,
@@ -104,15 +131,20 @@ enum SectionOutcome {
 }
 
 /// The sections of the last message of one routing key whose planners are all section-local
-/// ([`Planner::section_local`]), with what reading and planning each gave. A section of the next
-/// message whose id and JSON text are the same is neither read nor planned again: its reading is a
-/// function of (routing key, id, text) ([`monitor_core::RawSection::parse`]) and its plan a function
-/// of (key, section) (the section-local contract), so the remembered outcome is the one a full
-/// reading and planning would give. Sections absent from the message are forgotten.
+/// ([`Planner::section_local`]), in its order, with what reading and planning each gave. A
+/// section of the next message whose id and JSON text are the same is neither read nor planned
+/// again: its reading is a function of (routing key, id, text) ([`monitor_core::RawSection::parse`])
+/// and its plan a function of (key, section) (the section-local contract), so the remembered
+/// outcome is the one a full reading and planning would give. Sections absent from the message
+/// are forgotten. The sections are matched in order (the usual message repeats the last one's
+/// order), by id through an index only where the order differs.
 struct SectionMemo {
-    /// Counts the messages applied (or tried) through this memo.
+    /// The run's generation of the last message applied through this memo.
     generation: u64,
-    sections: HashMap<String, MemoEntry>,
+    /// The last message's body (the [`Text`]s are ranges of it).
+    body: bytes::Bytes,
+    /// Its sections, in its order.
+    entries: Vec<MemoEntry>,
     /// Per planner: the specs of the remembered outcomes by spec id.
     ids: Vec<HashMap<String, Vec<Arc<MonitorSpec>>>>,
     /// Per planner: how many ids of `ids` have several specs (duplicate spec ids).
@@ -123,7 +155,8 @@ impl SectionMemo {
     fn new(planners: usize) -> Self {
         SectionMemo {
             generation: 0,
-            sections: HashMap::new(),
+            body: bytes::Bytes::new(),
+            entries: Vec::new(),
             ids: (0..planners).map(|_| HashMap::new()).collect(),
             repeated: vec![0; planners],
         }
@@ -181,16 +214,6 @@ fn memo_remove(
     }
 }
 
-/// `part` (a subslice of `body`) as a slice of `body` (a reference count, no copy); a copy if it
-/// is not a subslice.
-fn slice_of(body: &bytes::Bytes, part: &[u8]) -> bytes::Bytes {
-    let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-    match start.checked_add(part.len()) {
-        Some(end) if end <= body.len() => body.slice(start..end),
-        _ => bytes::Bytes::copy_from_slice(part),
-    }
-}
-
 /// Bucket of running specs: (config routing key, planner name).
 type BucketKey = (String, &'static str);
 
@@ -233,6 +256,8 @@ struct Run {
     /// Buckets whose running specs are exactly the diff of a [`SectionMemo`]'s outcomes: the
     /// routing key (as received) and memo generation of the last diff, cleared by any other diff.
     synced: HashMap<BucketKey, (String, u64)>,
+    /// Counts the messages applied section by section (every [`SectionMemo`] generation).
+    generation: u64,
     /// Running monitors per period group (every start counted, every stop uncounted).
     group_counts: BTreeMap<PeriodGroup, usize>,
     /// The last monitorables message body (and its count of sources) per (lowercase base chain,
@@ -392,6 +417,7 @@ impl MonitorsManager {
             running: BTreeMap::new(),
             section_memos: HashMap::new(),
             synced: HashMap::new(),
+            generation: 0,
             group_counts: BTreeMap::new(),
             monitorables_cache: HashMap::new(),
             supervisors: JoinSet::new(),
@@ -606,8 +632,8 @@ impl Run {
             .remove(routing_key)
             .filter(|m| m.ids.len() == np)
             .unwrap_or_else(|| SectionMemo::new(np));
-        memo.generation += 1;
-        let generation = memo.generation;
+        self.generation += 1;
+        let generation = self.generation;
         // Per planner: whether its bucket runs exactly the diff of the memo's last message, with
         // no duplicate spec id (then only what changed needs a look).
         let was_synced: Vec<bool> = planners
@@ -615,10 +641,11 @@ impl Run {
             .zip(&memo.repeated)
             .map(|(planner, repeated)| {
                 *repeated == 0
+                    && memo.generation > 0
                     && self
                         .synced
                         .get(&(canonical.clone(), planner.name()))
-                        .is_some_and(|(rk, g)| rk == routing_key && *g + 1 == generation)
+                        .is_some_and(|(rk, g)| rk == routing_key && *g == memo.generation)
             })
             .collect();
         let n = split.sections.len();
@@ -629,8 +656,6 @@ impl Run {
         let mut fresh: Vec<Vec<Arc<MonitorSpec>>> = planners.iter().map(|_| Vec::new()).collect();
         let mut removed: Vec<Vec<Arc<MonitorSpec>>> = planners.iter().map(|_| Vec::new()).collect();
         let mut panicked = vec![false; np];
-        // Outcomes not remembered (a planner panicked), by section index.
-        let mut transient: HashMap<usize, SectionOutcome> = HashMap::new();
         let log_of = |outcome: &SectionOutcome,
                       rejected: &mut Vec<ConfigError>,
                       errors: &mut [Vec<ConfigError>]| match outcome {
@@ -643,25 +668,68 @@ impl Run {
                 }
             }
         };
-        for (index, section) in split.sections.iter().enumerate() {
+        let old_body = std::mem::take(&mut memo.body);
+        let mut old: Vec<Option<MemoEntry>> = std::mem::take(&mut memo.entries)
+            .into_iter()
+            .map(Some)
+            .collect();
+        // Old position by id, built at the first section out of the old order.
+        let mut by_id: Option<HashMap<Vec<u8>, usize>> = None;
+        let mut cursor = 0usize;
+        let mut entries: Vec<MemoEntry> = Vec::with_capacity(n);
+        for section in &split.sections {
+            let id = section.id.as_bytes();
             let raw = section.raw.as_bytes();
-            if let Some(entry) = memo.sections.get_mut(&*section.id) {
-                if entry.raw[..] == *raw {
-                    entry.raw = slice_of(body, raw);
-                    entry.seen = generation;
+            let same_id = |p: usize| {
+                old.get(p)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.id.get(&old_body) == id)
+            };
+            let found = (cursor..cursor.saturating_add(3))
+                .find(|&p| same_id(p))
+                .or_else(|| {
+                    by_id
+                        .get_or_insert_with(|| {
+                            old.iter()
+                                .enumerate()
+                                .filter_map(|(p, e)| {
+                                    e.as_ref().map(|e| (e.id.get(&old_body).to_vec(), p))
+                                })
+                                .collect()
+                        })
+                        .get(id)
+                        .copied()
+                });
+            let previous = found.and_then(|p| {
+                cursor = p + 1;
+                old.get_mut(p).and_then(Option::take)
+            });
+            let new_id = Text::of(body, id);
+            match previous {
+                Some(mut entry) if entry.remembered && entry.raw.get(&old_body) == raw => {
+                    entry.id = new_id;
+                    entry.raw = Text::of(body, raw);
                     if entry.has_errors {
                         log_of(&entry.outcome, &mut rejected, &mut errors);
                     }
+                    entries.push(entry);
                     continue;
                 }
+                Some(entry) if entry.remembered => {
+                    memo_remove(
+                        &mut memo.ids,
+                        &mut memo.repeated,
+                        &entry.outcome,
+                        &mut removed,
+                    );
+                }
+                Some(_) | None => {}
             }
             let Some(read) = section.parse(routing_key) else {
-                // Read whole instead (what is remembered stays true; the generation moved on,
-                // so no bucket counts as synced).
-                self.section_memos.insert(routing_key.to_owned(), memo);
+                // Read whole instead; nothing remembered for this key (and no bucket synced).
                 return false;
             };
-            let mut remember = true;
+            let mut remembered = true;
             let outcome = match read {
                 Err(bad) => SectionOutcome::Rejected(bad),
                 Ok(parsed) => SectionOutcome::Planned(
@@ -682,7 +750,7 @@ impl Run {
                                 Ok(plan) => plan.map(|spec| spec.map(Arc::new)),
                                 Err(_) => {
                                     *panicked = true;
-                                    remember = false;
+                                    remembered = false;
                                     Ok(None)
                                 }
                             }
@@ -698,47 +766,35 @@ impl Run {
                     }
                 }
             }
-            let old = if remember {
+            if remembered {
                 memo_add(&mut memo.ids, &mut memo.repeated, &outcome);
-                let has_errors = match &outcome {
-                    SectionOutcome::Rejected(_) => true,
-                    SectionOutcome::Planned(plans) => plans.iter().any(Result::is_err),
-                };
-                let entry = MemoEntry {
-                    raw: slice_of(body, raw),
-                    seen: generation,
-                    has_errors,
-                    outcome,
-                };
-                memo.sections.insert(section.id.clone().into_owned(), entry)
-            } else {
-                transient.insert(index, outcome);
-                memo.sections.remove(&*section.id)
+            }
+            let has_errors = match &outcome {
+                SectionOutcome::Rejected(_) => true,
+                SectionOutcome::Planned(plans) => plans.iter().any(Result::is_err),
             };
-            if let Some(old) = old {
+            entries.push(MemoEntry {
+                id: new_id,
+                raw: Text::of(body, raw),
+                remembered,
+                has_errors,
+                outcome,
+            });
+        }
+        // The sections gone.
+        for entry in old.into_iter().flatten() {
+            if entry.remembered {
                 memo_remove(
                     &mut memo.ids,
                     &mut memo.repeated,
-                    &old.outcome,
+                    &entry.outcome,
                     &mut removed,
                 );
             }
         }
-        {
-            let SectionMemo {
-                sections,
-                ids,
-                repeated,
-                ..
-            } = &mut memo;
-            sections.retain(|_, entry| {
-                let keep = entry.seen == generation;
-                if !keep {
-                    memo_remove(ids, repeated, &entry.outcome, &mut removed);
-                }
-                keep
-            });
-        }
+        memo.body = body.clone();
+        memo.entries = entries;
+        memo.generation = generation;
         // The whole plan of the planners whose bucket is not synced (or has duplicate ids). A
         // section not remembered (a planner panicked on it) is not counted in `ids`: the whole
         // plan for every planner then, and none synced after.
@@ -755,11 +811,8 @@ impl Run {
                 continue;
             }
             let mut specs = Vec::with_capacity(n);
-            for (index, section) in split.sections.iter().enumerate() {
-                let outcome = transient
-                    .get(&index)
-                    .or_else(|| memo.sections.get(&*section.id).map(|e| &e.outcome));
-                if let Some(SectionOutcome::Planned(plans)) = outcome {
+            for entry in &memo.entries {
+                if let SectionOutcome::Planned(plans) = &entry.outcome {
                     if let Some(Ok(Some(spec))) = plans.get(j) {
                         specs.push(Arc::clone(spec));
                     }

@@ -247,13 +247,48 @@ fn messages() -> Vec<(&'static str, String)> {
     ));
     m.push((GENERAL, format!(r#"{{"a": {a_text}, "z": {deep}}}"#)));
     m.push((GENERAL, format!(r#"{{"a": {a_text}}}"#)));
+    // A longer message: one removed, one inserted in the middle, reversed, one changed and the
+    // order shuffled (matched by id away from the last order).
+    let long = |ids: &[usize], changed: Option<usize>| {
+        let mut map = serde_json::Map::new();
+        for &i in ids {
+            let id = format!("l{i}");
+            let s = if Some(i) == changed {
+                with(&id, json!({"x": "changed"}))
+            } else {
+                section(&id, true)
+            };
+            map.insert(id, s);
+        }
+        Value::Object(map).to_string()
+    };
+    let all: Vec<usize> = (0..12).collect();
+    m.push((GENERAL, long(&all, None)));
+    m.push((GENERAL, long(&[0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11], None)));
+    m.push((
+        GENERAL,
+        long(&[0, 1, 2, 4, 5, 20, 6, 7, 8, 9, 10, 11], None),
+    ));
+    m.push((
+        GENERAL,
+        long(&[11, 10, 9, 8, 7, 6, 20, 5, 4, 2, 1, 0], Some(7)),
+    ));
+    m.push((
+        GENERAL,
+        long(&[5, 0, 9, 2, 20, 11, 1, 7, 4, 10, 8, 6, 3], Some(3)),
+    ));
+    m.push((
+        GENERAL,
+        long(&[5, 0, 9, 2, 20, 11, 1, 7, 4, 10, 8, 6, 3], None),
+    ));
     m
 }
 
 async fn same_as_whole(settings: ManagerSettings) -> Vec<Observed> {
     let mut local = Side::start(Probe::default(), true, settings.clone()).await;
     let mut whole = Side::start(Probe::default(), false, settings).await;
-    let ids: BTreeSet<String> = "abcdefghijkpqz".chars().map(String::from).collect();
+    let mut ids: BTreeSet<String> = "abcdefghijkpqz".chars().map(String::from).collect();
+    ids.extend((0..21).map(|i| format!("l{i}")));
     let mut seen = Vec::new();
     for (i, (key, body)) in messages().into_iter().enumerate() {
         let by_section = local.send(key, body.as_bytes(), &ids).await;
