@@ -8,6 +8,10 @@
 //! A body that is not a JSON object is a [`ConfigError`] for the whole message; a section that is not
 //! an object of strings is a [`ConfigError`] for that section only, so the valid sections of the same
 //! message still apply.
+//!
+//! [`ConfigMessage::parse`] reads a body whole; [`RawConfig::split`] splits it into its sections'
+//! JSON texts without reading them, and [`RawSection::parse`] reads one, with the same result
+//! (so a reader may read again only the sections whose text changed).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
