@@ -132,8 +132,7 @@ impl Planner for FakePlanner {
     }
 
     fn accepts(&self, key: &ConfigKey) -> bool {
-        key.config_type == self.config_type
-            && self.base_chain.is_none_or(|b| key.base_chain == b)
+        key.config_type == self.config_type && self.base_chain.is_none_or(|b| key.base_chain == b)
     }
 
     fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
