@@ -281,6 +281,16 @@ fn messages() -> Vec<(&'static str, String)> {
         GENERAL,
         long(&[5, 0, 9, 2, 20, 11, 1, 7, 4, 10, 8, 6, 3], None),
     ));
+    // An id with escapes (`esc`), the same twice, then its section changed, then spelt plainly.
+    let esc = |x: &str| {
+        format!(
+            r#"{{"a": {a_text}, "e\u0073c": {{"id": "esc", "name": "esc", "monitor": "true", "x": "{x}"}}}}"#
+        )
+    };
+    m.push((GENERAL, esc("1")));
+    m.push((GENERAL, esc("1")));
+    m.push((GENERAL, esc("2")));
+    m.push((GENERAL, esc("2").replace("e\\u0073c", "esc")));
     m
 }
 
@@ -289,6 +299,7 @@ async fn same_as_whole(settings: ManagerSettings) -> Vec<Observed> {
     let mut whole = Side::start(Probe::default(), false, settings).await;
     let mut ids: BTreeSet<String> = "abcdefghijkpqz".chars().map(String::from).collect();
     ids.extend((0..21).map(|i| format!("l{i}")));
+    ids.insert("esc".to_owned());
     let mut seen = Vec::new();
     for (i, (key, body)) in messages().into_iter().enumerate() {
         let by_section = local.send(key, body.as_bytes(), &ids).await;
