@@ -23,8 +23,10 @@ use monitor_bus::Bus;
 use monitor_bus::{declare_bound_queue, publish_json};
 use monitor_core::config::ConfigMessage;
 use monitor_core::keys::{CONFIG_EXCHANGE, MANAGER_CONFIG_BINDINGS};
-use monitor_core::plan::{BuildFn, Plan, Planner};
-use monitor_core::{ConfigKey, Monitor, MonitorableType, PeriodGroup, Publication, RoundError};
+use monitor_core::plan::{BuildFn, MonitorSpec, Plan, Planner, SectionPlanner};
+use monitor_core::{
+    ConfigError, ConfigKey, Monitor, MonitorableType, PeriodGroup, Publication, RoundError, Section,
+};
 use monitor_strategies::{StrategySettings, SystemConfig, SystemMonitor, SystemsPlanner, Target};
 use monitors_manager::{ManagerSettings, MonitorsManager};
 use tokio::sync::mpsc;
@@ -502,6 +504,37 @@ struct Sizing {
 }
 
 impl TimedPlanner {
+    /// Wrap `spec`'s build: its monitor records its rounds on the grid of phase window `window`.
+    fn timed(&self, spec: &mut MonitorSpec, window: Duration) {
+        let phase = monitors_manager::phase(&spec.component_name, &spec.id, window);
+        let inner_build = Arc::clone(&spec.build);
+        let recorder = Arc::clone(&self.recorder);
+        let rounds = Arc::clone(&self.rounds);
+        let period = self.period;
+        let t0 = self.t0;
+        let first_build = Arc::new(std::sync::OnceLock::new());
+        let builds = Arc::clone(&self.builds);
+        let id = spec.id.clone();
+        let build: BuildFn = Arc::new(move || {
+            let mut first = false;
+            let anchor = *first_build.get_or_init(|| {
+                first = true;
+                Instant::now()
+            });
+            builds.built(&id, first);
+            let inner = inner_build()?;
+            Ok(Box::new(TimedMonitor {
+                inner,
+                origin: anchor + phase,
+                origin_t0: t0 + phase,
+                period,
+                recorder: Arc::clone(&recorder),
+                rounds: Arc::clone(&rounds),
+            }) as Box<dyn Monitor>)
+        });
+        spec.build = build;
+    }
+
     /// Compute each message's phase window as the manager does, instead of the fixed one:
     /// `settings.phase_window(group, n)` with `n` the specs of every key planned so far (the
     /// latest message of each key) once this message's are counted. Exact when this is the
@@ -578,35 +611,36 @@ impl Planner for TimedPlanner {
             s.settings.phase_window(s.group, counts.values().sum())
         });
         for spec in &mut plan.specs {
-            let phase = monitors_manager::phase(&spec.component_name, &spec.id, window);
-            let inner_build = Arc::clone(&spec.build);
-            let recorder = Arc::clone(&self.recorder);
-            let rounds = Arc::clone(&self.rounds);
-            let period = self.period;
-            let t0 = self.t0;
-            let first_build = Arc::new(std::sync::OnceLock::new());
-            let builds = Arc::clone(&self.builds);
-            let id = spec.id.clone();
-            let build: BuildFn = Arc::new(move || {
-                let mut first = false;
-                let anchor = *first_build.get_or_init(|| {
-                    first = true;
-                    Instant::now()
-                });
-                builds.built(&id, first);
-                let inner = inner_build()?;
-                Ok(Box::new(TimedMonitor {
-                    inner,
-                    origin: anchor + phase,
-                    origin_t0: t0 + phase,
-                    period,
-                    recorder: Arc::clone(&recorder),
-                    rounds: Arc::clone(&rounds),
-                }) as Box<dyn Monitor>)
-            });
-            spec.build = build;
+            self.timed(spec, window);
         }
         plan
+    }
+
+    /// Section-local when the planner it wraps is and the window is fixed (no
+    /// [`TimedPlanner::sized_like`]): the manager then re-plans only the sections that changed.
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        if self.sizing.is_none() && self.inner.section_local().is_some() {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl SectionPlanner for TimedPlanner {
+    fn plan_section(
+        &self,
+        key: &ConfigKey,
+        section: &Section,
+    ) -> Result<Option<MonitorSpec>, ConfigError> {
+        let Some(inner) = self.inner.section_local() else {
+            return Ok(None);
+        };
+        let mut spec = inner.plan_section(key, section)?;
+        if let Some(spec) = &mut spec {
+            self.timed(spec, self.window);
+        }
+        Ok(spec)
     }
 }
 

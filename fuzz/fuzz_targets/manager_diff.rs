@@ -1,6 +1,7 @@
 //! Structure-aware: an arbitrary sequence of config messages (a routing key from a small set, a
 //! body built from sections, or raw bytes) fed to a real `MonitorsManager` on a `MemoryBus`
-//! (tokio current-thread runtime, paused time) with two fake planners. After each message,
+//! (tokio current-thread runtime, paused time) with three fake planners (two section-local, so
+//! the manager re-plans only the sections that changed, one planned whole). After each message,
 //! checks the manager's running set against a model of the diff:
 //!
 //! * a body that does not parse changes nothing;
@@ -23,9 +24,12 @@ use libfuzzer_sys::fuzz_target;
 use monitor_bus::{Bus, MemoryBus};
 use monitor_core::envelope::MonitorableSource;
 use monitor_core::keys::{ConfigType, CONFIG_EXCHANGE, MONITORS_EXCHANGES};
-use monitor_core::plan::{fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner};
+use monitor_core::plan::{
+    fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner, SectionPlanner,
+};
 use monitor_core::{
-    ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication, RoundError,
+    ConfigError, ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication,
+    RoundError, Section,
 };
 use monitors_manager::{ManagerSettings, MonitorsManager, StatusHandle, TaskKey};
 use tokio_util::sync::CancellationToken;
@@ -112,10 +116,14 @@ impl Monitor for FakeMonitor {
 }
 
 /// One monitor per section with `name` and `monitor` true; a section with field `dup` = the id
-/// of another gives a duplicate id.
+/// of another gives a duplicate id. Section-local when `local` (the manager then re-plans only
+/// the sections that changed since the key's last message; the model is the same).
 struct FakePlanner {
     name: &'static str,
     config_type: ConfigType,
+    /// Accepts only keys of this base chain, if any.
+    base_chain: Option<&'static str>,
+    local: bool,
 }
 
 impl Planner for FakePlanner {
@@ -124,7 +132,7 @@ impl Planner for FakePlanner {
     }
 
     fn accepts(&self, key: &ConfigKey) -> bool {
-        key.config_type == self.config_type
+        key.config_type == self.config_type && self.base_chain.is_none_or(|b| key.base_chain == b)
     }
 
     fn monitorable_types(&self, _key: &ConfigKey) -> Vec<MonitorableType> {
@@ -134,52 +142,71 @@ impl Planner for FakePlanner {
     fn plan(&self, message: &ConfigMessage) -> Plan {
         let mut plan = Plan::default();
         for section in &message.sections {
-            let (name, enabled) = match (section.non_empty("name"), section.bool("monitor")) {
-                (Ok(n), Ok(e)) => (n.to_owned(), e),
-                (Err(e), _) | (_, Err(e)) => {
-                    plan.errors.push(e);
-                    continue;
-                }
-            };
-            if !enabled {
-                continue;
+            match self.plan_section(&message.key, section) {
+                Ok(Some(spec)) => plan.specs.push(spec),
+                Ok(None) => {}
+                Err(e) => plan.errors.push(e),
             }
-            let component_name = format!("Fake ({name})");
-            let fail = section.opt_str("fail").is_some();
-            let monitor_name = component_name.clone();
-            // Names collide across sections (n0..n3): the id is what keys a monitor; the name
-            // gives duplicate ids when the planner keys by name (`nodes` does, as a planner
-            // keyed by a non-unique field would).
-            let id = if self.config_type == ConfigType::NodesConfig {
-                name.clone()
-            } else {
-                section.id.clone()
-            };
-            plan.specs.push(MonitorSpec {
-                id,
-                component_name,
-                group: PeriodGroup::System,
-                monitorables: vec![Monitorable {
-                    base_chain: message.key.base_chain.clone(),
-                    monitorable_type: MonitorableType::Systems,
-                    source: MonitorableSource {
-                        chain_id: "GENERAL".to_owned(),
-                        chain_name: message.key.sub_chain.clone(),
-                        source_id: section.id.clone(),
-                        source_name: name,
-                    },
-                }],
-                fingerprint: fingerprint(&section.fields),
-                build: Arc::new(move || {
-                    if fail {
-                        Err(PanicError::invalid_url("not a url"))
-                    } else {
-                        Ok(Box::new(FakeMonitor(monitor_name.clone())) as Box<dyn Monitor>)
-                    }
-                }),
-            });
         }
         plan
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        if self.local {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl SectionPlanner for FakePlanner {
+    fn plan_section(
+        &self,
+        key: &ConfigKey,
+        section: &Section,
+    ) -> Result<Option<MonitorSpec>, ConfigError> {
+        let (name, enabled) = match (section.non_empty("name"), section.bool("monitor")) {
+            (Ok(n), Ok(e)) => (n.to_owned(), e),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        if !enabled {
+            return Ok(None);
+        }
+        let component_name = format!("Fake ({name})");
+        let fail = section.opt_str("fail").is_some();
+        let monitor_name = component_name.clone();
+        // Names collide across sections (n0..n3): the id is what keys a monitor; the name
+        // gives duplicate ids when the planner keys by name (`nodes` does, as a planner
+        // keyed by a non-unique field would).
+        let id = if self.config_type == ConfigType::NodesConfig {
+            name.clone()
+        } else {
+            section.id.clone()
+        };
+        Ok(Some(MonitorSpec {
+            id,
+            component_name,
+            group: PeriodGroup::System,
+            monitorables: vec![Monitorable {
+                base_chain: key.base_chain.clone(),
+                monitorable_type: MonitorableType::Systems,
+                source: MonitorableSource {
+                    chain_id: "GENERAL".to_owned(),
+                    chain_name: key.sub_chain.clone(),
+                    source_id: section.id.clone(),
+                    source_name: name,
+                },
+            }],
+            fingerprint: fingerprint(&section.fields),
+            build: Arc::new(move || {
+                if fail {
+                    Err(PanicError::invalid_url("not a url"))
+                } else {
+                    Ok(Box::new(FakeMonitor(monitor_name.clone())) as Box<dyn Monitor>)
+                }
+            }),
+        }))
     }
 }
 
@@ -188,10 +215,22 @@ fn planners() -> Vec<Arc<dyn Planner>> {
         Arc::new(FakePlanner {
             name: "systems",
             config_type: ConfigType::SystemsConfig,
+            base_chain: None,
+            local: true,
         }),
+        // Duplicate ids (keyed by name): planned whole for Cosmos, section by section for
+        // Substrate.
         Arc::new(FakePlanner {
             name: "nodes",
             config_type: ConfigType::NodesConfig,
+            base_chain: Some("cosmos"),
+            local: false,
+        }),
+        Arc::new(FakePlanner {
+            name: "nodes_local",
+            config_type: ConfigType::NodesConfig,
+            base_chain: Some("substrate"),
+            local: true,
         }),
     ]
 }

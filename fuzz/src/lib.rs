@@ -58,6 +58,35 @@ pub fn plan_all(message: &ConfigMessage) {
             "planner {} is not deterministic",
             planner.name()
         );
+        // The section-local contract: the plan is `plan_section` over the sections in order.
+        if let Some(local) = planner.section_local() {
+            let mut specs = Vec::new();
+            let mut errors = Vec::new();
+            for section in &message.sections {
+                match local.plan_section(&message.key, section) {
+                    Ok(Some(spec)) => specs.push((spec.id.clone(), spec.fingerprint)),
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+            let in_order: Vec<(String, u64)> = plan
+                .specs
+                .iter()
+                .map(|s| (s.id.clone(), s.fingerprint))
+                .collect();
+            assert_eq!(
+                in_order,
+                specs,
+                "planner {}: plan vs plan_section",
+                planner.name()
+            );
+            assert_eq!(
+                plan.errors,
+                errors,
+                "planner {}: plan vs plan_section",
+                planner.name()
+            );
+        }
         for spec in &plan.specs {
             let _ = format!("{spec:?}");
             match (spec.build)() {

@@ -8,7 +8,12 @@
 //! A body that is not a JSON object is a [`ConfigError`] for the whole message; a section that is not
 //! an object of strings is a [`ConfigError`] for that section only, so the valid sections of the same
 //! message still apply.
+//!
+//! [`ConfigMessage::parse`] reads a body whole; [`RawConfig::split`] splits it into its sections'
+//! JSON texts without reading them, and [`RawSection::parse`] reads one, with the same result
+//! (so a reader may read again only the sections whose text changed).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::keys::{ConfigKey, KeyError};
@@ -202,22 +207,9 @@ impl ConfigMessage {
             if id == DEFAULT_SECTION {
                 continue;
             }
-            let bad = |id: String, problem: String| ConfigError::BadSection {
-                routing_key: routing_key.to_owned(),
-                section: id,
-                problem,
-            };
-            let raw::Entry::Fields(fields) = entry else {
-                rejected.push(bad(id, "is not a JSON object".to_owned()));
-                continue;
-            };
-            match raw::string_fields(fields) {
-                Ok(fields) => sections.push(Section {
-                    routing_key: routing_key.to_owned(),
-                    id,
-                    fields,
-                }),
-                Err(problem) => rejected.push(bad(id, problem)),
+            match raw::section(routing_key, id, entry) {
+                Ok(section) => sections.push(section),
+                Err(e) => rejected.push(e),
             }
         }
         Ok(ConfigMessage {
@@ -233,14 +225,105 @@ impl ConfigMessage {
     }
 }
 
+/// Values nested at least this deep are left to [`ConfigMessage::parse`]: serde_json's recursion
+/// limit (128 levels) counts the body's own top-level object, so a value read alone has one level
+/// more than within its body; far below the limit, the two readings cannot differ.
+const SPLIT_MAX_DEPTH: usize = 64;
+
+/// One top-level entry of a config body, not read yet: its id and its value's JSON text, borrowed
+/// from the body (see [`RawConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSection<'a> {
+    /// The section id (unescaped; borrowed from the body when it has no escapes).
+    pub id: Cow<'a, str>,
+    /// The value's JSON text exactly as it is in the body (a subslice of the body).
+    pub raw: &'a str,
+}
+
+impl RawSection<'_> {
+    /// This entry read as [`ConfigMessage::parse`] reads it: `Some(Ok(section))` for a section,
+    /// `Some(Err(_))` for a [`ConfigError::BadSection`] (not an object of strings), `None` when
+    /// this value makes the whole body a matter for [`ConfigMessage::parse`] (it does not read as
+    /// JSON the way the body's reading does, or it is nested too deep to tell).
+    ///
+    /// A pure function of (`routing_key`, [`id`](Self::id), [`raw`](Self::raw)): an entry with
+    /// the same id and the same bytes under the same routing key reads the same in any body, so
+    /// its reading may be remembered from one message to the next.
+    pub fn parse(&self, routing_key: &str) -> Option<Result<Section, ConfigError>> {
+        let entry = raw::read_entry(self.raw)?;
+        Some(raw::section(
+            routing_key,
+            self.id.clone().into_owned(),
+            entry,
+        ))
+    }
+}
+
+/// A config body split into its sections without reading them: the top-level object's entries in
+/// message order with [`ConfigMessage::parse`]'s rules (a repeated id keeps its first position and
+/// its last value; `DEFAULT` dropped), each value left as its JSON text.
+///
+/// The contract with [`ConfigMessage::parse`]: when [`RawConfig::split`] gives `Some(raw)` and
+/// [`RawSection::parse`] gives `Some` for every section of `raw`, then `ConfigMessage::parse` of
+/// the same body is `Ok` with the same key, the `Ok` sections in order as `sections` and the `Err`
+/// ones in order as `rejected`; when any of them gives `None`, `ConfigMessage::parse` is the
+/// answer. The values that are not sections (`DEFAULT`, the earlier values of a repeated id) are
+/// read and checked by `split` itself, as `parse` reads them.
+#[derive(Debug, Clone)]
+pub struct RawConfig<'a> {
+    /// The parsed routing key.
+    pub key: ConfigKey,
+    /// The sections in message order, values unread.
+    pub sections: Vec<RawSection<'a>>,
+}
+
+impl<'a> RawConfig<'a> {
+    /// Split `body` received with `routing_key`; `None` when the body must be read by
+    /// [`ConfigMessage::parse`] instead (a bad routing key, not JSON, not an object, a value that
+    /// is not a section and does not read as `parse` reads it).
+    ///
+    /// Cost: one scan of the body (values are checked as JSON text, not read), the ids unescaped
+    /// only when they have escapes.
+    pub fn split(routing_key: &str, body: &'a [u8]) -> Option<Self> {
+        let key = ConfigKey::parse(routing_key).ok()?;
+        let raw::RawTop(pairs) = serde_json::from_slice(body).ok()?;
+        let pairs = pairs?;
+        let mut dropped_ok = true;
+        let pairs = raw::dedupe(pairs, |value: &serde_json::value::RawValue| {
+            dropped_ok &= raw::read_entry(value.get()).is_some();
+        });
+        if !dropped_ok {
+            return None;
+        }
+        let mut sections = Vec::with_capacity(pairs.len());
+        for (id, value) in pairs {
+            if id == DEFAULT_SECTION {
+                // Read (and dropped) by `parse`: it must read the same here.
+                raw::read_entry(value.get())?;
+                continue;
+            }
+            sections.push(RawSection {
+                id,
+                raw: value.get(),
+            });
+        }
+        Some(RawConfig { key, sections })
+    }
+}
+
 /// The one-pass reading of a config body: the top-level object as (id, entry) pairs in body order,
 /// each entry a section's (name, value) pairs or "not an object".
 mod raw {
     use std::collections::{BTreeMap, HashMap, HashSet};
     use std::fmt;
 
+    use std::borrow::Cow;
+
     use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
     use serde_json::Value;
+
+    use super::{ConfigError, Section, SPLIT_MAX_DEPTH};
 
     /// With the `arbitrary_precision` feature (on in this workspace) serde_json hands a number to
     /// a visitor as a one-entry map under this key, and its own `Value` reads any map whose first
@@ -362,11 +445,20 @@ mod raw {
 
     /// The pairs with each repeated key kept once, at its first position, with its last value
     /// (a JSON object read into an insertion-ordered map). Unchanged when no key repeats.
-    pub(super) fn first_position_last_value<V>(pairs: Vec<(String, V)>) -> Vec<(String, V)> {
+    pub(super) fn first_position_last_value<K: AsRef<str>, V>(pairs: Vec<(K, V)>) -> Vec<(K, V)> {
+        dedupe(pairs, |_| {})
+    }
+
+    /// [`first_position_last_value`], each value it drops (the earlier values of a repeated
+    /// key) handed to `dropped` first.
+    pub(super) fn dedupe<K: AsRef<str>, V>(
+        pairs: Vec<(K, V)>,
+        mut dropped: impl FnMut(V),
+    ) -> Vec<(K, V)> {
         let order: Vec<(usize, usize)> = {
             let mut last: HashMap<&str, usize> = HashMap::with_capacity(pairs.len());
             for (i, (k, _)) in pairs.iter().enumerate() {
-                last.insert(k.as_str(), i);
+                last.insert(k.as_ref(), i);
             }
             if last.len() == pairs.len() {
                 return pairs;
@@ -375,23 +467,173 @@ mod raw {
             pairs
                 .iter()
                 .enumerate()
-                .filter(|(_, (k, _))| seen.insert(k.as_str()))
-                .map(|(first, (k, _))| (first, last.get(k.as_str()).copied().unwrap_or(first)))
+                .filter(|(_, (k, _))| seen.insert(k.as_ref()))
+                .map(|(first, (k, _))| (first, last.get(k.as_ref()).copied().unwrap_or(first)))
                 .collect()
         };
-        let mut slots: Vec<Option<(String, V)>> = pairs.into_iter().map(Some).collect();
-        let mut take = |i: usize| slots.get_mut(i).and_then(Option::take);
-        order
-            .into_iter()
-            .filter_map(|(first, last)| {
-                let (key, value) = take(first)?;
-                if first == last {
-                    Some((key, value))
-                } else {
-                    take(last).map(|(_, value)| (key, value))
+        let mut slots: Vec<Option<(K, V)>> = pairs.into_iter().map(Some).collect();
+        let mut kept = Vec::with_capacity(order.len());
+        for (first, last) in order {
+            let Some((key, value)) = slots.get_mut(first).and_then(Option::take) else {
+                continue;
+            };
+            if first == last {
+                kept.push((key, value));
+            } else if let Some((_, last_value)) = slots.get_mut(last).and_then(Option::take) {
+                dropped(value);
+                kept.push((key, last_value));
+            }
+        }
+        // The values between the first and the last of a key.
+        for (_, value) in slots.into_iter().flatten() {
+            dropped(value);
+        }
+        kept
+    }
+
+    /// One top-level entry read: the section, or its [`ConfigError::BadSection`].
+    pub(super) fn section(
+        routing_key: &str,
+        id: String,
+        entry: Entry,
+    ) -> Result<Section, ConfigError> {
+        let bad = |id: String, problem: String| ConfigError::BadSection {
+            routing_key: routing_key.to_owned(),
+            section: id,
+            problem,
+        };
+        let Entry::Fields(fields) = entry else {
+            return Err(bad(id, "is not a JSON object".to_owned()));
+        };
+        match string_fields(fields) {
+            Ok(fields) => Ok(Section {
+                routing_key: routing_key.to_owned(),
+                id,
+                fields,
+            }),
+            Err(problem) => Err(bad(id, problem)),
+        }
+    }
+
+    /// A top-level value's JSON text read as the body's reading reads it, `None` when it does not
+    /// read or is nested [`SPLIT_MAX_DEPTH`] deep or more (the reading alone and within the body
+    /// could then differ).
+    pub(super) fn read_entry(raw: &str) -> Option<Entry> {
+        let entry: Entry = serde_json::from_str(raw).ok()?;
+        // A flat object of scalars is one level deep: only the others need a look.
+        let flat =
+            matches!(&entry, Entry::Fields(fields) if fields.iter().all(|(_, v)| is_scalar(v)));
+        if !flat && nesting_depth(raw.as_bytes()) >= SPLIT_MAX_DEPTH {
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// The deepest nesting of arrays and objects in valid JSON text.
+    fn nesting_depth(json: &[u8]) -> usize {
+        let (mut depth, mut max) = (0usize, 0usize);
+        let (mut in_string, mut escaped) = (false, false);
+        for &b in json {
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
                 }
-            })
-            .collect()
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        max
+    }
+
+    /// The body split: `Some` pairs (id, value's text) when it is an object (whose first key is
+    /// not serde_json's number token), else `None`.
+    pub(super) struct RawTop<'a>(pub(super) Option<Vec<(Cow<'a, str>, &'a RawValue)>>);
+
+    /// A string borrowed from the body when it has no escapes.
+    struct Id<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Id<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Id<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                    Ok(Id(Cow::Borrowed(s)))
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                    Ok(Id(Cow::Owned(s.to_owned())))
+                }
+                fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                    Ok(Id(Cow::Owned(s)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for RawTop<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = RawTop<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_none<E>(self) -> Result<Self::Value, E> {
+                    Ok(RawTop(None))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                    while seq.next_element::<&RawValue>()?.is_some() {}
+                    Ok(RawTop(None))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut pairs = Vec::new();
+                    while let Some(Id(id)) = map.next_key::<Id<'de>>()? {
+                        if pairs.is_empty() && id == NUMBER_TOKEN {
+                            // `parse` reads this as a number: left to it.
+                            return Err(serde::de::Error::custom("number token"));
+                        }
+                        let value = map.next_value::<&'de RawValue>()?;
+                        pairs.push((id, value));
+                    }
+                    Ok(RawTop(Some(pairs)))
+                }
+            }
+            d.deserialize_any(V)
+        }
     }
 
     fn is_scalar(v: &Value) -> bool {
@@ -540,72 +782,79 @@ mod tests {
         })
     }
 
-    #[test]
-    fn one_pass_reader_agrees_with_reading_through_a_json_value() {
-        let bodies: &[&str] = &[
-            "{}",
-            r#"{"DEFAULT": {}}"#,
-            r#"{"DEFAULT": 3, "a": {"id": "a"}}"#,
-            "3",
-            "-1.5e400",
-            "123456789012345678901234567890",
-            r#""text""#,
-            "null",
-            "true",
-            "[1, {\"a\": {}}]",
-            "{not json",
-            r#"{"a": {}} trailing"#,
-            r#"{"a": {"x": "1"}, "a": {"y": "2"}}"#,
-            r#"{"a": 3, "b": {"x": "1"}, "a": {"y": "2"}}"#,
-            r#"{"a": {"x": "1"}, "b": {"x": "2"}, "a": 3}"#,
-            r#"{"a": {"x": "1", "x": "2"}}"#,
-            r#"{"a": {"x": [1], "x": "2"}}"#,
-            r#"{"a": {"x": "1", "y": null, "x": {"k": 1}}}"#,
-            r#"{"a": {"z": null, "y": [1, 2], "x": "1"}}"#,
-            r#"{"a": {"n": 3, "f": 1.50, "big": 123456789012345678901234567890, "e": -1e400, "b": false}}"#,
-            r#"{"a": {"$serde_json::private::Number": "5"}}"#,
-            r#"{"a": [], "b": "s", "c": null, "d": true, "e": 1.0, "f": {"g": "h"}}"#,
-            r#"{"a\u00e9": {"k\n": "v\"q"}}"#,
-            r#"{"a": {"x": "1"}, "DEFAULT": {"x": [1]}, "DEFAULT": {}}"#,
-        ];
-        for body in bodies {
-            assert_eq!(
-                ConfigMessage::parse("general.systems_config", body.as_bytes()),
-                parse_through_value("general.systems_config", body.as_bytes()),
-                "{body}"
-            );
+    /// Edge cases of the readers.
+    const EDGE_BODIES: &[&str] = &[
+        "{}",
+        r#"{"DEFAULT": {}}"#,
+        r#"{"DEFAULT": 3, "a": {"id": "a"}}"#,
+        "3",
+        "-1.5e400",
+        "123456789012345678901234567890",
+        r#""text""#,
+        "null",
+        "true",
+        "[1, {\"a\": {}}]",
+        "{not json",
+        r#"{"a": {}} trailing"#,
+        r#"{"a": {"x": "1"}, "a": {"y": "2"}}"#,
+        r#"{"a": 3, "b": {"x": "1"}, "a": {"y": "2"}}"#,
+        r#"{"a": {"x": "1"}, "b": {"x": "2"}, "a": 3}"#,
+        r#"{"a": {"x": "1", "x": "2"}}"#,
+        r#"{"a": {"x": [1], "x": "2"}}"#,
+        r#"{"a": {"x": "1", "y": null, "x": {"k": 1}}}"#,
+        r#"{"a": {"z": null, "y": [1, 2], "x": "1"}}"#,
+        r#"{"a": {"n": 3, "f": 1.50, "big": 123456789012345678901234567890, "e": -1e400, "b": false}}"#,
+        r#"{"a": {"$serde_json::private::Number": "5"}}"#,
+        r#"{"a": [], "b": "s", "c": null, "d": true, "e": 1.0, "f": {"g": "h"}}"#,
+        r#"{"a\u00e9": {"k\n": "v\"q"}}"#,
+        r#"{"a": {"x": "1"}, "DEFAULT": {"x": [1]}, "DEFAULT": {}}"#,
+        // What only a full reading of every value finds: in `DEFAULT`, in a dropped value of a
+        // repeated id, in a section.
+        r#"{"DEFAULT": {"x": "\ud800"}, "a": {"x": "1"}}"#,
+        r#"{"a": {"x": "\ud800"}, "a": {"x": "1"}}"#,
+        r#"{"a": {"x": "1"}, "b": {"x": "\udc00\ud800"}}"#,
+        r#"{"a": {"x": "\ud83d\ude00"}}"#,
+        r#"{"$serde_json::private::Number": "5"}"#,
+        r#"{"$serde_json::private::Number": "x", "a": {}}"#,
+        r#"{"a": {}, "$serde_json::private::Number": "5"}"#,
+        r#"{"a": {"$serde_json::private::Number": "x"}}"#,
+        r#"{"a": {"$serde_json::private::Number": "5", "b": "1"}}"#,
+        r#"{"DEFAULT": {"$serde_json::private::Number": "x"}}"#,
+        " \n{ \"a\" : { \"x\" : \"1\" } , \"b\":{}}\t",
+        r#"{"a": {"x": "1"},}"#,
+        r#"{"a": {"x": "1"} "b": {}}"#,
+        r#"{"a": {"x": 01}}"#,
+        r#"{"a": tru}"#,
+        "{\"a\": {\"x\": \"\u{1}\"}}",
+    ];
+
+    /// Bodies nested `depth` deep inside a section, in `DEFAULT` and in a dropped value (around
+    /// serde_json's recursion limit).
+    fn deep_bodies() -> Vec<String> {
+        let mut bodies = Vec::new();
+        for depth in [1, 2, 62, 63, 64, 65, 125, 126, 127, 128, 129, 200] {
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            bodies.push(format!("{{\"a\": {{\"x\": {nested}}}}}"));
+            bodies.push(format!("{{\"a\": {nested}}}"));
+            bodies.push(format!("{{\"DEFAULT\": {nested}, \"a\": {{}}}}"));
+            bodies.push(format!("{{\"a\": {nested}, \"a\": {{}}}}"));
         }
-        // Deep nesting: the same recursion limit.
-        let deep = format!(
-            "{{\"a\": {{\"x\": {}{}}}}}",
-            "[".repeat(200),
-            "]".repeat(200)
-        );
-        assert_eq!(
-            ConfigMessage::parse("general.systems_config", deep.as_bytes()),
-            parse_through_value("general.systems_config", deep.as_bytes()),
-        );
-        // A big message, in order.
-        let big: String = format!(
+        bodies
+    }
+
+    /// A big message, in order.
+    fn big_body(n: usize) -> String {
+        format!(
             "{{{}}}",
-            (0..2000)
+            (0..n)
                 .map(|i| format!(r#""s{i}": {{"id": "s{i}", "n": {i}}}"#))
                 .collect::<Vec<_>>()
                 .join(",")
-        );
-        let m = ConfigMessage::parse("general.systems_config", big.as_bytes()).unwrap();
-        assert_eq!(
-            m,
-            parse_through_value("general.systems_config", big.as_bytes()).unwrap()
-        );
-        assert_eq!(m.sections.len(), 2000);
-        assert_eq!(m.sections[1999].id, "s1999");
+        )
     }
 
-    /// Random bodies from a small grammar (repeated ids and names, every JSON type, nesting):
-    /// the one-pass reader agrees with the reference on each.
-    #[test]
-    fn one_pass_reader_agrees_on_generated_bodies() {
+    /// Random bodies from a small grammar (repeated ids and names, every JSON type, nesting).
+    fn generated_bodies(count: usize) -> Vec<String> {
         struct Lcg(u64);
         impl Lcg {
             fn below(&mut self, n: u64) -> u64 {
@@ -645,18 +894,122 @@ mod tests {
             format!("{{{}}}", pairs.join(", "))
         }
         let mut r = Lcg(14);
-        for _ in 0..5000 {
-            let body = if r.below(10) == 0 {
-                value(&mut r, 0)
-            } else {
-                object(&mut r, 0)
-            };
+        (0..count)
+            .map(|_| {
+                if r.below(10) == 0 {
+                    value(&mut r, 0)
+                } else {
+                    object(&mut r, 0)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_pass_reader_agrees_with_reading_through_a_json_value() {
+        for body in EDGE_BODIES {
             assert_eq!(
                 ConfigMessage::parse("general.systems_config", body.as_bytes()),
                 parse_through_value("general.systems_config", body.as_bytes()),
                 "{body}"
             );
         }
+        // Deep nesting: the same recursion limit.
+        for deep in deep_bodies() {
+            assert_eq!(
+                ConfigMessage::parse("general.systems_config", deep.as_bytes()),
+                parse_through_value("general.systems_config", deep.as_bytes()),
+                "{deep}"
+            );
+        }
+        let big = big_body(2000);
+        let m = ConfigMessage::parse("general.systems_config", big.as_bytes()).unwrap();
+        assert_eq!(
+            m,
+            parse_through_value("general.systems_config", big.as_bytes()).unwrap()
+        );
+        assert_eq!(m.sections.len(), 2000);
+        assert_eq!(m.sections[1999].id, "s1999");
+    }
+
+    /// Random bodies: the one-pass reader agrees with the reference on each.
+    #[test]
+    fn one_pass_reader_agrees_on_generated_bodies() {
+        for body in generated_bodies(5000) {
+            assert_eq!(
+                ConfigMessage::parse("general.systems_config", body.as_bytes()),
+                parse_through_value("general.systems_config", body.as_bytes()),
+                "{body}"
+            );
+        }
+    }
+
+    /// [`RawConfig`]'s contract: the split and each section read alone, or `parse` when either
+    /// says `None`; `Some(true)` when the split answered.
+    fn assemble(routing_key: &str, body: &[u8]) -> (Result<ConfigMessage, ConfigError>, bool) {
+        let Some(split) = RawConfig::split(routing_key, body) else {
+            return (ConfigMessage::parse(routing_key, body), false);
+        };
+        let mut sections = Vec::new();
+        let mut rejected = Vec::new();
+        for section in &split.sections {
+            // The text is the body's own bytes.
+            let start = section.raw.as_ptr() as usize - body.as_ptr() as usize;
+            assert_eq!(
+                &body[start..start + section.raw.len()],
+                section.raw.as_bytes()
+            );
+            match section.parse(routing_key) {
+                None => return (ConfigMessage::parse(routing_key, body), false),
+                Some(Ok(s)) => sections.push(s),
+                Some(Err(e)) => rejected.push(e),
+            }
+        }
+        let message = ConfigMessage {
+            key: split.key,
+            sections,
+            rejected,
+        };
+        (Ok(message), true)
+    }
+
+    #[test]
+    fn split_then_sections_agree_with_parse() {
+        let rk = "general.systems_config";
+        let mut split = 0;
+        let mut bodies: Vec<String> = EDGE_BODIES.iter().map(|b| (*b).to_owned()).collect();
+        bodies.extend(deep_bodies());
+        bodies.push(big_body(2000));
+        bodies.extend(generated_bodies(5000));
+        for body in &bodies {
+            let (assembled, by_split) = assemble(rk, body.as_bytes());
+            assert_eq!(
+                assembled,
+                ConfigMessage::parse(rk, body.as_bytes()),
+                "{body}"
+            );
+            split += usize::from(by_split);
+        }
+        // The split answers for most bodies (every object that reads).
+        assert!(split > bodies.len() / 2, "{split} of {}", bodies.len());
+        for body in [
+            r#"{"DEFAULT": {}, "b": {"id": "b"}, "a": 3, "b": {"x": "1"}}"#,
+            r#"{"a\u00e9": {"k": [1]}}"#,
+        ] {
+            assert!(assemble(rk, body.as_bytes()).1, "{body}");
+        }
+        let m = RawConfig::split(
+            rk,
+            br#"{"DEFAULT": {}, "b": {"id": "b"}, "a": 3, "b": {"x": "1"}}"#,
+        )
+        .unwrap();
+        let ids: Vec<_> = m.sections.iter().map(|s| (&*s.id, s.raw)).collect();
+        assert_eq!(ids, [("b", r#"{"x": "1"}"#), ("a", "3")]);
+        // Unsplittable: left to `parse`.
+        for body in ["{not json", "[1]", "3", r#"{"a": {}} x"#] {
+            assert!(RawConfig::split(rk, body.as_bytes()).is_none(), "{body}");
+        }
+        assert!(RawConfig::split("general.bogus", b"{}").is_none());
     }
 
     #[test]

@@ -22,10 +22,10 @@ pub mod monitor;
 pub mod plan;
 pub mod redact;
 
-pub use config::{ConfigError, ConfigMessage, Section};
+pub use config::{ConfigError, ConfigMessage, RawConfig, RawSection, Section};
 pub use envelope::{MetaData, WorkerHeartbeat};
 pub use errors::{ErrorCode, PanicError};
 pub use keys::{ConfigKey, ConfigType, MonitorableKey, MonitorableType, RawDataKey};
 pub use monitor::{Monitor, Publication, RoundError};
-pub use plan::{MonitorSpec, PeriodGroup, Plan, Planner};
+pub use plan::{MonitorSpec, PeriodGroup, Plan, Planner, SectionPlanner};
 pub use redact::{redact_url, redact_urls};

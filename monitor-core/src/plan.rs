@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ConfigError, ConfigMessage};
+use crate::config::{ConfigError, ConfigMessage, Section};
 use crate::envelope::MonitorableSource;
 use crate::errors::PanicError;
 use crate::keys::{ConfigKey, MonitorableType};
@@ -138,6 +138,34 @@ pub trait Planner: Send + Sync {
 
     /// Every monitor that should run for this message (an empty message plans nothing).
     fn plan(&self, message: &ConfigMessage) -> Plan;
+
+    /// `Some` when this planner is **section-local**: its plan of a message is the plan of each
+    /// section on its own. The contract, for every key the planner accepts and every message:
+    ///
+    /// * `plan(message)` is [`SectionPlanner::plan_section`] over `message.sections` in order,
+    ///   each `Ok(Some(spec))` a spec of the plan, each `Ok(None)` nothing, each `Err` an error of
+    ///   the plan (same ids, fingerprints, monitorables and errors, in the same order);
+    /// * `plan_section` depends on nothing but its (key, section): the same pair always gives the
+    ///   same answer.
+    ///
+    /// The manager then remembers each section's outcome from one message of a routing key to the
+    /// next and plans again only the sections whose text changed. A planner that reads several
+    /// sections at once (a node's data sources are the other nodes of its chain) returns `None`,
+    /// the default, and is given every message whole.
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        None
+    }
+}
+
+/// The per-section plan of a section-local planner (see [`Planner::section_local`]).
+pub trait SectionPlanner: Send + Sync {
+    /// The monitor section `section` of a message with `key` asks for: `Ok(None)` when it asks for
+    /// none (a disabled section), `Err` when it cannot be used.
+    fn plan_section(
+        &self,
+        key: &ConfigKey,
+        section: &Section,
+    ) -> Result<Option<MonitorSpec>, ConfigError>;
 }
 
 /// A stable 64-bit digest of a value's `Hash`, for fingerprints.

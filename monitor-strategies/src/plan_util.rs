@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
 use monitor_core::envelope::MonitorableSource;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable};
+use monitor_core::plan::{fingerprint, BuildFn, Monitorable, SectionPlanner};
 use monitor_core::{
     ConfigKey, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError, PeriodGroup, Plan,
     Planner, Section,
@@ -63,21 +63,21 @@ pub(crate) fn data_sources<'a, C: DataSourceRole>(
         .collect()
 }
 
-/// The plan of a planner with one monitor (at most) per section: nothing if `planner` does not
-/// accept the message's key, else `plan_section` on every section in message order, its
-/// `Ok(Some(spec))` planned, its `Ok(None)` (section not monitored) skipped and its errors
-/// collected in the same order.
-pub(crate) fn plan_sections<P: Planner>(
+/// The plan of a section-local planner (one monitor at most per section, see
+/// [`Planner::section_local`]): nothing if `planner` does not accept the message's key, else
+/// [`SectionPlanner::plan_section`] on every section in message order, its `Ok(Some(spec))`
+/// planned, its `Ok(None)` (section not monitored) skipped and its errors collected in the same
+/// order.
+pub(crate) fn plan_sections<P: Planner + SectionPlanner>(
     planner: &P,
     message: &ConfigMessage,
-    plan_section: impl Fn(&P, &ConfigKey, &Section) -> Result<Option<MonitorSpec>, ConfigError>,
 ) -> Plan {
     let mut plan = Plan::default();
     if !planner.accepts(&message.key) {
         return plan;
     }
     for section in &message.sections {
-        match plan_section(planner, &message.key, section) {
+        match planner.plan_section(&message.key, section) {
             Ok(Some(spec)) => plan.specs.push(spec),
             Ok(None) => {}
             Err(e) => plan.errors.push(e),

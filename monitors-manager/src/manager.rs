@@ -12,7 +12,10 @@ use monitor_core::keys::{
     PING_ROUTING_KEY,
 };
 use monitor_core::plan::{fingerprint, MonitorSpec, Plan, Planner};
-use monitor_core::{ConfigError, ConfigMessage, MonitorableKey, MonitorableType, PeriodGroup};
+use monitor_core::RawConfig;
+use monitor_core::{
+    ConfigError, ConfigKey, ConfigMessage, MonitorableKey, MonitorableType, PeriodGroup,
+};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
@@ -75,8 +78,140 @@ impl std::fmt::Debug for MonitorsManager {
 
 /// One running spec.
 struct Running {
-    spec: MonitorSpec,
+    spec: Arc<MonitorSpec>,
     ctx: Arc<MonitorCtx>,
+}
+
+/// Where a text of a message is: a range of its body (no copy), or owned (an id with escapes).
+enum Text {
+    In(usize, usize),
+    Own(Box<[u8]>),
+}
+
+impl Text {
+    /// `part` of `body`: its range when it is a subslice of `body`, else a copy.
+    fn of(body: &[u8], part: &[u8]) -> Text {
+        let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if end <= body.len() => Text::In(start, end),
+            _ => Text::Own(part.into()),
+        }
+    }
+
+    /// The bytes, `body` being the message's body.
+    fn get<'a>(&'a self, body: &'a [u8]) -> &'a [u8] {
+        match self {
+            Text::In(start, end) => body.get(*start..*end).unwrap_or_default(),
+            Text::Own(bytes) => bytes,
+        }
+    }
+}
+
+/// One section of a routing key's last message and what reading and planning it gave (see
+/// [`SectionMemo`]).
+struct MemoEntry {
+    /// The section id.
+    id: Text,
+    /// The section's JSON text.
+    raw: Text,
+    /// Whether the outcome may be taken for the same text again (not when a planner panicked).
+    remembered: bool,
+    /// Whether `outcome` has errors to log (most have none: not looked at then).
+    has_errors: bool,
+    outcome: SectionOutcome,
+}
+
+/// A section read and planned.
+enum SectionOutcome {
+    /// Not an object of strings (a [`ConfigError::BadSection`]).
+    Rejected(ConfigError),
+    /// The plan of the section by each planner accepting the key (all section-local), in the
+    /// registry's order.
+    Planned(Box<[Result<Option<Arc<MonitorSpec>>, ConfigError>]>),
+}
+
+/// The sections of the last message of one routing key whose planners are all section-local
+/// ([`Planner::section_local`]), in its order, with what reading and planning each gave. A
+/// section of the next message whose id and JSON text are the same is neither read nor planned
+/// again: its reading is a function of (routing key, id, text) ([`monitor_core::RawSection::parse`])
+/// and its plan a function of (key, section) (the section-local contract), so the remembered
+/// outcome is the one a full reading and planning would give. Sections absent from the message
+/// are forgotten. The sections are matched in order (the usual message repeats the last one's
+/// order), by id through an index only where the order differs.
+struct SectionMemo {
+    /// The run's generation of the last message applied through this memo.
+    generation: u64,
+    /// The last message's body (the [`Text`]s are ranges of it).
+    body: bytes::Bytes,
+    /// Its sections, in its order.
+    entries: Vec<MemoEntry>,
+    /// Per planner: the specs of the remembered outcomes by spec id.
+    ids: Vec<HashMap<String, Vec<Arc<MonitorSpec>>>>,
+    /// Per planner: how many ids of `ids` have several specs (duplicate spec ids).
+    repeated: Vec<usize>,
+}
+
+impl SectionMemo {
+    fn new(planners: usize) -> Self {
+        SectionMemo {
+            generation: 0,
+            body: bytes::Bytes::new(),
+            entries: Vec::new(),
+            ids: (0..planners).map(|_| HashMap::new()).collect(),
+            repeated: vec![0; planners],
+        }
+    }
+}
+
+/// Count `outcome`'s specs in a memo's `ids` and `repeated`.
+fn memo_add(
+    ids: &mut [HashMap<String, Vec<Arc<MonitorSpec>>>],
+    repeated: &mut [usize],
+    outcome: &SectionOutcome,
+) {
+    let SectionOutcome::Planned(plans) = outcome else {
+        return;
+    };
+    for ((plan, ids), repeated) in plans.iter().zip(ids).zip(repeated) {
+        if let Ok(Some(spec)) = plan {
+            let specs = ids.entry(spec.id.clone()).or_default();
+            specs.push(Arc::clone(spec));
+            if specs.len() == 2 {
+                *repeated += 1;
+            }
+        }
+    }
+}
+
+/// Forget `outcome`'s specs in a memo's `ids` and `repeated`, each also pushed to `removed` (per
+/// planner).
+fn memo_remove(
+    ids: &mut [HashMap<String, Vec<Arc<MonitorSpec>>>],
+    repeated: &mut [usize],
+    outcome: &SectionOutcome,
+    removed: &mut [Vec<Arc<MonitorSpec>>],
+) {
+    let SectionOutcome::Planned(plans) = outcome else {
+        return;
+    };
+    for (((plan, ids), repeated), removed) in plans.iter().zip(ids).zip(repeated).zip(removed) {
+        let Ok(Some(spec)) = plan else {
+            continue;
+        };
+        removed.push(Arc::clone(spec));
+        let Some(specs) = ids.get_mut(&spec.id) else {
+            continue;
+        };
+        if let Some(i) = specs.iter().position(|s| Arc::ptr_eq(s, spec)) {
+            specs.swap_remove(i);
+            if specs.len() == 1 {
+                *repeated = repeated.saturating_sub(1);
+            }
+            if specs.is_empty() {
+                ids.remove(&spec.id);
+            }
+        }
+    }
 }
 
 /// Bucket of running specs: (config routing key, planner name).
@@ -115,6 +250,16 @@ struct Run {
     manager_name: String,
     planners: Vec<Arc<dyn Planner>>,
     running: BTreeMap<BucketKey, HashMap<String, Running>>,
+    /// Per routing key (as received) whose planners are all section-local: its last message's
+    /// sections and their outcomes.
+    section_memos: HashMap<String, SectionMemo>,
+    /// Buckets whose running specs are exactly the diff of a [`SectionMemo`]'s outcomes: the
+    /// routing key (as received) and memo generation of the last diff, cleared by any other diff.
+    synced: HashMap<BucketKey, (String, u64)>,
+    /// Counts the messages applied section by section (every [`SectionMemo`] generation).
+    generation: u64,
+    /// Running monitors per period group (every start counted, every stop uncounted).
+    group_counts: BTreeMap<PeriodGroup, usize>,
     /// The last monitorables message body (and its count of sources) per (lowercase base chain,
     /// type): published again as it is while no diff changes what the running specs account for
     /// (cleared by any such change).
@@ -270,6 +415,10 @@ impl MonitorsManager {
             settings: self.settings,
             planners: self.planners,
             running: BTreeMap::new(),
+            section_memos: HashMap::new(),
+            synced: HashMap::new(),
+            generation: 0,
+            group_counts: BTreeMap::new(),
             monitorables_cache: HashMap::new(),
             supervisors: JoinSet::new(),
             supervisor_ids: HashMap::new(),
@@ -428,7 +577,16 @@ impl Run {
         }
     }
 
-    async fn parse_and_apply(&mut self, routing_key: &str, body: &[u8]) {
+    /// Apply one config body: section by section when every planner accepting its key is
+    /// section-local (only the sections that changed since the key's last message are read and
+    /// planned), else (or when the body is not a plain object of sections) read and planned whole.
+    /// Both give the same monitors, errors and monitorables.
+    async fn parse_and_apply(&mut self, routing_key: &str, body: &bytes::Bytes) {
+        if let Some(planners) = self.section_local_planners(routing_key) {
+            if self.apply_sections(routing_key, body, &planners).await {
+                return;
+            }
+        }
         match ConfigMessage::parse(routing_key, body) {
             Ok(message) => self.apply(&message).await,
             Err(e) => {
@@ -437,6 +595,277 @@ impl Run {
                     routing_key, error = %e, "config message ignored");
             }
         }
+    }
+
+    /// The planners accepting `routing_key`'s key when there are some and all are section-local.
+    fn section_local_planners(&self, routing_key: &str) -> Option<Vec<Arc<dyn Planner>>> {
+        let key = ConfigKey::parse(routing_key).ok()?;
+        let accepting: Vec<Arc<dyn Planner>> = self
+            .planners
+            .iter()
+            .filter(|p| p.accepts(&key))
+            .cloned()
+            .collect();
+        let all_local = accepting.iter().all(|p| p.section_local().is_some());
+        (!accepting.is_empty() && all_local).then_some(accepting)
+    }
+
+    /// [`Run::apply`] for a key whose `planners` (every planner accepting it) are section-local,
+    /// with the key's [`SectionMemo`]: a section whose id and text are those of the key's last
+    /// message takes its remembered outcome; the others are read and planned. The same logs,
+    /// counters, diffs and monitorables as `apply`, in the same order. `false`, with nothing
+    /// applied, when the body must be read whole ([`RawConfig`]'s contract).
+    async fn apply_sections(
+        &mut self,
+        routing_key: &str,
+        body: &bytes::Bytes,
+        planners: &[Arc<dyn Planner>],
+    ) -> bool {
+        let Some(split) = RawConfig::split(routing_key, body) else {
+            return false;
+        };
+        let key = &split.key;
+        let canonical = key.routing_key();
+        let np = planners.len();
+        let mut memo = self
+            .section_memos
+            .remove(routing_key)
+            .filter(|m| m.ids.len() == np)
+            .unwrap_or_else(|| SectionMemo::new(np));
+        self.generation += 1;
+        let generation = self.generation;
+        // Per planner: whether its bucket runs exactly the diff of the memo's last message, with
+        // no duplicate spec id (then only what changed needs a look).
+        let was_synced: Vec<bool> = planners
+            .iter()
+            .zip(&memo.repeated)
+            .map(|(planner, repeated)| {
+                *repeated == 0
+                    && memo.generation > 0
+                    && self
+                        .synced
+                        .get(&(canonical.clone(), planner.name()))
+                        .is_some_and(|(rk, g)| rk == routing_key && *g == memo.generation)
+            })
+            .collect();
+        let n = split.sections.len();
+        let mut rejected: Vec<ConfigError> = Vec::new();
+        let mut errors: Vec<Vec<ConfigError>> = planners.iter().map(|_| Vec::new()).collect();
+        // Per planner: the specs of the sections read and planned now (message order), and those
+        // of the sections changed or gone.
+        let mut fresh: Vec<Vec<Arc<MonitorSpec>>> = planners.iter().map(|_| Vec::new()).collect();
+        let mut removed: Vec<Vec<Arc<MonitorSpec>>> = planners.iter().map(|_| Vec::new()).collect();
+        let mut panicked = vec![false; np];
+        let log_of = |outcome: &SectionOutcome,
+                      rejected: &mut Vec<ConfigError>,
+                      errors: &mut [Vec<ConfigError>]| match outcome {
+            SectionOutcome::Rejected(e) => rejected.push(e.clone()),
+            SectionOutcome::Planned(plans) => {
+                for (plan, errors) in plans.iter().zip(errors) {
+                    if let Err(e) = plan {
+                        errors.push(e.clone());
+                    }
+                }
+            }
+        };
+        let old_body = std::mem::take(&mut memo.body);
+        let mut old: Vec<Option<MemoEntry>> = std::mem::take(&mut memo.entries)
+            .into_iter()
+            .map(Some)
+            .collect();
+        // Old position by id, built at the first section out of the old order.
+        let mut by_id: Option<HashMap<Vec<u8>, usize>> = None;
+        let mut cursor = 0usize;
+        let mut entries: Vec<MemoEntry> = Vec::with_capacity(n);
+        for section in &split.sections {
+            let id = section.id.as_bytes();
+            let raw = section.raw.as_bytes();
+            let same_id = |p: usize| {
+                old.get(p)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.id.get(&old_body) == id)
+            };
+            let found = (cursor..cursor.saturating_add(3))
+                .find(|&p| same_id(p))
+                .or_else(|| {
+                    by_id
+                        .get_or_insert_with(|| {
+                            old.iter()
+                                .enumerate()
+                                .filter_map(|(p, e)| {
+                                    e.as_ref().map(|e| (e.id.get(&old_body).to_vec(), p))
+                                })
+                                .collect()
+                        })
+                        .get(id)
+                        .copied()
+                });
+            let previous = found.and_then(|p| {
+                cursor = p + 1;
+                old.get_mut(p).and_then(Option::take)
+            });
+            let new_id = Text::of(body, id);
+            match previous {
+                Some(mut entry) if entry.remembered && entry.raw.get(&old_body) == raw => {
+                    entry.id = new_id;
+                    entry.raw = Text::of(body, raw);
+                    if entry.has_errors {
+                        log_of(&entry.outcome, &mut rejected, &mut errors);
+                    }
+                    entries.push(entry);
+                    continue;
+                }
+                Some(entry) if entry.remembered => {
+                    memo_remove(
+                        &mut memo.ids,
+                        &mut memo.repeated,
+                        &entry.outcome,
+                        &mut removed,
+                    );
+                }
+                Some(_) | None => {}
+            }
+            let Some(read) = section.parse(routing_key) else {
+                // Read whole instead; nothing remembered for this key (and no bucket synced).
+                return false;
+            };
+            let mut remembered = true;
+            let outcome = match read {
+                Err(bad) => SectionOutcome::Rejected(bad),
+                Ok(parsed) => SectionOutcome::Planned(
+                    planners
+                        .iter()
+                        .zip(&mut panicked)
+                        .map(|(planner, panicked)| {
+                            // Every one is section-local (`section_local_planners`).
+                            let Some(local) = planner.section_local() else {
+                                return Ok(None);
+                            };
+                            // A planner is outside code: a panic in it must not take the
+                            // manager down.
+                            let plan = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                local.plan_section(key, &parsed)
+                            }));
+                            match plan {
+                                Ok(plan) => plan.map(|spec| spec.map(Arc::new)),
+                                Err(_) => {
+                                    *panicked = true;
+                                    remembered = false;
+                                    Ok(None)
+                                }
+                            }
+                        })
+                        .collect(),
+                ),
+            };
+            log_of(&outcome, &mut rejected, &mut errors);
+            if let SectionOutcome::Planned(plans) = &outcome {
+                for (plan, fresh) in plans.iter().zip(&mut fresh) {
+                    if let Ok(Some(spec)) = plan {
+                        fresh.push(Arc::clone(spec));
+                    }
+                }
+            }
+            if remembered {
+                memo_add(&mut memo.ids, &mut memo.repeated, &outcome);
+            }
+            let has_errors = match &outcome {
+                SectionOutcome::Rejected(_) => true,
+                SectionOutcome::Planned(plans) => plans.iter().any(Result::is_err),
+            };
+            entries.push(MemoEntry {
+                id: new_id,
+                raw: Text::of(body, raw),
+                remembered,
+                has_errors,
+                outcome,
+            });
+        }
+        // The sections gone.
+        for entry in old.into_iter().flatten() {
+            if entry.remembered {
+                memo_remove(
+                    &mut memo.ids,
+                    &mut memo.repeated,
+                    &entry.outcome,
+                    &mut removed,
+                );
+            }
+        }
+        memo.body = body.clone();
+        memo.entries = entries;
+        memo.generation = generation;
+        // The whole plan of the planners whose bucket is not synced (or has duplicate ids). A
+        // section not remembered (a planner panicked on it) is not counted in `ids`: the whole
+        // plan for every planner then, and none synced after.
+        let any_panicked = panicked.iter().any(|p| *p);
+        let fast: Vec<bool> = was_synced
+            .iter()
+            .zip(&memo.repeated)
+            .map(|(synced, repeated)| *synced && *repeated == 0 && !any_panicked)
+            .collect();
+        let mut whole: Vec<Option<Vec<Arc<MonitorSpec>>>> = Vec::with_capacity(np);
+        for j in 0..np {
+            if fast.get(j).copied().unwrap_or(false) || panicked.get(j).copied().unwrap_or(false) {
+                whole.push(None);
+                continue;
+            }
+            let mut specs = Vec::with_capacity(n);
+            for entry in &memo.entries {
+                if let SectionOutcome::Planned(plans) = &entry.outcome {
+                    if let Some(Ok(Some(spec))) = plans.get(j) {
+                        specs.push(Arc::clone(spec));
+                    }
+                }
+            }
+            whole.push(Some(specs));
+        }
+        let planned = fresh.iter().map(Vec::len).sum::<usize>();
+        self.section_memos.insert(routing_key.to_owned(), memo);
+
+        for error in &rejected {
+            self.log_config_error(&canonical, None, error);
+        }
+        let mut types = BTreeSet::new();
+        for (j, planner) in planners.iter().enumerate() {
+            types.extend(planner.monitorable_types(key));
+            let bucket: BucketKey = (canonical.clone(), planner.name());
+            if panicked.get(j).copied().unwrap_or(false) {
+                self.synced.remove(&bucket);
+                Counters::bump(&self.shared.counters.config_errors);
+                tracing::error!(
+                    routing_key = canonical,
+                    planner = planner.name(),
+                    "planner panicked: its monitors for this key are left as they were"
+                );
+                continue;
+            }
+            for error in errors.get(j).into_iter().flatten() {
+                self.log_config_error(&canonical, Some(planner.name()), error);
+            }
+            match whole.get_mut(j).and_then(Option::take) {
+                Some(specs) => self.diff(&canonical, planner.name(), specs),
+                None => {
+                    let fresh = fresh.get_mut(j).map(std::mem::take).unwrap_or_default();
+                    let removed = removed.get_mut(j).map(std::mem::take).unwrap_or_default();
+                    self.diff_changed(&canonical, planner.name(), fresh, removed);
+                }
+            }
+            if any_panicked {
+                self.synced.remove(&bucket);
+            } else {
+                self.synced
+                    .insert(bucket, (routing_key.to_owned(), generation));
+            }
+        }
+        self.publish_monitorables(&key.base_chain, &types).await;
+        tracing::debug!(
+            routing_key,
+            sections = n,
+            planned,
+            "config applied section by section (unchanged sections remembered)"
+        );
+        true
     }
 
     fn log_config_error(&self, routing_key: &str, planner: Option<&str>, error: &ConfigError) {
@@ -482,7 +911,8 @@ impl Run {
             for error in &plan.errors {
                 self.log_config_error(&routing_key, Some(planner.name()), error);
             }
-            self.diff(&routing_key, planner.name(), plan.specs);
+            let specs = plan.specs.into_iter().map(Arc::new).collect();
+            self.diff(&routing_key, planner.name(), specs);
         }
         if accepted {
             self.publish_monitorables(&message.key.base_chain, &types)
@@ -504,9 +934,11 @@ impl Run {
     /// Apply one planner's plan for one key: start new ids, stop missing ones, restart changed ones.
     ///
     /// Linear in the plan: hash lookups by id, the running specs updated in place (an unchanged
-    /// monitor only takes the new spec's monitorables and names).
-    fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<MonitorSpec>) {
+    /// monitor only takes the new spec's monitorables and names; a spec that is the very one it
+    /// runs, remembered from the key's last message, costs nothing more than its lookups).
+    fn diff(&mut self, routing_key: &str, planner: &'static str, specs: Vec<Arc<MonitorSpec>>) {
         let bucket: BucketKey = (routing_key.to_owned(), planner);
+        self.synced.remove(&bucket);
         let mut current = self.running.remove(&bucket).unwrap_or_default();
         // Whether what the running specs account for (their monitorables) changes.
         let mut monitorables_changed = false;
@@ -563,17 +995,17 @@ impl Run {
             .into_iter()
             .zip(keep)
             .filter_map(|(spec, kept)| kept.then_some(spec));
-        let wanted: Vec<MonitorSpec> = wanted.collect();
-        // `bucket` is out of `running`: the others are the rest.
-        let windows = self.phase_windows(&wanted);
-        // Every wanted spec's group is counted, so the lookup always finds it.
-        let window = |spec: &MonitorSpec| windows.get(&spec.group).copied().unwrap_or_default();
-        for spec in wanted {
+        let wanted: Vec<Arc<MonitorSpec>> = wanted.collect();
+        // `bucket` is out of `running`: the others are the rest. Sized at the first start.
+        let mut windows: Option<BTreeMap<PeriodGroup, std::time::Duration>> = None;
+        for spec in &wanted {
             match current.get_mut(&spec.id) {
+                // The spec it runs (remembered section): nothing changed.
+                Some(running) if Arc::ptr_eq(&running.spec, spec) => {}
                 Some(running) if spec.fingerprint == running.spec.fingerprint => {
                     // Unchanged: keep it running (take the new spec's monitorables and names).
                     monitorables_changed |= running.spec.monitorables != spec.monitorables;
-                    running.spec = spec;
+                    running.spec = Arc::clone(spec);
                 }
                 Some(_) => {
                     tracing::info!(
@@ -587,10 +1019,9 @@ impl Run {
                         monitorables_changed |= old.spec.monitorables != spec.monitorables;
                         self.stop(old);
                     }
-                    let id = spec.id.clone();
-                    let w = window(&spec);
-                    let started = self.start(routing_key, planner, spec, w);
-                    current.insert(id, started);
+                    let w = self.window(&mut windows, &wanted, spec.group);
+                    let started = self.start(routing_key, planner, Arc::clone(spec), w);
+                    current.insert(spec.id.clone(), started);
                 }
                 None => {
                     tracing::info!(
@@ -601,10 +1032,9 @@ impl Run {
                         "starting monitor"
                     );
                     monitorables_changed = true;
-                    let id = spec.id.clone();
-                    let w = window(&spec);
-                    let started = self.start(routing_key, planner, spec, w);
-                    current.insert(id, started);
+                    let w = self.window(&mut windows, &wanted, spec.group);
+                    let started = self.start(routing_key, planner, Arc::clone(spec), w);
+                    current.insert(spec.id.clone(), started);
                 }
             }
         }
@@ -616,10 +1046,139 @@ impl Run {
         }
     }
 
+    /// [`Run::diff`] of a bucket that runs exactly the diff of its key's last remembered plan,
+    /// given only what changed: `fresh`, the specs of the sections read and planned now (message
+    /// order), and `removed`, those of the sections changed or gone. Both plans have no duplicate
+    /// spec id, so every other spec of the plan is the one running (nothing to do) and the result
+    /// is the full diff's: the removed ids not planned again are stopped (sorted), then each
+    /// fresh spec in this shard is started, restarted or kept as the full diff would. Costs
+    /// lookups for what changed only.
+    fn diff_changed(
+        &mut self,
+        routing_key: &str,
+        planner: &'static str,
+        fresh: Vec<Arc<MonitorSpec>>,
+        removed: Vec<Arc<MonitorSpec>>,
+    ) {
+        let bucket: BucketKey = (routing_key.to_owned(), planner);
+        let mut current = self.running.remove(&bucket).unwrap_or_default();
+        let mut monitorables_changed = false;
+        let mut wanted: Vec<Arc<MonitorSpec>> = Vec::with_capacity(fresh.len());
+        for spec in fresh {
+            if self.in_shard(routing_key, &spec.id) {
+                wanted.push(spec);
+            } else {
+                tracing::debug!(
+                    routing_key,
+                    planner,
+                    id = spec.id,
+                    "spec belongs to another shard"
+                );
+            }
+        }
+        let planned: HashSet<&str> = wanted.iter().map(|s| s.id.as_str()).collect();
+        let mut gone: Vec<&str> = removed
+            .iter()
+            .map(|s| s.id.as_str())
+            .filter(|id| !planned.contains(id) && current.contains_key(*id))
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        // The groups once the plan is applied (what `phase_windows` counts): every running
+        // monitor, less the stopped and replaced ones, plus the wanted ones.
+        let mut counts = self.group_counts.clone();
+        let replaced = wanted.iter().filter_map(|s| current.get(&s.id));
+        let leaving = gone.iter().filter_map(|id| current.get(*id));
+        for running in replaced.chain(leaving) {
+            if let Some(c) = counts.get_mut(&running.spec.group) {
+                *c = c.saturating_sub(1);
+            }
+        }
+        for spec in &wanted {
+            *counts.entry(spec.group).or_default() += 1;
+        }
+        let windows: BTreeMap<PeriodGroup, std::time::Duration> = counts
+            .into_iter()
+            .map(|(group, n)| (group, self.settings.phase_window(group, n)))
+            .collect();
+        let window = |group: PeriodGroup| windows.get(&group).copied().unwrap_or_default();
+        for id in gone {
+            if let Some(running) = current.remove(id) {
+                tracing::info!(
+                    routing_key,
+                    planner,
+                    id,
+                    component = running.spec.component_name,
+                    "monitor removed: stopping"
+                );
+                monitorables_changed = true;
+                self.stop(running);
+            }
+        }
+        for spec in &wanted {
+            match current.get_mut(&spec.id) {
+                Some(running) if Arc::ptr_eq(&running.spec, spec) => {}
+                Some(running) if spec.fingerprint == running.spec.fingerprint => {
+                    monitorables_changed |= running.spec.monitorables != spec.monitorables;
+                    running.spec = Arc::clone(spec);
+                }
+                Some(_) => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "config changed: restarting monitor"
+                    );
+                    if let Some(old) = current.remove(&spec.id) {
+                        monitorables_changed |= old.spec.monitorables != spec.monitorables;
+                        self.stop(old);
+                    }
+                    let started =
+                        self.start(routing_key, planner, Arc::clone(spec), window(spec.group));
+                    current.insert(spec.id.clone(), started);
+                }
+                None => {
+                    tracing::info!(
+                        routing_key,
+                        planner,
+                        id = spec.id,
+                        component = spec.component_name,
+                        "starting monitor"
+                    );
+                    monitorables_changed = true;
+                    let started =
+                        self.start(routing_key, planner, Arc::clone(spec), window(spec.group));
+                    current.insert(spec.id.clone(), started);
+                }
+            }
+        }
+        if !current.is_empty() {
+            self.running.insert(bucket, current);
+        }
+        if monitorables_changed {
+            self.monitorables_cache.clear();
+        }
+        // The counts kept are the counts of what runs (checked in debug builds: the tests).
+        debug_assert_eq!(self.group_counts, self.counted_groups());
+    }
+
+    /// Running monitors per period group, counted.
+    fn counted_groups(&self) -> BTreeMap<PeriodGroup, usize> {
+        let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
+        for running in self.running.values().flat_map(HashMap::values) {
+            *counts.entry(running.spec.group).or_default() += 1;
+        }
+        counts
+    }
+
     /// The phase window of each period group once `wanted` joins what the other buckets run (the
     /// bucket being diffed is out of `running`): sized by the group's monitors in the other
     /// buckets plus the wanted ones (see `schedule`).
-    fn phase_windows(&self, wanted: &[MonitorSpec]) -> BTreeMap<PeriodGroup, std::time::Duration> {
+    fn phase_windows(
+        &self,
+        wanted: &[Arc<MonitorSpec>],
+    ) -> BTreeMap<PeriodGroup, std::time::Duration> {
         let mut counts: BTreeMap<PeriodGroup, usize> = BTreeMap::new();
         let others = self
             .running
@@ -634,11 +1193,24 @@ impl Run {
             .collect()
     }
 
+    /// The phase window of `group` (see [`Run::phase_windows`]), the windows computed at the
+    /// first call of a diff.
+    fn window(
+        &self,
+        windows: &mut Option<BTreeMap<PeriodGroup, std::time::Duration>>,
+        wanted: &[Arc<MonitorSpec>],
+        group: PeriodGroup,
+    ) -> std::time::Duration {
+        let windows = windows.get_or_insert_with(|| self.phase_windows(wanted));
+        // Every wanted spec's group is counted, so the lookup always finds it.
+        windows.get(&group).copied().unwrap_or_default()
+    }
+
     fn start(
         &mut self,
         routing_key: &str,
         planner: &'static str,
-        spec: MonitorSpec,
+        spec: Arc<MonitorSpec>,
         window: std::time::Duration,
     ) -> Running {
         let label: Arc<str> = Arc::from(format!("{routing_key}/{planner}/{}", spec.id));
@@ -666,6 +1238,7 @@ impl Run {
             kill: CancellationToken::new(),
         });
         self.spawn_supervisor(&ctx);
+        *self.group_counts.entry(spec.group).or_default() += 1;
         Running { spec, ctx }
     }
 
@@ -676,6 +1249,12 @@ impl Run {
 
     /// Stop a monitor at once; it is no longer reported anywhere.
     fn stop(&mut self, running: Running) {
+        if let Some(c) = self.group_counts.get_mut(&running.spec.group) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.group_counts.remove(&running.spec.group);
+            }
+        }
         running.ctx.kill.cancel();
         self.shared.liveness.unregister(running.ctx.key);
     }
@@ -839,6 +1418,8 @@ impl Run {
             self.shared.liveness.unregister(running.ctx.key);
         }
         self.running.clear();
+        self.group_counts.clear();
+        self.synced.clear();
         self.monitorables_cache.clear();
         self.supervisor_ids.clear();
         // Rounds are over: flush what they left in the outbox within the grace period, then stop

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
 use monitor_core::plan::Monitorable;
+use monitor_core::plan::SectionPlanner;
 use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
@@ -76,7 +77,9 @@ impl ChainlinkNodesPlanner {
     pub fn new(settings: Arc<StrategySettings>) -> Self {
         ChainlinkNodesPlanner { settings }
     }
+}
 
+impl SectionPlanner for ChainlinkNodesPlanner {
     fn plan_section(
         &self,
         key: &ConfigKey,
@@ -131,7 +134,11 @@ impl Planner for ChainlinkNodesPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
+        plan_sections(self, message)
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        Some(self)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
+use monitor_core::plan::SectionPlanner;
 use monitor_core::{
     ConfigError, ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner,
     Section,
@@ -36,7 +37,9 @@ impl DockerHubPlanner {
     pub fn new(settings: Arc<StrategySettings>) -> Self {
         DockerHubPlanner { settings }
     }
+}
 
+impl SectionPlanner for DockerHubPlanner {
     fn plan_section(
         &self,
         key: &ConfigKey,
@@ -108,6 +111,10 @@ impl Planner for DockerHubPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
+        plan_sections(self, message)
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        Some(self)
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
+use monitor_core::plan::SectionPlanner;
 use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
@@ -23,7 +24,9 @@ impl EvmNodesPlanner {
     pub fn new(settings: Arc<StrategySettings>) -> Self {
         EvmNodesPlanner { settings }
     }
+}
 
+impl SectionPlanner for EvmNodesPlanner {
     fn plan_section(
         &self,
         key: &ConfigKey,
@@ -77,6 +80,10 @@ impl Planner for EvmNodesPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
+        plan_sections(self, message)
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        Some(self)
     }
 }

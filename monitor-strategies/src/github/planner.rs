@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
+use monitor_core::plan::SectionPlanner;
 use monitor_core::{
     ConfigError, ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner,
     Section,
@@ -29,7 +30,9 @@ impl GithubPlanner {
     pub fn new(settings: Arc<StrategySettings>) -> Self {
         GithubPlanner { settings }
     }
+}
 
+impl SectionPlanner for GithubPlanner {
     fn plan_section(
         &self,
         key: &ConfigKey,
@@ -98,6 +101,10 @@ impl Planner for GithubPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
+        plan_sections(self, message)
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        Some(self)
     }
 }

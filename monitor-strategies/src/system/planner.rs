@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use monitor_core::config::ConfigMessage;
+use monitor_core::plan::SectionPlanner;
 use monitor_core::{
     ConfigKey, ConfigType, MonitorSpec, MonitorableType, PeriodGroup, Plan, Planner, Section,
 };
@@ -27,7 +28,9 @@ impl SystemsPlanner {
     pub fn new(settings: Arc<StrategySettings>) -> Self {
         SystemsPlanner { settings }
     }
+}
 
+impl SectionPlanner for SystemsPlanner {
     /// One section: `Ok(None)` when the system is not monitored.
     fn plan_section(
         &self,
@@ -92,6 +95,10 @@ impl Planner for SystemsPlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        plan_sections(self, message, Self::plan_section)
+        plan_sections(self, message)
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        Some(self)
     }
 }

@@ -343,7 +343,7 @@ fn standard_body() -> Value {
 #[test]
 fn node_planner() {
     let planner = ChainlinkNodesPlanner::new(Arc::new(StrategySettings::default()));
-    let plan = planner.plan(&message(&standard_body()));
+    let plan = crate::common::plan_checked(&planner, &message(&standard_body()));
     assert!(plan.errors.is_empty(), "{:?}", plan.errors);
     // monitor_node and monitor_prometheus both true: n1 and n2 (empty list → 5014 at build).
     let ids: Vec<&str> = plan.specs.iter().map(|s| s.id.as_str()).collect();
@@ -372,7 +372,7 @@ fn node_planner() {
 #[test]
 fn contracts_planner() {
     let planner = ChainlinkContractsPlanner::new(Arc::new(StrategySettings::default()));
-    let plan = planner.plan(&message(&standard_body()));
+    let plan = crate::common::plan_checked(&planner, &message(&standard_body()));
     assert!(plan.errors.is_empty(), "{:?}", plan.errors);
     assert_eq!(plan.specs.len(), 1);
     let spec = &plan.specs[0];
@@ -411,32 +411,40 @@ fn contracts_planner() {
     body["n4"]["exporter_url"] = json!("http://changed:9100/metrics");
     body["n2"]["monitor_node"] = json!("false");
     assert_eq!(
-        planner.plan(&message(&body)).specs[0].fingerprint,
+        crate::common::plan_checked(&planner, &message(&body)).specs[0].fingerprint,
         spec.fingerprint
     );
     // A changed tuple member → another fingerprint.
     let mut body = standard_body();
     body["n3"]["name"] = json!("renamed");
     assert_ne!(
-        planner.plan(&message(&body)).specs[0].fingerprint,
+        crate::common::plan_checked(&planner, &message(&body)).specs[0].fingerprint,
         spec.fingerprint
     );
 
     // Non-identical weiwatchers URL or EVM list → no monitor.
     let mut body = standard_body();
     body["n2"]["weiwatchers_url"] = json!("https://other");
-    assert!(planner.plan(&message(&body)).specs.is_empty());
+    assert!(crate::common::plan_checked(&planner, &message(&body))
+        .specs
+        .is_empty());
     let mut body = standard_body();
     body["n4"]["evm_nodes_urls"] = json!("http://10.0.0.1:8545");
-    assert!(planner.plan(&message(&body)).specs.is_empty());
+    assert!(crate::common::plan_checked(&planner, &message(&body))
+        .specs
+        .is_empty());
     // No valid node → no monitor.
     let body = json!({"n2": node_section("n2", "cl_2", "", "true", "true", "true", EVM, WW)});
-    assert!(planner.plan(&message(&body)).specs.is_empty());
+    assert!(crate::common::plan_checked(&planner, &message(&body))
+        .specs
+        .is_empty());
     // Empty message → nothing.
-    assert!(planner.plan(&message(&json!({}))).specs.is_empty());
+    assert!(crate::common::plan_checked(&planner, &message(&json!({})))
+        .specs
+        .is_empty());
     // Empty EVM list → planned, the build fails with 5017.
     let body = json!({"n1": node_section("n1", "cl_1", "http://a/metrics", "true", "true", "true", "", WW)});
-    let plan = planner.plan(&message(&body));
+    let plan = crate::common::plan_checked(&planner, &message(&body));
     let err = (plan.specs[0].build)().err().unwrap();
     assert_eq!(err.code.code(), 5017);
     assert_eq!(
@@ -446,7 +454,7 @@ fn contracts_planner() {
     // A section with a missing field is reported and left out.
     let mut body = standard_body();
     body["n5"] = json!({"id": "n5"});
-    let plan = planner.plan(&message(&body));
+    let plan = crate::common::plan_checked(&planner, &message(&body));
     assert_eq!(plan.errors.len(), 1);
     assert_eq!(plan.specs[0].fingerprint, spec.fingerprint);
 }

@@ -153,3 +153,64 @@ impl Running {
         self.task.await.unwrap().unwrap();
     }
 }
+
+/// The section-local contract of [`monitor_core::Planner::section_local`], checked on `message`:
+/// when `planner` is section-local and accepts the key, its plan is `plan_section` over the
+/// sections in order (same ids, names, groups, monitorables, fingerprints and errors), and
+/// planning a section twice gives the same answer. Returns the plan.
+pub(crate) fn plan_checked(
+    planner: &dyn monitor_core::Planner,
+    message: &monitor_core::ConfigMessage,
+) -> monitor_core::Plan {
+    let plan = planner.plan(message);
+    let Some(local) = planner.section_local() else {
+        return plan;
+    };
+    if !planner.accepts(&message.key) {
+        assert!(plan.specs.is_empty() && plan.errors.is_empty());
+        return plan;
+    }
+    let summary = |s: &monitor_core::MonitorSpec| {
+        (
+            s.id.clone(),
+            s.component_name.clone(),
+            s.group,
+            s.monitorables.clone(),
+            s.fingerprint,
+        )
+    };
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for section in &message.sections {
+        let once = local.plan_section(&message.key, section);
+        let again = local.plan_section(&message.key, section);
+        match (once, again) {
+            (Ok(Some(a)), Ok(Some(b))) => {
+                assert_eq!(summary(&a), summary(&b), "{section:?}");
+                specs.push(summary(&a));
+            }
+            (Ok(None), Ok(None)) => {}
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{section:?}");
+                errors.push(a);
+            }
+            (a, b) => panic!(
+                "{} not deterministic on {section:?}: {a:?} / {b:?}",
+                planner.name()
+            ),
+        }
+    }
+    assert_eq!(
+        plan.specs.iter().map(summary).collect::<Vec<_>>(),
+        specs,
+        "{}: plan vs plan_section",
+        planner.name()
+    );
+    assert_eq!(
+        plan.errors,
+        errors,
+        "{}: plan vs plan_section",
+        planner.name()
+    );
+    plan
+}

@@ -327,7 +327,7 @@ fn repo(id: &str, parent: &str, ns: &str, name: &str, monitor: &str) -> Value {
 
 fn plan_with(settings: StrategySettings, routing_key: &str, body: &Value) -> Plan {
     let message = ConfigMessage::parse(routing_key, body.to_string().as_bytes()).unwrap();
-    DockerHubPlanner::new(Arc::new(settings)).plan(&message)
+    crate::common::plan_checked(&DockerHubPlanner::new(Arc::new(settings)), &message)
 }
 
 fn plan(routing_key: &str, body: &Value) -> Plan {
@@ -369,9 +369,13 @@ fn general_and_chain_dockerhub_repos_config() {
     let message =
         ConfigMessage::parse("general.github_repos_config", body.to_string().as_bytes()).unwrap();
     assert!(!planner.accepts(&message.key));
-    assert!(planner.plan(&message).specs.is_empty());
+    assert!(crate::common::plan_checked(&planner, &message)
+        .specs
+        .is_empty());
     let message = ConfigMessage::parse("general.dockerhub_repos_config", b"{}").unwrap();
-    assert!(planner.plan(&message).specs.is_empty());
+    assert!(crate::common::plan_checked(&planner, &message)
+        .specs
+        .is_empty());
     assert_eq!(
         planner.monitorable_types(&message.key),
         [MonitorableType::DockerhubRepos]

@@ -242,7 +242,7 @@ fn planner_starts_monitored_evm_nodes() {
     )
     .unwrap();
     assert!(planner.accepts(&message.key));
-    let plan = planner.plan(&message);
+    let plan = crate::common::plan_checked(&planner, &message);
     assert_eq!(plan.specs.len(), 1);
     assert_eq!(plan.errors.len(), 1, "{:?}", plan.errors);
     let spec = &plan.specs[0];
@@ -260,7 +260,7 @@ fn planner_starts_monitored_evm_nodes() {
     assert_eq!(built.name(), "Node monitor (geth_1)");
 
     // A changed URL changes the fingerprint; the same config keeps it.
-    let again = planner.plan(&message);
+    let again = crate::common::plan_checked(&planner, &message);
     assert_eq!(again.specs[0].fingerprint, spec.fingerprint);
     let body2 = json!({"evm_1": evm_section("evm_1", "geth_1", "http://10.0.0.9:8545", "true")});
     let message2 = ConfigMessage::parse(
@@ -269,7 +269,7 @@ fn planner_starts_monitored_evm_nodes() {
     )
     .unwrap();
     assert_ne!(
-        planner.plan(&message2).specs[0].fingerprint,
+        crate::common::plan_checked(&planner, &message2).specs[0].fingerprint,
         spec.fingerprint
     );
 

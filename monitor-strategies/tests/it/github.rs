@@ -353,7 +353,7 @@ fn repo(id: &str, parent: &str, name: &str, monitor: &str) -> Value {
 
 fn plan_with(settings: StrategySettings, routing_key: &str, body: &Value) -> Plan {
     let message = ConfigMessage::parse(routing_key, body.to_string().as_bytes()).unwrap();
-    GithubPlanner::new(Arc::new(settings)).plan(&message)
+    crate::common::plan_checked(&GithubPlanner::new(Arc::new(settings)), &message)
 }
 
 fn plan(routing_key: &str, body: &Value) -> Plan {
@@ -409,7 +409,12 @@ fn chain_github_repos_config() {
     ] {
         let message = ConfigMessage::parse(key, body.to_string().as_bytes()).unwrap();
         assert!(!planner.accepts(&message.key), "{key}");
-        assert!(planner.plan(&message).specs.is_empty(), "{key}");
+        assert!(
+            crate::common::plan_checked(&planner, &message)
+                .specs
+                .is_empty(),
+            "{key}"
+        );
     }
     let message = ConfigMessage::parse("general.github_repos_config", b"{}").unwrap();
     assert_eq!(

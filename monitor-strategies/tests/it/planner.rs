@@ -19,7 +19,7 @@ fn system(id: &str, parent: &str, name: &str, url: &str, monitor: &str) -> Value
 
 fn plan(routing_key: &str, body: &Value) -> Plan {
     let message = ConfigMessage::parse(routing_key, body.to_string().as_bytes()).unwrap();
-    planner().plan(&message)
+    crate::common::plan_checked(&planner(), &message)
 }
 
 #[test]
@@ -214,4 +214,26 @@ async fn built_monitor_runs_a_round() {
     assert_eq!(meta["system_id"], "s");
     assert_eq!(meta["system_parent_id"], "GENERAL");
     assert_eq!(server.hits("/metrics"), 1);
+}
+
+/// The planners whose plan is per section (their messages may be re-planned section by section:
+/// `Planner::section_local`); the node planners that read every node of a chain are not.
+#[test]
+fn section_local_planners_of_the_registry() {
+    let planners = registry(StrategySettings::default());
+    let local: Vec<&str> = planners
+        .iter()
+        .filter(|p| p.section_local().is_some())
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(
+        local,
+        [
+            "systems",
+            "github",
+            "dockerhub",
+            "chainlink_nodes",
+            "evm_nodes"
+        ]
+    );
 }

@@ -10,6 +10,8 @@
 //!   rounds hang), `panic_build` (the build panics), `sleep` (round sleeps `round_secs` seconds), `fail_build` (build fails
 //!   `fail_builds` times, default forever);
 //! * `source_name`: the monitorable's source name (default `name`), not in the fingerprint;
+//! * `spec_id`: the spec's id (default the section id: two sections may plan the same id);
+//! * `plan`: `panic` makes the planner panic on the section;
 //! * any other field only changes the fingerprint.
 
 use std::collections::HashMap;
@@ -25,10 +27,12 @@ use monitor_core::keys::{
     ConfigType, CONFIG_EXCHANGE, HEALTH_CHECK_EXCHANGE, MONITORABLE_EXCHANGE, MONITORS_EXCHANGES,
     RAW_DATA_EXCHANGE,
 };
-use monitor_core::plan::{fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner};
+use monitor_core::plan::{
+    fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner, SectionPlanner,
+};
 use monitor_core::{
-    ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication, RawDataKey,
-    RoundError,
+    ConfigError, ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication,
+    RawDataKey, RoundError, Section,
 };
 use monitors_manager::{
     Backoff, ManagerError, ManagerSettings, ManagerStatus, MonitorsManager, StatusHandle,
@@ -165,13 +169,16 @@ impl Monitor for FakeMonitor {
     }
 }
 
-/// Plans fake monitors for the config types it accepts.
+/// Plans fake monitors for the config types it accepts. Section-local (see
+/// `Planner::section_local`) unless built `whole`; a section with `plan` = `panic` makes it panic.
 pub(crate) struct FakePlanner {
     pub(crate) name: &'static str,
     pub(crate) config_type: ConfigType,
     pub(crate) monitorable_type: MonitorableType,
     pub(crate) group: PeriodGroup,
     pub(crate) probe: Probe,
+    /// Whether it says it is section-local (the plan is the same either way).
+    pub(crate) section_local: bool,
 }
 
 impl FakePlanner {
@@ -182,6 +189,7 @@ impl FakePlanner {
             monitorable_type: MonitorableType::Systems,
             group: PeriodGroup::System,
             probe: probe.clone(),
+            section_local: true,
         })
     }
 
@@ -192,6 +200,19 @@ impl FakePlanner {
             monitorable_type: MonitorableType::Nodes,
             group: PeriodGroup::Node,
             probe: probe.clone(),
+            section_local: true,
+        })
+    }
+
+    /// The systems planner that is not section-local: every message is read and planned whole.
+    pub(crate) fn systems_whole(probe: &Probe) -> Arc<dyn Planner> {
+        Arc::new(FakePlanner {
+            name: "fake_systems",
+            config_type: ConfigType::SystemsConfig,
+            monitorable_type: MonitorableType::Systems,
+            group: PeriodGroup::System,
+            probe: probe.clone(),
+            section_local: false,
         })
     }
 }
@@ -212,92 +233,110 @@ impl Planner for FakePlanner {
     fn plan(&self, message: &ConfigMessage) -> Plan {
         let mut plan = Plan::default();
         for section in &message.sections {
-            let (name, enabled) = match (section.non_empty("name"), section.bool("monitor")) {
-                (Ok(n), Ok(e)) => (n.to_owned(), e),
-                (Err(e), _) | (_, Err(e)) => {
-                    plan.errors.push(e);
-                    continue;
-                }
-            };
-            if !enabled {
-                continue;
+            match self.plan_section(&message.key, section) {
+                Ok(Some(spec)) => plan.specs.push(spec),
+                Ok(None) => {}
+                Err(e) => plan.errors.push(e),
             }
-            let behaviour = match section.opt_str("behaviour").unwrap_or("ok") {
-                "ok" => Behaviour::Ok,
-                "two" => Behaviour::Two,
-                "err" => Behaviour::Err,
-                "panic" => Behaviour::Panic,
-                "panic_first" => Behaviour::PanicFirst,
-                "hang" => Behaviour::Hang,
-                "hang_first" => Behaviour::HangFirst,
-                "sleep" => Behaviour::Sleep(Duration::from_secs(
-                    section
-                        .opt_str("round_secs")
-                        .unwrap_or("1")
-                        .parse()
-                        .unwrap(),
-                )),
-                "panic_build" => Behaviour::PanicBuild,
-                "fail_build" => Behaviour::FailBuild(
-                    section
-                        .opt_str("fail_builds")
-                        .map_or(u32::MAX, |n| n.parse().unwrap()),
-                ),
-                other => {
-                    plan.errors
-                        .push(section.bad("behaviour", format!("unknown `{other}`")));
-                    continue;
-                }
-            };
-            let component_name = format!("Fake monitor ({name})");
-            let source = MonitorableSource {
-                chain_id: section.opt_str("parent_id").unwrap_or("GENERAL").to_owned(),
-                chain_name: message.key.sub_chain.clone(),
-                source_id: section.id.clone(),
-                source_name: section.opt_str("source_name").unwrap_or(&name).to_owned(),
-            };
-            let probe = self.probe.clone();
-            let id = section.id.clone();
-            let monitor_name = component_name.clone();
-            plan.specs.push(MonitorSpec {
-                id: section.id.clone(),
-                component_name,
-                group: self.group,
-                monitorables: vec![Monitorable {
-                    base_chain: message.key.base_chain.clone(),
-                    monitorable_type: self.monitorable_type,
-                    source,
-                }],
-                // `source_name` only renames the monitorable: not a restart.
-                fingerprint: fingerprint(
-                    &section
-                        .fields
-                        .iter()
-                        .filter(|(k, _)| k.as_str() != "source_name")
-                        .collect::<Vec<_>>(),
-                ),
-                build: Arc::new(move || {
-                    let incarnation = probe.built(&id);
-                    if behaviour == Behaviour::PanicBuild {
-                        panic!("fake constructor bug in {id}");
-                    }
-                    if let Behaviour::FailBuild(n) = behaviour {
-                        if incarnation <= n {
-                            return Err(PanicError::invalid_url("not a url"));
-                        }
-                    }
-                    Ok(Box::new(FakeMonitor {
-                        name: monitor_name.clone(),
-                        id: id.clone(),
-                        behaviour: behaviour.clone(),
-                        incarnation,
-                        round: 0,
-                        probe: probe.clone(),
-                    }) as Box<dyn Monitor>)
-                }),
-            });
         }
         plan
+    }
+
+    fn section_local(&self) -> Option<&dyn SectionPlanner> {
+        if self.section_local {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl SectionPlanner for FakePlanner {
+    fn plan_section(
+        &self,
+        key: &ConfigKey,
+        section: &Section,
+    ) -> Result<Option<MonitorSpec>, ConfigError> {
+        let (name, enabled) = match (section.non_empty("name"), section.bool("monitor")) {
+            (Ok(n), Ok(e)) => (n.to_owned(), e),
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        if !enabled {
+            return Ok(None);
+        }
+        if section.opt_str("plan") == Some("panic") {
+            panic!("fake planner bug in {}", section.id);
+        }
+        let behaviour = match section.opt_str("behaviour").unwrap_or("ok") {
+            "ok" => Behaviour::Ok,
+            "two" => Behaviour::Two,
+            "err" => Behaviour::Err,
+            "panic" => Behaviour::Panic,
+            "panic_first" => Behaviour::PanicFirst,
+            "hang" => Behaviour::Hang,
+            "hang_first" => Behaviour::HangFirst,
+            "sleep" => Behaviour::Sleep(Duration::from_secs(
+                section
+                    .opt_str("round_secs")
+                    .unwrap_or("1")
+                    .parse()
+                    .unwrap(),
+            )),
+            "panic_build" => Behaviour::PanicBuild,
+            "fail_build" => Behaviour::FailBuild(
+                section
+                    .opt_str("fail_builds")
+                    .map_or(u32::MAX, |n| n.parse().unwrap()),
+            ),
+            other => return Err(section.bad("behaviour", format!("unknown `{other}`"))),
+        };
+        let component_name = format!("Fake monitor ({name})");
+        let source = MonitorableSource {
+            chain_id: section.opt_str("parent_id").unwrap_or("GENERAL").to_owned(),
+            chain_name: key.sub_chain.clone(),
+            source_id: section.id.clone(),
+            source_name: section.opt_str("source_name").unwrap_or(&name).to_owned(),
+        };
+        let probe = self.probe.clone();
+        let id = section.id.clone();
+        let monitor_name = component_name.clone();
+        Ok(Some(MonitorSpec {
+            id: section.opt_str("spec_id").unwrap_or(&section.id).to_owned(),
+            component_name,
+            group: self.group,
+            monitorables: vec![Monitorable {
+                base_chain: key.base_chain.clone(),
+                monitorable_type: self.monitorable_type,
+                source,
+            }],
+            // `source_name` only renames the monitorable: not a restart.
+            fingerprint: fingerprint(
+                &section
+                    .fields
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "source_name")
+                    .collect::<Vec<_>>(),
+            ),
+            build: Arc::new(move || {
+                let incarnation = probe.built(&id);
+                if behaviour == Behaviour::PanicBuild {
+                    panic!("fake constructor bug in {id}");
+                }
+                if let Behaviour::FailBuild(n) = behaviour {
+                    if incarnation <= n {
+                        return Err(PanicError::invalid_url("not a url"));
+                    }
+                }
+                Ok(Box::new(FakeMonitor {
+                    name: monitor_name.clone(),
+                    id: id.clone(),
+                    behaviour: behaviour.clone(),
+                    incarnation,
+                    round: 0,
+                    probe: probe.clone(),
+                }) as Box<dyn Monitor>)
+            }),
+        }))
     }
 }
 

@@ -15,6 +15,8 @@ mod configs;
 #[cfg(test)]
 mod heartbeats;
 #[cfg(test)]
+mod incremental;
+#[cfg(test)]
 mod lifecycle;
 #[cfg(test)]
 mod logs;
