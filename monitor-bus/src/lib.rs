@@ -56,7 +56,7 @@ pub mod tls;
 pub use backoff::{Backoff, Retry};
 pub use memory::MemoryBus;
 pub use stall::{StallWatch, Watched};
-pub use tls::{tls_failure, TlsError, TlsFailure, TlsOptions};
+pub use tls::{closed_without_client_certificate, tls_failure, TlsError, TlsFailure, TlsOptions};
 
 /// For [`warn_limited!`]: the `tracing` it logs through.
 #[doc(hidden)]

@@ -251,6 +251,11 @@ pub enum TlsFailure {
     Rejected(String),
     /// Any other TLS error (e.g. the port does not speak TLS).
     Other(String),
+    /// The server reset or closed the connection during the handshake or right after it while
+    /// we presented no client certificate: under TLS 1.3 a server that requires one checks it
+    /// after the client has finished, and its refusal can reach us as a reset before its alert
+    /// can be read ([`closed_without_client_certificate`]).
+    ClosedWithoutClientCertificate(String),
 }
 
 /// The TLS error in `err`'s chain (looking through `std::io::Error`s, which hide the error they
@@ -259,6 +264,42 @@ pub enum TlsFailure {
 /// recognised in the message.
 pub fn tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> {
     typed_tls_failure(err).or_else(|| tls_failure_in_text(&err.to_string()))
+}
+
+/// A connection attempt to a TLS server, with no client certificate configured in `tls`, that
+/// the server reset or closed (`err`'s chain holds an I/O error of kind connection reset, broken
+/// pipe, connection aborted or unexpected end of file): possibly its refusal for want of a client
+/// certificate (see [`TlsFailure::ClosedWithoutClientCertificate`]). `None` otherwise, and
+/// whenever a client certificate is configured. Use it only for connection attempts, not for a
+/// connection lost later.
+pub fn closed_without_client_certificate(
+    err: &(dyn StdError + 'static),
+    tls: &TlsOptions,
+) -> Option<TlsFailure> {
+    if tls.client_cert_file.is_some() {
+        return None;
+    }
+    closed_in_chain(err).then(|| TlsFailure::ClosedWithoutClientCertificate(err.to_string()))
+}
+
+/// Whether `err`'s chain holds an I/O error of kind reset, broken pipe, aborted or unexpected end
+/// of file (looking through `std::io::Error`s, which hide the error they wrap from `source()`).
+fn closed_in_chain(err: &(dyn StdError + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+            ) || io.get_ref().is_some_and(|inner| closed_in_chain(inner))
+            {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// [`tls_failure`] from a message alone: rustls's wording of a certificate it did not accept
@@ -352,6 +393,13 @@ impl TlsFailure {
             TlsFailure::Other(e) => format!(
                 "TLS handshake with `{redacted_url}` failed: {e} (does that port speak TLS?)"
             ),
+            TlsFailure::ClosedWithoutClientCertificate(e) => format!(
+                "the server at `{redacted_url}` closed the connection during the TLS handshake or \
+                 right after it ({e}) with {}: if it requires a client certificate, that is how \
+                 it refused the TLS handshake (under TLS 1.3 the refusal can arrive as a reset); \
+                 give the client certificate and key options, else see the server's log",
+                tls.client_identity()
+            ),
         }
     }
 }
@@ -367,6 +415,34 @@ pub fn insecure_warning(connection: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_without_a_client_certificate_is_explained_as_a_possible_refusal() {
+        use std::io::{Error, ErrorKind};
+        let reset = Error::new(ErrorKind::ConnectionReset, "Connection reset by peer");
+        let none = TlsOptions::default();
+        let failure = closed_without_client_certificate(&reset, &none).expect("explained");
+        let message = failure.explain("amqps://broker:5671/%2f", &none);
+        assert!(
+            message.contains("refused the TLS handshake")
+                && message.contains("no client certificate")
+                && message.contains("Connection reset by peer")
+                && message.contains("amqps://broker:5671/%2f"),
+            "{message}"
+        );
+        assert!(!failure.is_verification());
+        // Wrapped one level down, as lapin's error holds it.
+        let wrapped = Error::other(Error::new(ErrorKind::UnexpectedEof, "eof"));
+        assert!(closed_without_client_certificate(&wrapped, &none).is_some());
+        // Not with a client certificate configured, nor for a refused connection.
+        let with_cert = TlsOptions {
+            client_cert_file: Some("/c.pem".into()),
+            ..TlsOptions::default()
+        };
+        assert!(closed_without_client_certificate(&reset, &with_cert).is_none());
+        let refused = Error::new(ErrorKind::ConnectionRefused, "refused");
+        assert!(closed_without_client_certificate(&refused, &none).is_none());
+    }
 
     #[test]
     fn trusted_names_what_is_trusted() {

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::topology::{redeclare, Op, Topology};
 use super::AmqpSettings;
-use crate::tls::tls_failure;
+use crate::tls::{closed_without_client_certificate, tls_failure};
 use crate::BusError;
 
 /// How often the supervisor checks the connection's state besides lapin's error events.
@@ -89,12 +89,29 @@ pub(super) async fn open(
 }
 
 /// A failed connection attempt as a [`BusError`]: a TLS failure explained (URL redacted, what is
-/// trusted, what to change) as [`BusError::Tls`], anything else as [`BusError::Broker`].
+/// trusted, what to change) as [`BusError::Tls`] (the binaries stop on it: waiting will not mend
+/// it), anything else as [`BusError::Broker`] (retried). An `amqps://` attempt the broker reset
+/// or closed while we presented no client certificate stays a [`BusError::Broker`], since a
+/// reset may be transient, but says that it may be a refusal for want of one: a broker with
+/// `fail_if_no_peer_cert` under TLS 1.3 checks the certificate after our side of the handshake
+/// and its alert can be lost to the reset that follows it.
 pub(super) fn connect_error(settings: &AmqpSettings, e: &lapin::Error) -> BusError {
-    match tls_failure(e) {
-        Some(failure) => {
-            BusError::Tls(failure.explain(&monitor_core::redact_url(&settings.url), &settings.tls))
-        }
+    let url = monitor_core::redact_url(&settings.url);
+    if let Some(failure) = tls_failure(e) {
+        return BusError::Tls(failure.explain(&url, &settings.tls));
+    }
+    let amqps = settings
+        .url
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("amqps://"));
+    match amqps
+        .then(|| closed_without_client_certificate(e, &settings.tls))
+        .flatten()
+    {
+        Some(closed) => BusError::Broker(format!(
+            "connecting to RabbitMQ: {}",
+            closed.explain(&url, &settings.tls)
+        )),
         None => BusError::Broker(format!("connecting to RabbitMQ: {e}")),
     }
 }
