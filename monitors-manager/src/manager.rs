@@ -978,17 +978,7 @@ impl Run {
                 .collect();
             gone.sort_unstable();
             for id in gone {
-                if let Some(running) = current.remove(&id) {
-                    tracing::info!(
-                        routing_key,
-                        planner,
-                        id,
-                        component = running.spec.component_name,
-                        "monitor removed: stopping"
-                    );
-                    monitorables_changed = true;
-                    self.stop(running);
-                }
+                monitorables_changed |= self.stop_removed(&mut current, routing_key, planner, &id);
             }
         }
         let wanted = specs
@@ -999,44 +989,10 @@ impl Run {
         // `bucket` is out of `running`: the others are the rest. Sized at the first start.
         let mut windows: Option<BTreeMap<PeriodGroup, std::time::Duration>> = None;
         for spec in &wanted {
-            match current.get_mut(&spec.id) {
-                // The spec it runs (remembered section): nothing changed.
-                Some(running) if Arc::ptr_eq(&running.spec, spec) => {}
-                Some(running) if spec.fingerprint == running.spec.fingerprint => {
-                    // Unchanged: keep it running (take the new spec's monitorables and names).
-                    monitorables_changed |= running.spec.monitorables != spec.monitorables;
-                    running.spec = Arc::clone(spec);
-                }
-                Some(_) => {
-                    tracing::info!(
-                        routing_key,
-                        planner,
-                        id = spec.id,
-                        component = spec.component_name,
-                        "config changed: restarting monitor"
-                    );
-                    if let Some(old) = current.remove(&spec.id) {
-                        monitorables_changed |= old.spec.monitorables != spec.monitorables;
-                        self.stop(old);
-                    }
-                    let w = self.window(&mut windows, &wanted, spec.group);
-                    let started = self.start(routing_key, planner, Arc::clone(spec), w);
-                    current.insert(spec.id.clone(), started);
-                }
-                None => {
-                    tracing::info!(
-                        routing_key,
-                        planner,
-                        id = spec.id,
-                        component = spec.component_name,
-                        "starting monitor"
-                    );
-                    monitorables_changed = true;
-                    let w = self.window(&mut windows, &wanted, spec.group);
-                    let started = self.start(routing_key, planner, Arc::clone(spec), w);
-                    current.insert(spec.id.clone(), started);
-                }
-            }
+            monitorables_changed |=
+                self.apply_wanted(&mut current, routing_key, planner, spec, |this| {
+                    this.window(&mut windows, &wanted, spec.group)
+                });
         }
         if !current.is_empty() {
             self.running.insert(bucket, current);
@@ -1103,55 +1059,13 @@ impl Run {
             .collect();
         let window = |group: PeriodGroup| windows.get(&group).copied().unwrap_or_default();
         for id in gone {
-            if let Some(running) = current.remove(id) {
-                tracing::info!(
-                    routing_key,
-                    planner,
-                    id,
-                    component = running.spec.component_name,
-                    "monitor removed: stopping"
-                );
-                monitorables_changed = true;
-                self.stop(running);
-            }
+            monitorables_changed |= self.stop_removed(&mut current, routing_key, planner, id);
         }
         for spec in &wanted {
-            match current.get_mut(&spec.id) {
-                Some(running) if Arc::ptr_eq(&running.spec, spec) => {}
-                Some(running) if spec.fingerprint == running.spec.fingerprint => {
-                    monitorables_changed |= running.spec.monitorables != spec.monitorables;
-                    running.spec = Arc::clone(spec);
-                }
-                Some(_) => {
-                    tracing::info!(
-                        routing_key,
-                        planner,
-                        id = spec.id,
-                        component = spec.component_name,
-                        "config changed: restarting monitor"
-                    );
-                    if let Some(old) = current.remove(&spec.id) {
-                        monitorables_changed |= old.spec.monitorables != spec.monitorables;
-                        self.stop(old);
-                    }
-                    let started =
-                        self.start(routing_key, planner, Arc::clone(spec), window(spec.group));
-                    current.insert(spec.id.clone(), started);
-                }
-                None => {
-                    tracing::info!(
-                        routing_key,
-                        planner,
-                        id = spec.id,
-                        component = spec.component_name,
-                        "starting monitor"
-                    );
-                    monitorables_changed = true;
-                    let started =
-                        self.start(routing_key, planner, Arc::clone(spec), window(spec.group));
-                    current.insert(spec.id.clone(), started);
-                }
-            }
+            monitorables_changed |=
+                self.apply_wanted(&mut current, routing_key, planner, spec, |_| {
+                    window(spec.group)
+                });
         }
         if !current.is_empty() {
             self.running.insert(bucket, current);
@@ -1161,6 +1075,82 @@ impl Run {
         }
         // The counts kept are the counts of what runs (checked in debug builds: the tests).
         debug_assert_eq!(self.group_counts, self.counted_groups());
+    }
+
+    /// Stops the running monitor `id` of `current`, no longer planned; whether there was one.
+    fn stop_removed(
+        &mut self,
+        current: &mut HashMap<String, Running>,
+        routing_key: &str,
+        planner: &'static str,
+        id: &str,
+    ) -> bool {
+        let Some(running) = current.remove(id) else {
+            return false;
+        };
+        tracing::info!(
+            routing_key,
+            planner,
+            id,
+            component = running.spec.component_name,
+            "monitor removed: stopping"
+        );
+        self.stop(running);
+        true
+    }
+
+    /// One wanted spec of a diff against `current` (the bucket's running monitors): the very
+    /// spec it runs (a remembered section) is left alone; one with the same fingerprint keeps
+    /// running and takes the new spec's monitorables and names; one whose fingerprint changed is
+    /// restarted, a new one started, each with the phase window `window` gives. Whether what the
+    /// running specs account for (their monitorables) changed.
+    fn apply_wanted(
+        &mut self,
+        current: &mut HashMap<String, Running>,
+        routing_key: &str,
+        planner: &'static str,
+        spec: &Arc<MonitorSpec>,
+        window: impl FnOnce(&Self) -> std::time::Duration,
+    ) -> bool {
+        match current.get_mut(&spec.id) {
+            Some(running) if Arc::ptr_eq(&running.spec, spec) => false,
+            Some(running) if spec.fingerprint == running.spec.fingerprint => {
+                let changed = running.spec.monitorables != spec.monitorables;
+                running.spec = Arc::clone(spec);
+                changed
+            }
+            Some(_) => {
+                tracing::info!(
+                    routing_key,
+                    planner,
+                    id = spec.id,
+                    component = spec.component_name,
+                    "config changed: restarting monitor"
+                );
+                let mut changed = false;
+                if let Some(old) = current.remove(&spec.id) {
+                    changed = old.spec.monitorables != spec.monitorables;
+                    self.stop(old);
+                }
+                let w = window(self);
+                let started = self.start(routing_key, planner, Arc::clone(spec), w);
+                current.insert(spec.id.clone(), started);
+                changed
+            }
+            None => {
+                tracing::info!(
+                    routing_key,
+                    planner,
+                    id = spec.id,
+                    component = spec.component_name,
+                    "starting monitor"
+                );
+                let w = window(self);
+                let started = self.start(routing_key, planner, Arc::clone(spec), w);
+                current.insert(spec.id.clone(), started);
+                true
+            }
+        }
     }
 
     /// Running monitors per period group, counted.
