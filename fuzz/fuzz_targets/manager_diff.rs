@@ -25,7 +25,8 @@ use monitor_bus::{Bus, MemoryBus};
 use monitor_core::envelope::MonitorableSource;
 use monitor_core::keys::{ConfigType, CONFIG_EXCHANGE, MONITORS_EXCHANGES};
 use monitor_core::plan::{
-    fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner, SectionPlanner,
+    fingerprint, plan_by_section, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner,
+    SectionPlanner,
 };
 use monitor_core::{
     ConfigError, ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication,
@@ -140,15 +141,7 @@ impl Planner for FakePlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_by_section(self, message)
     }
 
     fn section_local(&self) -> Option<&dyn SectionPlanner> {

@@ -168,6 +168,22 @@ pub trait SectionPlanner: Send + Sync {
     ) -> Result<Option<MonitorSpec>, ConfigError>;
 }
 
+/// The plan [`Planner::section_local`]'s contract defines for a section-local planner:
+/// [`SectionPlanner::plan_section`] over `message.sections` in order, each `Ok(Some(spec))` a
+/// spec, each `Ok(None)` nothing, each `Err` an error of the plan. A section-local planner's
+/// [`Planner::plan`] is this (after its own `accepts` check, if it has one).
+pub fn plan_by_section<P: SectionPlanner + ?Sized>(planner: &P, message: &ConfigMessage) -> Plan {
+    let mut plan = Plan::default();
+    for section in &message.sections {
+        match planner.plan_section(&message.key, section) {
+            Ok(Some(spec)) => plan.specs.push(spec),
+            Ok(None) => {}
+            Err(e) => plan.errors.push(e),
+        }
+    }
+    plan
+}
+
 /// A stable 64-bit digest of a value's `Hash`, for fingerprints.
 pub fn fingerprint<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
     use std::hash::Hasher;

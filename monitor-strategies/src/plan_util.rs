@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use monitor_core::config::{ConfigError, ConfigMessage};
 use monitor_core::envelope::MonitorableSource;
-use monitor_core::plan::{fingerprint, BuildFn, Monitorable, SectionPlanner};
+use monitor_core::plan::{fingerprint, plan_by_section, BuildFn, Monitorable, SectionPlanner};
 use monitor_core::{
     ConfigKey, ErrorCode, Monitor, MonitorSpec, MonitorableType, PanicError, PeriodGroup, Plan,
     Planner, Section,
@@ -72,18 +72,10 @@ pub(crate) fn plan_sections<P: Planner + SectionPlanner>(
     planner: &P,
     message: &ConfigMessage,
 ) -> Plan {
-    let mut plan = Plan::default();
     if !planner.accepts(&message.key) {
-        return plan;
+        return Plan::default();
     }
-    for section in &message.sections {
-        match planner.plan_section(&message.key, section) {
-            Ok(Some(spec)) => plan.specs.push(spec),
-            Ok(None) => {}
-            Err(e) => plan.errors.push(e),
-        }
-    }
-    plan
+    plan_by_section(planner, message)
 }
 
 /// Maps a client build failure to the monitor's constructor error

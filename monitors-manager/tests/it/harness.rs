@@ -28,7 +28,8 @@ use monitor_core::keys::{
     RAW_DATA_EXCHANGE,
 };
 use monitor_core::plan::{
-    fingerprint, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner, SectionPlanner,
+    fingerprint, plan_by_section, MonitorSpec, Monitorable, PeriodGroup, Plan, Planner,
+    SectionPlanner,
 };
 use monitor_core::{
     ConfigError, ConfigKey, ConfigMessage, Monitor, MonitorableType, PanicError, Publication,
@@ -183,14 +184,18 @@ pub(crate) struct FakePlanner {
 
 impl FakePlanner {
     pub(crate) fn systems(probe: &Probe) -> Arc<dyn Planner> {
-        Arc::new(FakePlanner {
+        Arc::new(Self::fake_systems(probe, true))
+    }
+
+    fn fake_systems(probe: &Probe, section_local: bool) -> FakePlanner {
+        FakePlanner {
             name: "fake_systems",
             config_type: ConfigType::SystemsConfig,
             monitorable_type: MonitorableType::Systems,
             group: PeriodGroup::System,
             probe: probe.clone(),
-            section_local: true,
-        })
+            section_local,
+        }
     }
 
     pub(crate) fn nodes(probe: &Probe) -> Arc<dyn Planner> {
@@ -206,14 +211,7 @@ impl FakePlanner {
 
     /// The systems planner that is not section-local: every message is read and planned whole.
     pub(crate) fn systems_whole(probe: &Probe) -> Arc<dyn Planner> {
-        Arc::new(FakePlanner {
-            name: "fake_systems",
-            config_type: ConfigType::SystemsConfig,
-            monitorable_type: MonitorableType::Systems,
-            group: PeriodGroup::System,
-            probe: probe.clone(),
-            section_local: false,
-        })
+        Arc::new(Self::fake_systems(probe, false))
     }
 }
 
@@ -231,15 +229,7 @@ impl Planner for FakePlanner {
     }
 
     fn plan(&self, message: &ConfigMessage) -> Plan {
-        let mut plan = Plan::default();
-        for section in &message.sections {
-            match self.plan_section(&message.key, section) {
-                Ok(Some(spec)) => plan.specs.push(spec),
-                Ok(None) => {}
-                Err(e) => plan.errors.push(e),
-            }
-        }
-        plan
+        plan_by_section(self, message)
     }
 
     fn section_local(&self) -> Option<&dyn SectionPlanner> {
