@@ -197,7 +197,7 @@ impl AmqpBus {
         )
         .await
         .map_err(|_| BusError::Broker("connecting to RabbitMQ: timed out".to_owned()))?
-        .map_err(|e| connect_error(&settings, &e))?;
+        .map_err(|e| connect_error(&settings, tls.as_ref(), &e))?;
         if tls.is_some() && settings.tls.accept_invalid_certs {
             warn!("{}", insecure_warning("RabbitMQ"));
         }

@@ -283,23 +283,44 @@ pub fn closed_without_client_certificate(
 }
 
 /// Whether `err`'s chain holds an I/O error of kind reset, broken pipe, aborted or unexpected end
-/// of file (looking through `std::io::Error`s, which hide the error they wrap from `source()`).
+/// of file.
 fn closed_in_chain(err: &(dyn StdError + 'static)) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    find_in_chain(err, &|e| {
+        e.downcast_ref::<std::io::Error>()
+            .filter(|io| {
+                matches!(
+                    io.kind(),
+                    ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+                )
+            })
+            .map(|_| ())
+    })
+    .is_some()
+}
+
+/// The first error of `err`'s chain for which `found` answers, looking through
+/// `std::io::Error`s, which hide the error they wrap from `source()`.
+fn find_in_chain<T>(
+    err: &(dyn StdError + 'static),
+    found: &dyn Fn(&(dyn StdError + 'static)) -> Option<T>,
+) -> Option<T> {
     let mut next = Some(err);
     while let Some(e) = next {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
-            ) || io.get_ref().is_some_and(|inner| closed_in_chain(inner))
-            {
-                return true;
+        if let Some(answer) = found(e) {
+            return Some(answer);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if let Some(answer) = find_in_chain(inner, found) {
+                return Some(answer);
             }
         }
         next = e.source();
     }
-    false
+    None
 }
 
 /// [`tls_failure`] from a message alone: rustls's wording of a certificate it did not accept
@@ -332,22 +353,7 @@ fn tls_failure_in_text(text: &str) -> Option<TlsFailure> {
 }
 
 fn typed_tls_failure(err: &(dyn StdError + 'static)) -> Option<TlsFailure> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(classify(tls));
-        }
-        if let Some(inner) = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            if let Some(found) = typed_tls_failure(inner) {
-                return Some(found);
-            }
-        }
-        next = e.source();
-    }
-    None
+    find_in_chain(err, &|e| e.downcast_ref::<rustls::Error>().map(classify))
 }
 
 fn classify(e: &rustls::Error) -> TlsFailure {

@@ -90,24 +90,21 @@ pub(super) async fn open(
 
 /// A failed connection attempt as a [`BusError`]: a TLS failure explained (URL redacted, what is
 /// trusted, what to change) as [`BusError::Tls`] (the binaries stop on it: waiting will not mend
-/// it), anything else as [`BusError::Broker`] (retried). An `amqps://` attempt the broker reset
-/// or closed while we presented no client certificate stays a [`BusError::Broker`], since a
-/// reset may be transient, but says that it may be a refusal for want of one: a broker with
-/// `fail_if_no_peer_cert` under TLS 1.3 checks the certificate after our side of the handshake
-/// and its alert can be lost to the reset that follows it.
-pub(super) fn connect_error(settings: &AmqpSettings, e: &lapin::Error) -> BusError {
+/// it), anything else as [`BusError::Broker`] (retried). `tls` is the connector of an `amqps://`
+/// URL: such an attempt the broker reset or closed while we presented no client certificate stays
+/// a [`BusError::Broker`], since a reset may be transient, but says that it may be a refusal for
+/// want of one: a broker with `fail_if_no_peer_cert` under TLS 1.3 checks the certificate after
+/// our side of the handshake and its alert can be lost to the reset that follows it.
+pub(super) fn connect_error(
+    settings: &AmqpSettings,
+    tls: Option<&RustlsConnector>,
+    e: &lapin::Error,
+) -> BusError {
     let url = monitor_core::redact_url(&settings.url);
     if let Some(failure) = tls_failure(e) {
         return BusError::Tls(failure.explain(&url, &settings.tls));
     }
-    let amqps = settings
-        .url
-        .get(..8)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("amqps://"));
-    match amqps
-        .then(|| closed_without_client_certificate(e, &settings.tls))
-        .flatten()
-    {
+    match tls.and_then(|_| closed_without_client_certificate(e, &settings.tls)) {
         Some(closed) => BusError::Broker(format!(
             "connecting to RabbitMQ: {}",
             closed.explain(&url, &settings.tls)
@@ -293,7 +290,7 @@ pub(super) async fn supervise(shared: Arc<Shared>, first: Arc<Link>) {
                 Some(Err(e)) => {
                     if loud(attempt) {
                         // A TLS failure is explained: it will not go away by waiting.
-                        let error = connect_error(&shared.settings, &e);
+                        let error = connect_error(&shared.settings, shared.tls.as_ref(), &e);
                         warn!(attempt, %error, down_for = ?lost_at.elapsed(),
                             next_delay_max = ?shared.settings.max_backoff, "reconnection failed");
                     }
