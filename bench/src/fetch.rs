@@ -8,9 +8,10 @@
 //! * `--client http`: the manager's own HTTP layer ([`monitor_strategies::Http`] from the
 //!   default [`StrategySettings`], the client the system monitor uses: reqwest/hyper, keep-alive,
 //!   its redirect policy, timeout and body cap), the body read into a buffer kept across rounds;
-//! * `--client raw`: a tokio `TcpStream` per target kept open, a fixed `GET` written, the answer
-//!   read to its `Content-Length` into a kept buffer: the kernel's loopback TCP, the runtime's
-//!   timers and wake-ups, nothing of HTTP beyond finding the header's end.
+//! * `--client raw`: the stand-in's own load-check client (`server::load`): a tokio `TcpStream`
+//!   per target kept open, a fixed `GET` written, the answer read to its `Content-Length` into a
+//!   kept buffer: the kernel's loopback TCP, the runtime's timers and wake-ups, nothing of HTTP
+//!   beyond finding the header's end.
 //!
 //! Completed rounds (status 200, the whole body) and failed ones are written to `--count-file`
 //! ("OK FAILED\n") every 250 ms, which the harness reads at the window's edges.
@@ -23,9 +24,8 @@ use std::time::Duration;
 
 use monitor_core::PeriodGroup;
 use monitor_strategies::{StrategySettings, Target};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::server::load;
 use crate::BenchError;
 
 /// Which fetch the floor poller does.
@@ -115,12 +115,12 @@ pub(crate) async fn run(
                 });
             }
             None => {
+                let client = load::Client::new(&format!("http://{addr}/metrics"))?;
                 tasks.spawn(async move {
-                    let mut conn: Option<TcpStream> = None;
-                    let mut buf = Vec::new();
+                    let mut conn: Option<load::Conn> = None;
                     loop {
                         ticks.tick().await;
-                        let ok = raw_round(addr, &mut conn, &mut buf).await;
+                        let ok = raw_round(&client, &mut conn).await;
                         if !ok {
                             conn = None;
                         }
@@ -154,40 +154,22 @@ fn count(counts: &Counts, ok: bool) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// One raw round: (re)connect if needed, write the request, read the head and the body to its
-/// `Content-Length`. `false` on any failure (the connection is then dropped).
-async fn raw_round(addr: SocketAddr, conn: &mut Option<TcpStream>, buf: &mut Vec<u8>) -> bool {
-    const REQUEST: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: bench\r\nAccept: */*\r\n\r\n";
+/// One raw round: (re)connect if needed, then the stand-in's load-check GET (a fixed request,
+/// the answer read to its `Content-Length`), within 5 s. `false` on any failure (the caller then
+/// drops the connection).
+async fn raw_round(client: &load::Client, conn: &mut Option<load::Conn>) -> bool {
     let exchange = async {
         if conn.is_none() {
-            *conn = Some(TcpStream::connect(addr).await?);
+            *conn = Some(client.connect().await?);
         }
-        let Some(stream) = conn.as_mut() else {
-            return Err(std::io::Error::other("no connection"));
-        };
-        stream.write_all(REQUEST).await?;
-        buf.clear();
-        let (head_end, length) = loop {
-            buf.reserve(64 * 1024);
-            if stream.read_buf(buf).await? == 0 {
-                return Err(std::io::Error::other("closed before the head"));
-            }
-            if let Some(end) = super::server::find_head_end(buf) {
-                // 0 when absent or unreadable: the round fails below.
-                break (end + 4, super::server::content_length(&buf[..end]));
-            }
-        };
-        while buf.len() < head_end + length {
-            buf.reserve(head_end + length - buf.len());
-            if stream.read_buf(buf).await? == 0 {
-                return Err(std::io::Error::other("closed in the body"));
-            }
+        match conn.as_mut() {
+            Some(c) => c.get().await,
+            None => Err(std::io::Error::other("no connection")),
         }
-        Ok(buf.starts_with(b"HTTP/1.1 200") && length > 0)
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(5), exchange).await,
-        Ok(Ok(true))
+        Ok(Ok(()))
     )
 }
 

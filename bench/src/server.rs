@@ -92,8 +92,8 @@ fn json_rpc_response(body: &[u8], close: bool) -> Vec<u8> {
     out
 }
 
-/// The `Content-Length` of a request or response head (0 if absent or unreadable).
-pub(crate) fn content_length(head: &[u8]) -> usize {
+/// The `Content-Length` of a request head (0 if absent or unreadable).
+fn content_length(head: &[u8]) -> usize {
     String::from_utf8_lossy(head)
         .split("\r\n")
         .find_map(|l| {
@@ -229,7 +229,7 @@ async fn connection(
     }
 }
 
-pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
+fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
@@ -340,25 +340,26 @@ pub(crate) async fn check(
     })
 }
 
-/// A bare keep-alive HTTP/1.1 GET client for the load check: as cheap as possible on the client
-/// side, so the check measures the server rather than an HTTP library.
-mod load {
+/// A bare keep-alive HTTP/1.1 GET client for the load check and the raw fetch floor
+/// (`bench fetch-floor --client raw`): as cheap as possible on the client side, so the check
+/// measures the server rather than an HTTP library, and the floor the kernel and the runtime.
+pub(crate) mod load {
     use super::*;
 
     #[derive(Debug, Clone)]
-    pub(super) struct Client {
+    pub(crate) struct Client {
         addr: SocketAddr,
         request: Bytes,
     }
 
-    pub(super) struct Conn {
+    pub(crate) struct Conn {
         stream: TcpStream,
         request: Bytes,
         buf: Vec<u8>,
     }
 
     impl Client {
-        pub(super) fn new(url: &str) -> Result<Self, BenchError> {
+        pub(crate) fn new(url: &str) -> Result<Self, BenchError> {
             let rest = url
                 .strip_prefix("http://")
                 .ok_or_else(|| BenchError::Usage(format!("{url}: only http:// URLs")))?;
@@ -373,7 +374,7 @@ mod load {
             })
         }
 
-        pub(super) async fn connect(&self) -> std::io::Result<Conn> {
+        pub(crate) async fn connect(&self) -> std::io::Result<Conn> {
             let stream = TcpStream::connect(self.addr).await?;
             stream.set_nodelay(true)?;
             Ok(Conn {
@@ -385,11 +386,11 @@ mod load {
     }
 
     impl Conn {
-        /// One request; reads the whole response (`Content-Length` framing).
-        pub(super) async fn get(&mut self) -> std::io::Result<()> {
+        /// One request; reads the whole response (`Content-Length` framing) into the kept
+        /// buffer (read straight into it: no chunk on the stack of a future held per target).
+        pub(crate) async fn get(&mut self) -> std::io::Result<()> {
             self.stream.write_all(&self.request).await?;
             self.buf.clear();
-            let mut chunk = [0u8; 65536];
             loop {
                 if let Some(end) = find_head_end(&self.buf) {
                     let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
@@ -402,20 +403,21 @@ mod load {
                         .and_then(|v| v.trim().parse().ok())
                         .ok_or_else(|| std::io::Error::other("no content-length"))?;
                     while self.buf.len() < end + 4 + len {
-                        let n = self.stream.read(&mut chunk).await?;
-                        if n == 0 {
-                            return Err(std::io::ErrorKind::UnexpectedEof.into());
-                        }
-                        self.buf.extend_from_slice(&chunk[..n]);
+                        self.read_more(end + 4 + len - self.buf.len()).await?;
                     }
                     return Ok(());
                 }
-                let n = self.stream.read(&mut chunk).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
+                self.read_more(64 * 1024).await?;
             }
+        }
+
+        /// One read of up to `want` more bytes (at least some) into the buffer.
+        async fn read_more(&mut self, want: usize) -> std::io::Result<()> {
+            self.buf.reserve(want);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(())
         }
     }
 }
