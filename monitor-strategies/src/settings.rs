@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -218,7 +219,34 @@ pub(crate) struct KeepAliveBudget {
     max_hosts: usize,
     idle: Duration,
     max_held: usize,
+    /// Connections kept by their callers between requests (`http::KeptConnection`), at most
+    /// `max_kept`.
+    kept: AtomicUsize,
+    max_kept: usize,
     state: Mutex<BudgetState>,
+}
+
+/// A place for one connection kept by its caller between requests (`http::KeptConnection`): at
+/// most `max_kept_hosts × max_idle_per_host` at a time per budget, counted per connection (so a
+/// host polled by several monitors, each keeping its own, counts each). Given back on drop.
+#[derive(Debug)]
+pub(crate) struct ConnPlace {
+    budget: Option<Arc<KeepAliveBudget>>,
+}
+
+impl ConnPlace {
+    /// A place outside any budget (an `Http` built without one).
+    pub(crate) fn unbounded() -> Self {
+        ConnPlace { budget: None }
+    }
+}
+
+impl Drop for ConnPlace {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.kept.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -262,6 +290,11 @@ impl KeepAliveBudget {
             max_hosts: limits.max_kept_hosts.max(1),
             idle: limits.idle_timeout,
             max_held: limits.max_held,
+            kept: AtomicUsize::new(0),
+            max_kept: limits
+                .max_kept_hosts
+                .max(1)
+                .saturating_mul(limits.max_idle_per_host.max(1)),
             state: Mutex::new(BudgetState {
                 hosts: HashMap::new(),
                 next_purge: Instant::now(),
@@ -269,6 +302,23 @@ impl KeepAliveBudget {
                 lingering: VecDeque::new(),
             }),
         }
+    }
+
+    /// A place to keep one connection between requests, `None` when all are taken.
+    pub(crate) fn kept_connection(self: &Arc<Self>) -> Option<ConnPlace> {
+        self.kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_kept).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ConnPlace {
+            budget: Some(Arc::clone(self)),
+        })
+    }
+
+    /// How long an idle connection is kept.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.idle
     }
 
     /// A place for a round to hold its connection to `url` between its requests: `None` when the
