@@ -13,12 +13,14 @@
 //! a response head over [`MAX_BUF`] (reqwest reads heads up to about 400 KiB), userinfo that is
 //! not UTF-8 once percent-decoded.
 //!
-//! Connections are bounded as the pool's are: a request keeps its connection only when the host
-//! has a keep-alive place in the [`KeepAliveBudget`] *and* a kept-connection place is free
-//! ([`KeepAliveBudget::kept_connection`]; at most `max_kept_hosts × max_idle_per_host` of them,
-//! counted per connection, so several monitors of one host each holding one are counted each);
-//! otherwise the request is sent with `Connection: close` and the connection dropped after the
-//! round. A connection idle for longer than the idle timeout is closed at the next round.
+//! Connections are bounded as the pool's are: a connection is kept after a request only with a
+//! place of the [`KeepAliveBudget`] ([`KeepAliveBudget::kept_connection`]), which takes one of the
+//! `max_kept_hosts` places the pool's hosts take, counted per connection (several monitors of
+//! one host, each keeping its own, take one each), so kept sockets stay within
+//! `max_kept_hosts × max_idle_per_host` whatever the number of monitors. Without a place the
+//! request is sent with `Connection: close` and the connection dropped after the round. A
+//! connection idle for the idle timeout or longer is closed at the next round (its place is
+//! held until then).
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -243,13 +245,12 @@ impl Kept {
                 self.conn = None;
             }
         }
-        let keep = http.keep_alive.as_ref().map(|b| b.keep_alive(url));
         let reused = self.conn.is_some();
-        match self.attempt(http, url, raw, body, keep).await {
+        match self.attempt(http, url, raw, body).await {
             Err(f) if reused && f.before_response => {
                 debug!(url = %monitor_core::redact_url(raw), error = %f.error, "kept connection closed, retrying on a new one");
                 self.conn = None;
-                self.attempt(http, url, raw, body, keep)
+                self.attempt(http, url, raw, body)
                     .await
                     .map_err(|f| f.error)
             }
@@ -257,15 +258,14 @@ impl Kept {
         }
     }
 
-    /// One exchange on the kept connection (opened first if there is none). `keep`: whether the
-    /// host has a keep-alive place (`None`: no budget, always keep).
+    /// One exchange on the kept connection (opened first if there is none), kept afterwards only
+    /// with a place of the keep-alive budget ([`KeepAliveBudget::kept_connection`]).
     async fn attempt(
         &mut self,
         http: &Http,
         url: &Url,
         raw: &str,
         body: &mut Vec<u8>,
-        keep: Option<bool>,
     ) -> Result<Outcome, Failure> {
         body.clear();
         if self.conn.is_none() {
@@ -274,15 +274,11 @@ impl Kept {
         let Some(c) = self.conn.as_mut() else {
             return Err(Failure::down(raw, "no connection".to_owned(), false));
         };
-        // The connection is kept after this request only with both places.
-        if c.place.is_none() && keep != Some(false) {
+        if c.place.is_none() {
             c.place = match &http.keep_alive {
                 Some(budget) => KeepAliveBudget::kept_connection(budget),
                 None => Some(ConnPlace::unbounded()),
             };
-        }
-        if keep == Some(false) {
-            c.place = None;
         }
         let close = c.place.is_none();
         let head = Head {

@@ -338,3 +338,48 @@ async fn redirects_and_https_go_through_the_reqwest_path() {
     assert_eq!(status, 200);
     assert!(!kept.is_open());
 }
+
+#[tokio::test]
+async fn dns_names_and_ipv6_literals_are_connected_with_the_right_host_header() {
+    let server = TestServer::start().await.unwrap();
+    server.route("/metrics", Reply::ok("x 1\n"));
+    let port = server.addr().port();
+    let http = http(&StrategySettings::default());
+    let mut kept = KeptConnection::default();
+    let url = format!("http://localhost:{port}/metrics?a=1");
+    let (status, _) = get(&http, &url, &mut kept).await.unwrap();
+    assert_eq!(status, 200);
+    let r = &server.requests()[0];
+    assert_eq!(r.header("host"), Some(format!("localhost:{port}").as_str()));
+    assert_eq!(r.target, "/metrics?a=1");
+
+    // IPv6 loopback, where the machine has it.
+    let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            seen.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nx 1\n")
+            .await
+            .unwrap();
+        String::from_utf8(seen).unwrap()
+    });
+    let url = format!("http://[::1]:{port}/metrics");
+    let mut kept = KeptConnection::default();
+    let (status, body) = get(&http, &url, &mut kept).await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"x 1\n"[..]));
+    let head = task.await.unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("\r\nhost: [::1]:{port}\r\n")),
+        "{head}"
+    );
+}
