@@ -55,8 +55,8 @@ pub(crate) struct CompareArgs {
     pub(crate) out_dir: PathBuf,
     pub(crate) sequential: bool,
     pub(crate) keep_work: bool,
-    /// Also run the two fetch-only pollers (`bench fetch-floor`, raw TCP and the manager's HTTP
-    /// layer) in the same window (not with `sequential`).
+    /// Also run the three fetch-only pollers (`bench fetch-floor`: raw TCP, hyper in the task,
+    /// reqwest) in the same window (not with `sequential`).
     pub(crate) floors: bool,
 }
 
@@ -586,7 +586,7 @@ struct Floor {
 }
 
 impl Floor {
-    /// Both floors (raw, then the manager's HTTP layer) on `targets`.
+    /// The floors (raw, hyper in the task, then reqwest) on `targets`.
     fn start_both(
         args: &CompareArgs,
         work: &Path,

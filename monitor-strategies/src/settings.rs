@@ -182,7 +182,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// connection may still be idle in the pool until then). Sockets open are therefore at most
 /// about `max_idle_per_host × max_kept_hosts` (twice that while the pool's reaper catches up
 /// with hosts that gave their place back) plus `max_held` plus the requests in flight, which
-/// the manager bounds, whatever the number of targets.
+/// the manager bounds, whatever the number of targets. A connection a system monitor keeps
+/// between its rounds (`KeptConnection`, plain `http://` exporters) takes one of the
+/// `max_kept_hosts` places itself, per connection, so the bound holds with them too.
 ///
 /// [`max_kept_hosts`]: ConnectionLimits::max_kept_hosts
 /// [`max_idle_per_host`]: ConnectionLimits::max_idle_per_host
