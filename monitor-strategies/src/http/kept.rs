@@ -88,6 +88,9 @@ struct Conn {
     conn: http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
     /// The connection future has completed (closed or failed): never polled again.
     ended: bool,
+    /// An exchange started and has not completed: if it is still set at the next request, that
+    /// exchange was cancelled from outside (its round dropped) and the connection is mid-answer.
+    in_flight: bool,
     /// The kept-connection place; `None`: the connection is closed after the request.
     place: Option<ConnPlace>,
     last_used: Instant,
@@ -241,7 +244,7 @@ impl Kept {
         let idle = http.keep_alive.as_ref().map(|b| b.idle_timeout());
         if let Some(c) = self.conn.as_mut() {
             let stale = idle.is_some_and(|idle| c.last_used.elapsed() >= idle);
-            if stale || !c.usable().await {
+            if stale || c.in_flight || !c.usable().await {
                 self.conn = None;
             }
         }
@@ -286,7 +289,9 @@ impl Kept {
             host: &self.host,
             auth: self.auth.as_ref(),
         };
+        c.in_flight = true;
         let result = exchange(c, head, http, raw, body, close).await;
+        c.in_flight = false;
         match &result {
             Ok(Outcome::Done(_)) if !close && !c.ended && !c.send.is_closed() => {
                 c.last_used = Instant::now();
@@ -448,6 +453,7 @@ async fn connect(url: &Url, raw: &str) -> Result<Conn, Failure> {
         send,
         conn,
         ended: false,
+        in_flight: false,
         place: None,
         last_used: Instant::now(),
     })

@@ -383,3 +383,33 @@ async fn dns_names_and_ipv6_literals_are_connected_with_the_right_host_header() 
         "{head}"
     );
 }
+
+#[tokio::test]
+async fn an_exchange_cancelled_from_outside_does_not_leave_its_connection_for_the_next() {
+    let server = TestServer::start().await.unwrap();
+    server.route(
+        "/metrics",
+        Reply::ok(vec![b'a'; 10_000]).mode(BodyMode::Stalled(100)),
+    );
+    server.route("/ok", Reply::ok("x 1\n"));
+    let http = http(&StrategySettings::default());
+    let mut kept = KeptConnection::default();
+    let url = server.url("/metrics");
+    // The round is dropped mid-body (as the manager drops a hung round).
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(200), get(&http, &url, &mut kept)).await;
+    assert!(cancelled.is_err());
+    assert_eq!(server.connections(), 1);
+    // Another URL on the same host: a fresh connection, never the half-read one.
+    let (status, body) = get(&http, &server.url("/ok"), &mut kept).await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"x 1\n"[..]));
+    assert_eq!(server.connections(), 2);
+    // The same URL again after a cancelled exchange: a fresh connection too.
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(200), get(&http, &url, &mut kept)).await;
+    assert!(cancelled.is_err());
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(200), get(&http, &url, &mut kept)).await;
+    assert!(cancelled.is_err());
+    assert_eq!(server.connections(), 4);
+}
