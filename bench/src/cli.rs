@@ -82,7 +82,8 @@ enum Cmd {
 /// `bench fetch-floor`.
 #[derive(Debug, Args)]
 struct FetchFloorCli {
-    /// `http` (the manager's HTTP layer) or `raw` (a kept TCP connection, a fixed request).
+    /// `http` (reqwest, the manager's shared HTTP layer), `hyper` (hyper's connection-level
+    /// client polled in the task) or `raw` (a kept TCP connection, a fixed request).
     #[arg(long, value_enum)]
     client: super::fetch::Client,
     /// One `IP:PORT` per line.
@@ -237,9 +238,10 @@ struct CompareCli {
     /// Keep the work folder (TSDB, raw output).
     #[arg(long)]
     keep_work: bool,
-    /// Also run two fetch-only pollers in the same window (`fetch-floor raw`: a kept TCP
-    /// connection and a fixed request; `fetch-floor http`: the manager's HTTP layer), bodies
-    /// read whole and dropped: what the fetch alone costs per round.
+    /// Also run three fetch-only pollers in the same window (`fetch-floor raw`: a kept TCP
+    /// connection and a fixed request; `fetch-floor hyper`: hyper's connection-level client
+    /// polled in each target's task; `fetch-floor http`: reqwest, the manager's shared HTTP
+    /// layer), bodies read whole and dropped: what the fetch alone costs per round.
     #[arg(long, conflicts_with = "sequential")]
     floors: bool,
 }

@@ -55,8 +55,8 @@ pub(crate) struct CompareArgs {
     pub(crate) out_dir: PathBuf,
     pub(crate) sequential: bool,
     pub(crate) keep_work: bool,
-    /// Also run the two fetch-only pollers (`bench fetch-floor`, raw TCP and the manager's HTTP
-    /// layer) in the same window (not with `sequential`).
+    /// Also run the three fetch-only pollers (`bench fetch-floor`: raw TCP, hyper in the task,
+    /// reqwest) in the same window (not with `sequential`).
     pub(crate) floors: bool,
 }
 
@@ -586,7 +586,7 @@ struct Floor {
 }
 
 impl Floor {
-    /// Both floors (raw, then the manager's HTTP layer) on `targets`.
+    /// The floors (raw, hyper in the task, then reqwest) on `targets`.
     fn start_both(
         args: &CompareArgs,
         work: &Path,
@@ -597,34 +597,38 @@ impl Floor {
         write(&targets_file, list.as_bytes())?;
         let exe = std::env::current_exe()
             .map_err(|e| BenchError::io("locating the bench executable", e))?;
-        [super::fetch::Client::Raw, super::fetch::Client::Http]
-            .into_iter()
-            .map(|client| {
-                let count_file = work.join(format!("floor-{}.count", client.name()));
-                let child = Owned::spawn(
-                    &format!("fetch-floor {}", client.name()),
-                    &exe,
-                    &[
-                        "fetch-floor".into(),
-                        "--client".into(),
-                        client.name().into(),
-                        "--targets-file".into(),
-                        targets_file.clone().into_os_string(),
-                        "--period".into(),
-                        format!("{}", args.period.as_secs_f64()).into(),
-                        "--count-file".into(),
-                        count_file.clone().into_os_string(),
-                    ],
-                    &[],
-                    Some(&work.join(format!("floor-{}.log", client.name()))),
-                )?;
-                Ok(Floor {
-                    client,
-                    child,
-                    count_file,
-                })
+        [
+            super::fetch::Client::Raw,
+            super::fetch::Client::Hyper,
+            super::fetch::Client::Http,
+        ]
+        .into_iter()
+        .map(|client| {
+            let count_file = work.join(format!("floor-{}.count", client.name()));
+            let child = Owned::spawn(
+                &format!("fetch-floor {}", client.name()),
+                &exe,
+                &[
+                    "fetch-floor".into(),
+                    "--client".into(),
+                    client.name().into(),
+                    "--targets-file".into(),
+                    targets_file.clone().into_os_string(),
+                    "--period".into(),
+                    format!("{}", args.period.as_secs_f64()).into(),
+                    "--count-file".into(),
+                    count_file.clone().into_os_string(),
+                ],
+                &[],
+                Some(&work.join(format!("floor-{}.log", client.name()))),
+            )?;
+            Ok(Floor {
+                client,
+                child,
+                count_file,
             })
-            .collect()
+        })
+        .collect()
     }
 
     /// The completed fetches so far (0 when the count file cannot be read yet).
@@ -640,6 +644,9 @@ impl Floor {
             match self.client {
                 super::fetch::Client::Raw => "kept TCP connection, fixed request".to_owned(),
                 super::fetch::Client::Http => "the manager's HTTP layer".to_owned(),
+                super::fetch::Client::Hyper => {
+                    "hyper conn http1, polled in the task, kept connection".to_owned()
+                }
             },
             s,
             range.1.saturating_sub(range.0),

@@ -269,10 +269,13 @@ fn prometheus_compare_tiny() {
         assert!(s["rss_steady_bytes"].as_u64().unwrap() > 0, "{side}: {s}");
     }
     assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
-    // The two fetch-only pollers of `--floors`, in the same window.
+    // The three fetch-only pollers of `--floors`, in the same window.
     let floors = r["floors"].as_array().unwrap();
-    assert_eq!(floors.len(), 2, "{r}");
-    for (f, what) in floors.iter().zip(["fetch-floor raw", "fetch-floor http"]) {
+    assert_eq!(floors.len(), 3, "{r}");
+    for (f, what) in floors
+        .iter()
+        .zip(["fetch-floor raw", "fetch-floor hyper", "fetch-floor http"])
+    {
         assert_eq!(f["what"], what, "{f}");
         assert!(f["polls"].as_u64().unwrap() > 0, "{f}");
         assert_eq!(f["failures"], 0, "{f}");
@@ -280,7 +283,9 @@ fn prometheus_compare_tiny() {
     }
     let md = std::fs::read_to_string(out_dir.join("results.md")).unwrap();
     assert!(
-        md.contains("| fetch-floor raw") && md.contains("| fetch-floor http"),
+        md.contains("| fetch-floor raw")
+            && md.contains("| fetch-floor hyper")
+            && md.contains("| fetch-floor http"),
         "{md}"
     );
     assert!(md.contains("| monitors-manager"), "{md}");

@@ -25,6 +25,9 @@ use tracing::debug;
 
 use crate::settings::{Hold, KeepAliveBudget};
 
+mod kept;
+pub use kept::KeptConnection;
+
 /// How a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HttpErrorKind {
@@ -263,6 +266,17 @@ impl Http {
         raw: &str,
         body: &mut Vec<u8>,
     ) -> Result<u16, HttpError> {
+        self.get_into_within(url, raw, body, self.timeout).await
+    }
+
+    /// [`get_into`](Http::get_into) within `limit` (the part of the timeout left).
+    async fn get_into_within(
+        &self,
+        url: &Url,
+        raw: &str,
+        body: &mut Vec<u8>,
+        limit: Duration,
+    ) -> Result<u16, HttpError> {
         body.clear();
         let mut builder = self.client.get(url.clone());
         if self
@@ -278,13 +292,9 @@ impl Http {
             self.read_body(&mut response, raw, body).await?;
             Ok(status)
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(HttpError::new(
-                HttpErrorKind::Down,
-                raw,
-                format!("no complete answer within {:?}", self.timeout),
-            )),
+            Err(_) => Err(self.timed_out(raw)),
         }
     }
 

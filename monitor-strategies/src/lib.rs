@@ -117,7 +117,7 @@ pub use evm::rpc::{hex_bytes, parse_hex_bytes, JsonRpc, RpcError};
 pub use github::monitor::{releases_url, GithubMonitor, GithubRepoConfig};
 pub use github::planner::GithubPlanner;
 pub use github::rate_limit::RateBudget;
-pub use http::{Http, HttpError, HttpErrorKind, HttpResponse};
+pub use http::{Http, HttpError, HttpErrorKind, HttpResponse, KeptConnection};
 pub use prometheus::{
     parse as parse_prometheus, query as query_prometheus, query_text as query_prometheus_text,
     Found as PrometheusFound, LabelSet as PrometheusLabelSet, LabelSets as PrometheusLabelSets,

@@ -182,7 +182,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// connection may still be idle in the pool until then). Sockets open are therefore at most
 /// about `max_idle_per_host × max_kept_hosts` (twice that while the pool's reaper catches up
 /// with hosts that gave their place back) plus `max_held` plus the requests in flight, which
-/// the manager bounds, whatever the number of targets.
+/// the manager bounds, whatever the number of targets. A connection a system monitor keeps
+/// between its rounds (`KeptConnection`, plain `http://` exporters) takes one of the
+/// `max_kept_hosts` places itself, per connection, so the bound holds with them too.
 ///
 /// [`max_kept_hosts`]: ConnectionLimits::max_kept_hosts
 /// [`max_idle_per_host`]: ConnectionLimits::max_idle_per_host
@@ -221,6 +223,32 @@ pub(crate) struct KeepAliveBudget {
     state: Mutex<BudgetState>,
 }
 
+/// A place for one connection kept by its caller between requests (`http::KeptConnection`): it
+/// takes one of the budget's `max_kept_hosts` places, as a host of the pool does, so that hosts
+/// kept in the pool plus connections kept by callers stay at most `max_kept_hosts`, and the
+/// sockets kept at most `max_kept_hosts × max_idle_per_host` as before. Counted per connection:
+/// several monitors of one host, each keeping its own, take a place each. Given back on drop.
+#[derive(Debug)]
+pub(crate) struct ConnPlace {
+    budget: Option<Arc<KeepAliveBudget>>,
+}
+
+impl ConnPlace {
+    /// A place outside any budget (an `Http` built without one).
+    pub(crate) fn unbounded() -> Self {
+        ConnPlace { budget: None }
+    }
+}
+
+impl Drop for ConnPlace {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            let mut state = budget.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.conns = state.conns.saturating_sub(1);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct BudgetState {
     /// Host key → last request.
@@ -232,6 +260,8 @@ struct BudgetState {
     /// Places of rounds that ended before their last request, until these instants (in order:
     /// each is its end plus the idle timeout).
     lingering: VecDeque<Instant>,
+    /// Connections kept by their callers ([`ConnPlace`]): each takes a host place.
+    conns: usize,
 }
 
 /// A round's place to hold its connection to a host between requests (see
@@ -267,8 +297,28 @@ impl KeepAliveBudget {
                 next_purge: Instant::now(),
                 held: 0,
                 lingering: VecDeque::new(),
+                conns: 0,
             }),
         }
+    }
+
+    /// A place to keep one connection between requests, `None` when all are taken.
+    pub(crate) fn kept_connection(self: &Arc<Self>) -> Option<ConnPlace> {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.purge_if_full(&mut state, now);
+        if state.hosts.len() + state.conns >= self.max_hosts {
+            return None;
+        }
+        state.conns += 1;
+        Some(ConnPlace {
+            budget: Some(Arc::clone(self)),
+        })
+    }
+
+    /// How long an idle connection is kept.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.idle
     }
 
     /// A place for a round to hold its connection to `url` between its requests: `None` when the
@@ -316,7 +366,18 @@ impl KeepAliveBudget {
             *last = now;
             return true;
         }
-        if state.hosts.len() >= self.max_hosts && now >= state.next_purge {
+        self.purge_if_full(&mut state, now);
+        if state.hosts.len() + state.conns >= self.max_hosts {
+            return false;
+        }
+        state.hosts.insert(key, now);
+        true
+    }
+
+    /// When every place is taken, drops the hosts idle for the idle timeout (at most every
+    /// eighth of it).
+    fn purge_if_full(&self, state: &mut BudgetState, now: Instant) {
+        if state.hosts.len() + state.conns >= self.max_hosts && now >= state.next_purge {
             let idle = self.idle;
             state
                 .hosts
@@ -324,11 +385,6 @@ impl KeepAliveBudget {
             // Scanning is O(hosts): when nothing expired, do not scan again on every request.
             state.next_purge = now + (idle / 8).max(Duration::from_millis(100));
         }
-        if state.hosts.len() >= self.max_hosts {
-            return false;
-        }
-        state.hosts.insert(key, now);
-        true
     }
 
     #[cfg(test)]
@@ -686,6 +742,29 @@ mod tests {
         let d = budget.hold_at(5, at(11)).unwrap();
         assert!(budget.hold_at(6, at(11)).is_none());
         drop((c, d));
+    }
+
+    #[test]
+    fn connections_kept_by_callers_take_host_places() {
+        let budget = Arc::new(KeepAliveBudget::new(&ConnectionLimits {
+            max_kept_hosts: 3,
+            max_idle_per_host: 2,
+            idle_timeout: Duration::from_secs(10),
+            max_held: 0,
+        }));
+        let t0 = Instant::now();
+        assert!(budget.keep_alive_at(1, t0));
+        // Two connections (of one host or not: counted per connection) and the host: full.
+        let a = budget.kept_connection().expect("a place");
+        let b = budget.kept_connection().expect("a place");
+        assert!(budget.kept_connection().is_none());
+        assert!(!budget.keep_alive_at(2, t0));
+        assert!(budget.keep_alive_at(1, t0));
+        drop(a);
+        assert!(budget.keep_alive_at(2, t0));
+        assert!(budget.kept_connection().is_none());
+        drop(b);
+        let _c = budget.kept_connection().expect("a place");
     }
 
     #[test]

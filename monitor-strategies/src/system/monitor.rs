@@ -21,7 +21,7 @@ use std::sync::Mutex;
 
 use reqwest::Url;
 
-use crate::http::{parse_url, Http, HttpError, HttpErrorKind};
+use crate::http::{parse_url, Http, HttpError, HttpErrorKind, KeptConnection};
 use crate::prometheus::{
     self, Found, Limits, Metric, MetricValue, MetricsData, Requirement, Scratch, TextQueryError,
 };
@@ -92,6 +92,9 @@ pub struct SystemMonitor {
     /// The exporter URL for logs and errors, its password redacted.
     redacted_url: String,
     limits: Limits,
+    /// The connection to the exporter, kept between rounds (plain `http://` only; see
+    /// [`Http::get_into_kept`]).
+    kept: KeptConnection,
 }
 
 /// A round's buffers: the body and the query's.
@@ -140,6 +143,7 @@ impl SystemMonitor {
             config,
             http,
             limits: Limits::default(),
+            kept: KeptConnection::default(),
         }
     }
 
@@ -221,14 +225,14 @@ impl SystemMonitor {
     }
 
     /// Retrieval into the body buffer: the exchange's outcome.
-    async fn fetch(&self, body: &mut Vec<u8>) -> Option<PanicError> {
+    async fn fetch(&mut self, body: &mut Vec<u8>) -> Option<PanicError> {
         let url = match &self.url {
             Ok(url) => url,
             Err(_) => return Some(PanicError::invalid_url(&self.redacted_url)),
         };
         match self
             .http
-            .get_into(url, &self.config.exporter_url, body)
+            .get_into_kept(url, &self.config.exporter_url, body, &mut self.kept)
             .await
         {
             Ok(_status) => None,

@@ -10,6 +10,8 @@ mod common;
 // The system strategy against the local test server replaying the node_exporter fixture, and
 // every error path.
 mod system_http;
+// The system monitor's fetch on a connection it keeps between rounds (hyper, in its task).
+mod system_kept;
 // The system strategy against a real node_exporter (Debian's `prometheus-node-exporter`).
 mod node_exporter;
 // Bounds on what a system round keeps, and refused redirects in its envelope.

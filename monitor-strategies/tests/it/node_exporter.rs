@@ -130,3 +130,30 @@ async fn stopped_node_exporter_is_5004() {
     let publications = monitor.round().await.unwrap();
     assert_eq!(publications[0].body["error"]["code"], 5004);
 }
+
+#[tokio::test]
+async fn a_real_node_exporter_on_a_kept_connection() {
+    use monitor_core::PeriodGroup;
+    use monitor_strategies::{KeptConnection, Target};
+
+    let exporter = Exporter::start().await;
+    let http = StrategySettings::default()
+        .http(Target::Monitored, PeriodGroup::System)
+        .unwrap();
+    let url = exporter.url();
+    let parsed = reqwest::Url::parse(&url).unwrap();
+    let mut kept = KeptConnection::default();
+    let mut body = Vec::new();
+    for _ in 0..3 {
+        let status = http
+            .get_into_kept(&parsed, &url, &mut body, &mut kept)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.contains("\nnode_memory_MemTotal_bytes "), "{text}");
+        assert!(text.ends_with('\n'));
+        assert!(kept.is_open());
+    }
+    exporter.stop().await;
+}
