@@ -218,6 +218,8 @@ impl Default for ConnectionLimits {
 #[derive(Debug)]
 pub(crate) struct KeepAliveBudget {
     max_hosts: usize,
+    /// Connections kept by callers per host (see [`ConnPlace`]).
+    max_conns_per_host: usize,
     idle: Duration,
     max_held: usize,
     state: Mutex<BudgetState>,
@@ -226,11 +228,14 @@ pub(crate) struct KeepAliveBudget {
 /// A place for one connection kept by its caller between requests (`http::KeptConnection`): it
 /// takes one of the budget's `max_kept_hosts` places, as a host of the pool does, so that hosts
 /// kept in the pool plus connections kept by callers stay at most `max_kept_hosts`, and the
-/// sockets kept at most `max_kept_hosts × max_idle_per_host` as before. Counted per connection:
-/// several monitors of one host, each keeping its own, take a place each. Given back on drop.
+/// sockets kept at most `max_kept_hosts × max_idle_per_host` as before. Counted per connection,
+/// and at most `max_idle_per_host` of them per host, as the pool keeps: the monitors of one host
+/// beyond those share the pool's connections instead of each keeping its own (10,000 monitors of
+/// one exporter keep 2 connections, not 4,096). Given back on drop.
 #[derive(Debug)]
 pub(crate) struct ConnPlace {
-    budget: Option<Arc<KeepAliveBudget>>,
+    /// The budget and the host's key; `None` outside any budget.
+    budget: Option<(Arc<KeepAliveBudget>, u64)>,
 }
 
 impl ConnPlace {
@@ -242,9 +247,15 @@ impl ConnPlace {
 
 impl Drop for ConnPlace {
     fn drop(&mut self) {
-        if let Some(budget) = &self.budget {
+        if let Some((budget, key)) = &self.budget {
             let mut state = budget.state.lock().unwrap_or_else(|e| e.into_inner());
             state.conns = state.conns.saturating_sub(1);
+            if let Some(n) = state.conns_per_host.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    state.conns_per_host.remove(key);
+                }
+            }
         }
     }
 }
@@ -262,6 +273,8 @@ struct BudgetState {
     lingering: VecDeque<Instant>,
     /// Connections kept by their callers ([`ConnPlace`]): each takes a host place.
     conns: usize,
+    /// The same, per host key (at most `max_idle_per_host` each).
+    conns_per_host: HashMap<u64, usize>,
 }
 
 /// A round's place to hold its connection to a host between requests (see
@@ -290,6 +303,7 @@ impl KeepAliveBudget {
     pub(crate) fn new(limits: &ConnectionLimits) -> Self {
         KeepAliveBudget {
             max_hosts: limits.max_kept_hosts.max(1),
+            max_conns_per_host: limits.max_idle_per_host.max(1),
             idle: limits.idle_timeout,
             max_held: limits.max_held,
             state: Mutex::new(BudgetState {
@@ -298,21 +312,31 @@ impl KeepAliveBudget {
                 held: 0,
                 lingering: VecDeque::new(),
                 conns: 0,
+                conns_per_host: HashMap::new(),
             }),
         }
     }
 
-    /// A place to keep one connection between requests, `None` when all are taken.
-    pub(crate) fn kept_connection(self: &Arc<Self>) -> Option<ConnPlace> {
-        let now = Instant::now();
+    /// A place to keep one connection to `url`'s host between requests, `None` when all are
+    /// taken or the host has its `max_idle_per_host` kept connections already.
+    pub(crate) fn kept_connection(self: &Arc<Self>, url: &reqwest::Url) -> Option<ConnPlace> {
+        self.kept_connection_at(host_key(url), Instant::now())
+    }
+
+    fn kept_connection_at(self: &Arc<Self>, key: u64, now: Instant) -> Option<ConnPlace> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.purge_if_full(&mut state, now);
         if state.hosts.len() + state.conns >= self.max_hosts {
             return None;
         }
+        let of_host = state.conns_per_host.entry(key).or_insert(0);
+        if *of_host >= self.max_conns_per_host {
+            return None;
+        }
+        *of_host += 1;
         state.conns += 1;
         Some(ConnPlace {
-            budget: Some(Arc::clone(self)),
+            budget: Some((Arc::clone(self), key)),
         })
     }
 
@@ -755,16 +779,37 @@ mod tests {
         let t0 = Instant::now();
         assert!(budget.keep_alive_at(1, t0));
         // Two connections (of one host or not: counted per connection) and the host: full.
-        let a = budget.kept_connection().expect("a place");
-        let b = budget.kept_connection().expect("a place");
-        assert!(budget.kept_connection().is_none());
+        let a = budget.kept_connection_at(7, t0).expect("a place");
+        let b = budget.kept_connection_at(8, t0).expect("a place");
+        assert!(budget.kept_connection_at(9, t0).is_none());
         assert!(!budget.keep_alive_at(2, t0));
         assert!(budget.keep_alive_at(1, t0));
         drop(a);
         assert!(budget.keep_alive_at(2, t0));
-        assert!(budget.kept_connection().is_none());
+        assert!(budget.kept_connection_at(7, t0).is_none());
         drop(b);
-        let _c = budget.kept_connection().expect("a place");
+        let _c = budget.kept_connection_at(7, t0).expect("a place");
+    }
+
+    #[test]
+    fn a_host_keeps_at_most_max_idle_per_host_caller_connections() {
+        let budget = Arc::new(KeepAliveBudget::new(&ConnectionLimits {
+            max_kept_hosts: 100,
+            max_idle_per_host: 2,
+            idle_timeout: Duration::from_secs(10),
+            max_held: 0,
+        }));
+        let t0 = Instant::now();
+        let a = budget.kept_connection_at(1, t0).expect("a place");
+        let b = budget.kept_connection_at(1, t0).expect("a place");
+        // The host's third monitor shares the pool instead.
+        assert!(budget.kept_connection_at(1, t0).is_none());
+        let _other = budget.kept_connection_at(2, t0).expect("another host");
+        drop(a);
+        let _c = budget.kept_connection_at(1, t0).expect("a place again");
+        drop(b);
+        let state = budget.state.lock().unwrap();
+        assert_eq!((state.conns, state.conns_per_host.get(&1)), (2, Some(&1)));
     }
 
     #[test]

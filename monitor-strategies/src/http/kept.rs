@@ -15,10 +15,11 @@
 //!
 //! Connections are bounded as the pool's are: a connection is kept after a request only with a
 //! place of the [`KeepAliveBudget`] ([`KeepAliveBudget::kept_connection`]), which takes one of the
-//! `max_kept_hosts` places the pool's hosts take, counted per connection (several monitors of
-//! one host, each keeping its own, take one each), so kept sockets stay within
-//! `max_kept_hosts × max_idle_per_host` whatever the number of monitors. Without a place the
-//! request is sent with `Connection: close` and the connection dropped after the round. A
+//! `max_kept_hosts` places the pool's hosts take, counted per connection and at most
+//! `max_idle_per_host` per host, so kept sockets stay within `max_kept_hosts × max_idle_per_host`
+//! whatever the number of monitors. Without a place (all taken, or the host's monitors already
+//! keep `max_idle_per_host` connections) the request goes through the reqwest client, whose pool
+//! shares its connections between the host's monitors or sends `Connection: close`. A
 //! connection idle for the idle timeout or longer is closed at the next round (its place is
 //! held until then).
 
@@ -32,7 +33,7 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Body as _;
 use hyper::client::conn::http1;
-use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, HOST, USER_AGENT};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use tokio::net::TcpStream;
@@ -91,8 +92,8 @@ struct Conn {
     /// An exchange started and has not completed: if it is still set at the next request, that
     /// exchange was cancelled from outside (its round dropped) and the connection is mid-answer.
     in_flight: bool,
-    /// The kept-connection place; `None`: the connection is closed after the request.
-    place: Option<ConnPlace>,
+    /// The kept-connection place, given back when the connection is dropped.
+    _place: ConnPlace,
     last_used: Instant,
 }
 
@@ -261,8 +262,9 @@ impl Kept {
         }
     }
 
-    /// One exchange on the kept connection (opened first if there is none), kept afterwards only
-    /// with a place of the keep-alive budget ([`KeepAliveBudget::kept_connection`]).
+    /// One exchange on the kept connection, opened first if there is none, with a place of the
+    /// keep-alive budget ([`KeepAliveBudget::kept_connection`]); without a place, a hand-over to
+    /// the reqwest client.
     async fn attempt(
         &mut self,
         http: &Http,
@@ -272,28 +274,30 @@ impl Kept {
     ) -> Result<Outcome, Failure> {
         body.clear();
         if self.conn.is_none() {
-            self.conn = Some(connect(url, raw).await?);
+            // The place first: without one (every place taken, or the host has its
+            // `max_idle_per_host` kept connections) the pool's client does the request.
+            let place = match &http.keep_alive {
+                Some(budget) => KeepAliveBudget::kept_connection(budget, url),
+                None => Some(ConnPlace::unbounded()),
+            };
+            let Some(place) = place else {
+                return Ok(Outcome::HandOver);
+            };
+            self.conn = Some(connect(url, raw, place).await?);
         }
         let Some(c) = self.conn.as_mut() else {
             return Err(Failure::down(raw, "no connection".to_owned(), false));
         };
-        if c.place.is_none() {
-            c.place = match &http.keep_alive {
-                Some(budget) => KeepAliveBudget::kept_connection(budget),
-                None => Some(ConnPlace::unbounded()),
-            };
-        }
-        let close = c.place.is_none();
         let head = Head {
             target: &self.target,
             host: &self.host,
             auth: self.auth.as_ref(),
         };
         c.in_flight = true;
-        let result = exchange(c, head, http, raw, body, close).await;
+        let result = exchange(c, head, http, raw, body).await;
         c.in_flight = false;
         match &result {
-            Ok(Outcome::Done(_)) if !close && !c.ended && !c.send.is_closed() => {
+            Ok(Outcome::Done(_)) if !c.ended && !c.send.is_closed() => {
                 c.last_used = Instant::now();
             }
             _ => self.conn = None,
@@ -317,15 +321,11 @@ async fn exchange(
     http: &Http,
     raw: &str,
     body: &mut Vec<u8>,
-    close: bool,
 ) -> Result<Outcome, Failure> {
     let mut request = hyper::Request::get(k.target);
     if let Some(headers) = request.headers_mut() {
         headers.insert(USER_AGENT, HeaderValue::from_static(OUR_USER_AGENT));
         headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
-        if close {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
         if let Some(auth) = k.auth {
             headers.insert(AUTHORIZATION, auth.clone());
         }
@@ -426,8 +426,8 @@ async fn exchange(
     Ok(Outcome::Done(status))
 }
 
-/// A new connection to `url`'s host and port (a DNS name is resolved by tokio).
-async fn connect(url: &Url, raw: &str) -> Result<Conn, Failure> {
+/// A new connection to `url`'s host and port (a DNS name is resolved by tokio), keeping `place`.
+async fn connect(url: &Url, raw: &str, place: ConnPlace) -> Result<Conn, Failure> {
     let port = url.port_or_known_default().unwrap_or(80);
     let refused = |e: std::io::Error| {
         Failure::down(
@@ -454,7 +454,7 @@ async fn connect(url: &Url, raw: &str) -> Result<Conn, Failure> {
         conn,
         ended: false,
         in_flight: false,
-        place: None,
+        _place: place,
         last_used: Instant::now(),
     })
 }

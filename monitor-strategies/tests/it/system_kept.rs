@@ -1,6 +1,7 @@
 //! The system monitor's fetch on a connection it keeps between rounds (`Http::get_into_kept`,
 //! hyper's connection-level client polled in the monitor's task): reuse, a kept connection the
-//! server closed, `Connection: close` without a keep-alive place, and hostile answers failing
+//! server closed, `Connection: close` without a keep-alive place, the monitors of one host beyond
+//! `max_idle_per_host` on the pool, and hostile answers failing
 //! within the timeout with the kind of the reqwest path.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -196,6 +197,37 @@ async fn without_a_keep_alive_place_the_request_says_close_and_nothing_is_kept()
         .await
         .unwrap();
     assert!(also_on_a.is_open());
+}
+
+#[tokio::test]
+async fn monitors_of_one_host_beyond_max_idle_per_host_share_the_pool() {
+    let settings = StrategySettings::default().with_connection_limits(ConnectionLimits {
+        max_idle_per_host: 2,
+        ..ConnectionLimits::default()
+    });
+    let server = TestServer::start().await.unwrap();
+    server.route("/metrics", Reply::ok("x 1\n"));
+    let url = server.url("/metrics");
+    let http = http(&settings);
+    let mut kept: Vec<KeptConnection> = (0..6).map(|_| KeptConnection::default()).collect();
+    for _ in 0..3 {
+        for k in &mut kept {
+            get(&http, &url, k).await.unwrap();
+        }
+    }
+    // Two monitors keep a connection each; the other four take turns on the pool's (one, as
+    // their requests come one after another). Nobody was told to close.
+    assert_eq!(kept.iter().filter(|k| k.is_open()).count(), 2);
+    assert_eq!(server.connections(), 3);
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.header("connection").is_none()));
+    // A monitor that gives its connection up makes room for another.
+    kept.truncate(1);
+    let mut late = KeptConnection::default();
+    get(&http, &url, &mut late).await.unwrap();
+    assert!(late.is_open());
 }
 
 #[tokio::test]
