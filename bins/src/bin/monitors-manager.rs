@@ -76,7 +76,8 @@ struct Args {
     shard: Option<Shard>,
 
     /// Hosts (scheme, host, port) that may keep HTTP connections alive between rounds at one time
-    /// (2 idle connections each); requests to the others close their connection, as PANIC's did.
+    /// (2 idle connections each; a system monitor keeping its own connection to its exporter takes
+    /// one of these places); requests to the others close their connection, as PANIC's did.
     #[arg(long, value_name = "N", default_value_t = monitor_strategies::DEFAULT_MAX_KEPT_HOSTS as u32,
         value_parser = clap::value_parser!(u32).range(1..))]
     max_kept_hosts: u32,
