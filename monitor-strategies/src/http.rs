@@ -231,11 +231,7 @@ impl Http {
         }
         match tokio::time::timeout(self.timeout, self.exchange(builder, url)).await {
             Ok(result) => result,
-            Err(_) => Err(HttpError::new(
-                HttpErrorKind::Down,
-                url,
-                format!("no complete answer within {:?}", self.timeout),
-            )),
+            Err(_) => Err(self.timed_out(url)),
         }
     }
 
@@ -305,32 +301,10 @@ impl Http {
         url: &str,
         body: &mut Vec<u8>,
     ) -> Result<(), HttpError> {
-        let too_long = |len: usize| {
-            HttpError::new(
-                HttpErrorKind::Read,
-                url,
-                format!(
-                    "body of {len} bytes or more is over the cap of {} bytes",
-                    self.max_body_bytes
-                ),
-            )
-        };
-        let declared = response.content_length();
-        if let Some(len) = declared {
-            if len > self.max_body_bytes as u64 {
-                return Err(too_long(usize::try_from(len).unwrap_or(usize::MAX)));
-            }
-        }
-        let capacity = declared.map_or(8 * 1024, |l| usize::try_from(l).unwrap_or(0));
-        body.reserve(capacity.min(self.max_body_bytes));
+        self.start_body(url, response.content_length(), body)?;
         loop {
             match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.max_body_bytes {
-                        return Err(too_long(body.len() + chunk.len()));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
+                Ok(Some(chunk)) => self.push_chunk(url, &chunk, body)?,
                 Ok(None) => break,
                 Err(e) if e.is_timeout() => {
                     return Err(HttpError::new(HttpErrorKind::Down, url, error_chain(&e)));
@@ -340,6 +314,49 @@ impl Http {
         }
         debug!(url = %monitor_core::redact_url(url), status = response.status().as_u16(), bytes = body.len(), "http response read");
         Ok(())
+    }
+
+    /// Before a body is read: a declared length over the cap is refused, and room is reserved
+    /// for the body (8 KiB when no length is declared), at most the cap.
+    pub(crate) fn start_body(
+        &self,
+        url: &str,
+        declared: Option<u64>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), HttpError> {
+        if let Some(len) = declared {
+            if len > self.max_body_bytes as u64 {
+                return Err(self.over_cap(url, usize::try_from(len).unwrap_or(usize::MAX)));
+            }
+        }
+        let capacity = declared.map_or(8 * 1024, |l| usize::try_from(l).unwrap_or(0));
+        body.reserve(capacity.min(self.max_body_bytes));
+        Ok(())
+    }
+
+    /// Appends one chunk of a body, under the cap.
+    pub(crate) fn push_chunk(
+        &self,
+        url: &str,
+        chunk: &[u8],
+        body: &mut Vec<u8>,
+    ) -> Result<(), HttpError> {
+        if body.len() + chunk.len() > self.max_body_bytes {
+            return Err(self.over_cap(url, body.len() + chunk.len()));
+        }
+        body.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn over_cap(&self, url: &str, len: usize) -> HttpError {
+        HttpError::new(
+            HttpErrorKind::Read,
+            url,
+            format!(
+                "body of {len} bytes or more is over the cap of {} bytes",
+                self.max_body_bytes
+            ),
+        )
     }
 }
 

@@ -368,36 +368,21 @@ async fn exchange(
     if (300..400).contains(&status) {
         return Ok(Outcome::HandOver);
     }
-    let too_long = |len: usize| {
-        Failure::new(
-            HttpErrorKind::Read,
-            raw,
-            format!(
-                "body of {len} bytes or more is over the cap of {} bytes",
-                http.max_body_bytes
-            ),
-            false,
-        )
+    let read_failure = |error| Failure {
+        error,
+        before_response: false,
     };
     let declared = hyper::body::Body::size_hint(response.body()).exact();
-    if let Some(len) = declared {
-        if len > http.max_body_bytes as u64 {
-            return Err(too_long(usize::try_from(len).unwrap_or(usize::MAX)));
-        }
-    }
-    let capacity = declared.map_or(8 * 1024, |l| usize::try_from(l).unwrap_or(0));
-    body.reserve(capacity.min(http.max_body_bytes));
+    http.start_body(raw, declared, body).map_err(read_failure)?;
     let mut incoming = response.into_body();
-    let cap = http.max_body_bytes;
     poll_fn(|cx| loop {
         let ended = c.drive(cx);
         match Pin::new(&mut incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    if body.len() + data.len() > cap {
-                        return Poll::Ready(Err(too_long(body.len() + data.len())));
+                    if let Err(e) = http.push_chunk(raw, data, body) {
+                        return Poll::Ready(Err(read_failure(e)));
                     }
-                    body.extend_from_slice(data);
                 }
             }
             Poll::Ready(Some(Err(e))) => {
