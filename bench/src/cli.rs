@@ -82,8 +82,9 @@ enum Cmd {
 /// `bench fetch-floor`.
 #[derive(Debug, Args)]
 struct FetchFloorCli {
-    /// `http` (reqwest, the manager's shared HTTP layer), `hyper` (hyper's connection-level
-    /// client polled in the task) or `raw` (a kept TCP connection, a fixed request).
+    /// `http` (reqwest, the manager's shared HTTP layer), `hyper` (the same layer's kept
+    /// connection, as the system monitor fetches: hyper's connection-level client polled in the
+    /// task) or `raw` (a kept TCP connection, a fixed request).
     #[arg(long, value_enum)]
     client: super::fetch::Client,
     /// One `IP:PORT` per line.
@@ -239,8 +240,8 @@ struct CompareCli {
     #[arg(long)]
     keep_work: bool,
     /// Also run three fetch-only pollers in the same window (`fetch-floor raw`: a kept TCP
-    /// connection and a fixed request; `fetch-floor hyper`: hyper's connection-level client
-    /// polled in each target's task; `fetch-floor http`: reqwest, the manager's shared HTTP
+    /// connection and a fixed request; `fetch-floor hyper`: the manager's kept-connection path,
+    /// hyper's connection-level client polled in each target's task; `fetch-floor http`: reqwest, the manager's shared HTTP
     /// layer), bodies read whole and dropped: what the fetch alone costs per round.
     #[arg(long, conflicts_with = "sequential")]
     floors: bool,

@@ -645,7 +645,7 @@ impl Floor {
                 super::fetch::Client::Raw => "kept TCP connection, fixed request".to_owned(),
                 super::fetch::Client::Http => "the manager's HTTP layer".to_owned(),
                 super::fetch::Client::Hyper => {
-                    "hyper conn http1, polled in the task, kept connection".to_owned()
+                    "the manager's kept connection: hyper conn http1 in the task".to_owned()
                 }
             },
             s,

@@ -12,11 +12,12 @@
 //!   per target kept open, a fixed `GET` written, the answer read to its `Content-Length` into a
 //!   kept buffer: the kernel's loopback TCP, the runtime's timers and wake-ups, nothing of HTTP
 //!   beyond finding the header's end;
-//! * `--client hyper`: hyper's connection-level HTTP/1.1 client (`hyper::client::conn::http1`)
-//!   over a `TcpStream` kept per target, its `Connection` future polled inside the target's own
-//!   task together with the response and its body (no spawned connection task, no pool, no
-//!   redirect policy), the body copied into a kept buffer: what an HTTP/1.1 parser costs on top
-//!   of `raw`.
+//! * `--client hyper`: the same HTTP layer's kept-connection path, as the system monitor fetches
+//!   a plain `http://` exporter ([`monitor_strategies::Http::get_into_kept`]): hyper's
+//!   connection-level HTTP/1.1 client on a connection kept per target, polled inside the
+//!   target's own task together with the response and its body (no spawned connection task, no
+//!   pool, no redirect policy), under the same timeout and body cap, the body read into a kept
+//!   buffer: what an HTTP/1.1 parser costs on top of `raw`.
 //!
 //! Completed rounds (status 200, the whole body) and failed ones are written to `--count-file`
 //! ("OK FAILED\n") every 250 ms, which the harness reads at the window's edges.
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monitor_core::PeriodGroup;
-use monitor_strategies::{StrategySettings, Target};
+use monitor_strategies::{KeptConnection, StrategySettings, Target};
 
 use crate::server::load;
 use crate::BenchError;
@@ -40,7 +41,8 @@ pub(crate) enum Client {
     Http,
     /// A kept TCP connection, a fixed request, the answer read to its `Content-Length`.
     Raw,
-    /// hyper's connection-level client on a kept connection, polled in the target's task.
+    /// The manager's kept-connection path (hyper's connection-level client, polled in the
+    /// target's task).
     Hyper,
 }
 
@@ -91,12 +93,12 @@ pub(crate) async fn run(
     }
     let counts = Arc::new(Counts::default());
     let http = match client {
-        Client::Http => Some(
+        Client::Http | Client::Hyper => Some(
             StrategySettings::default()
                 .http(Target::Monitored, PeriodGroup::System)
                 .map_err(|e| BenchError::Setup(format!("building the HTTP client: {e}")))?,
         ),
-        Client::Raw | Client::Hyper => None,
+        Client::Raw => None,
     };
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
     let n = targets.len() as u32;
@@ -113,30 +115,18 @@ pub(crate) async fn run(
                 let raw = format!("http://{addr}/metrics");
                 let url = reqwest::Url::parse(&raw)
                     .map_err(|e| BenchError::Usage(format!("`{raw}`: {e}")))?;
+                let kept_path = client == Client::Hyper;
                 tasks.spawn(async move {
                     let mut body = Vec::new();
+                    let mut kept = KeptConnection::default();
                     loop {
                         ticks.tick().await;
-                        let ok = matches!(http.get_into(&url, &raw, &mut body).await, Ok(200));
-                        count(&counts, ok && !body.is_empty());
-                    }
-                });
-            }
-            None if client == Client::Hyper => {
-                tasks.spawn(async move {
-                    let mut conn: Option<in_task::Conn> = None;
-                    let mut body = Vec::new();
-                    loop {
-                        ticks.tick().await;
-                        let round = in_task::get(addr, &mut conn, &mut body);
-                        let ok = matches!(
-                            tokio::time::timeout(Duration::from_secs(5), round).await,
-                            Ok(Ok(200))
-                        ) && !body.is_empty();
-                        if !ok {
-                            conn = None;
-                        }
-                        count(&counts, ok);
+                        let status = if kept_path {
+                            http.get_into_kept(&url, &raw, &mut body, &mut kept).await
+                        } else {
+                            http.get_into(&url, &raw, &mut body).await
+                        };
+                        count(&counts, matches!(status, Ok(200)) && !body.is_empty());
                     }
                 });
             }
@@ -197,101 +187,6 @@ async fn raw_round(client: &load::Client, conn: &mut Option<load::Conn>) -> bool
         tokio::time::timeout(Duration::from_secs(5), exchange).await,
         Ok(Ok(()))
     )
-}
-
-/// `--client hyper`: hyper's HTTP/1.1 connection driven inside the caller's task.
-mod in_task {
-    use std::future::{poll_fn, Future};
-    use std::net::SocketAddr;
-    use std::pin::Pin;
-    use std::task::Poll;
-
-    use bytes::Bytes;
-    use http_body_util::Empty;
-    use hyper::body::Body as _;
-    use hyper::client::conn::http1;
-    use hyper_util::rt::TokioIo;
-    use tokio::net::TcpStream;
-
-    /// One kept connection: the request handle and the connection future, both owned here.
-    pub(super) struct Conn {
-        send: http1::SendRequest<Empty<Bytes>>,
-        conn: http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>,
-        done: bool,
-    }
-
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    async fn connect(addr: SocketAddr) -> Result<Conn, Error> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (send, conn) = http1::Builder::new()
-            .max_buf_size(16 * 1024)
-            .handshake(TokioIo::new(stream))
-            .await?;
-        Ok(Conn {
-            send,
-            conn,
-            done: false,
-        })
-    }
-
-    impl Conn {
-        /// Polls the connection unless it already ended; `true` once it has.
-        fn drive(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-            if !self.done {
-                self.done = Pin::new(&mut self.conn).poll(cx).is_ready();
-            }
-            self.done
-        }
-    }
-
-    /// `GET http://addr/metrics` on the kept connection (made first if there is none), the
-    /// body copied into `body`. Returns the status.
-    pub(super) async fn get(
-        addr: SocketAddr,
-        conn: &mut Option<Conn>,
-        body: &mut Vec<u8>,
-    ) -> Result<u16, Error> {
-        body.clear();
-        if conn.as_ref().is_none_or(|c| c.done || c.send.is_closed()) {
-            *conn = Some(connect(addr).await?);
-        }
-        let Some(c) = conn.as_mut() else {
-            return Err("no connection".into());
-        };
-        let request = hyper::Request::get("/metrics")
-            .header(hyper::header::HOST, addr.to_string())
-            .body(Empty::new())?;
-        let mut response = Box::pin(c.send.send_request(request));
-        let response = poll_fn(|cx| {
-            let ended = c.drive(cx);
-            match response.as_mut().poll(cx) {
-                Poll::Pending if ended => Poll::Ready(Err("connection closed".into())),
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(r) => Poll::Ready(r.map_err(Error::from)),
-            }
-        })
-        .await?;
-        let status = response.status().as_u16();
-        let mut incoming = response.into_body();
-        poll_fn(|cx| loop {
-            let ended = c.drive(cx);
-            match Pin::new(&mut incoming).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        body.extend_from_slice(data);
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(Error::from(e))),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending if ended => return Poll::Ready(Err("connection closed".into())),
-                Poll::Pending => return Poll::Pending,
-            }
-        })
-        .await?;
-        Ok(status)
-    }
 }
 
 /// `(ok, failed)` of a count file; `None` when it cannot be read yet.
