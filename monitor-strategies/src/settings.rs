@@ -326,7 +326,7 @@ impl KeepAliveBudget {
     fn kept_connection_at(self: &Arc<Self>, key: u64, now: Instant) -> Option<ConnPlace> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.purge_if_full(&mut state, now);
-        if state.hosts.len() + state.conns >= self.max_hosts {
+        if self.is_full(&state) {
             return None;
         }
         let of_host = state.conns_per_host.entry(key).or_insert(0);
@@ -391,17 +391,22 @@ impl KeepAliveBudget {
             return true;
         }
         self.purge_if_full(&mut state, now);
-        if state.hosts.len() + state.conns >= self.max_hosts {
+        if self.is_full(&state) {
             return false;
         }
         state.hosts.insert(key, now);
         true
     }
 
+    /// Whether every place is taken (by hosts of the pool and by connections kept by callers).
+    fn is_full(&self, state: &BudgetState) -> bool {
+        state.hosts.len() + state.conns >= self.max_hosts
+    }
+
     /// When every place is taken, drops the hosts idle for the idle timeout (at most every
     /// eighth of it).
     fn purge_if_full(&self, state: &mut BudgetState, now: Instant) {
-        if state.hosts.len() + state.conns >= self.max_hosts && now >= state.next_purge {
+        if self.is_full(state) && now >= state.next_purge {
             let idle = self.idle;
             state
                 .hosts
