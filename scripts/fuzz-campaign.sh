@@ -34,9 +34,12 @@ for spec in "${targets[@]}"; do
     secs="$SECONDS_PER_TARGET"
     [ "$spec" != "$t" ] && secs="${spec#*=}"
     mkdir -p "corpus/$t" "artifacts/$t" "$LOGS/new-$t" "seeds/$t"
+    # A target with a dictionary (fuzz/dicts/<target>.dict: its tokens and field names) uses it.
+    dict=()
+    [ -f "dicts/$t.dict" ] && dict=(-dict="dicts/$t.dict")
     echo "== $t: fuzzing ${secs} s ($(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
     nice -n 10 "$BIN/$t" "$LOGS/new-$t" "corpus/$t" "seeds/$t" \
-        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${dict[@]}" \
         -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 \
         | perl -MTime::HiRes=time -ne 'BEGIN { $| = 1; $s = time } printf "%.1f %s", time - $s, $_' \
         >"$LOGS/$t.log" || true

@@ -32,6 +32,8 @@ for target in $(cargo fuzz list); do
     [ -d "regressions/$target" ] && inputs+=("regressions/$target")
     args=(-runs=0)
     [ "$EXTRA" -gt 0 ] && args=(-max_total_time="$EXTRA")
+    # Its dictionary (fuzz/dicts/, used by fuzz-campaign.sh): libFuzzer refuses a malformed one.
+    [ -f "dicts/$target.dict" ] && args+=(-dict="dicts/$target.dict")
     if ! cargo fuzz run "${FLAGS[@]}" "$target" "${inputs[@]}" -- "${args[@]}" \
         -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 >"$TARGET_DIR/smoke-$target.log" 2>&1; then
         echo "fuzz-smoke: $target FAILED (log: $TARGET_DIR/smoke-$target.log)" >&2
@@ -40,6 +42,12 @@ for target in $(cargo fuzz list); do
     else
         echo "fuzz-smoke: $target ok ($(ls "$corpus" | wc -l) inputs)"
     fi
+done
+# A dictionary belongs to a target.
+for dict in dicts/*.dict; do
+    [ -e "$dict" ] || continue
+    name="$(basename "$dict" .dict)"
+    cargo fuzz list | grep -qx "$name" || { echo "fuzz-smoke: $dict names no target" >&2; failed=1; }
 done
 echo "fuzz-smoke: build $((built - start)) s, runs $(($(date +%s) - built)) s"
 exit "$failed"
