@@ -24,7 +24,9 @@ start=$(date +%s)
 cargo fuzz build "${FLAGS[@]}"
 built=$(date +%s)
 failed=0
-for target in $(cargo fuzz list); do
+# Read once (`grep -q` below closing a pipe from cargo fuzz would make it panic on the broken pipe).
+targets="$(cargo fuzz list)"
+for target in $targets; do
     corpus="corpus/$target"
     [ -d "$corpus" ] || { echo "fuzz-smoke: no corpus for $target" >&2; failed=1; continue; }
     inputs=("$corpus")
@@ -43,9 +45,7 @@ for target in $(cargo fuzz list); do
         echo "fuzz-smoke: $target ok ($(ls "$corpus" | wc -l) inputs)"
     fi
 done
-# A dictionary belongs to a target (the list read once: `grep -q` closing a pipe would make
-# cargo fuzz panic on the broken pipe).
-targets="$(cargo fuzz list)"
+# A dictionary belongs to a target.
 for dict in dicts/*.dict; do
     [ -e "$dict" ] || continue
     name="$(basename "$dict" .dict)"
