@@ -17,7 +17,8 @@
 //!   (parse the body back into a `Value` and write it again, [`sink_line_reparsed`]);
 //! * `floor`: read the body from memory and find the lines the monitor needs (each line found
 //!   byte by byte, a prefix check against the 14 metric names), nothing else; `floor-words`: the
-//!   same with the newlines searched eight bytes at a time, as the query now does;
+//!   same with the newlines searched eight bytes at a time; `floor-memchr`: with the newlines
+//!   found by `memchr`, as the query now does;
 //! * `chainlink`, `cosmos`: the Prometheus part of a Chainlink node round (its 10 metrics) or of a
 //!   Cosmos node round's `prometheus` source (its 2 metrics) on the body (`--fixture`
 //!   `chainlink/metrics.txt` or `tendermint/metrics.txt`): UTF-8 check, `query_text` with the
@@ -45,8 +46,10 @@ pub(crate) enum Mode {
     Before,
     /// Find the wanted lines and nothing else.
     Floor,
-    /// The same, the newlines searched eight bytes at a time (as `query_text` does now).
+    /// The same, the newlines searched eight bytes at a time.
     FloorWords,
+    /// The same, the newlines found by `memchr` (as `query_text` does now).
+    FloorMemchr,
     /// The Prometheus part of a Chainlink node round.
     Chainlink,
     /// The `prometheus` source of a Cosmos node round.
@@ -159,11 +162,16 @@ fn one_round(
             }
             out.extend_from_slice(&found.to_le_bytes());
         }
-        Mode::FloorWords => {
+        Mode::FloorWords | Mode::FloorMemchr => {
             let mut found = 0usize;
             let mut start = 0;
             while start <= body.len() {
-                let end = newline_by_words(body, start);
+                let end = if mode == Mode::FloorWords {
+                    newline_by_words(body, start)
+                } else {
+                    let rest = body.get(start..).unwrap_or(&[]);
+                    start + memchr::memchr(b'\n', rest).unwrap_or(rest.len())
+                };
                 let line = body.get(start..end).unwrap_or(&[]);
                 if SYSTEM_METRICS
                     .iter()

@@ -14,14 +14,18 @@
 //! number, an optional timestamp) is checked in one pass, eight bytes at a time where it searches
 //! ([`usual_sample`]), with the value tested for being a number without being parsed
 //! ([`is_float`]); the usual `# HELP`/`# TYPE` lines are read the same way. Any other line, and
-//! every wanted sample, goes through the general code, which gives the errors.
+//! every wanted sample, goes through the general code, which gives the errors. Line ends are found
+//! by `memchr` (vector instructions, behind its safe API), wanted label sets are hashed with
+//! foldhash, keyed per scratch.
 //!
 //! What one query may keep is bounded ([`Limits`]): label sets per metric and bytes of label-set
 //! keys in all; going over is a [`LimitError`] naming the bound. Everything else is bounded by the
 //! body, which the HTTP layer caps.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 
 use super::{
     parse_float, push_python_json_string, LabelledValue, MetricValue, MetricsData, ParseError,
@@ -131,7 +135,10 @@ pub struct Scratch {
     /// Unescaped label values.
     unescaped: String,
     /// (metric, key hash) → first entry with that hash.
-    index: HashMap<(u32, u64), u32>,
+    index: HashMap<(u32, u64), u32, RandomState>,
+    /// foldhash, seeded per scratch: label sets come from the target, so the hash is keyed (a
+    /// target cannot pick colliding label sets without the seed), and it is several times
+    /// cheaper than std's SipHash on these short keys.
     hasher: RandomState,
 }
 
@@ -371,7 +378,8 @@ fn is_ascii_ws(b: u8) -> bool {
 }
 
 /// Where the pieces of `text.split('\n')` end: at each newline, and at the end. The newline is
-/// searched eight bytes at a time ([`find_first`]).
+/// found by `memchr` (on these 20–120-byte lines about half the instructions of the eight-bytes-
+/// at-a-time [`find_first`]: `docs/BENCHMARKS.md`, "Instructions per system round").
 struct LineEnds<'t> {
     bytes: &'t [u8],
     /// Where the search goes on; past the end when done.
@@ -391,7 +399,9 @@ impl Iterator for LineEnds<'_> {
         if self.from > self.bytes.len() {
             return None;
         }
-        let end = find_first(self.bytes, self.from, |w| eq_mask(w, b'\n'), |b| b == b'\n');
+        let end = self.from
+            + memchr::memchr(b'\n', self.bytes.get(self.from..).unwrap_or(&[]))
+                .unwrap_or(self.bytes.len() - self.from);
         self.from = end + 1;
         Some(end)
     }
@@ -448,11 +458,10 @@ fn usual_comment(line: &str) -> Option<(bool, &str, Option<&str>)> {
         (false, line.strip_prefix("# TYPE ")?)
     };
     let bytes = rest.as_bytes();
-    let name_len = bytes
-        .iter()
-        .position(|&b| is_ascii_ws(b))
-        .unwrap_or(bytes.len());
-    if name_len == 0 {
+    // The name ends at the first byte below `!`, eight bytes at a time; a control byte that is
+    // not whitespace there is left to the general code.
+    let name_len = find_first(bytes, 0, space_or_control_mask, |b| b <= b' ');
+    if name_len == 0 || bytes.get(name_len).is_some_and(|&b| !is_ascii_ws(b)) {
         return None;
     }
     let name = rest.get(..name_len)?;
