@@ -137,8 +137,8 @@ pub struct Scratch {
     /// (metric, key hash) → first entry with that hash.
     index: HashMap<(u32, u64), u32, RandomState>,
     /// foldhash, seeded per scratch: label sets come from the target, so the hash is keyed (a
-    /// target cannot pick colliding label sets without the seed), and it is several times
-    /// cheaper than std's SipHash on these short keys.
+    /// target cannot pick colliding label sets without the seed); cheaper than std's SipHash
+    /// (`docs/DEPENDENCIES.md`).
     hasher: RandomState,
 }
 
