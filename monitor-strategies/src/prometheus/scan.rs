@@ -1011,7 +1011,9 @@ fn labels_kept<'t>(mut s: &'t str, scratch: &mut Scratch) -> Result<&'t str, Str
     // Beyond this many labels on one line, repeated names are found through a map.
     const LINEAR: usize = 16;
     let mut positions: Option<HashMap<&str, usize>> = None;
-    let mut names: Vec<&str> = Vec::new();
+    // The first names of the line, in `scratch.line`'s order (on the stack: no allocation for
+    // the usual few labels).
+    let mut names: [&str; LINEAR] = [""; LINEAR];
     loop {
         s = trim_ws_start(s);
         if let Some(after) = s.strip_prefix('}') {
@@ -1026,21 +1028,29 @@ fn labels_kept<'t>(mut s: &'t str, scratch: &mut Scratch) -> Result<&'t str, Str
         let raw = quoted.get(..raw_len).unwrap_or("");
         let name_span = push_unescaped(&mut scratch.unescaped, label_name, false);
         let value_span = push_unescaped(&mut scratch.unescaped, raw, true);
+        let distinct = scratch.line.len();
         let existing = match &positions {
             Some(map) => map.get(label_name).copied(),
-            None => names.iter().position(|n| *n == label_name),
+            None => names
+                .get(..distinct)
+                .and_then(|first| first.iter().position(|n| *n == label_name)),
         };
         match existing.and_then(|i| scratch.line.get_mut(i)) {
             Some(pair) => pair.1 = value_span,
             None => {
-                if let Some(map) = &mut positions {
-                    map.insert(label_name, names.len());
+                match (&mut positions, names.get_mut(distinct)) {
+                    (Some(map), _) => {
+                        map.insert(label_name, distinct);
+                    }
+                    (None, Some(slot)) => *slot = label_name,
+                    (None, None) => {
+                        let mut map: HashMap<&str, usize> =
+                            names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+                        map.insert(label_name, distinct);
+                        positions = Some(map);
+                    }
                 }
-                names.push(label_name);
                 scratch.line.push((name_span, value_span));
-                if positions.is_none() && names.len() > LINEAR {
-                    positions = Some(names.iter().enumerate().map(|(i, n)| (*n, i)).collect());
-                }
             }
         }
         s = separator(value_end)?;
