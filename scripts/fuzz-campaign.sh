@@ -7,7 +7,8 @@
 # prefixed with the seconds since the run started, go to $CARGO_TARGET_DIR/fuzz/campaign/<target>.log;
 # crashes to fuzz/artifacts/<target>/. Prints, per target, one row of the RELIABILITY.md table
 # (scripts/fuzz-plateau.py: executions, exec/s, cov, ft, when `cov` last grew, the edges gained in
-# the last half of the run, whether it plateaued: none), corpus kept, crashes.
+# the last half of the run, whether it plateaued: none), corpus kept, crashes; then where the last
+# half's new edges are, by crate (scripts/fuzz-new-edges.py reads libFuzzer's -print_pcs lines).
 #
 #   scripts/fuzz-campaign.sh [SECONDS] [TARGET[=SECONDS]...]     (default 120 s, every target)
 #
@@ -40,7 +41,7 @@ for spec in "${targets[@]}"; do
     echo "== $t: fuzzing ${secs} s ($(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"
     nice -n 10 "$BIN/$t" "$LOGS/new-$t" "corpus/$t" "seeds/$t" \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 "${dict[@]}" \
-        -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 \
+        -artifact_prefix="artifacts/$t/" -print_final_stats=1 -print_pcs=1 2>&1 \
         | perl -MTime::HiRes=time -ne 'BEGIN { $| = 1; $s = time } printf "%.1f %s", time - $s, $_' \
         >"$LOGS/$t.log" || true
     # Minimise: the committed corpus, the seeds and what was found, into a fresh folder.
@@ -73,4 +74,6 @@ PY
     crashes=$(find "artifacts/$t" -type f | wc -l)
     python3 "$ROOT/scripts/fuzz-plateau.py" "$LOGS/$t.log" "$t" "$secs" "$(ls "corpus/$t" | wc -l)" \
         "$(cat "corpus/$t"/* 2>/dev/null | wc -c)" "$crashes"
+    # Where the last half's new edges are (this workspace's code or a dependency's).
+    python3 "$ROOT/scripts/fuzz-new-edges.py" "$LOGS/$t.log" "$BIN/$t" || true
 done
