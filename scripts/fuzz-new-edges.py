@@ -95,23 +95,28 @@ def origin(func, path):
         return ("ours", crate, "?")
     if crate in ("core", "alloc", "std"):
         return ("std", "std", path)
-    if crate and crate != "??" and re.match(r"^[a-z_][a-z0-9_]*$", crate):
+    if "::" in name and re.match(r"^[a-z_][a-z0-9_]*$", crate):
         return ("dependency", crate, path)
     return ("unknown", "??", path)
 
 
 counts = collections.Counter()
-ours = collections.Counter()
+funcs = collections.defaultdict(collections.Counter)  # per origin: the functions, by edges
 for chain in frames:
     func, file, ln = chain[0] if chain else ("??", "??", "0")
     kind, name, rel = origin(func, file)
     counts[(kind, name)] += 1
-    if kind == "ours":
-        outer = chain[-1][0]
-        ours[(rel, ln, func if func == outer else f"{func} (in {outer})")] += 1
+    # The innermost function, and the outermost it was inlined into where they differ.
+    outer = chain[-1][0] if chain else func
+    where = func if func == outer else f"{func} (in {outer})"
+    if kind == "ours" and rel != "?":
+        where = f"{rel}:{ln} {where}"
+    funcs[(kind, name)][where] += 1
 
 print(f"{len(wanted)} new edges from {from_t:.0f} s to {end:.0f} s:")
-for (kind, name), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-    print(f"  {n:6} {kind} {name}")
-for (rel, ln, func), n in sorted(ours.items()):
-    print(f"    {rel}:{ln} {func}" + (f" ({n})" if n > 1 else ""))
+for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+    print(f"  {n:6} {key[0]} {key[1]}")
+    shown = sorted(funcs[key].items(), key=lambda kv: (-kv[1], kv[0]))
+    # Every edge of this workspace's code; the three commonest functions of any other origin.
+    for where, m in shown if key[0] == "ours" else shown[:3]:
+        print(f"           {m:4} {where[:160]}")
