@@ -7,8 +7,8 @@ the fuzz profile keeps `debug = 1`).
     fuzz-new-edges.py LOG BIN [FROM_SECONDS]
 
 FROM_SECONDS defaults to half the run: the edges found in the last half, the ones that decide
-whether a run plateaued (scripts/fuzz-plateau.py). `0` names every edge the run covered, the
-initial corpus's included. Prints the count per origin (this workspace's crates by crate, each
+whether a run plateaued (scripts/fuzz-plateau.py). `0` names every edge the run found after
+loading its corpus (libFuzzer prints no `NEW_PC` for what the corpus already covers). Prints the count per origin (this workspace's crates by crate, each
 dependency by crate, the standard library) and, for this workspace's edges, the functions and
 lines. The runtime address of each edge is turned back into a file address with the PC table's
 load address libFuzzer prints at start (`INFO: Loaded 1 PC tables ... [0x…,0x…)`) and the
@@ -70,8 +70,8 @@ if addrs:
 
 MEMBERS = ["monitor-core", "monitor-bus", "monitor-strategies", "monitors-manager",
            "monitorables-store", "heartbeat", "bins", "bench", "fuzz"]
-OURS = {"monitor_core", "monitor_bus", "monitor_strategies", "monitors_manager",
-        "monitorables_store", "heartbeat", "bins", "bench", "fuzz_support"}
+# Their crate names, as a demangled path starts (the fuzz package's library is `fuzz_support`).
+OURS = {m.replace("-", "_") for m in MEMBERS if m != "fuzz"} | {"fuzz_support"}
 
 
 def origin(func, path):
