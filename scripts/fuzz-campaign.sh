@@ -3,12 +3,14 @@
 # seeds (scripts/fuzz-corpus.sh), fuzzes each target in turn (nice 10, one process at a time,
 # libFuzzer's default single worker) starting from its committed corpus and the seeds, then
 # minimises what it found together with the committed corpus into fuzz/corpus/<target>/ (inputs
-# cut to 4 KB, duplicates and files identical to a fixture dropped). libFuzzer's logs, each line
+# cut to 4 KB unless the cut loses an edge, duplicates and files identical to a fixture dropped). libFuzzer's logs, each line
 # prefixed with the seconds since the run started, go to $CARGO_TARGET_DIR/fuzz/campaign/<target>.log;
 # crashes to fuzz/artifacts/<target>/. Prints, per target, one row of the RELIABILITY.md table
 # (scripts/fuzz-plateau.py: executions, exec/s, cov, ft, when `cov` last grew, the edges gained in
 # the last half of the run, whether it plateaued: none), corpus kept, crashes; then where the last
-# half's new edges are, by crate (scripts/fuzz-new-edges.py reads libFuzzer's -print_pcs lines).
+# half's new edges are, by crate (scripts/fuzz-new-edges.py reads libFuzzer's -print_pcs lines),
+# each classed by three replays of the minimised corpus: stable (reached in every replay),
+# unstable (in some: it depends on a random seed, not on the input) or unkept (in none).
 #
 #   scripts/fuzz-campaign.sh [SECONDS] [TARGET[=SECONDS]...]     (default 120 s, every target)
 #
@@ -52,28 +54,19 @@ for spec in "${targets[@]}"; do
         rm -rf "corpus/$t" && mv "$LOGS/min-$t" "corpus/$t"
     fi
     # Cut to 4 KB, name by content (drops duplicates the cut makes), drop verbatim fixtures.
-    python3 - "corpus/$t" "$FIXTURES" <<'PY'
-import hashlib, os, sys
-corpus, fixtures = sys.argv[1:3]
-fixture_hashes = set()
-for dirpath, _, names in os.walk(fixtures):
-    for n in names:
-        with open(os.path.join(dirpath, n), "rb") as f:
-            fixture_hashes.add(hashlib.sha1(f.read()).hexdigest())
-for n in os.listdir(corpus):
-    path = os.path.join(corpus, n)
-    with open(path, "rb") as f:
-        data = f.read()
-    os.remove(path)
-    if hashlib.sha1(data).hexdigest() in fixture_hashes:
-        continue
-    data = data[:4096]
-    with open(os.path.join(corpus, hashlib.sha1(data).hexdigest()), "wb") as f:
-        f.write(data)
-PY
+    rm -rf "$LOGS/uncut-$t" && cp -r "corpus/$t" "$LOGS/uncut-$t"
+    python3 "$ROOT/scripts/fuzz-corpus-tidy.py" "corpus/$t" "$FIXTURES" 4096
+    # The cut loses what an input reached only past its first 4 KB (a metadata blob decoded to
+    # its end): the uncut inputs that reach an edge the cut corpus misses go back whole (edges
+    # only, not hit counts, so only a few do).
+    nice -n 10 "$BIN/$t" -merge=1 -use_counters=0 "corpus/$t" "$LOGS/uncut-$t" \
+        -timeout=10 -rss_limit_mb=2048 >"$LOGS/merge-back-$t.log" 2>&1 || true
+    python3 "$ROOT/scripts/fuzz-corpus-tidy.py" "corpus/$t" "$FIXTURES"
     crashes=$(find "artifacts/$t" -type f | wc -l)
     python3 "$ROOT/scripts/fuzz-plateau.py" "$LOGS/$t.log" "$t" "$secs" "$(ls "corpus/$t" | wc -l)" \
         "$(cat "corpus/$t"/* 2>/dev/null | wc -c)" "$crashes"
-    # Where the last half's new edges are (this workspace's code or a dependency's).
-    python3 "$ROOT/scripts/fuzz-new-edges.py" "$LOGS/$t.log" "$BIN/$t" || true
+    # Where the last half's new edges are (this workspace's code or a dependency's), and whether
+    # the corpus now reaches each in every replay (stable) or only in some (noise: hash seeds).
+    python3 "$ROOT/scripts/fuzz-new-edges.py" "$LOGS/$t.log" "$BIN/$t" \
+        --replay "corpus/$t" "seeds/$t" || true
 done
