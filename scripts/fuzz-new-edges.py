@@ -6,6 +6,7 @@ the fuzz profile keeps `debug = 1`).
 
     fuzz-new-edges.py LOG BIN [FROM_SECONDS] [--replay DIR... [--runs N]]
     fuzz-new-edges.py - BIN --replay DIR... [--runs N]      (the replays only)
+    fuzz-new-edges.py LOG BIN [FROM_SECONDS] --against OTHER_BIN DIR...
 
 FROM_SECONDS defaults to half the run: the edges found in the last half, the ones that decide
 whether a run plateaued (scripts/fuzz-plateau.py). `0` names every edge the run found after
@@ -25,7 +26,13 @@ not all: the edge depends on something besides the input, such as a random hash 
 alignment or the RNG reseeding after so many bytes) or `unkept` (no replay: the input that
 reached it was not kept, or the edge is too unstable for the replays to meet it). A last half
 with no `stable` edge found nothing the corpus can hold: what it found is noise. Also prints the
-replays' own spread: how many edges some replays reach and others do not, by origin."""
+replays' own spread: how many edges some replays reach and others do not, by origin.
+
+With `--against BIN DIR...` (another target's binary and corpus; both built from one checkout)
+each new edge is classed by whether its source line is one the other target's corpus reaches
+(`elsewhere`) or not (`only here`): `manager_diff` reaches the config parser through raw message
+bodies, which `config_message` fuzzes directly. A line is coarser than an edge: `elsewhere` says
+the other target runs that line, not that it takes the same branch there."""
 import argparse
 import collections
 import os
@@ -40,6 +47,7 @@ ap.add_argument("binary")
 ap.add_argument("from_t", nargs="?", type=float, default=None)
 ap.add_argument("--replay", nargs="+", metavar="DIR", default=[])
 ap.add_argument("--runs", type=int, default=3)
+ap.add_argument("--against", nargs="+", metavar=("BIN", "DIR"), default=[])
 args = ap.parse_args()
 log, binary, from_t = args.log, args.binary, args.from_t
 
@@ -61,17 +69,26 @@ if pcs_start is None and log != "-":
 if from_t is None:
     from_t = end / 2
 
-sections = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True, check=True)
-m = re.search(r"__sancov_pcs\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)", sections.stdout)
-if not m:
-    sys.exit(f"{binary}: no __sancov_pcs section")
-pcs_addr, pcs_off, pcs_size = (int(g, 16) for g in m.groups())
+
+
+def pcs_section(binary):
+    """The `__sancov_pcs` section's (address, file offset, size)."""
+    sections = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True,
+                              check=True)
+    m = re.search(r"__sancov_pcs\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)",
+                  sections.stdout)
+    if not m:
+        sys.exit(f"{binary}: no __sancov_pcs section")
+    return tuple(int(g, 16) for g in m.groups())
+
+
+pcs_addr = pcs_section(binary)[0]
 wanted = [pc for t, pc in new if t >= from_t]
 # NEW_PC prints the next instruction's address (pc + 1 on x86); the edge is the one before it.
 edges = [pc - 1 - (pcs_start - pcs_addr) for pc in wanted]
 
 
-def symbolize(addrs):
+def symbolize(addrs, binary=binary):
     """Per file address, its frames [(function, file, line)], innermost first."""
     frames = []
     if not addrs:
@@ -155,9 +172,10 @@ def report(title, addrs, classes=None):
             print(f"           {m:4} {where[:160]}")
 
 
-def pc_table():
+def pc_table(binary=binary):
     """The binary's PC table: file address of each entry, by index. In a position-independent
     binary the entries are relocations (R_X86_64_RELATIVE, the address in the addend)."""
+    pcs_addr, pcs_off, pcs_size = pcs_section(binary)
     with open(binary, "rb") as f:
         f.seek(pcs_off)
         raw = f.read(pcs_size)
@@ -173,7 +191,7 @@ def pc_table():
     return table
 
 
-def replay(dirs):
+def replay(dirs, binary=binary):
     """The PC-table indices the folders reach, in one fresh process (libFuzzer's merge writes,
     per input, the entries it reached first as a `COV` line of its control file)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,24 +208,38 @@ def replay(dirs):
 
 
 span = f"from {from_t:.0f} s to {end:.0f} s"
-if not args.replay:
+if log == "-" and not args.replay:
+    sys.exit("LOG `-` reads no run: give --replay")
+if not args.replay and not args.against:
     report(f"{len(edges)} new edges {span}:", edges)
     sys.exit(0)
 
-if log == "-" and not args.replay:
-    sys.exit("LOG `-` reads no run: give --replay")
-table = pc_table()
-index = {pc: i for i, pc in enumerate(table)}
-runs = [replay(args.replay) for _ in range(args.runs)]
-every, some = set.intersection(*runs), set.union(*runs)
-classes = []
-for pc in edges:
-    i = index.get(pc)
-    classes.append("stable" if i in every else "unstable" if i in some else "unkept")
-print(f"replays of {' '.join(args.replay)}: {', '.join(str(len(r)) for r in runs)} edges "
-      f"reached; {len(every)} in every replay, {len(some - every)} only in some")
-if log != "-":
-    report(f"{len(edges)} new edges {span}, by what the replays reach:", edges, classes)
-if some - every:
-    report(f"{len(some - every)} edges the replays reach only sometimes:",
-           sorted(table[i] for i in some - every))
+if args.replay:
+    table = pc_table()
+    index = {pc: i for i, pc in enumerate(table)}
+    runs = [replay(args.replay) for _ in range(args.runs)]
+    every, some = set.intersection(*runs), set.union(*runs)
+    classes = []
+    for pc in edges:
+        i = index.get(pc)
+        classes.append("stable" if i in every else "unstable" if i in some else "unkept")
+    print(f"replays of {' '.join(args.replay)}: {', '.join(str(len(r)) for r in runs)} edges "
+          f"reached; {len(every)} in every replay, {len(some - every)} only in some")
+    if log != "-":
+        report(f"{len(edges)} new edges {span}, by what the replays reach:", edges, classes)
+    if some - every:
+        report(f"{len(some - every)} edges the replays reach only sometimes:",
+               sorted(table[i] for i in some - every))
+
+if args.against and log != "-":
+    # Another target's binary and corpus: is the source line of each new edge one that target
+    # reaches (its parser fuzzed more directly), or reached only here?
+    other, dirs = args.against[0], args.against[1:]
+    other_table = pc_table(other)
+    reached = set().union(*(replay(dirs, other) for _ in range(args.runs)))
+    lines = {(path, ln) for chain in symbolize([other_table[i] for i in reached], other)
+             for _, path, ln in chain}
+    labels = ["elsewhere" if chain and chain[0][1:] in lines else "only here"
+              for chain in symbolize(edges)]
+    report(f"{len(edges)} new edges {span}, by whether {os.path.basename(other)}'s corpus "
+           f"reaches their source line:", edges, labels)
