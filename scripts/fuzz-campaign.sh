@@ -3,8 +3,9 @@
 # seeds (scripts/fuzz-corpus.sh), fuzzes each target in turn (nice 10, one process at a time,
 # libFuzzer's default single worker) starting from its committed corpus and the seeds, then
 # minimises what it found together with the committed corpus into fuzz/corpus/<target>/ (inputs
-# cut to 4 KB unless the cut loses an edge, duplicates and files identical to a fixture dropped). libFuzzer's logs, each line
-# prefixed with the seconds since the run started, go to $CARGO_TARGET_DIR/fuzz/campaign/<target>.log;
+# cut to 4 KB unless the cut loses an edge, duplicates and files identical to a fixture
+# dropped). libFuzzer's logs, each line prefixed with the seconds since the run started, go to
+# $CARGO_TARGET_DIR/fuzz/campaign/<target>.log;
 # crashes to fuzz/artifacts/<target>/. Prints, per target, one row of the RELIABILITY.md table
 # (scripts/fuzz-plateau.py: executions, exec/s, cov, ft, when `cov` last grew, the edges gained in
 # the last half of the run, whether it plateaued: none), corpus kept, crashes; then where the last

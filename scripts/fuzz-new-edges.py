@@ -70,7 +70,6 @@ if from_t is None:
     from_t = end / 2
 
 
-
 def pcs_section(binary):
     """The `__sancov_pcs` section's (address, file offset, size)."""
     sections = subprocess.run(["readelf", "-SW", binary], capture_output=True, text=True,
@@ -143,13 +142,14 @@ def origin(func, path):
     return ("unknown", "??", path)
 
 
-def report(title, addrs, classes=None):
-    """Prints the count per origin and, for this workspace's code, every function and line; with
-    `classes` (one label per address) the counts are split by label."""
+def report(title, frames, classes=None):
+    """Prints the count per origin of the edges whose `symbolize` frames are given and, for this
+    workspace's code, every function and line; with `classes` (one label per edge) the counts are
+    split by label."""
     counts = collections.Counter()
     split = collections.defaultdict(collections.Counter)  # per origin: the counts per label
     funcs = collections.defaultdict(collections.Counter)  # per origin: the functions, by edges
-    for n, chain in enumerate(symbolize(addrs)):
+    for n, chain in enumerate(frames):
         func, file, ln = chain[0] if chain else ("??", "??", "0")
         kind, name, rel = origin(func, file)
         counts[(kind, name)] += 1
@@ -183,11 +183,11 @@ def pc_table(binary=binary):
     relocs = subprocess.run(["readelf", "-rW", binary], capture_output=True, text=True,
                             check=True).stdout
     for line in relocs.splitlines():
-        f = line.split()
-        if len(f) == 4 and f[2] == "R_X86_64_RELATIVE":
-            off = int(f[0], 16) - pcs_addr
+        cols = line.split()
+        if len(cols) == 4 and cols[2] == "R_X86_64_RELATIVE":
+            off = int(cols[0], 16) - pcs_addr
             if 0 <= off < pcs_size and off % 16 == 0:
-                table[off // 16] = int(f[3], 16)
+                table[off // 16] = int(cols[3], 16)
     return table
 
 
@@ -210,8 +210,9 @@ def replay(dirs, binary=binary):
 span = f"from {from_t:.0f} s to {end:.0f} s"
 if log == "-" and not args.replay:
     sys.exit("LOG `-` reads no run: give --replay")
+edge_frames = symbolize(edges)  # read once, for every report below
 if not args.replay and not args.against:
-    report(f"{len(edges)} new edges {span}:", edges)
+    report(f"{len(edges)} new edges {span}:", edge_frames)
     sys.exit(0)
 
 if args.replay:
@@ -226,10 +227,11 @@ if args.replay:
     print(f"replays of {' '.join(args.replay)}: {', '.join(str(len(r)) for r in runs)} edges "
           f"reached; {len(every)} in every replay, {len(some - every)} only in some")
     if log != "-":
-        report(f"{len(edges)} new edges {span}, by what the replays reach:", edges, classes)
+        report(f"{len(edges)} new edges {span}, by what the replays reach:", edge_frames,
+               classes)
     if some - every:
         report(f"{len(some - every)} edges the replays reach only sometimes:",
-               sorted(table[i] for i in some - every))
+               symbolize(sorted(table[i] for i in some - every)))
 
 if args.against and log != "-":
     # Another target's binary and corpus: is the source line of each new edge one that target
@@ -240,6 +242,6 @@ if args.against and log != "-":
     lines = {(path, ln) for chain in symbolize([other_table[i] for i in reached], other)
              for _, path, ln in chain}
     labels = ["elsewhere" if chain and chain[0][1:] in lines else "only here"
-              for chain in symbolize(edges)]
+              for chain in edge_frames]
     report(f"{len(edges)} new edges {span}, by whether {os.path.basename(other)}'s corpus "
-           f"reaches their source line:", edges, labels)
+           f"reaches their source line:", edge_frames, labels)
